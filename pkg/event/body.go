@@ -1,0 +1,133 @@
+package event
+
+import "encoding/json"
+
+// Body appends to dst the webhook body for the event: Raw with every
+// top-level eventId member removed and eventType set to DefaultType when it
+// is absent or null. All other bytes are copied unchanged. Body does not
+// allocate beyond growing dst.
+func (e *Event) Body(dst []byte) []byte {
+	return renderBody(dst, e.Raw)
+}
+
+// renderBody expects raw to be a valid JSON object (Parse guarantees it).
+// Each kept member is copied from just after its separator ('{' or ',') to
+// the end of its value, so the sender's whitespace survives; the text after
+// the last member's value (whitespace and '}') is copied as is.
+func renderBody(dst, raw []byte) []byte {
+	i := skipSpace(raw, 0)
+	if i >= len(raw) || raw[i] != '{' {
+		return append(dst, raw...)
+	}
+	i++
+	dst = append(dst, raw[:i]...)
+	tail, kept, hasType := i, 0, false
+	for {
+		lead := i
+		i = skipSpace(raw, i)
+		if i >= len(raw) || raw[i] == '}' {
+			break
+		}
+		keyStart := i
+		i = skipString(raw, i)
+		key := raw[keyStart:i]
+		i = skipSpace(raw, i) + 1 // past ':'
+		valStart := skipSpace(raw, i)
+		valEnd := skipValue(raw, valStart)
+		tail = valEnd
+		i = skipSpace(raw, valEnd)
+		if i < len(raw) && raw[i] == ',' {
+			i++
+		}
+
+		drop := keyIs(key, "eventId")
+		if keyIs(key, "eventType") {
+			if string(raw[valStart:valEnd]) == "null" {
+				drop = true
+			} else {
+				hasType = true
+			}
+		}
+		if drop {
+			continue
+		}
+		if kept > 0 {
+			dst = append(dst, ',')
+		}
+		dst = append(dst, raw[lead:valEnd]...)
+		kept++
+	}
+	if !hasType {
+		if kept > 0 {
+			dst = append(dst, ',')
+		}
+		dst = append(dst, `"eventType":"`+DefaultType+`"`...)
+	}
+	return append(dst, raw[tail:]...)
+}
+
+func keyIs(quoted []byte, name string) bool {
+	if len(quoted) == len(name)+2 && string(quoted[1:len(quoted)-1]) == name {
+		return true
+	}
+	// Rare: a key spelled with escapes, like "event\u0049d".
+	for _, c := range quoted {
+		if c == '\\' {
+			var s string
+			return json.Unmarshal(quoted, &s) == nil && s == name
+		}
+	}
+	return false
+}
+
+func skipSpace(b []byte, i int) int {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
+		i++
+	}
+	return i
+}
+
+// skipString returns the index just past the string starting at b[i] == '"'.
+func skipString(b []byte, i int) int {
+	for i++; i < len(b); i++ {
+		switch b[i] {
+		case '\\':
+			i++
+		case '"':
+			return i + 1
+		}
+	}
+	return i
+}
+
+// skipValue returns the index just past the JSON value starting at b[i].
+func skipValue(b []byte, i int) int {
+	if i >= len(b) {
+		return i
+	}
+	switch b[i] {
+	case '"':
+		return skipString(b, i)
+	case '{', '[':
+		depth := 0
+		for ; i < len(b); i++ {
+			switch b[i] {
+			case '"':
+				i = skipString(b, i) - 1
+			case '{', '[':
+				depth++
+			case '}', ']':
+				depth--
+				if depth == 0 {
+					return i + 1
+				}
+			}
+		}
+		return i
+	default: // number, true, false, null
+		for i < len(b) && b[i] != ',' && b[i] != '}' && b[i] != ']' && b[i] != ' ' && b[i] != '\t' && b[i] != '\n' && b[i] != '\r' {
+			i++
+		}
+		return i
+	}
+}

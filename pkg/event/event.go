@@ -1,0 +1,137 @@
+// Package event parses feedback events, the records upstream senders produce,
+// and renders the webhook body receivers get.
+//
+// Parse validates a record value against schemas/feedback-event.schema.json
+// and extracts the fields feedbackd routes on. Body then edits the original
+// bytes: it removes eventId and fills in eventType, and changes nothing else,
+// so field order, number formatting and unknown fields reach the receiver as
+// the sender wrote them.
+package event
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+
+	"github.com/santhosh-tekuri/jsonschema/v6"
+
+	"github.com/feedbackd/feedbackd/schemas"
+)
+
+// DefaultType is the eventType receivers get when the event has none.
+const DefaultType = "message.feedback"
+
+// MaxSize is the largest record value Parse accepts.
+const MaxSize = 256 << 10
+
+// Statuses that are delivered; any other feedbackStatus.value is skipped.
+const (
+	StatusSent      = "sent"
+	StatusDelivered = "delivered"
+	StatusBounce    = "bounce"
+	StatusError     = "error"
+)
+
+// Deliverable reports whether events with this status are sent to webhooks.
+func Deliverable(status string) bool {
+	switch status {
+	case StatusSent, StatusDelivered, StatusBounce, StatusError:
+		return true
+	}
+	return false
+}
+
+// Event is a validated feedback event. Raw is the record value it was parsed
+// from and must not be modified while the Event is in use.
+type Event struct {
+	Raw        []byte
+	ID         string // eventId, "" when the sender did not set one
+	RequestID  string
+	Org        string
+	SandboxID  string
+	Channel    string
+	CampaignID string
+	Status     string
+}
+
+// Key is the config key of the event's tenant: "<imsOrg>/<sandboxId>".
+func (e *Event) Key() string { return e.Org + "/" + e.SandboxID }
+
+// InvalidError says why a record is not a valid feedback event. Field is the
+// dotted path of the offending field ("" for the document as a whole).
+type InvalidError struct {
+	Reason  string // "invalid_json", "too_large" or "schema"
+	Field   string
+	Message string
+}
+
+func (e *InvalidError) Error() string {
+	if e.Field == "" {
+		return e.Reason + ": " + e.Message
+	}
+	return e.Reason + ": " + e.Field + ": " + e.Message
+}
+
+var eventSchema = schemas.MustCompile(schemas.Event)
+
+// Parse validates raw against the event schema and returns the event. An
+// invalid record yields an *InvalidError. Parse is safe for concurrent use.
+func Parse(raw []byte) (*Event, error) {
+	if len(raw) > MaxSize {
+		return nil, &InvalidError{Reason: "too_large", Message: fmt.Sprintf("%d bytes, limit %d", len(raw), MaxSize)}
+	}
+	if !json.Valid(raw) {
+		return nil, &InvalidError{Reason: "invalid_json", Message: syntaxError(raw)}
+	}
+	doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(raw))
+	if err != nil {
+		return nil, &InvalidError{Reason: "invalid_json", Message: err.Error()}
+	}
+	if err := eventSchema.Validate(doc); err != nil {
+		return nil, schemaError(err)
+	}
+	// The schema guarantees every type assertion below.
+	m := doc.(map[string]any)
+	ev := &Event{
+		Raw:        raw,
+		RequestID:  m["requestId"].(string),
+		Org:        m["imsOrg"].(string),
+		SandboxID:  m["sandbox"].(map[string]any)["id"].(string),
+		Channel:    m["channel"].(string),
+		CampaignID: m["messageExecution"].(map[string]any)["campaignID"].(string),
+		Status:     m["messageDeliveryFeedback"].(map[string]any)["feedbackStatus"].(map[string]any)["value"].(string),
+	}
+	if id, ok := m["eventId"].(string); ok {
+		ev.ID = id
+	}
+	return ev, nil
+}
+
+func syntaxError(raw []byte) string {
+	var v any
+	err := json.Unmarshal(raw, &v)
+	var se *json.SyntaxError
+	if errors.As(err, &se) {
+		return fmt.Sprintf("%s at byte %d", se.Error(), se.Offset)
+	}
+	if err != nil {
+		return err.Error()
+	}
+	return "not JSON"
+}
+
+func schemaError(err error) error {
+	field, msg := schemas.Explain(err)
+	return &InvalidError{Reason: "schema", Field: field, Message: msg}
+}
+
+// DeriveID returns the webhook-id of an event without eventId: stable for a
+// given record, so retries and replays of it carry the same id.
+func DeriveID(topic string, partition int32, offset int64) string {
+	sum := sha256.Sum256([]byte(topic + "/" + strconv.Itoa(int(partition)) + "/" + strconv.FormatInt(offset, 10)))
+	return "msg_" + hex.EncodeToString(sum[:16])
+}

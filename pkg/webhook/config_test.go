@@ -1,0 +1,108 @@
+package webhook
+
+import (
+	"errors"
+	"strings"
+	"testing"
+)
+
+const good = `{"imsOrg":"org1","sandbox":{"id":"sb1","name":"prod"},"name":"n","channels":["email"],"url":"https://hooks.example.com/feedback"}`
+
+func TestDecodeDefaults(t *testing.T) {
+	c, err := Decode([]byte(good), Policy{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Auth.Type != AuthNone || !c.Enabled || len(c.Campaigns) != 1 || c.Campaigns[0] != AllCampaigns {
+		t.Fatalf("defaults not applied: %+v", c)
+	}
+	if c.Key() != "org1/sb1" {
+		t.Fatalf("Key = %q", c.Key())
+	}
+}
+
+func TestDecodeFieldErrors(t *testing.T) {
+	edit := func(old, new string) string { return strings.Replace(good, old, new, 1) }
+	tests := []struct {
+		name, body, field string
+		policy            Policy
+	}{
+		{"not json", `{`, "", Policy{}},
+		{"missing url", edit(`,"url":"https://hooks.example.com/feedback"`, ``), "url", Policy{}},
+		{"missing sandbox id", edit(`"id":"sb1",`, ``), "sandbox.id", Policy{}},
+		{"unknown field", edit(`"name":"n"`, `"name":"n","colour":"red"`), "colour", Policy{}},
+		{"bad channel", edit(`["email"]`, `["push"]`), "channels.0", Policy{}},
+		{"no channels", edit(`["email"]`, `[]`), "channels", Policy{}},
+		{"duplicate channels", edit(`["email"]`, `["sms","sms"]`), "channels", Policy{}},
+		{"http refused", edit(`https://hooks`, `http://hooks`), "url", Policy{}},
+		{"relative url", edit(`https://hooks.example.com/feedback`, `/feedback`), "url", Policy{}},
+		{"credentials in url", edit(`https://hooks`, `https://u:p@hooks`), "url", Policy{}},
+		{"loopback ip", edit(`hooks.example.com`, `127.0.0.1`), "url", Policy{}},
+		{"metadata ip", edit(`hooks.example.com`, `169.254.169.254`), "url", Policy{}},
+		{"mapped loopback", edit(`hooks.example.com`, `[::ffff:127.0.0.1]`), "url", Policy{}},
+		{"localhost", edit(`hooks.example.com`, `localhost:8443`), "url", Policy{}},
+		{"jwt not yet", edit(`"name":"n"`, `"name":"n","auth":{"type":"jwt"}`), "auth.type", Policy{}},
+		{"reserved header", edit(`"name":"n"`, `"name":"n","headers":{"Webhook-Signature":"x"}`), "headers.Webhook-Signature", Policy{}},
+		{"host header", edit(`"name":"n"`, `"name":"n","headers":{"Host":"x"}`), "headers.Host", Policy{}},
+		{"header newline", edit(`"name":"n"`, `"name":"n","headers":{"X-A":"a\r\nX-B: b"}`), "headers.X-A", Policy{}},
+		{"header bad name", edit(`"name":"n"`, `"name":"n","headers":{"X A":"a"}`), "headers.X A", Policy{}},
+		{"bad org", edit(`"org1"`, `"org/1"`), "imsOrg", Policy{}},
+		{"wildcard plus ids", edit(`"name":"n"`, `"name":"n","campaigns":["*","c1"]`), "campaigns", Policy{}},
+		{"bad campaign id", edit(`"name":"n"`, `"name":"n","campaigns":["a b"]`), "campaigns.0", Policy{}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Decode([]byte(tt.body), tt.policy)
+			var fe *FieldError
+			if !errors.As(err, &fe) {
+				t.Fatalf("want *FieldError, got %v", err)
+			}
+			if fe.Field != tt.field {
+				t.Fatalf("field = %q (%v), want %q", fe.Field, fe, tt.field)
+			}
+		})
+	}
+}
+
+func TestDecodeDevPolicy(t *testing.T) {
+	body := strings.Replace(good, "https://hooks.example.com", "http://127.0.0.1:9000", 1)
+	if _, err := Decode([]byte(body), Policy{AllowHTTP: true, AllowPrivateNetworks: true}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestSkipReason(t *testing.T) {
+	c := &Config{Channels: []string{ChannelEmail}, Campaigns: []string{"c1"}}
+	tests := []struct{ channel, campaign, want string }{
+		{"email", "c1", ""},
+		{"sms", "c1", SkipChannel},
+		{"email", "c2", SkipCampaign},
+	}
+	for _, tt := range tests {
+		if got := c.SkipReason(tt.channel, tt.campaign); got != tt.want {
+			t.Errorf("SkipReason(%s,%s) = %q, want %q", tt.channel, tt.campaign, got, tt.want)
+		}
+	}
+	c.Campaigns = []string{AllCampaigns}
+	if got := c.SkipReason("email", "anything"); got != "" {
+		t.Errorf("wildcard campaign skipped: %q", got)
+	}
+}
+
+func FuzzDecode(f *testing.F) {
+	f.Add([]byte(good))
+	f.Add([]byte(`{"imsOrg":"o","sandbox":{"id":"s"},"name":"n","channels":["sms"],"url":"https://[::1]:0/x","headers":{"a":"b"}}`))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		c, err := Decode(body, Policy{})
+		if err != nil {
+			var fe *FieldError
+			if !errors.As(err, &fe) {
+				t.Fatalf("error is not *FieldError: %v", err)
+			}
+			return
+		}
+		if c.Org == "" || c.Sandbox.ID == "" || c.URL == "" || len(c.Channels) == 0 {
+			t.Fatalf("accepted incomplete config: %+v", c)
+		}
+	})
+}
