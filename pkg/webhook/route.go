@@ -10,10 +10,10 @@ import (
 
 // Skip reasons, used as metric labels.
 const (
-	SkipNoConfig        = "no_config"
-	SkipChannel         = "channel_not_selected"
-	SkipCampaign        = "campaign_not_enabled"
-	SkipStatus          = "status_not_delivered"
+	SkipNoConfig = "no_config"
+	SkipChannel  = "channel_not_selected"
+	SkipCampaign = "campaign_not_enabled"
+	SkipStatus   = "status_not_delivered"
 )
 
 // SkipReason returns why an event on channel for campaignID is not for this
