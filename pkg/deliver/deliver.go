@@ -1,0 +1,228 @@
+// Package deliver sends one signed webhook attempt and judges its result.
+//
+// The status rules live in judge and classify, and nowhere else:
+// 2xx is delivered; 408, 425, 429, 5xx, timeouts and network errors are
+// retried (honouring Retry-After); 410 is rejected and disables the config;
+// 3xx (never followed) and other 4xx are rejected; a URL that is invalid or
+// resolves to a forbidden address is unreachable and never retried.
+package deliver
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/feedbackd/feedbackd/pkg/netguard"
+	"github.com/feedbackd/feedbackd/pkg/webhook"
+)
+
+// Verdict is what an attempt means for the event.
+type Verdict int
+
+const (
+	Delivered   Verdict = iota // 2xx
+	Retry                      // try again later
+	Reject                     // the endpoint refused it: dead-letter
+	Gone                       // 410: dead-letter and disable the config
+	Unreachable                // invalid URL or forbidden address: dead-letter
+	Aborted                    // our own context ended (shutdown): not an attempt
+)
+
+// Result describes one attempt. Class is a short classified error from a
+// fixed vocabulary ("http_503", "timeout", "connection_refused", ...), safe
+// for logs and dead-letter headers: it never holds a URL or a secret.
+type Result struct {
+	Verdict    Verdict
+	Status     int // HTTP status, 0 when there was no response
+	Class      string
+	RetryAfter time.Duration
+	Duration   time.Duration
+}
+
+// Outcome is the metric label of the attempt: success, retryable, rejected
+// (an HTTP status that is not retried) or error (no HTTP response).
+func (r Result) Outcome() string {
+	switch {
+	case r.Verdict == Delivered:
+		return "success"
+	case r.Status == 0:
+		return "error"
+	case r.Verdict == Retry:
+		return "retryable"
+	default:
+		return "rejected"
+	}
+}
+
+// Options configure a Client.
+type Options struct {
+	Timeout              time.Duration // one attempt, connection included
+	MaxResponseBytes     int64         // response body read before closing
+	AllowPrivateNetworks bool          // skip the dial-time address check
+	UserAgent            string
+	TLSConfig            *tls.Config // nil: system roots
+	MaxIdleConnsPerHost  int
+}
+
+// Client sends attempts. It is safe for concurrent use and keeps
+// connections alive per endpoint.
+type Client struct {
+	http *http.Client
+	opts Options
+}
+
+// New builds a Client. Proxies from the environment are ignored on purpose:
+// a proxy would dial on our behalf and bypass the address check.
+func New(opts Options) *Client {
+	if opts.MaxResponseBytes <= 0 {
+		opts.MaxResponseBytes = 64 << 10
+	}
+	if opts.MaxIdleConnsPerHost <= 0 {
+		opts.MaxIdleConnsPerHost = 64
+	}
+	dialer := &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}
+	if !opts.AllowPrivateNetworks {
+		dialer.Control = netguard.Control
+	}
+	tr := &http.Transport{
+		DialContext:            dialer.DialContext,
+		ForceAttemptHTTP2:      true,
+		MaxIdleConns:           4096,
+		MaxIdleConnsPerHost:    opts.MaxIdleConnsPerHost,
+		IdleConnTimeout:        90 * time.Second,
+		TLSHandshakeTimeout:    10 * time.Second,
+		ExpectContinueTimeout:  time.Second,
+		MaxResponseHeaderBytes: 64 << 10,
+		TLSClientConfig:        opts.TLSConfig,
+	}
+	return &Client{
+		opts: opts,
+		http: &http.Client{
+			Transport: tr,
+			// Never follow redirects: a 3xx is the endpoint's answer.
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		},
+	}
+}
+
+// Close drops idle connections.
+func (c *Client) Close() { c.http.CloseIdleConnections() }
+
+// Send makes one attempt: it signs body for webhook id with the target's
+// secret at the current time, POSTs it, and judges the answer. ctx bounds
+// the attempt together with Options.Timeout.
+func (c *Client) Send(ctx context.Context, t *webhook.Target, id string, body []byte) Result {
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(ctx, c.opts.Timeout)
+	defer cancel()
+
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, t.Config.URL, bytes.NewReader(body))
+	if err != nil {
+		return Result{Verdict: Unreachable, Class: "invalid_url", Duration: time.Since(start)}
+	}
+	h := make(http.Header, len(t.Header)+6)
+	for k, v := range t.Header { // custom first: reserved headers below win
+		h[k] = v
+	}
+	ts := start.Unix()
+	h["Content-Type"] = []string{"application/json"}
+	h["User-Agent"] = []string{c.opts.UserAgent}
+	h["Webhook-Id"] = []string{id}
+	h["Webhook-Timestamp"] = []string{strconv.FormatInt(ts, 10)}
+	h["Webhook-Signature"] = []string{string(t.Signer.AppendSignature(make([]byte, 0, 48), id, ts, body))}
+	req.Header = h
+
+	resp, err := c.http.Do(req)
+	if err != nil {
+		r := classify(ctx, err)
+		r.Duration = time.Since(start)
+		return r
+	}
+	// Read a bounded amount so the connection can be reused; a longer body
+	// is cut and the connection closed.
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, c.opts.MaxResponseBytes))
+	resp.Body.Close()
+	r := judge(resp.StatusCode, resp.Header, start)
+	r.Duration = time.Since(start)
+	return r
+}
+
+// judge applies the status rules to an HTTP response.
+func judge(status int, h http.Header, now time.Time) Result {
+	r := Result{Status: status, Class: "http_" + strconv.Itoa(status)}
+	switch {
+	case status >= 200 && status < 300:
+		r.Verdict, r.Class = Delivered, ""
+	case status == http.StatusRequestTimeout, status == http.StatusTooEarly,
+		status == http.StatusTooManyRequests, status >= 500:
+		r.Verdict = Retry
+		r.RetryAfter = parseRetryAfter(h.Get("Retry-After"), now)
+	case status == http.StatusGone:
+		r.Verdict = Gone
+	default: // 1xx, 3xx, other 4xx
+		r.Verdict = Reject
+	}
+	return r
+}
+
+// parseRetryAfter reads delta-seconds or an HTTP date; 0 when absent or bad.
+func parseRetryAfter(v string, now time.Time) time.Duration {
+	if v == "" {
+		return 0
+	}
+	if s, err := strconv.Atoi(v); err == nil {
+		if s < 0 {
+			return 0
+		}
+		return time.Duration(s) * time.Second
+	}
+	if t, err := http.ParseTime(v); err == nil && t.After(now) {
+		return t.Sub(now)
+	}
+	return 0
+}
+
+// classify applies the rules to an attempt that got no response.
+func classify(ctx context.Context, err error) Result {
+	var (
+		dnsErr  *net.DNSError
+		certErr *tls.CertificateVerificationError
+		uaErr   x509.UnknownAuthorityError
+		hostErr x509.HostnameError
+		invErr  x509.CertificateInvalidError
+		recErr  tls.RecordHeaderError
+		alert   tls.AlertError
+		urlErr  *url.Error
+		netErr  net.Error
+	)
+	switch {
+	case errors.Is(err, netguard.ErrBlocked):
+		return Result{Verdict: Unreachable, Class: "address_blocked"}
+	case errors.Is(ctx.Err(), context.Canceled):
+		return Result{Verdict: Aborted, Class: "canceled"}
+	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &netErr) && netErr.Timeout():
+		return Result{Verdict: Retry, Class: "timeout"}
+	case errors.As(err, &dnsErr):
+		return Result{Verdict: Retry, Class: "dns"}
+	case errors.As(err, &certErr), errors.As(err, &uaErr), errors.As(err, &hostErr),
+		errors.As(err, &invErr), errors.As(err, &recErr), errors.As(err, &alert):
+		return Result{Verdict: Retry, Class: "tls"}
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return Result{Verdict: Retry, Class: "connection_refused"}
+	case errors.Is(err, syscall.ECONNRESET), errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, syscall.EPIPE):
+		return Result{Verdict: Retry, Class: "connection_reset"}
+	case errors.As(err, &urlErr) && urlErr.Op == "parse":
+		return Result{Verdict: Unreachable, Class: "invalid_url"}
+	default:
+		return Result{Verdict: Retry, Class: "network"}
+	}
+}

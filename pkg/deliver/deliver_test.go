@@ -1,0 +1,188 @@
+package deliver
+
+import (
+	"context"
+	"crypto/x509"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
+
+	"github.com/feedbackd/feedbackd/pkg/signature"
+	"github.com/feedbackd/feedbackd/pkg/webhook"
+)
+
+func TestJudge(t *testing.T) {
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	tests := []struct {
+		status     int
+		retryAfter string
+		want       Verdict
+		wantAfter  time.Duration
+		outcome    string
+	}{
+		{200, "", Delivered, 0, "success"},
+		{204, "", Delivered, 0, "success"},
+		{301, "", Reject, 0, "rejected"},
+		{302, "", Reject, 0, "rejected"},
+		{400, "", Reject, 0, "rejected"},
+		{401, "", Reject, 0, "rejected"},
+		{404, "", Reject, 0, "rejected"},
+		{408, "", Retry, 0, "retryable"},
+		{410, "", Gone, 0, "rejected"},
+		{425, "", Retry, 0, "retryable"},
+		{429, "7", Retry, 7 * time.Second, "retryable"},
+		{429, "-3", Retry, 0, "retryable"},
+		{500, "", Retry, 0, "retryable"},
+		{503, now.Add(90 * time.Second).Format(http.TimeFormat), Retry, 90 * time.Second, "retryable"},
+		{503, "soon", Retry, 0, "retryable"},
+	}
+	for _, tt := range tests {
+		t.Run(strconv.Itoa(tt.status)+tt.retryAfter, func(t *testing.T) {
+			h := http.Header{}
+			if tt.retryAfter != "" {
+				h.Set("Retry-After", tt.retryAfter)
+			}
+			r := judge(tt.status, h, now)
+			if r.Verdict != tt.want || r.RetryAfter != tt.wantAfter || r.Outcome() != tt.outcome {
+				t.Fatalf("judge(%d) = %+v outcome %s", tt.status, r, r.Outcome())
+			}
+		})
+	}
+}
+
+func target(t *testing.T, url string, headers map[string]string) (*webhook.Target, string) {
+	t.Helper()
+	secret, err := signature.NewSecret()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tg, err := webhook.NewTarget(&webhook.Stored{Config: webhook.Config{URL: url, Headers: headers}, Secret: secret})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tg, secret
+}
+
+func devClient() *Client {
+	return New(Options{Timeout: 2 * time.Second, AllowPrivateNetworks: true, UserAgent: "feedbackd/test"})
+}
+
+func TestSendSignsAndKeepsReservedHeaders(t *testing.T) {
+	type got struct {
+		h    http.Header
+		body []byte
+	}
+	ch := make(chan got, 1)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b := make([]byte, r.ContentLength)
+		_, _ = r.Body.Read(b)
+		ch <- got{r.Header.Clone(), b}
+	}))
+	defer srv.Close()
+	tg, secret := target(t, srv.URL, map[string]string{"X-Tenant": "a", "webhook-id": "forged", "Content-Type": "text/plain"})
+	body := []byte(`{"requestId":"r"}`)
+	r := devClient().Send(context.Background(), tg, "msg_1", body)
+	if r.Verdict != Delivered || r.Status != 200 {
+		t.Fatalf("Send = %+v", r)
+	}
+	g := <-ch
+	if g.h.Get("Webhook-Id") != "msg_1" || g.h.Get("Content-Type") != "application/json" || g.h.Get("X-Tenant") != "a" || g.h.Get("User-Agent") != "feedbackd/test" {
+		t.Fatalf("headers: %v", g.h)
+	}
+	wh, _ := standardwebhooks.NewWebhook(secret)
+	if err := wh.Verify(g.body, g.h); err != nil {
+		t.Fatalf("receiver cannot verify: %v", err)
+	}
+}
+
+func TestSendResults(t *testing.T) {
+	redirect := httptest.NewServer(http.RedirectHandler("http://169.254.169.254/", http.StatusFound))
+	defer redirect.Close()
+	slow := httptest.NewServer(http.HandlerFunc(hang))
+	defer slow.Close()
+	big := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		chunk := []byte(strings.Repeat("x", 1<<16))
+		for i := 0; i < 1<<10; i++ { // 64 MiB if we read it all
+			if _, err := w.Write(chunk); err != nil {
+				return
+			}
+		}
+	}))
+	defer big.Close()
+	reset := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		conn, _, _ := w.(http.Hijacker).Hijack()
+		conn.(*net.TCPConn).SetLinger(0)
+		conn.Close()
+	}))
+	defer reset.Close()
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	refused := "http://" + ln.Addr().String()
+	ln.Close()
+	tlsSrv := httptest.NewTLSServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+	defer tlsSrv.Close()
+
+	strict := New(Options{Timeout: 2 * time.Second, UserAgent: "t"})
+	short := New(Options{Timeout: 200 * time.Millisecond, AllowPrivateNetworks: true})
+	tests := []struct {
+		name    string
+		c       *Client
+		url     string
+		verdict Verdict
+		class   string
+	}{
+		{"redirect not followed", devClient(), redirect.URL, Reject, "http_302"},
+		{"timeout", short, slow.URL, Retry, "timeout"},
+		{"huge body is cut, still delivered", devClient(), big.URL, Delivered, ""},
+		{"reset", devClient(), reset.URL, Retry, "connection_reset"},
+		{"refused", devClient(), refused, Retry, "connection_refused"},
+		{"untrusted certificate", devClient(), tlsSrv.URL, Retry, "tls"},
+		{"loopback blocked at dial time", strict, tlsSrv.URL, Unreachable, "address_blocked"},
+		{"bad url", devClient(), "https://exa mple.com/", Unreachable, "invalid_url"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tg, _ := target(t, tt.url, nil)
+			r := tt.c.Send(context.Background(), tg, "id", []byte(`{}`))
+			if r.Verdict != tt.verdict || r.Class != tt.class {
+				t.Fatalf("Send = %+v, want verdict %d class %q", r, tt.verdict, tt.class)
+			}
+		})
+	}
+}
+
+func TestSendTrustedTLS(t *testing.T) {
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+	defer srv.Close()
+	pool := x509.NewCertPool()
+	pool.AddCert(srv.Certificate())
+	c := New(Options{Timeout: 2 * time.Second, AllowPrivateNetworks: true, TLSConfig: srv.Client().Transport.(*http.Transport).TLSClientConfig.Clone()})
+	tg, _ := target(t, srv.URL, nil)
+	if r := c.Send(context.Background(), tg, "id", []byte(`{}`)); r.Verdict != Delivered {
+		t.Fatalf("HTTPS delivery with trusted CA: %+v", r)
+	}
+}
+
+func TestSendAbortedByCaller(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(hang))
+	defer srv.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(50*time.Millisecond, cancel)
+	tg, _ := target(t, srv.URL, nil)
+	if r := devClient().Send(ctx, tg, "id", []byte(`{}`)); r.Verdict != Aborted {
+		t.Fatalf("cancelled attempt = %+v, want Aborted", r)
+	}
+}
+
+// hang answers only when the client goes away. net/http notices that only
+// once the handler has read the request body.
+func hang(w http.ResponseWriter, r *http.Request) {
+	_, _ = io.Copy(io.Discard, r.Body)
+	<-r.Context().Done()
+}
