@@ -1,0 +1,359 @@
+// Package configstore keeps webhook configs.
+//
+// The compacted topic feedback.configs (key "<imsOrg>/<sandboxId>") is the
+// source of truth; the admin API writes it. Every feedbackd instance tails
+// the topic into Redis, where a write only lands if its record offset is
+// newer than the stored one, so instances that lag cannot undo each other.
+// A marker key says Redis holds the whole topic: when Redis is flushed or
+// restarts empty the marker is gone, lookups answer ErrNotLoaded instead of
+// "no config", and the instance that notices replays the topic from the
+// start. In front of Redis each instance keeps a small cache; its own tail
+// of the topic invalidates entries as changes arrive, which is how a change
+// made through one instance reaches the caches of all of them.
+package configstore
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/feedbackd/feedbackd/pkg/webhook"
+)
+
+// Errors of lookups and writes.
+var (
+	ErrNotFound  = errors.New("no webhook config")
+	ErrNotLoaded = errors.New("webhook configs are not loaded in Redis yet")
+	ErrExists    = errors.New("a webhook config already exists for this organisation and sandbox")
+	ErrCorrupt   = errors.New("stored webhook config cannot be used")
+)
+
+// Options configure a Store.
+type Options struct {
+	Topic         string        // compacted configs topic
+	KeyPrefix     string        // prefix of every Redis key, e.g. "feedbackd:"
+	CacheTTL      time.Duration // how long a looked-up config is reused locally
+	CacheSize     int           // local cache entries
+	CheckInterval time.Duration // how often the Redis marker is checked
+	ApplyTimeout  time.Duration // how long a write waits to be visible locally
+	Logger        *slog.Logger
+	Registerer    prometheus.Registerer
+}
+
+func (o *Options) defaults() {
+	if o.Topic == "" {
+		o.Topic = "feedback.configs"
+	}
+	if o.KeyPrefix == "" {
+		o.KeyPrefix = "feedbackd:"
+	}
+	if o.CacheTTL <= 0 {
+		o.CacheTTL = 30 * time.Second
+	}
+	if o.CacheSize <= 0 {
+		o.CacheSize = 100_000
+	}
+	if o.CheckInterval <= 0 {
+		o.CheckInterval = 5 * time.Second
+	}
+	if o.ApplyTimeout <= 0 {
+		o.ApplyTimeout = 10 * time.Second
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Registerer == nil {
+		o.Registerer = prometheus.NewRegistry()
+	}
+}
+
+// Store reads and writes webhook configs. It is safe for concurrent use.
+// Run must be running for lookups to see changes and for writes to return.
+type Store struct {
+	opts     Options
+	producer *kgo.Client
+	kafka    []kgo.Opt // for the syncer's consumer clients
+	rdb      *redis.Client
+	cache    *cache
+	metrics  *Metrics
+	applied  applied
+	loaded   atomic.Bool
+}
+
+// New returns a Store. producer writes the configs topic and must allow
+// producing to it; kafkaOpts (seeds, TLS, SASL) are used to build the
+// consumer that tails it. New does no I/O.
+func New(producer *kgo.Client, kafkaOpts []kgo.Opt, rdb *redis.Client, opts Options) *Store {
+	opts.defaults()
+	return &Store{
+		opts:     opts,
+		producer: producer,
+		kafka:    kafkaOpts,
+		rdb:      rdb,
+		cache:    newCache(opts.CacheSize, opts.CacheTTL),
+		metrics:  newMetrics(opts.Registerer),
+		applied:  applied{changed: make(chan struct{})},
+	}
+}
+
+func (s *Store) redisKey(key string) string { return s.opts.KeyPrefix + "cfg:" + key }
+func (s *Store) markerKey() string          { return s.opts.KeyPrefix + "configs:loaded" }
+func (s *Store) lockKey(key string) string  { return s.opts.KeyPrefix + "lock:" + key }
+
+// Lookup returns the delivery target of a tenant, from the local cache or
+// Redis. It returns ErrNotFound when the tenant has no config, ErrNotLoaded
+// while Redis does not hold the configs, ErrCorrupt for an unusable stored
+// config, or a Redis error: only ErrNotFound is a final answer.
+func (s *Store) Lookup(ctx context.Context, org, sandboxID string) (*webhook.Target, error) {
+	key := webhook.Key(org, sandboxID)
+	if t, ok := s.cache.get(key); ok {
+		s.metrics.lookups.WithLabelValues("local", hitOrMiss(t)).Inc()
+		if t == nil {
+			return nil, ErrNotFound
+		}
+		return t, nil
+	}
+	s.metrics.lookups.WithLabelValues("local", "miss").Inc()
+	gen := s.cache.generation()
+	stored, err := s.read(ctx, key)
+	switch {
+	case errors.Is(err, ErrNotFound):
+		s.metrics.lookups.WithLabelValues("redis", "miss").Inc()
+		s.cache.put(key, nil, gen)
+		return nil, err
+	case err != nil:
+		s.metrics.lookups.WithLabelValues("redis", "error").Inc()
+		return nil, err
+	}
+	s.metrics.lookups.WithLabelValues("redis", "hit").Inc()
+	t, err := webhook.NewTarget(stored)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrCorrupt, err)
+	}
+	s.cache.put(key, t, gen)
+	return t, nil
+}
+
+func hitOrMiss(t *webhook.Target) string {
+	if t == nil {
+		return "miss" // a cached "no config"
+	}
+	return "hit"
+}
+
+// read fetches a stored config from Redis in one round trip together with
+// the marker, so that a missing key is only reported as ErrNotFound when
+// Redis is known to hold every config.
+func (s *Store) read(ctx context.Context, key string) (*webhook.Stored, error) {
+	var val *redis.StringCmd
+	var marker *redis.IntCmd
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		val = p.HGet(ctx, s.redisKey(key), "v")
+		marker = p.Exists(ctx, s.markerKey())
+		return nil
+	})
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return nil, fmt.Errorf("redis: %w", err)
+	}
+	if v := val.Val(); v != "" {
+		var st webhook.Stored
+		if err := json.Unmarshal([]byte(v), &st); err != nil {
+			return nil, fmt.Errorf("%w: %s: %w", ErrCorrupt, key, err)
+		}
+		return &st, nil
+	}
+	if marker.Val() == 0 {
+		return nil, ErrNotLoaded
+	}
+	return nil, ErrNotFound
+}
+
+// Get returns a stored config, read from Redis (not the cache).
+func (s *Store) Get(ctx context.Context, org, sandboxID string) (*webhook.Stored, error) {
+	return s.read(ctx, webhook.Key(org, sandboxID))
+}
+
+// List returns the stored configs of org, or of everyone when org is "",
+// sorted by key.
+func (s *Store) List(ctx context.Context, org string) ([]*webhook.Stored, error) {
+	if n, err := s.rdb.Exists(ctx, s.markerKey()).Result(); err != nil {
+		return nil, fmt.Errorf("redis: %w", err)
+	} else if n == 0 {
+		return nil, ErrNotLoaded
+	}
+	pattern := s.redisKey("*")
+	if org != "" { // org ids cannot hold glob characters (schema pattern)
+		pattern = s.redisKey(org + "/*")
+	}
+	var keys []string
+	iter := s.rdb.Scan(ctx, 0, pattern, 1000).Iterator()
+	for iter.Next(ctx) {
+		keys = append(keys, iter.Val())
+	}
+	if err := iter.Err(); err != nil {
+		return nil, fmt.Errorf("redis: %w", err)
+	}
+	slices.Sort(keys)
+	cmds := make([]*redis.StringCmd, len(keys))
+	if _, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, k := range keys {
+			cmds[i] = p.HGet(ctx, k, "v")
+		}
+		return nil
+	}); err != nil && !errors.Is(err, redis.Nil) {
+		return nil, fmt.Errorf("redis: %w", err)
+	}
+	out := make([]*webhook.Stored, 0, len(keys))
+	for i, c := range cmds {
+		if c.Val() == "" { // tombstone
+			continue
+		}
+		var st webhook.Stored
+		if err := json.Unmarshal([]byte(c.Val()), &st); err != nil {
+			return nil, fmt.Errorf("%w: %s: %w", ErrCorrupt, strings.TrimPrefix(keys[i], s.redisKey("")), err)
+		}
+		out = append(out, &st)
+	}
+	return out, nil
+}
+
+// Create stores a new config; ErrExists if the tenant already has one.
+func (s *Store) Create(ctx context.Context, st *webhook.Stored) error {
+	return s.withLock(ctx, st.Key(), func() error {
+		switch _, err := s.read(ctx, st.Key()); {
+		case err == nil:
+			return ErrExists
+		case !errors.Is(err, ErrNotFound):
+			return err
+		}
+		return s.write(ctx, st.Key(), st)
+	})
+}
+
+// Update applies change to the stored config of a tenant and stores the
+// result; ErrNotFound if there is none. Concurrent updates of one tenant,
+// from any instance, are serialised by a Redis lock.
+func (s *Store) Update(ctx context.Context, org, sandboxID string, change func(*webhook.Stored) error) (*webhook.Stored, error) {
+	key := webhook.Key(org, sandboxID)
+	var st *webhook.Stored
+	err := s.withLock(ctx, key, func() error {
+		var err error
+		if st, err = s.read(ctx, key); err != nil {
+			return err
+		}
+		if err := change(st); err != nil {
+			return err
+		}
+		return s.write(ctx, key, st)
+	})
+	return st, err
+}
+
+// Delete removes a tenant's config; ErrNotFound if there is none.
+func (s *Store) Delete(ctx context.Context, org, sandboxID string) error {
+	key := webhook.Key(org, sandboxID)
+	return s.withLock(ctx, key, func() error {
+		if _, err := s.read(ctx, key); err != nil {
+			return err
+		}
+		return s.write(ctx, key, nil)
+	})
+}
+
+// write produces the config (nil: a tombstone) and waits until this
+// instance has applied it, so that the caller reads its own write.
+func (s *Store) write(ctx context.Context, key string, st *webhook.Stored) error {
+	rec := &kgo.Record{Topic: s.opts.Topic, Key: []byte(key)}
+	if st != nil {
+		v, err := json.Marshal(st)
+		if err != nil {
+			return err
+		}
+		rec.Value = v
+	}
+	res, err := s.producer.ProduceSync(ctx, rec).First()
+	if err != nil {
+		return fmt.Errorf("write %s: %w", s.opts.Topic, err)
+	}
+	wctx, cancel := context.WithTimeout(ctx, s.opts.ApplyTimeout)
+	defer cancel()
+	if err := s.applied.wait(wctx, res.Partition, res.Offset); err != nil {
+		// The change is durable in Kafka and will be applied; only our
+		// read-your-write promise is late.
+		s.opts.Logger.Warn("config change written but not yet applied locally", "key", key, "err", err)
+	}
+	return nil
+}
+
+var unlockScript = redis.NewScript(`
+if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("DEL", KEYS[1]) end
+return 0`)
+
+func (s *Store) withLock(ctx context.Context, key string, fn func() error) error {
+	token := rand.Text()
+	for {
+		ok, err := s.rdb.SetNX(ctx, s.lockKey(key), token, 30*time.Second).Result()
+		if err != nil {
+			return fmt.Errorf("redis: %w", err)
+		}
+		if ok {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(25 * time.Millisecond):
+		}
+	}
+	defer unlockScript.Run(context.WithoutCancel(ctx), s.rdb, []string{s.lockKey(key)}, token)
+	return fn()
+}
+
+// applied tracks, per partition of the configs topic, the next offset this
+// instance has yet to apply.
+type applied struct {
+	mu      sync.Mutex
+	next    map[int32]int64
+	changed chan struct{}
+}
+
+func (a *applied) set(partition int32, next int64) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.next == nil {
+		a.next = map[int32]int64{}
+	}
+	if next > a.next[partition] {
+		a.next[partition] = next
+		close(a.changed)
+		a.changed = make(chan struct{})
+	}
+}
+
+func (a *applied) wait(ctx context.Context, partition int32, offset int64) error {
+	for {
+		a.mu.Lock()
+		done, ch := a.next[partition] > offset, a.changed
+		a.mu.Unlock()
+		if done {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}

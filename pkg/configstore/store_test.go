@@ -1,0 +1,173 @@
+package configstore
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/feedbackd/feedbackd/pkg/signature"
+	"github.com/feedbackd/feedbackd/pkg/topics"
+	"github.com/feedbackd/feedbackd/pkg/webhook"
+	"github.com/feedbackd/feedbackd/test/testenv"
+)
+
+type env struct {
+	kafka *testenv.Kafka
+	redis *testenv.Redis
+}
+
+func newEnv(t *testing.T) *env {
+	t.Helper()
+	e := &env{kafka: testenv.StartKafka(t), redis: testenv.StartRedis(t)}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(e.kafka.Seeds...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	if err := topics.Ensure(context.Background(), kadm.NewClient(cl), topics.Spec{Name: "feedback.configs", Partitions: 2, Configs: topics.Compacted()}); err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+// instance starts one Store with its syncer, as a feedbackd instance would.
+func (e *env) instance(t *testing.T, ttl time.Duration) *Store {
+	t.Helper()
+	kopts := []kgo.Opt{kgo.SeedBrokers(e.kafka.Seeds...)}
+	prod, err := kgo.NewClient(append(kopts, kgo.DefaultProduceTopic("feedback.configs"))...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(prod.Close)
+	s := New(prod, kopts, e.redis.Client, Options{CacheTTL: ttl, CheckInterval: 100 * time.Millisecond})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = s.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	waitFor(t, "configs loaded", s.Loaded)
+	return s
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func stored(t *testing.T, org, sb, url string) *webhook.Stored {
+	secret, err := signature.NewSecret()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &webhook.Stored{Config: webhook.Config{
+		Org: org, Sandbox: webhook.Sandbox{ID: sb}, Name: "n", Channels: []string{"email"},
+		URL: url, Auth: webhook.Auth{Type: webhook.AuthNone}, Campaigns: []string{"*"}, Enabled: true,
+	}, Secret: secret}
+}
+
+func TestCreateUpdateDeleteAcrossInstances(t *testing.T) {
+	e := newEnv(t)
+	a := e.instance(t, time.Hour) // long TTL: only invalidation can refresh the caches
+	b := e.instance(t, time.Hour)
+	ctx := testenv.Context(t, 30*time.Second)
+
+	if _, err := b.Lookup(ctx, "org1", "sb1"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("lookup before create: %v", err)
+	}
+	if err := a.Create(ctx, stored(t, "org1", "sb1", "https://one.example")); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Create(ctx, stored(t, "org1", "sb1", "https://two.example")); !errors.Is(err, ErrExists) {
+		t.Fatalf("second create: %v, want ErrExists", err)
+	}
+	// a reads its own write at once; b's cached "no config" is invalidated
+	// by its own tail of the topic.
+	if tg, err := a.Lookup(ctx, "org1", "sb1"); err != nil || tg.Config.URL != "https://one.example" {
+		t.Fatalf("a lookup after create: %v %v", tg, err)
+	}
+	waitFor(t, "b sees the new config", func() bool {
+		tg, err := b.Lookup(ctx, "org1", "sb1")
+		return err == nil && tg.Config.URL == "https://one.example"
+	})
+
+	if _, err := b.Update(ctx, "org1", "sb1", func(s *webhook.Stored) error { s.URL = "https://edited.example"; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "a sees the edit", func() bool {
+		tg, err := a.Lookup(ctx, "org1", "sb1")
+		return err == nil && tg.Config.URL == "https://edited.example"
+	})
+
+	list, err := a.List(ctx, "org1")
+	if err != nil || len(list) != 1 || list[0].URL != "https://edited.example" {
+		t.Fatalf("List = %v, %v", list, err)
+	}
+
+	if err := a.Delete(ctx, "org1", "sb1"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "b sees the delete", func() bool {
+		_, err := b.Lookup(ctx, "org1", "sb1")
+		return errors.Is(err, ErrNotFound)
+	})
+	if err := a.Delete(ctx, "org1", "sb1"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("second delete: %v", err)
+	}
+	if list, _ := a.List(ctx, ""); len(list) != 0 {
+		t.Fatalf("tombstone listed: %v", list)
+	}
+}
+
+func TestRedisFlushIsRebuiltFromTopic(t *testing.T) {
+	e := newEnv(t)
+	s := e.instance(t, time.Nanosecond) // no caching: every lookup reads Redis
+	ctx := testenv.Context(t, 30*time.Second)
+	for _, sb := range []string{"sb1", "sb2", "sb3"} {
+		if err := s.Create(ctx, stored(t, "org1", sb, "https://"+sb+".example")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Delete(ctx, "org1", "sb3"); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.redis.Client.FlushAll(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	// Right after the flush a lookup must not claim "no config".
+	if _, err := s.Lookup(ctx, "org1", "sb1"); errors.Is(err, ErrNotFound) {
+		t.Fatalf("lookup right after flush = %v, want ErrNotLoaded (or a rebuilt config)", err)
+	}
+	waitFor(t, "configs rebuilt", func() bool {
+		tg, err := s.Lookup(ctx, "org1", "sb2")
+		return err == nil && tg.Config.URL == "https://sb2.example"
+	})
+	if _, err := s.Lookup(ctx, "org1", "sb3"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("deleted config after rebuild: %v", err)
+	}
+}
+
+func TestOlderOffsetNeverOverwrites(t *testing.T) {
+	e := newEnv(t)
+	ctx := testenv.Context(t, 10*time.Second)
+	key := []string{"test:cfg:o/s"}
+	for _, step := range []struct {
+		offset int64
+		value  string
+	}{{5, "new"}, {3, "old"}, {5, "same offset"}} {
+		if err := applyScript.Run(ctx, e.redis.Client, key, step.offset, step.value).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if v := e.redis.Client.HGet(ctx, key[0], "v").Val(); v != "new" {
+		t.Fatalf("value = %q, want the newest write", v)
+	}
+}

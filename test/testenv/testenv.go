@@ -1,0 +1,128 @@
+// Package testenv starts the real parts integration tests run against: a
+// redis-server process and a kfake Kafka-protocol broker on loopback. Both
+// are torn down with the test.
+package testenv
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/twmb/franz-go/pkg/kfake"
+)
+
+// Redis is a redis-server process of one test.
+type Redis struct {
+	URL    string // redis.addr for feedbackd: unix:///... or redis://127.0.0.1:port
+	Addr   string // host:port (TCP)
+	Client *redis.Client
+	cmd    *exec.Cmd
+	port   int
+	dir    string
+}
+
+// StartRedis starts redis-server on a free loopback port with persistence
+// off. It fails the test if redis-server is not installed: `make test`
+// installs it.
+func StartRedis(t testing.TB) *Redis {
+	t.Helper()
+	bin, err := exec.LookPath("redis-server")
+	if err != nil {
+		t.Fatalf("redis-server not found: install it (apt-get install redis-server) or run `make test`, which does")
+	}
+	dir, err := os.MkdirTemp("", "fbredis")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &Redis{dir: dir, port: freePort(t)}
+	r.Addr = fmt.Sprintf("127.0.0.1:%d", r.port)
+	r.URL = "redis://" + r.Addr
+	r.start(t, bin)
+	r.Client = redis.NewClient(&redis.Options{Addr: r.Addr})
+	t.Cleanup(func() {
+		r.Client.Close()
+		r.Kill()
+		os.RemoveAll(dir)
+	})
+	return r
+}
+
+func (r *Redis) start(t testing.TB, bin string) {
+	t.Helper()
+	r.cmd = exec.Command(bin, "--port", fmt.Sprint(r.port), "--bind", "127.0.0.1", "--save", "",
+		"--appendonly", "no", "--dir", r.dir, "--logfile", filepath.Join(r.dir, "redis.log"))
+	if err := r.cmd.Start(); err != nil {
+		t.Fatalf("start redis-server: %v", err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		c, err := net.Dial("tcp", r.Addr)
+		if err == nil {
+			c.Close()
+			return
+		}
+		if time.Now().After(deadline) {
+			log, _ := os.ReadFile(filepath.Join(r.dir, "redis.log"))
+			t.Fatalf("redis-server did not start: %v\n%s", err, log)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// Kill stops the server abruptly (SIGKILL); its data is gone.
+func (r *Redis) Kill() {
+	if r.cmd != nil && r.cmd.Process != nil {
+		_ = r.cmd.Process.Kill()
+		_ = r.cmd.Wait()
+		r.cmd = nil
+	}
+}
+
+// Restart starts an empty server on the same port after Kill.
+func (r *Redis) Restart(t testing.TB) {
+	t.Helper()
+	bin, _ := exec.LookPath("redis-server")
+	r.start(t, bin)
+}
+
+func freePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// Kafka is a kfake cluster of one test.
+type Kafka struct {
+	Cluster *kfake.Cluster
+	Seeds   []string
+}
+
+// StartKafka starts a single-broker kfake cluster on a random loopback
+// port. Topics are created by the code under test, as in production.
+func StartKafka(t testing.TB, opts ...kfake.Opt) *Kafka {
+	t.Helper()
+	opts = append([]kfake.Opt{kfake.NumBrokers(1), kfake.DefaultNumPartitions(1)}, opts...)
+	c, err := kfake.NewCluster(opts...)
+	if err != nil {
+		t.Fatalf("start kfake: %v", err)
+	}
+	t.Cleanup(c.Close)
+	return &Kafka{Cluster: c, Seeds: c.ListenAddrs()}
+}
+
+// Context returns a context that ends with the test or after d.
+func Context(t testing.TB, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	return ctx
+}
