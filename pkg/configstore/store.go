@@ -357,3 +357,13 @@ func (a *applied) wait(ctx context.Context, partition int32, offset int64) error
 		}
 	}
 }
+
+// Disable turns a tenant's config off, keeping it for inspection; its events
+// are then dead-lettered as endpoint_disabled until it is re-enabled.
+func (s *Store) Disable(ctx context.Context, org, sandboxID, reason string) error {
+	_, err := s.Update(ctx, org, sandboxID, func(st *webhook.Stored) error {
+		st.Enabled, st.DisabledReason, st.UpdatedAt = false, reason, time.Now().UTC()
+		return nil
+	})
+	return err
+}

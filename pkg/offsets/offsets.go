@@ -25,7 +25,6 @@ type Partition struct {
 	waiting int     // entries neither settled nor abandoned
 	idle    chan struct{}
 	next    kgo.EpochOffset // commit point: every record below it is settled
-	dirty   bool            // next moved since the last committable call
 	closed  bool
 }
 
@@ -96,7 +95,6 @@ func (p *Partition) mark(offset int64, to state) {
 	for p.start < len(p.pending) && p.pending[p.start].state == settled {
 		e := p.pending[p.start]
 		p.next = kgo.EpochOffset{Epoch: e.epoch, Offset: e.offset + 1}
-		p.dirty = true
 		p.start++
 	}
 }
@@ -124,15 +122,11 @@ func (p *Partition) Wait(ctx context.Context) error {
 	}
 }
 
-// committable returns the commit point if it moved since the last call.
+// committable returns the commit point, if any record settled yet.
 func (p *Partition) committable() (kgo.EpochOffset, bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if !p.dirty {
-		return kgo.EpochOffset{}, false
-	}
-	p.dirty = false
-	return p.next, true
+	return p.next, p.next.Offset > 0
 }
 
 // Tracker holds the partitions a consumer owns. It is safe for concurrent
@@ -202,8 +196,9 @@ func (t *Tracker) All() []*Partition {
 	return ps
 }
 
-// Committable returns the commit points of ps that moved since the last
-// call, in the shape kgo's CommitOffsetsSync takes.
+// Committable returns the commit points of ps, in the shape kgo's
+// CommitOffsetsSync takes. Committing the same point again is harmless, so
+// callers commit everything each time and a failed commit heals itself.
 func Committable(ps []*Partition) map[string]map[int32]kgo.EpochOffset {
 	out := map[string]map[int32]kgo.EpochOffset{}
 	for _, p := range ps {

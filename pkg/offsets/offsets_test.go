@@ -23,7 +23,7 @@ func TestCommitPointIsContiguous(t *testing.T) {
 	steps := []struct {
 		settle int64
 		want   int64
-		moved  bool
+		moved  bool // anything committable yet
 	}{
 		{11, 0, false}, // 10 still in flight
 		{14, 0, false},
@@ -36,9 +36,6 @@ func TestCommitPointIsContiguous(t *testing.T) {
 		if moved != s.moved || (moved && got != s.want) {
 			t.Fatalf("after settling %d: commit %d moved %v, want %d %v", s.settle, got, moved, s.want, s.moved)
 		}
-	}
-	if _, moved := commitPoint(t, p); moved {
-		t.Fatal("commit point reported again without moving")
 	}
 }
 

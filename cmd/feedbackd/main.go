@@ -1,0 +1,122 @@
+// Command feedbackd consumes delivery-feedback events from Kafka and sends
+// them to tenants' webhooks, signed, with retries and a dead-letter topic.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/spf13/pflag"
+
+	"github.com/feedbackd/feedbackd/pkg/daemon"
+	"github.com/feedbackd/feedbackd/pkg/embedded"
+)
+
+// version is set at build time: -ldflags "-X main.version=...".
+var version = "dev"
+
+const usage = `feedbackd delivers delivery-feedback events from Kafka to tenants' webhooks.
+
+Usage:
+  feedbackd [--config FILE] [flags]     run against your Kafka and Redis
+  feedbackd --embedded [flags]          try it: everything in one process
+
+Examples:
+  # Real use: Kafka and Redis from the config file, the token from the environment.
+  FEEDBACKD_ADMIN_TOKEN=$(openssl rand -hex 24) feedbackd --config config/feedbackd.yaml
+
+  # Override any key with FEEDBACKD_<KEY> (dots become underscores, lists are comma-separated).
+  FEEDBACKD_KAFKA_BROKERS=k1:9092,k2:9092 FEEDBACKD_RETRY_SCHEDULE=10s,1m,10m feedbackd
+
+  # Try it out: in-process Kafka-protocol broker and Redis, a demo receiver and sample events.
+  feedbackd --embedded
+  feedbackd --embedded --demo=false --http-addr 127.0.0.1:18080
+
+Configuration keys are documented in config/feedbackd.yaml and the README.
+
+Flags:
+`
+
+func main() { os.Exit(run()) }
+
+func run() int {
+	flags := pflag.NewFlagSet("feedbackd", pflag.ContinueOnError)
+	flags.Usage = func() { fmt.Fprint(os.Stderr, usage+flags.FlagUsages()) }
+	configFile := flags.String("config", "", "configuration file (default: "+defaultConfigFile+" if it exists; embedded mode reads one only when given)")
+	flags.String("http-addr", "", "admin API, health and metrics listen address (http.addr)")
+	flags.StringSlice("kafka-brokers", nil, "Kafka seed brokers (kafka.brokers)")
+	flags.String("redis-addr", "", "Redis host:port or redis:// URL (redis.addr)")
+	flags.String("log-level", "", "debug, info, warn or error (log.level)")
+	flags.String("log-format", "", "json or text (log.format)")
+	showVersion := flags.Bool("version", false, "print the version and exit")
+	emb := embedded.Options{}
+	isEmbedded := flags.Bool("embedded", false, "run an in-process broker, Redis, demo receiver and sample events (not for production)")
+	flags.StringVar(&emb.KafkaAddr, "embedded-kafka-addr", "127.0.0.1:9092", "embedded mode: broker listen address")
+	flags.StringVar(&emb.RedisAddr, "embedded-redis-addr", "127.0.0.1:6379", "embedded mode: Redis listen address")
+	flags.StringVar(&emb.DataDir, "embedded-data-dir", ".feedbackd", "embedded mode: where the broker keeps its data")
+	flags.BoolVar(&emb.Demo, "demo", true, "embedded mode: run the demo receiver and sample events")
+	flags.StringVar(&emb.ReceiverAddr, "demo-receiver-addr", "127.0.0.1:8090", "embedded mode: demo receiver listen address")
+	flags.DurationVar(&emb.Interval, "demo-interval", embedded.DefaultInterval, "embedded mode: time between sample events")
+
+	if err := flags.Parse(os.Args[1:]); err != nil {
+		if errors.Is(err, pflag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if *showVersion {
+		fmt.Println("feedbackd", version)
+		return 0
+	}
+
+	cfg, isSet, file, err := loadConfig(flags, *configFile, !*isEmbedded)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "feedbackd:", err)
+		return 2
+	}
+	if *isEmbedded {
+		embedded.Adjust(&cfg, isSet, emb)
+	}
+	if err := cfg.Validate(); err != nil {
+		fmt.Fprintf(os.Stderr, "feedbackd: invalid configuration:\n%v\n", err)
+		return 2
+	}
+	log := newLogger(cfg.Log)
+	if file != "" {
+		log.Info("configuration file read", "file", file)
+	}
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	opts := daemon.Options{Version: version, Logger: log, Registry: reg}
+
+	if *isEmbedded {
+		err = embedded.Run(ctx, cfg, emb, opts)
+	} else {
+		err = daemon.Run(ctx, cfg, opts)
+	}
+	if err != nil {
+		log.Error("feedbackd failed", "err", err)
+		return 1
+	}
+	return 0
+}
+
+func newLogger(c daemon.LogConfig) *slog.Logger {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(c.Level))
+	o := &slog.HandlerOptions{Level: level}
+	if c.Format == "text" {
+		return slog.New(slog.NewTextHandler(os.Stderr, o))
+	}
+	return slog.New(slog.NewJSONHandler(os.Stderr, o))
+}

@@ -1,0 +1,222 @@
+package daemon
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/feedbackd/feedbackd/pkg/retry"
+)
+
+// Config is feedbackd's configuration, decoded from config/feedbackd.yaml,
+// FEEDBACKD_* variables and flags (see cmd/feedbackd). The mapstructure tags
+// are the configuration keys.
+type Config struct {
+	Kafka    KafkaConfig    `mapstructure:"kafka"`
+	Redis    RedisConfig    `mapstructure:"redis"`
+	HTTP     HTTPConfig     `mapstructure:"http"`
+	Admin    AdminConfig    `mapstructure:"admin"`
+	Retry    RetryConfig    `mapstructure:"retry"`
+	Delivery DeliveryConfig `mapstructure:"delivery"`
+	Configs  ConfigsConfig  `mapstructure:"configs"`
+	Shutdown ShutdownConfig `mapstructure:"shutdown"`
+	Log      LogConfig      `mapstructure:"log"`
+}
+
+// KafkaConfig says where the topics are.
+type KafkaConfig struct {
+	Brokers      []string     `mapstructure:"brokers"`
+	Group        string       `mapstructure:"group"`
+	ClientID     string       `mapstructure:"client_id"`
+	Topics       TopicsConfig `mapstructure:"topics"`
+	CreateTopics bool         `mapstructure:"create_topics"`
+	Partitions   int32        `mapstructure:"partitions"`
+}
+
+// TopicsConfig names the topics.
+type TopicsConfig struct {
+	Input       []string `mapstructure:"input"`
+	RetryPrefix string   `mapstructure:"retry_prefix"`
+	DLQ         string   `mapstructure:"dlq"`
+	Configs     string   `mapstructure:"configs"`
+}
+
+// RedisConfig says where Redis is.
+type RedisConfig struct {
+	Addr      string `mapstructure:"addr"`
+	KeyPrefix string `mapstructure:"key_prefix"`
+}
+
+// HTTPConfig is the admin, health and metrics listener.
+type HTTPConfig struct {
+	Addr string `mapstructure:"addr"`
+}
+
+// AdminConfig protects the admin API.
+type AdminConfig struct {
+	Token string `mapstructure:"token"`
+}
+
+// RetryConfig is the retry schedule.
+type RetryConfig struct {
+	Schedule []time.Duration `mapstructure:"schedule"`
+	Jitter   float64         `mapstructure:"jitter"`
+}
+
+// DeliveryConfig shapes HTTP attempts.
+type DeliveryConfig struct {
+	Timeout              time.Duration `mapstructure:"timeout"`
+	Concurrency          int           `mapstructure:"concurrency"`
+	MaxResponseBytes     int64         `mapstructure:"max_response_bytes"`
+	AllowPrivateNetworks bool          `mapstructure:"allow_private_networks"`
+	AllowHTTP            bool          `mapstructure:"allow_http"`
+}
+
+// ConfigsConfig tunes the webhook config cache.
+type ConfigsConfig struct {
+	CacheTTL      time.Duration `mapstructure:"cache_ttl"`
+	CacheSize     int           `mapstructure:"cache_size"`
+	CheckInterval time.Duration `mapstructure:"check_interval"`
+}
+
+// ShutdownConfig bounds the drain on SIGTERM.
+type ShutdownConfig struct {
+	Timeout time.Duration `mapstructure:"timeout"`
+}
+
+// LogConfig shapes logs.
+type LogConfig struct {
+	Level  string `mapstructure:"level"`
+	Format string `mapstructure:"format"`
+}
+
+// Defaults returns the configuration feedbackd runs with when nothing is
+// set. admin.token has no default: it must be chosen.
+func Defaults() Config {
+	return Config{
+		Kafka: KafkaConfig{
+			Brokers:  []string{"127.0.0.1:9092"},
+			Group:    "feedbackd",
+			ClientID: "feedbackd",
+			Topics: TopicsConfig{
+				Input:       []string{"feedback.sent", "feedback.delivered", "feedback.bounce", "feedback.error"},
+				RetryPrefix: "feedback.retry",
+				DLQ:         "feedback.dlq",
+				Configs:     "feedback.configs",
+			},
+			CreateTopics: true,
+			Partitions:   6,
+		},
+		Redis: RedisConfig{Addr: "127.0.0.1:6379", KeyPrefix: "feedbackd:"},
+		HTTP:  HTTPConfig{Addr: ":8080"},
+		Retry: RetryConfig{
+			Schedule: []time.Duration{5 * time.Second, 30 * time.Second, 2 * time.Minute, 10 * time.Minute,
+				30 * time.Minute, time.Hour, 2 * time.Hour, 4 * time.Hour, 8 * time.Hour},
+			Jitter: 0.1,
+		},
+		Delivery: DeliveryConfig{Timeout: 15 * time.Second, Concurrency: 256, MaxResponseBytes: 64 << 10},
+		Configs:  ConfigsConfig{CacheTTL: 30 * time.Second, CacheSize: 100_000, CheckInterval: 5 * time.Second},
+		Shutdown: ShutdownConfig{Timeout: 30 * time.Second},
+		Log:      LogConfig{Level: "info", Format: "json"},
+	}
+}
+
+// Validate checks the configuration; its error names the key at fault.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(key, format string, a ...any) { errs = append(errs, fmt.Errorf(key+": "+format, a...)) }
+
+	if len(c.Kafka.Brokers) == 0 {
+		bad("kafka.brokers", "at least one broker is required")
+	}
+	for _, b := range c.Kafka.Brokers {
+		if _, _, err := net.SplitHostPort(b); err != nil {
+			bad("kafka.brokers", "%q is not host:port", b)
+		}
+	}
+	if c.Kafka.Group == "" {
+		bad("kafka.group", "is required")
+	}
+	if len(c.Kafka.Topics.Input) == 0 {
+		bad("kafka.topics.input", "at least one input topic is required")
+	}
+	for key, v := range map[string]string{"kafka.topics.retry_prefix": c.Kafka.Topics.RetryPrefix, "kafka.topics.dlq": c.Kafka.Topics.DLQ, "kafka.topics.configs": c.Kafka.Topics.Configs} {
+		if v == "" {
+			bad(key, "is required")
+		}
+	}
+	for _, t := range c.Kafka.Topics.Input {
+		if t == c.Kafka.Topics.DLQ || t == c.Kafka.Topics.Configs || strings.HasPrefix(t, c.Kafka.Topics.RetryPrefix+".") {
+			bad("kafka.topics.input", "%q is also the dead-letter, configs or a retry topic", t)
+		}
+	}
+	if c.Kafka.Partitions < 1 {
+		bad("kafka.partitions", "must be at least 1")
+	}
+	if c.Redis.Addr == "" {
+		bad("redis.addr", "is required")
+	} else if _, err := RedisOptions(c.Redis.Addr); err != nil {
+		bad("redis.addr", "%v", err)
+	}
+	if _, _, err := net.SplitHostPort(c.HTTP.Addr); err != nil {
+		bad("http.addr", "%q is not [host]:port", c.HTTP.Addr)
+	}
+	if c.Admin.Token == "" {
+		bad("admin.token", "is required (set FEEDBACKD_ADMIN_TOKEN); it protects the admin API")
+	} else if len(c.Admin.Token) < 16 {
+		bad("admin.token", "must be at least 16 characters")
+	}
+	if err := c.RetryPolicy().Validate(); err != nil {
+		bad("retry.schedule", "%v", err)
+	}
+	if c.Delivery.Timeout < 100*time.Millisecond || c.Delivery.Timeout > 5*time.Minute {
+		bad("delivery.timeout", "%s is outside 100ms..5m", c.Delivery.Timeout)
+	}
+	if c.Delivery.Concurrency < 1 || c.Delivery.Concurrency > 100_000 {
+		bad("delivery.concurrency", "%d is outside 1..100000", c.Delivery.Concurrency)
+	}
+	if c.Delivery.MaxResponseBytes < 0 {
+		bad("delivery.max_response_bytes", "must not be negative")
+	}
+	if c.Configs.CacheTTL < 0 || c.Configs.CacheSize < 1 || c.Configs.CheckInterval < 10*time.Millisecond {
+		bad("configs", "cache_ttl must be >= 0, cache_size >= 1, check_interval >= 10ms")
+	}
+	if c.Shutdown.Timeout < time.Second {
+		bad("shutdown.timeout", "must be at least 1s")
+	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		bad("log.level", "%q is not debug, info, warn or error", c.Log.Level)
+	}
+	switch c.Log.Format {
+	case "json", "text":
+	default:
+		bad("log.format", "%q is not json or text", c.Log.Format)
+	}
+	return errors.Join(errs...)
+}
+
+// RetryPolicy is the configured retry schedule as a value.
+func (c *Config) RetryPolicy() retry.Policy {
+	return retry.Policy{Schedule: c.Retry.Schedule, Jitter: c.Retry.Jitter}
+}
+
+// RedisOptions accepts host:port or a redis://, rediss:// or unix:// URL.
+func RedisOptions(addr string) (*redis.Options, error) {
+	if strings.Contains(addr, "://") {
+		o, err := redis.ParseURL(addr)
+		if err != nil {
+			return nil, fmt.Errorf("not a valid Redis URL")
+		}
+		return o, nil
+	}
+	if _, _, err := net.SplitHostPort(addr); err != nil {
+		return nil, fmt.Errorf("%q is not host:port or a redis:// URL", addr)
+	}
+	return &redis.Options{Addr: addr}, nil
+}

@@ -1,0 +1,71 @@
+package daemon
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+func valid() Config {
+	c := Defaults()
+	c.Admin.Token = "0123456789abcdef"
+	return c
+}
+
+func TestDefaultsNeedOnlyAToken(t *testing.T) {
+	c := Defaults()
+	err := c.Validate()
+	if err == nil || !strings.Contains(err.Error(), "admin.token") {
+		t.Fatalf("defaults without a token: %v", err)
+	}
+	c = valid()
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestValidateNamesTheKey(t *testing.T) {
+	tests := []struct {
+		key    string
+		mutate func(*Config)
+	}{
+		{"kafka.brokers", func(c *Config) { c.Kafka.Brokers = nil }},
+		{"kafka.brokers", func(c *Config) { c.Kafka.Brokers = []string{"nohostport"} }},
+		{"kafka.group", func(c *Config) { c.Kafka.Group = "" }},
+		{"kafka.topics.input", func(c *Config) { c.Kafka.Topics.Input = []string{"feedback.dlq"} }},
+		{"kafka.partitions", func(c *Config) { c.Kafka.Partitions = 0 }},
+		{"redis.addr", func(c *Config) { c.Redis.Addr = "localhost" }},
+		{"redis.addr", func(c *Config) { c.Redis.Addr = "redis://:bad:port:/x" }},
+		{"http.addr", func(c *Config) { c.HTTP.Addr = "8080" }},
+		{"admin.token", func(c *Config) { c.Admin.Token = "short" }},
+		{"retry.schedule", func(c *Config) { c.Retry.Schedule = nil }},
+		{"retry.schedule", func(c *Config) { c.Retry.Jitter = 2 }},
+		{"delivery.timeout", func(c *Config) { c.Delivery.Timeout = time.Hour }},
+		{"delivery.concurrency", func(c *Config) { c.Delivery.Concurrency = 0 }},
+		{"shutdown.timeout", func(c *Config) { c.Shutdown.Timeout = 0 }},
+		{"log.level", func(c *Config) { c.Log.Level = "loud" }},
+		{"log.format", func(c *Config) { c.Log.Format = "xml" }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.key, func(t *testing.T) {
+			c := valid()
+			tt.mutate(&c)
+			err := c.Validate()
+			if err == nil || !strings.HasPrefix(err.Error(), tt.key+":") {
+				t.Fatalf("Validate() = %v, want an error about %s", err, tt.key)
+			}
+		})
+	}
+}
+
+func TestRedisOptions(t *testing.T) {
+	for _, addr := range []string{"127.0.0.1:6379", "redis://user:pw@10.0.0.1:6380/2", "rediss://h:6379", "unix:///tmp/redis.sock"} {
+		if _, err := RedisOptions(addr); err != nil {
+			t.Errorf("RedisOptions(%q) = %v", addr, err)
+		}
+	}
+	_, err := RedisOptions("redis://user:secretpw@h:notaport")
+	if err == nil || strings.Contains(err.Error(), "secretpw") {
+		t.Fatalf("a bad URL must be refused without echoing the password: %v", err)
+	}
+}

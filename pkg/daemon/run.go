@@ -1,0 +1,188 @@
+// Package daemon assembles feedbackd from its parts: it creates the topics,
+// the Kafka and Redis clients, the config store, the delivery client, the
+// pipeline and the HTTP server, and runs them until the context ends.
+package daemon
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/feedbackd/feedbackd/pkg/admin"
+	"github.com/feedbackd/feedbackd/pkg/configstore"
+	"github.com/feedbackd/feedbackd/pkg/deliver"
+	"github.com/feedbackd/feedbackd/pkg/pipeline"
+	"github.com/feedbackd/feedbackd/pkg/retry"
+	"github.com/feedbackd/feedbackd/pkg/topics"
+	"github.com/feedbackd/feedbackd/pkg/webhook"
+)
+
+// Options are the parts of a run that do not come from configuration.
+type Options struct {
+	Version  string
+	Logger   *slog.Logger
+	Registry *prometheus.Registry // metrics are registered and served from here
+	// DeliveryTLS overrides the TLS configuration of deliveries (tests use
+	// it to trust their own CA); nil means the system roots.
+	DeliveryTLS *tls.Config
+	// Listening, if set, is called with the HTTP listener's address once it
+	// accepts connections.
+	Listening func(addr net.Addr)
+}
+
+// Run runs feedbackd until ctx ends, then shuts down in order: the HTTP
+// server stops taking requests, the pipeline drains and commits (bounded by
+// shutdown.timeout), the config sync stops. It returns nil after a clean
+// stop and an error if a part could not start.
+func Run(ctx context.Context, cfg Config, opts Options) error {
+	if err := cfg.Validate(); err != nil {
+		return fmt.Errorf("invalid configuration: %w", err)
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	reg := opts.Registry
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+	}
+
+	kopts := []kgo.Opt{kgo.SeedBrokers(cfg.Kafka.Brokers...), kgo.ClientID(cfg.Kafka.ClientID)}
+	if err := ensureTopics(ctx, cfg, kopts, log); err != nil {
+		return err
+	}
+
+	ropts, _ := RedisOptions(cfg.Redis.Addr) // validated
+	rdb := redis.NewClient(ropts)
+	defer rdb.Close()
+
+	producer, err := kgo.NewClient(append(kopts, kgo.DefaultProduceTopic(cfg.Kafka.Topics.Configs))...)
+	if err != nil {
+		return fmt.Errorf("kafka client: %w", err)
+	}
+	defer producer.Close()
+	store := configstore.New(producer, kopts, rdb, configstore.Options{
+		Topic:         cfg.Kafka.Topics.Configs,
+		KeyPrefix:     cfg.Redis.KeyPrefix,
+		CacheTTL:      cfg.Configs.CacheTTL,
+		CacheSize:     cfg.Configs.CacheSize,
+		CheckInterval: cfg.Configs.CheckInterval,
+		Logger:        log.With("component", "configs"),
+		Registerer:    reg,
+	})
+
+	sender := deliver.New(deliver.Options{
+		Timeout:              cfg.Delivery.Timeout,
+		MaxResponseBytes:     cfg.Delivery.MaxResponseBytes,
+		AllowPrivateNetworks: cfg.Delivery.AllowPrivateNetworks,
+		UserAgent:            "feedbackd/" + opts.Version,
+		TLSConfig:            opts.DeliveryTLS,
+	})
+	defer sender.Close()
+
+	pipe, err := pipeline.New(kopts, store, sender, pipeline.Options{
+		Group:           cfg.Kafka.Group,
+		InputTopics:     cfg.Kafka.Topics.Input,
+		RetryPrefix:     cfg.Kafka.Topics.RetryPrefix,
+		DLQTopic:        cfg.Kafka.Topics.DLQ,
+		Policy:          cfg.RetryPolicy(),
+		Concurrency:     cfg.Delivery.Concurrency,
+		ShutdownTimeout: cfg.Shutdown.Timeout,
+		Logger:          log.With("component", "pipeline"),
+		Registerer:      reg,
+	})
+	if err != nil {
+		return fmt.Errorf("kafka consumer: %w", err)
+	}
+
+	handler := admin.NewHandler(store, sender, admin.Options{
+		Token:  cfg.Admin.Token,
+		Policy: webhook.Policy{AllowHTTP: cfg.Delivery.AllowHTTP, AllowPrivateNetworks: cfg.Delivery.AllowPrivateNetworks},
+		Checks: []admin.Check{
+			{Name: "kafka", Func: pipe.Ping},
+			{Name: "redis", Func: func(ctx context.Context) error { return rdb.Ping(ctx).Err() }},
+			{Name: "configs", Func: func(context.Context) error {
+				if !store.Loaded() {
+					return configstore.ErrNotLoaded
+				}
+				return nil
+			}},
+		},
+		Gatherer: reg,
+		Logger:   log.With("component", "admin"),
+	})
+	ln, err := net.Listen("tcp", cfg.HTTP.Addr)
+	if err != nil {
+		return fmt.Errorf("http.addr: %w", err)
+	}
+	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: time.Minute, IdleTimeout: 2 * time.Minute}
+	log.Info("feedbackd started", "version", opts.Version, "http", ln.Addr().String(), "brokers", cfg.Kafka.Brokers,
+		"group", cfg.Kafka.Group, "retry_tiers", len(cfg.RetryPolicy().Tiers()))
+	if opts.Listening != nil {
+		opts.Listening(ln.Addr())
+	}
+
+	var wg sync.WaitGroup
+	storeCtx, stopStore := context.WithCancel(context.WithoutCancel(ctx))
+	wg.Go(func() { _ = store.Run(storeCtx) })
+	wg.Go(func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("http server failed", "err", err)
+		}
+	})
+	pipeErr := pipe.Run(ctx) // returns after draining once ctx ends
+
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = srv.Shutdown(sctx)
+	stopStore()
+	wg.Wait()
+	log.Info("feedbackd stopped")
+	return pipeErr
+}
+
+// ensureTopics creates missing topics, waiting for Kafka to answer.
+func ensureTopics(ctx context.Context, cfg Config, kopts []kgo.Opt, log *slog.Logger) error {
+	if !cfg.Kafka.CreateTopics {
+		return nil
+	}
+	cl, err := kgo.NewClient(kopts...)
+	if err != nil {
+		return fmt.Errorf("kafka client: %w", err)
+	}
+	defer cl.Close()
+	specs := []topics.Spec{
+		{Name: cfg.Kafka.Topics.DLQ, Partitions: cfg.Kafka.Partitions},
+		{Name: cfg.Kafka.Topics.Configs, Partitions: 1, Configs: topics.Compacted()},
+	}
+	for _, t := range cfg.Kafka.Topics.Input {
+		specs = append(specs, topics.Spec{Name: t, Partitions: cfg.Kafka.Partitions})
+	}
+	for _, tier := range cfg.RetryPolicy().Tiers() {
+		specs = append(specs, topics.Spec{Name: retry.Topic(cfg.Kafka.Topics.RetryPrefix, tier), Partitions: cfg.Kafka.Partitions})
+	}
+	adm := kadm.NewClient(cl)
+	for backoff := time.Second; ; backoff = min(2*backoff, 30*time.Second) {
+		err := topics.Ensure(ctx, adm, specs...)
+		if err == nil {
+			return nil
+		}
+		log.Warn("waiting for Kafka to create topics", "brokers", cfg.Kafka.Brokers, "err", err, "retry_in", backoff)
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("kafka unreachable at start-up: %w", err)
+		case <-time.After(backoff):
+		}
+	}
+}

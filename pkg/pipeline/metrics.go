@@ -1,0 +1,118 @@
+package pipeline
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+
+	"github.com/feedbackd/feedbackd/pkg/dlq"
+)
+
+// Metrics of the pipeline. Label values come from fixed sets: never a
+// tenant id or a URL.
+type Metrics struct {
+	consumed          *prometheus.CounterVec
+	invalid           *prometheus.CounterVec
+	skipped           *prometheus.CounterVec
+	attempts          *prometheus.CounterVec
+	attemptDuration   *prometheus.HistogramVec
+	deliveries        *prometheus.CounterVec
+	endToEnd          *prometheus.HistogramVec
+	retries           prometheus.Counter
+	retriesHeld       prometheus.Gauge
+	dlq               *prometheus.CounterVec
+	inflight          prometheus.Gauge
+	lag               *prometheus.GaugeVec
+	configUnavailable prometheus.Counter
+	produceErrors     prometheus.Counter
+	fetchErrors       prometheus.Counter
+	commitErrors      prometheus.Counter
+}
+
+// latencyBuckets resolve 1 ms to 30 s.
+var latencyBuckets = []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 15, 30}
+
+// endToEndBuckets also cover time spent waiting for retries.
+var endToEndBuckets = []float64{.001, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300, 1800, 3600, 14400, 43200}
+
+func newMetrics(reg prometheus.Registerer, inputTopics []string) *Metrics {
+	f := promauto.With(reg)
+	m := &Metrics{
+		consumed: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "feedbackd_events_consumed_total",
+			Help: "Records read from the input topics and retry tiers, by topic.",
+		}, []string{"topic"}),
+		invalid: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "feedbackd_events_invalid_total",
+			Help: "Records that are not valid feedback events (dead-lettered as invalid_event), by reason: invalid_json, schema, too_large, retry_state.",
+		}, []string{"reason"}),
+		skipped: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "feedbackd_events_skipped_total",
+			Help: "Valid events not delivered on purpose, by reason: no_config, channel_not_selected, campaign_not_enabled, status_not_delivered.",
+		}, []string{"reason"}),
+		attempts: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "feedbackd_delivery_attempts_total",
+			Help: "HTTP delivery attempts by channel and outcome: success, retryable (408/425/429/5xx), rejected (other status), error (no response).",
+		}, []string{"channel", "outcome"}),
+		attemptDuration: f.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "feedbackd_delivery_duration_seconds",
+			Help:    "Duration of one delivery attempt, by outcome.",
+			Buckets: latencyBuckets,
+		}, []string{"outcome"}),
+		deliveries: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "feedbackd_deliveries_total",
+			Help: "Events that reached a final outcome, by channel, feedback status and result (delivered, dead_lettered).",
+		}, []string{"channel", "status", "result"}),
+		endToEnd: f.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "feedbackd_end_to_end_seconds",
+			Help:    "Time from the input record's timestamp to its final outcome (delivered or dead-lettered), by channel.",
+			Buckets: endToEndBuckets,
+		}, []string{"channel"}),
+		retries: f.NewCounter(prometheus.CounterOpts{
+			Name: "feedbackd_retries_scheduled_total",
+			Help: "Failed attempts handed to a retry tier topic.",
+		}),
+		retriesHeld: f.NewGauge(prometheus.GaugeOpts{
+			Name: "feedbackd_retries_held",
+			Help: "Retry records read and waiting in memory for their due time.",
+		}),
+		dlq: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "feedbackd_dlq_records_total",
+			Help: "Records written to the dead-letter topic, by reason.",
+		}, []string{"reason"}),
+		inflight: f.NewGauge(prometheus.GaugeOpts{
+			Name: "feedbackd_inflight_deliveries",
+			Help: "Records being processed now (bounded by delivery.concurrency).",
+		}),
+		lag: f.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "feedbackd_consumer_lag_records",
+			Help: "Records behind the group's committed offset, by topic (input and retry tiers).",
+		}, []string{"topic"}),
+		configUnavailable: f.NewCounter(prometheus.CounterOpts{
+			Name: "feedbackd_config_unavailable_total",
+			Help: "Config lookups that failed because Redis was unreachable or not loaded; the event waits, it is not skipped.",
+		}),
+		produceErrors: f.NewCounter(prometheus.CounterOpts{
+			Name: "feedbackd_produce_errors_total",
+			Help: "Failed writes to retry or dead-letter topics (each is retried).",
+		}),
+		fetchErrors: f.NewCounter(prometheus.CounterOpts{
+			Name: "feedbackd_fetch_errors_total",
+			Help: "Errors returned while fetching from Kafka.",
+		}),
+		commitErrors: f.NewCounter(prometheus.CounterOpts{
+			Name: "feedbackd_commit_errors_total",
+			Help: "Failed offset commits (retried on the next commit).",
+		}),
+	}
+	for _, t := range inputTopics {
+		m.consumed.WithLabelValues(t)
+		m.lag.WithLabelValues(t)
+	}
+	for _, r := range dlq.Reasons {
+		m.dlq.WithLabelValues(r)
+	}
+	for _, r := range []string{"invalid_json", "schema", "too_large", "retry_state"} {
+		m.invalid.WithLabelValues(r)
+	}
+	return m
+}

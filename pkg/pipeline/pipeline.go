@@ -1,0 +1,353 @@
+// Package pipeline consumes feedback events and retry records, delivers
+// them, and settles each one (delivered, skipped, scheduled for retry or
+// dead-lettered) before its offset is committed.
+//
+// One franz-go group client reads the input topics and every retry tier.
+// The poll loop hands records to at most Concurrency goroutines at a time,
+// whatever the partition count; a slow delivery holds one slot, not its
+// partition. Offsets are committed per partition up to the first record
+// that is not settled. A retry record that is not due yet is held in
+// memory, without a slot, while its partition is paused.
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"regexp"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/feedbackd/feedbackd/pkg/deliver"
+	"github.com/feedbackd/feedbackd/pkg/offsets"
+	"github.com/feedbackd/feedbackd/pkg/retry"
+	"github.com/feedbackd/feedbackd/pkg/webhook"
+)
+
+// Configs is what the pipeline needs from the config store.
+type Configs interface {
+	// Lookup returns the tenant's target, configstore.ErrNotFound if it has
+	// none, configstore.ErrCorrupt if it is unusable; any other error is
+	// transient and the lookup is retried.
+	Lookup(ctx context.Context, org, sandboxID string) (*webhook.Target, error)
+	// Disable turns a config off after its endpoint answered 410 Gone.
+	Disable(ctx context.Context, org, sandboxID, reason string) error
+}
+
+// Sender makes one delivery attempt.
+type Sender interface {
+	Send(ctx context.Context, t *webhook.Target, id string, body []byte) deliver.Result
+}
+
+// Options configure a Pipeline.
+type Options struct {
+	Group           string
+	InputTopics     []string
+	RetryPrefix     string // retry tiers are RetryPrefix + "." + tier
+	DLQTopic        string
+	Policy          retry.Policy
+	Concurrency     int           // deliveries in flight, all partitions together
+	ShutdownTimeout time.Duration // how long Run drains in-flight work on stop
+	CommitInterval  time.Duration
+	LagInterval     time.Duration // how often consumer lag is measured
+	Logger          *slog.Logger
+	Registerer      prometheus.Registerer
+}
+
+// Pipeline is the consumer. Create it with New and call Run once.
+type Pipeline struct {
+	opts    Options
+	cl      *kgo.Client
+	configs Configs
+	sender  Sender
+	metrics *Metrics
+	log     *slog.Logger
+	tracker *offsets.Tracker
+	holds   *holds
+
+	slots    chan struct{} // one token per delivery in flight
+	mu       sync.Mutex    // orders inflight.Add before the final Wait
+	closed   bool
+	inflight sync.WaitGroup
+	run      context.Context // Run's context: no new work once it ends
+	work     context.Context // deliveries; cancelled when a drain times out
+	stopWork context.CancelFunc
+}
+
+// New builds a Pipeline; kafkaOpts carry seeds, TLS and SASL. It creates the
+// Kafka client but does not connect yet.
+func New(kafkaOpts []kgo.Opt, configs Configs, sender Sender, opts Options) (*Pipeline, error) {
+	if opts.Concurrency <= 0 {
+		opts.Concurrency = 256
+	}
+	if opts.CommitInterval <= 0 {
+		opts.CommitInterval = time.Second
+	}
+	if opts.LagInterval <= 0 {
+		opts.LagInterval = 15 * time.Second
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Registerer == nil {
+		opts.Registerer = prometheus.NewRegistry()
+	}
+	p := &Pipeline{
+		opts:    opts,
+		configs: configs,
+		sender:  sender,
+		metrics: newMetrics(opts.Registerer, opts.InputTopics),
+		log:     opts.Logger,
+		tracker: offsets.NewTracker(),
+		slots:   make(chan struct{}, opts.Concurrency),
+	}
+	p.work, p.stopWork = context.WithCancel(context.Background())
+	p.holds = newHolds(p)
+
+	cl, err := kgo.NewClient(append(kafkaOpts,
+		kgo.ConsumerGroup(opts.Group),
+		kgo.ConsumeRegex(),
+		kgo.ConsumeTopics(p.topicPatterns()...),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.DisableAutoCommit(),
+		kgo.OnPartitionsAssigned(p.assigned),
+		kgo.OnPartitionsRevoked(p.revoked),
+		kgo.OnPartitionsLost(p.lost),
+		kgo.FetchMaxBytes(16<<20),
+		kgo.FetchMaxPartitionBytes(1<<20),
+	)...)
+	if err != nil {
+		return nil, err
+	}
+	p.cl = cl
+	return p, nil
+}
+
+// topicPatterns matches the input topics and every retry tier, including
+// tiers of an earlier schedule that may still hold records.
+func (p *Pipeline) topicPatterns() []string {
+	pats := make([]string, 0, len(p.opts.InputTopics)+1)
+	for _, t := range p.opts.InputTopics {
+		pats = append(pats, "^"+regexp.QuoteMeta(t)+"$")
+	}
+	return append(pats, "^"+regexp.QuoteMeta(p.opts.RetryPrefix)+`\.[0-9hms.]+$`)
+}
+
+func (p *Pipeline) isRetryTopic(topic string) bool {
+	return strings.HasPrefix(topic, p.opts.RetryPrefix+".")
+}
+
+// Ping checks that a broker answers.
+func (p *Pipeline) Ping(ctx context.Context) error { return p.cl.Ping(ctx) }
+
+// Client is the Kafka client, for producing to topics the pipeline owns.
+func (p *Pipeline) Client() *kgo.Client { return p.cl }
+
+// Run consumes until ctx ends. Then it stops fetching, waits up to
+// ShutdownTimeout for deliveries in flight (cancelling them after that; they
+// are not committed and are redelivered after a restart), commits every
+// settled offset, leaves the group and closes the client. It returns nil
+// after a clean stop.
+func (p *Pipeline) Run(ctx context.Context) error {
+	p.run = ctx
+	commitDone := make(chan struct{})
+	go func() { defer close(commitDone); p.commitLoop(ctx) }()
+	go p.lagLoop(ctx)
+
+	for {
+		fetches := p.cl.PollRecords(ctx, 1024)
+		if ctx.Err() != nil || fetches.IsClientClosed() {
+			break
+		}
+		fetches.EachError(func(topic string, partition int32, err error) {
+			if !errors.Is(err, context.Canceled) {
+				p.log.Warn("fetch error", "topic", topic, "partition", partition, "err", err)
+				p.metrics.fetchErrors.Inc()
+			}
+		})
+		fetches.EachRecord(func(r *kgo.Record) { p.dispatch(ctx, r) })
+	}
+	<-commitDone
+	return p.shutdown()
+}
+
+func (p *Pipeline) shutdown() error {
+	p.log.Info("draining in-flight deliveries", "timeout", p.opts.ShutdownTimeout)
+	p.mu.Lock()
+	p.closed = true
+	p.mu.Unlock()
+	drained := make(chan struct{})
+	go func() { p.inflight.Wait(); close(drained) }()
+	select {
+	case <-drained:
+	case <-time.After(p.opts.ShutdownTimeout):
+		p.log.Warn("drain timed out; cancelling deliveries still in flight (they will be redelivered)")
+		p.stopWork()
+		<-drained
+	}
+	p.holds.dropAll()
+	cctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	p.commit(cctx, p.tracker.All())
+	p.cl.Close() // leaves the group; revoked() finds nothing left to do
+	p.stopWork()
+	p.log.Info("pipeline stopped")
+	return nil
+}
+
+// dispatch runs in the poll loop for each record, in offset order per
+// partition. It may block while every slot is taken: that is the
+// back-pressure that stops fetching.
+func (p *Pipeline) dispatch(ctx context.Context, r *kgo.Record) {
+	part := p.tracker.Get(r.Topic, r.Partition)
+	if part == nil || !part.Add(r.Offset, r.LeaderEpoch) {
+		return // revoked meanwhile: the next owner reads it
+	}
+	p.metrics.consumed.WithLabelValues(r.Topic).Inc()
+	j := job{rec: r, part: part}
+	if p.isRetryTopic(r.Topic) {
+		st, err := retry.ParseState(r.Headers)
+		if err != nil {
+			j.badState = err
+		} else {
+			j.state = &st
+			if p.holds.hold(part, j) {
+				return
+			}
+		}
+	}
+	p.start(ctx, j)
+}
+
+// start runs a job once a slot is free. If ctx ends first, the record is
+// abandoned: not committed, so it is read again later.
+func (p *Pipeline) start(ctx context.Context, j job) {
+	select {
+	case p.slots <- struct{}{}:
+	case <-ctx.Done():
+		j.part.Abandon(j.rec.Offset)
+		return
+	}
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		<-p.slots
+		j.part.Abandon(j.rec.Offset)
+		return
+	}
+	p.inflight.Add(1)
+	p.mu.Unlock()
+	p.metrics.inflight.Inc()
+	go func() {
+		defer func() {
+			p.metrics.inflight.Dec()
+			<-p.slots
+			p.inflight.Done()
+		}()
+		if p.process(p.work, j) {
+			j.part.Settle(j.rec.Offset)
+		}
+	}()
+}
+
+func (p *Pipeline) commitLoop(ctx context.Context) {
+	t := time.NewTicker(p.opts.CommitInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			p.commit(ctx, p.tracker.All())
+		}
+	}
+}
+
+func (p *Pipeline) commit(ctx context.Context, parts []*offsets.Partition) {
+	toCommit := offsets.Committable(parts)
+	if len(toCommit) == 0 {
+		return
+	}
+	p.cl.CommitOffsetsSync(ctx, toCommit, func(_ *kgo.Client, _ *kmsg.OffsetCommitRequest, resp *kmsg.OffsetCommitResponse, err error) {
+		if err == nil {
+			err = commitError(resp)
+		}
+		if err != nil && !errors.Is(err, context.Canceled) {
+			p.metrics.commitErrors.Inc()
+			p.log.Warn("offset commit failed; retried on the next commit", "err", err)
+		}
+	})
+}
+
+func commitError(resp *kmsg.OffsetCommitResponse) error {
+	for _, t := range resp.Topics {
+		for _, part := range t.Partitions {
+			if err := kerr.ErrorForCode(part.ErrorCode); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func (p *Pipeline) assigned(_ context.Context, _ *kgo.Client, assigned map[string][]int32) {
+	p.tracker.Assign(assigned)
+	p.log.Info("partitions assigned", "partitions", assigned)
+}
+
+// revoked drains the revoked partitions' deliveries in flight (bounded by
+// ShutdownTimeout) and commits what they settled before the partitions
+// move to another member.
+func (p *Pipeline) revoked(ctx context.Context, _ *kgo.Client, revoked map[string][]int32) {
+	parts := p.tracker.Revoke(revoked)
+	if len(parts) == 0 {
+		return
+	}
+	p.holds.drop(parts)
+	wctx, cancel := context.WithTimeout(context.Background(), p.opts.ShutdownTimeout)
+	defer cancel()
+	for _, part := range parts {
+		if err := part.Wait(wctx); err != nil {
+			p.log.Warn("revoked partition still has deliveries in flight; they will be redelivered by the next owner",
+				"topic", part.Topic, "partition", part.ID, "in_flight", part.Unsettled())
+		}
+	}
+	p.commit(wctx, parts)
+	p.log.Info("partitions revoked", "partitions", revoked)
+}
+
+// lost partitions are already someone else's: nothing may be committed.
+func (p *Pipeline) lost(_ context.Context, _ *kgo.Client, lost map[string][]int32) {
+	parts := p.tracker.Revoke(lost)
+	p.holds.drop(parts)
+	p.log.Warn("partitions lost", "partitions", lost)
+}
+
+func (p *Pipeline) lagLoop(ctx context.Context) {
+	adm := kadm.NewClient(p.cl)
+	t := time.NewTicker(p.opts.LagInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		lags, err := adm.Lag(ctx, p.opts.Group)
+		if err != nil {
+			continue
+		}
+		lags.Each(func(l kadm.DescribedGroupLag) {
+			for topic, total := range l.Lag.TotalByTopic() {
+				p.metrics.lag.WithLabelValues(topic).Set(float64(total.Lag))
+			}
+		})
+	}
+}
