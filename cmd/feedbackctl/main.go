@@ -1,0 +1,21 @@
+// Command feedbackctl is the operator CLI of feedbackd: it produces events,
+// inspects dead letters and runs a verifying test receiver.
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := newRoot().ExecuteContext(ctx)
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "feedbackctl:", err)
+		os.Exit(1)
+	}
+}

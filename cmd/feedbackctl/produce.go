@@ -1,0 +1,136 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/feedbackd/feedbackd/pkg/event"
+)
+
+func newProduce(s *settings) *cobra.Command {
+	var topic string
+	var allowInvalid bool
+	cmd := &cobra.Command{
+		Use:   "produce [FILE|-]",
+		Short: "Publish feedback events from a JSON Lines file (or stdin) to the feedback topics",
+		Long: `produce reads one feedback event per line, checks it against the event
+schema (schemas/feedback-event.schema.json) and publishes it to
+feedback.<status> (feedback.sent, feedback.delivered, feedback.bounce or
+feedback.error) with the key <imsOrg>/<sandboxId>.
+
+Invalid lines are reported with their line numbers and not sent, and the
+command exits 1; --allow-invalid sends them anyway (to --topic, or
+feedback.sent), which is how you check that feedbackd dead-letters them.`,
+		Example: `  feedbackctl produce config/examples/events.jsonl
+  cat events.jsonl | feedbackctl produce --brokers kafka-1:9092 -
+  feedbackctl produce --topic feedback.bounce bounces.jsonl
+  echo '{"not":"an event"}' | feedbackctl produce --allow-invalid -`,
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			in := io.Reader(os.Stdin)
+			name := "stdin"
+			if len(args) == 1 && args[0] != "-" {
+				f, err := os.Open(args[0])
+				if err != nil {
+					return err
+				}
+				defer f.Close()
+				in, name = f, args[0]
+			}
+			return produce(cmd.Context(), s, in, name, topic, allowInvalid, cmd.ErrOrStderr())
+		},
+	}
+	cmd.Flags().StringVar(&topic, "topic", "", "send every line to this topic instead of feedback.<status>")
+	cmd.Flags().BoolVar(&allowInvalid, "allow-invalid", false, "send lines that fail validation too")
+	return cmd
+}
+
+func produce(ctx context.Context, s *settings, in io.Reader, name, topic string, allowInvalid bool, out io.Writer) error {
+	cl, err := kgo.NewClient(append(s.kafkaOpts(), kgo.ProducerLinger(5*time.Millisecond))...)
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+
+	var (
+		mu       sync.Mutex
+		sent     int
+		failures []error
+	)
+	invalid, lines := 0, 0
+	start, lastReport := time.Now(), time.Now()
+	sc := bufio.NewScanner(in)
+	sc.Buffer(make([]byte, 64<<10), event.MaxSize+1)
+	for sc.Scan() {
+		lines++
+		line := append([]byte(nil), sc.Bytes()...)
+		if len(line) == 0 {
+			continue
+		}
+		rec := &kgo.Record{Topic: topic, Value: line}
+		ev, err := event.Parse(line)
+		switch {
+		case err != nil && !allowInvalid:
+			invalid++
+			fmt.Fprintf(out, "%s:%d: %v (not sent)\n", name, lines, err)
+			continue
+		case err != nil:
+			invalid++
+			if rec.Topic == "" {
+				rec.Topic = "feedback.sent"
+			}
+		default:
+			rec.Key = []byte(ev.Key())
+			if rec.Topic == "" {
+				if !event.Deliverable(ev.Status) {
+					invalid++
+					fmt.Fprintf(out, "%s:%d: status %q has no topic of its own; pass --topic (not sent)\n", name, lines, ev.Status)
+					continue
+				}
+				rec.Topic = "feedback." + ev.Status
+			}
+		}
+		cl.Produce(ctx, rec, func(_ *kgo.Record, err error) {
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				failures = append(failures, err)
+				return
+			}
+			sent++
+		})
+		if time.Since(lastReport) > 2*time.Second {
+			lastReport = time.Now()
+			mu.Lock()
+			fmt.Fprintf(out, "... %d lines read, %d produced\n", lines, sent)
+			mu.Unlock()
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return fmt.Errorf("%s: line %d: %w", name, lines+1, err)
+	}
+	if err := cl.Flush(ctx); err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "produced %d events from %s in %s", sent, name, time.Since(start).Round(time.Millisecond))
+	if invalid > 0 {
+		fmt.Fprintf(out, "; %d invalid lines", invalid)
+	}
+	fmt.Fprintln(out)
+	if len(failures) > 0 {
+		return fmt.Errorf("%d events could not be produced: %w", len(failures), errors.Join(failures[0]))
+	}
+	if invalid > 0 && !allowInvalid {
+		return fmt.Errorf("%d invalid lines were not sent", invalid)
+	}
+	return nil
+}

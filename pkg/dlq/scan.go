@@ -1,0 +1,77 @@
+package dlq
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// Record is one dead letter as read back from the topic.
+type Record struct {
+	Entry
+	Topic     string
+	Partition int32
+	Offset    int64
+	Key       []byte
+	Value     []byte
+	Headers   []kgo.RecordHeader
+	Err       error // set when the dlq headers cannot be read
+}
+
+// Scan reads topic from its start up to the end offsets it has when Scan
+// begins, calling fn for each record until fn returns false. kafkaOpts
+// carry the seeds; Scan uses its own client and no consumer group, so it
+// never moves feedbackd's offsets.
+func Scan(ctx context.Context, kafkaOpts []kgo.Opt, topic string, fn func(Record) bool) error {
+	cl, err := kgo.NewClient(append(kafkaOpts,
+		kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))...)
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	ends, err := kadm.NewClient(cl).ListEndOffsets(ctx, topic)
+	if err == nil {
+		err = ends.Error()
+	}
+	if err != nil {
+		return fmt.Errorf("read end offsets of %s: %w", topic, err)
+	}
+	left := map[int32]int64{}
+	ends.Each(func(o kadm.ListedOffset) {
+		if o.Offset > 0 {
+			left[o.Partition] = o.Offset
+		}
+	})
+	for len(left) > 0 {
+		fetches := cl.PollFetches(ctx)
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		var ferr error
+		fetches.EachError(func(_ string, _ int32, err error) { ferr = err })
+		if ferr != nil {
+			return fmt.Errorf("read %s: %w", topic, ferr)
+		}
+		stop := false
+		fetches.EachRecord(func(r *kgo.Record) {
+			end, ok := left[r.Partition]
+			if stop || !ok || r.Offset >= end {
+				return
+			}
+			if r.Offset+1 >= end {
+				delete(left, r.Partition)
+			}
+			e, err := ParseEntry(r.Headers)
+			rec := Record{Entry: e, Topic: r.Topic, Partition: r.Partition, Offset: r.Offset, Key: r.Key, Value: r.Value, Headers: r.Headers, Err: err}
+			if !fn(rec) {
+				stop = true
+			}
+		})
+		if stop {
+			return nil
+		}
+	}
+	return nil
+}

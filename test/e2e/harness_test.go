@@ -1,0 +1,347 @@
+// Package e2e runs feedbackd end to end against real parts: a kfake broker,
+// a redis-server process and HTTP receivers, through the real clients.
+// Signatures are checked with the Standard Webhooks reference library.
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/feedbackd/feedbackd/pkg/daemon"
+	"github.com/feedbackd/feedbackd/pkg/dlq"
+	"github.com/feedbackd/feedbackd/test/testenv"
+)
+
+const token = "e2e-admin-token-0123456789"
+
+type harness struct {
+	t        *testing.T
+	kafka    *testenv.Kafka
+	redis    *testenv.Redis
+	cfg      daemon.Config
+	api      string
+	reg      *prometheus.Registry
+	producer *kgo.Client
+	stop     func()
+}
+
+// start runs feedbackd in-process on a fresh broker and Redis, with a short
+// retry schedule; mutate adjusts the configuration.
+func start(t *testing.T, mutate func(*daemon.Config)) *harness {
+	t.Helper()
+	h := &harness{t: t, kafka: testenv.StartKafka(t), redis: testenv.StartRedis(t)}
+	h.cfg = daemon.Defaults()
+	h.cfg.Kafka.Brokers = h.kafka.Seeds
+	h.cfg.Kafka.Partitions = 2
+	h.cfg.Redis.Addr = h.redis.URL
+	h.cfg.HTTP.Addr = "127.0.0.1:0"
+	h.cfg.Admin.Token = token
+	h.cfg.Retry.Schedule = []time.Duration{time.Second, time.Second}
+	h.cfg.Retry.Jitter = 0
+	h.cfg.Delivery.Timeout = 5 * time.Second
+	h.cfg.Delivery.AllowHTTP = true
+	h.cfg.Delivery.AllowPrivateNetworks = true
+	h.cfg.Configs.CheckInterval = 200 * time.Millisecond
+	h.cfg.Shutdown.Timeout = 5 * time.Second
+	if mutate != nil {
+		mutate(&h.cfg)
+	}
+	p, err := kgo.NewClient(kgo.SeedBrokers(h.kafka.Seeds...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.Close)
+	h.producer = p
+	h.startDaemon()
+	t.Cleanup(func() { h.stopDaemon() })
+	return h
+}
+
+func (h *harness) startDaemon() {
+	h.t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	addr := make(chan net.Addr, 1)
+	done := make(chan error, 1)
+	h.reg = prometheus.NewRegistry()
+	level := slog.LevelWarn
+	if os.Getenv("E2E_LOG") != "" {
+		level = slog.LevelDebug
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	go func() {
+		done <- daemon.Run(ctx, h.cfg, daemon.Options{
+			Version: "e2e", Logger: log, Registry: h.reg,
+			Listening: func(a net.Addr) { addr <- a },
+		})
+	}()
+	select {
+	case a := <-addr:
+		h.api = "http://" + a.String()
+	case err := <-done:
+		h.t.Fatalf("feedbackd did not start: %v", err)
+	case <-time.After(30 * time.Second):
+		h.t.Fatal("feedbackd did not start in 30s")
+	}
+	var once sync.Once
+	h.stop = func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				h.t.Errorf("feedbackd stopped with %v", err)
+			}
+		})
+	}
+	h.eventually("feedbackd ready", 30*time.Second, func() bool {
+		resp, err := http.Get(h.api + "/readyz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == 200
+	})
+}
+
+func (h *harness) stopDaemon() {
+	if h.stop != nil {
+		h.stop()
+	}
+}
+
+func (h *harness) eventually(what string, d time.Duration, cond func() bool) {
+	h.t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			h.t.Fatalf("timed out after %s waiting for %s", d, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// call makes an admin API request and decodes a JSON answer into out.
+func (h *harness) call(method, path string, body any, out any) int {
+	h.t.Helper()
+	var r io.Reader
+	if body != nil {
+		b, _ := json.Marshal(body)
+		r = bytes.NewReader(b)
+	}
+	req, _ := http.NewRequest(method, h.api+path, r)
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	if out != nil && len(raw) > 0 {
+		if err := json.Unmarshal(raw, out); err != nil {
+			h.t.Fatalf("%s %s: %d %s: %v", method, path, resp.StatusCode, raw, err)
+		}
+	}
+	return resp.StatusCode
+}
+
+func webhookConfig(org, sb, url string) map[string]any {
+	return map[string]any{
+		"imsOrg": org, "sandbox": map[string]string{"id": sb, "name": "prod"}, "name": "test " + org,
+		"channels": []string{"email", "sms"}, "url": url,
+	}
+}
+
+// createWebhook registers a config and returns its signing secret.
+func (h *harness) createWebhook(cfg map[string]any) string {
+	h.t.Helper()
+	var out struct {
+		SigningSecret string `json:"signingSecret"`
+	}
+	if code := h.call("POST", "/v1/webhooks", cfg, &out); code != http.StatusCreated || !strings.HasPrefix(out.SigningSecret, "whsec_") {
+		h.t.Fatalf("create webhook: %d %+v", code, out)
+	}
+	return out.SigningSecret
+}
+
+type ev map[string]any
+
+// newEvent builds a valid event; id becomes eventId when not empty.
+func newEvent(id, org, sb, channel, status string) ev {
+	e := ev{
+		"requestId": "req-" + id, "imsOrg": org, "sandbox": map[string]any{"id": sb, "name": "prod"},
+		"channel": channel, "eventType": "message.feedback",
+		"messageExecution": map[string]any{"messageExecutionID": "EX-" + id, "messageType": "transactional", "campaignID": "camp-1"},
+		"messageDeliveryFeedback": map[string]any{
+			"feedbackStatus": map[string]any{"value": status}, "offers": nil, "retryCount": 0,
+		},
+		"identityMap": map[string]any{"email": []any{map[string]any{"id": "a@example.com", "primary": true}}},
+	}
+	if id != "" {
+		e["eventId"] = id
+	}
+	return e
+}
+
+func (h *harness) produce(topic string, value []byte) *kgo.Record {
+	h.t.Helper()
+	r, err := h.producer.ProduceSync(context.Background(), &kgo.Record{Topic: topic, Value: value}).First()
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return r
+}
+
+func (h *harness) produceEvent(e ev) *kgo.Record {
+	h.t.Helper()
+	b, _ := json.Marshal(e)
+	status := e["messageDeliveryFeedback"].(map[string]any)["feedbackStatus"].(map[string]any)["value"].(string)
+	topic := "feedback." + status
+	if !map[string]bool{"sent": true, "delivered": true, "bounce": true, "error": true}[status] {
+		topic = "feedback.sent"
+	}
+	return h.produce(topic, b)
+}
+
+// dlq waits for at least n dead letters and returns all of them.
+func (h *harness) dlq(n int) []dlq.Record {
+	h.t.Helper()
+	var recs []dlq.Record
+	h.eventually(fmt.Sprintf("%d dead letters", n), 30*time.Second, func() bool {
+		recs = nil
+		err := dlq.Scan(context.Background(), []kgo.Opt{kgo.SeedBrokers(h.kafka.Seeds...)}, "feedback.dlq", func(r dlq.Record) bool {
+			recs = append(recs, r)
+			return true
+		})
+		return err == nil && len(recs) >= n
+	})
+	return recs
+}
+
+// metric sums the samples of a metric family whose labels include match.
+func (h *harness) metric(name string, match map[string]string) float64 {
+	h.t.Helper()
+	mfs, err := h.reg.Gather()
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	var sum float64
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			if labelsMatch(m, match) {
+				switch {
+				case m.Counter != nil:
+					sum += m.Counter.GetValue()
+				case m.Gauge != nil:
+					sum += m.Gauge.GetValue()
+				case m.Histogram != nil:
+					sum += float64(m.Histogram.GetSampleCount())
+				}
+			}
+		}
+	}
+	return sum
+}
+
+func labelsMatch(m *dto.Metric, match map[string]string) bool {
+	for k, v := range match {
+		found := false
+		for _, l := range m.GetLabel() {
+			if l.GetName() == k && l.GetValue() == v {
+				found = true
+			}
+		}
+		if !found {
+			return false
+		}
+	}
+	return true
+}
+
+// delivery is one request a receiver got.
+type delivery struct {
+	header http.Header
+	body   []byte
+	at     time.Time
+}
+
+// receiver is a real HTTP endpoint recording what it gets; answer decides
+// the status (nil: 200).
+type receiver struct {
+	*httptest.Server
+	mu     sync.Mutex
+	got    []delivery
+	answer func(n int, d delivery) int // n: 1-based count of this webhook-id
+	counts map[string]int
+}
+
+func newReceiver(t *testing.T, answer func(n int, d delivery) int) *receiver {
+	rc := &receiver{answer: answer, counts: map[string]int{}}
+	rc.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		d := delivery{header: r.Header.Clone(), body: body, at: time.Now()}
+		rc.mu.Lock()
+		rc.got = append(rc.got, d)
+		id := r.Header.Get("webhook-id")
+		rc.counts[id]++
+		n := rc.counts[id]
+		rc.mu.Unlock()
+		status := 200
+		if rc.answer != nil {
+			status = rc.answer(n, d)
+		}
+		w.WriteHeader(status)
+	}))
+	t.Cleanup(rc.Close)
+	return rc
+}
+
+func (rc *receiver) deliveries() []delivery {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	return append([]delivery(nil), rc.got...)
+}
+
+func (rc *receiver) count() int {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	return len(rc.got)
+}
+
+// verify checks a delivery's signature with the reference implementation.
+func verify(t *testing.T, secret string, d delivery) {
+	t.Helper()
+	wh, err := standardwebhooks.NewWebhook(secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := wh.Verify(d.body, d.header); err != nil {
+		t.Fatalf("signature of %s does not verify: %v", d.header.Get("webhook-id"), err)
+	}
+}
+
+func header(r dlq.Record, key string) string {
+	for _, h := range r.Headers {
+		if h.Key == key {
+			return string(h.Value)
+		}
+	}
+	return ""
+}
