@@ -97,7 +97,11 @@ func TestInvalidEventsAreDeadLettered(t *testing.T) {
 
 	bad := [][]byte{
 		[]byte(`{"requestId": "r1", "imsOrg": `),
-		mustJSON(t, func() ev { e := newEvent("missing-sandbox", "org1", "sb1", "email", "sent"); delete(e, "sandbox"); return e }()),
+		mustJSON(t, func() ev {
+			e := newEvent("missing-sandbox", "org1", "sb1", "email", "sent")
+			delete(e, "sandbox")
+			return e
+		}()),
 		mustJSON(t, func() ev {
 			e := newEvent("missing-status", "org1", "sb1", "email", "sent")
 			e["messageDeliveryFeedback"] = map[string]any{}
