@@ -7,6 +7,7 @@ import (
 	"os"
 	"reflect"
 	"strings"
+	"time"
 
 	"github.com/go-viper/mapstructure/v2"
 	"github.com/spf13/pflag"
@@ -61,6 +62,7 @@ func loadConfig(flags *pflag.FlagSet, file string, useDefaultFile bool) (daemon.
 
 	var cfg daemon.Config
 	hook := viper.DecodeHook(mapstructure.ComposeDecodeHookFunc(
+		stringToDurations,
 		mapstructure.StringToTimeDurationHookFunc(),
 		mapstructure.StringToSliceHookFunc(","),
 	))
@@ -91,10 +93,31 @@ func setDefaults(v *viper.Viper, prefix string, val reflect.Value) {
 	t := val.Type()
 	for i := range t.NumField() {
 		key := prefix + t.Field(i).Tag.Get("mapstructure")
-		if f := val.Field(i); f.Kind() == reflect.Struct {
+		switch f := val.Field(i); {
+		case f.Kind() == reflect.Struct:
 			setDefaults(v, key+".", f)
-		} else {
+		default:
 			v.SetDefault(key, f.Interface())
 		}
 	}
+}
+
+// stringToDurations decodes "5s,30s,2m" (an environment variable) into a
+// duration list; mapstructure's slice hook only produces []string.
+func stringToDurations(from, to reflect.Type, data any) (any, error) {
+	if from.Kind() != reflect.String || to != reflect.TypeFor[[]time.Duration]() {
+		return data, nil
+	}
+	var out []time.Duration
+	for _, part := range strings.Split(data.(string), ",") {
+		if part = strings.TrimSpace(part); part == "" {
+			continue
+		}
+		d, err := time.ParseDuration(part)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, d)
+	}
+	return out, nil
 }

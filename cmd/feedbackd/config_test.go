@@ -1,0 +1,89 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/spf13/pflag"
+
+	"github.com/feedbackd/feedbackd/pkg/daemon"
+)
+
+func flagSet() *pflag.FlagSet {
+	fs := pflag.NewFlagSet("t", pflag.ContinueOnError)
+	fs.String("http-addr", "", "")
+	fs.StringSlice("kafka-brokers", nil, "")
+	fs.String("redis-addr", "", "")
+	fs.String("log-level", "", "")
+	fs.String("log-format", "", "")
+	return fs
+}
+
+// The shipped file documents the defaults: it must decode to exactly them.
+func TestShippedConfigFileIsTheDefaults(t *testing.T) {
+	cfg, isSet, _, err := loadConfig(flagSet(), "../../config/feedbackd.yaml", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := daemon.Defaults(); !reflect.DeepEqual(cfg, want) {
+		t.Fatalf("config/feedbackd.yaml differs from daemon.Defaults():\n got %+v\nwant %+v", cfg, want)
+	}
+	if !isSet("retry.schedule") {
+		t.Fatal("isSet does not reflect the file")
+	}
+	// The way the README runs it: the token comes from the environment.
+	t.Setenv("FEEDBACKD_ADMIN_TOKEN", "from-the-environment")
+	cfg, _, _, err = loadConfig(flagSet(), "../../config/feedbackd.yaml", false)
+	if err != nil || cfg.Admin.Token != "from-the-environment" {
+		t.Fatalf("token from the environment with the shipped file: %q, %v", cfg.Admin.Token, err)
+	}
+}
+
+func TestEnvironmentAndFlagsOverride(t *testing.T) {
+	t.Setenv("FEEDBACKD_KAFKA_BROKERS", "k1:9092,k2:9092")
+	t.Setenv("FEEDBACKD_RETRY_SCHEDULE", "10s,1m")
+	t.Setenv("FEEDBACKD_DELIVERY_ALLOW_HTTP", "true")
+	t.Setenv("FEEDBACKD_ADMIN_TOKEN", "from-the-environment")
+	t.Setenv("FEEDBACKD_HTTP_ADDR", ":1111")
+	fs := flagSet()
+	if err := fs.Parse([]string{"--http-addr", ":2222"}); err != nil {
+		t.Fatal(err)
+	}
+	cfg, isSet, _, err := loadConfig(fs, "", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(cfg.Kafka.Brokers, []string{"k1:9092", "k2:9092"}) ||
+		!reflect.DeepEqual(cfg.Retry.Schedule, []time.Duration{10 * time.Second, time.Minute}) ||
+		!cfg.Delivery.AllowHTTP || cfg.Admin.Token != "from-the-environment" || cfg.HTTP.Addr != ":2222" {
+		t.Fatalf("overrides not applied: %+v", cfg)
+	}
+	if !isSet("admin.token") || !isSet("http.addr") || isSet("log.level") {
+		t.Fatal("isSet wrong")
+	}
+}
+
+func TestBadFilesAreRefusedNamingTheKey(t *testing.T) {
+	dir := t.TempDir()
+	for name, body := range map[string]string{
+		"unknown.yaml":  "kafka:\n  brokerz: [a:1]\n",
+		"duration.yaml": "delivery:\n  timeout: soon\n",
+	} {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		_, _, _, err := loadConfig(flagSet(), p, false)
+		want := map[string]string{"unknown.yaml": "brokerz", "duration.yaml": "timeout"}[name]
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: %v, want an error naming %s", name, err, want)
+		}
+	}
+	if _, _, _, err := loadConfig(flagSet(), filepath.Join(dir, "missing.yaml"), false); err == nil {
+		t.Error("missing file accepted")
+	}
+}

@@ -1,0 +1,102 @@
+package embedded
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/feedbackd/feedbackd/pkg/daemon"
+)
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func freeAddr(t *testing.T) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// What `make run` promises a new user: within seconds, a banner and lines
+// showing events consumed, signed deliveries verified by the receiver, a
+// retry, and a dead-lettered event.
+func TestEmbeddedDemoShowsEveryPath(t *testing.T) {
+	o := Options{
+		KafkaAddr: freeAddr(t), RedisAddr: freeAddr(t), DataDir: t.TempDir(),
+		Demo: true, ReceiverAddr: freeAddr(t), Interval: 200 * time.Millisecond,
+	}
+	var logs, banner syncBuffer
+	o.Banner = &banner
+	cfg := daemon.Defaults()
+	cfg.HTTP.Addr = freeAddr(t)
+	Adjust(&cfg, func(string) bool { return false }, o)
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- Run(ctx, cfg, o, daemon.Options{Version: "test", Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	}()
+	want := []string{
+		"webhook configs loaded",
+		"demo webhook registered through the admin API",
+		"signature verified: webhook accepted",
+		"msg=delivered",
+		`msg="retry scheduled"`,
+		"attempt=2 http_status=200", // the retry delivered
+		"reason=invalid_event",
+		"reason=rejected",
+	}
+	deadline := time.Now().Add(45 * time.Second)
+	for {
+		missing := ""
+		for _, w := range want {
+			if !strings.Contains(logs.String(), w) {
+				missing = w
+				break
+			}
+		}
+		if missing == "" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no %q in the demo's output:\n%s", missing, logs.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	for _, w := range []string{"EMBEDDED MODE", "NOT for production", o.KafkaAddr, "kcat -P", "feedbackctl produce", "curl", DemoToken} {
+		if !strings.Contains(banner.String(), w) {
+			t.Errorf("banner lacks %q:\n%s", w, banner.String())
+		}
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("embedded run ended with %v", err)
+	}
+	if strings.Contains(logs.String(), "signature INVALID") {
+		t.Fatal("the demo receiver refused a signature")
+	}
+}
