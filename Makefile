@@ -2,12 +2,13 @@
 
 GO       ?= go
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
-LDFLAGS  := -X main.version=$(VERSION)
+REVISION ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
+LDFLAGS  := -X main.version=$(VERSION) -X main.revision=$(REVISION)
 # Debian packages the tests need, as command=package.
-TOOLS    := redis-server=redis-server kcat=kcat docker-compose=docker-compose
+TOOLS    := redis-server=redis-server kcat=kcat curl=curl docker-compose=docker-compose promtool=prometheus prometheus=prometheus
 FUZZTIME ?= 5s
 
-.PHONY: help run build test deps check unit fuzz-short fuzz bench compose-check clean
+.PHONY: help run build test deps check unit fuzz-short fuzz bench rules-check compose-check clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -18,9 +19,9 @@ run: ## run the whole pipeline in one process on embedded defaults (no infrastru
 build: ## build bin/feedbackd and bin/feedbackctl
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/ ./cmd/feedbackd ./cmd/feedbackctl
 
-test: deps check unit fuzz-short compose-check ## install what the tests need, then run every check and test
+test: deps check rules-check unit fuzz-short compose-check ## install what the tests need, then run every check and test
 
-deps: ## install redis-server, kcat and docker-compose with apt when missing (as root)
+deps: ## install redis-server, kcat, curl, docker-compose and prometheus with apt when missing (as root)
 	@missing=""; for t in $(TOOLS); do cmd=$${t%%=*}; pkg=$${t#*=}; \
 	  command -v $$cmd >/dev/null 2>&1 || missing="$$missing $$pkg"; done; \
 	if [ -z "$$missing" ]; then exit 0; fi; \
@@ -53,6 +54,11 @@ fuzz: ## run each fuzz target for 2 minutes
 
 bench: ## Go benchmarks of the hot path (render, sign, offsets, parse) with allocations
 	$(GO) test -run '^$$' -bench . -benchmem ./pkg/...
+
+rules-check: ## promtool: check the alert rules and run their unit tests
+	promtool check rules config/prometheus/alerts.yml
+	cd config/prometheus && promtool test rules alerts_test.yml
+	promtool check config config/prometheus/prometheus.yml
 
 compose-check: ## validate docker-compose.yml (no Docker engine is needed)
 	docker-compose -f docker-compose.yml config -q

@@ -19,8 +19,11 @@ import (
 	"github.com/feedbackd/feedbackd/pkg/embedded"
 )
 
-// version is set at build time: -ldflags "-X main.version=...".
-var version = "dev"
+// Set at build time: -ldflags "-X main.version=... -X main.revision=...".
+var (
+	version  = "dev"
+	revision = "unknown"
+)
 
 const usage = `feedbackd delivers delivery-feedback events from Kafka to tenants' webhooks.
 
@@ -72,7 +75,7 @@ func run() int {
 		return 2
 	}
 	if *showVersion {
-		fmt.Println("feedbackd", version)
+		fmt.Println("feedbackd", version, revision)
 		return 0
 	}
 
@@ -97,7 +100,7 @@ func run() int {
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	opts := daemon.Options{Version: version, Logger: log, Registry: reg}
+	opts := daemon.Options{Version: version, Revision: revision, Logger: log, Registry: reg}
 
 	if *isEmbedded {
 		err = embedded.Run(ctx, cfg, emb, opts)

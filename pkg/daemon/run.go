@@ -11,10 +11,12 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"runtime"
 	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
 	"github.com/redis/go-redis/v9"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -31,6 +33,7 @@ import (
 // Options are the parts of a run that do not come from configuration.
 type Options struct {
 	Version  string
+	Revision string // VCS revision the binary was built from
 	Logger   *slog.Logger
 	Registry *prometheus.Registry // metrics are registered and served from here
 	// DeliveryTLS overrides the TLS configuration of deliveries (tests use
@@ -58,8 +61,16 @@ func Run(ctx context.Context, cfg Config, opts Options) error {
 		reg = prometheus.NewRegistry()
 	}
 
-	kopts := []kgo.Opt{kgo.SeedBrokers(cfg.Kafka.Brokers...), kgo.ClientID(cfg.Kafka.ClientID)}
-	if err := ensureTopics(ctx, cfg, kopts, log); err != nil {
+	promauto.With(reg).NewGaugeVec(prometheus.GaugeOpts{
+		Name: "feedbackd_build_info",
+		Help: "Always 1; labels say which build is running.",
+	}, []string{"version", "revision", "goversion"}).WithLabelValues(opts.Version, opts.Revision, runtime.Version()).Set(1)
+
+	// Each client says what it is for in broker logs and client metrics.
+	kopts := func(role string) []kgo.Opt {
+		return []kgo.Opt{kgo.SeedBrokers(cfg.Kafka.Brokers...), kgo.ClientID(cfg.Kafka.ClientID + "-" + role)}
+	}
+	if err := ensureTopics(ctx, cfg, kopts("admin"), log); err != nil {
 		return err
 	}
 
@@ -67,12 +78,12 @@ func Run(ctx context.Context, cfg Config, opts Options) error {
 	rdb := redis.NewClient(ropts)
 	defer rdb.Close()
 
-	producer, err := kgo.NewClient(append(kopts, kgo.DefaultProduceTopic(cfg.Kafka.Topics.Configs))...)
+	producer, err := kgo.NewClient(append(kopts("configs"), kgo.DefaultProduceTopic(cfg.Kafka.Topics.Configs))...)
 	if err != nil {
 		return fmt.Errorf("kafka client: %w", err)
 	}
 	defer producer.Close()
-	store := configstore.New(producer, kopts, rdb, configstore.Options{
+	store := configstore.New(producer, kopts("configs-sync"), rdb, configstore.Options{
 		Topic:         cfg.Kafka.Topics.Configs,
 		KeyPrefix:     cfg.Redis.KeyPrefix,
 		CacheTTL:      cfg.Configs.CacheTTL,
@@ -91,7 +102,9 @@ func Run(ctx context.Context, cfg Config, opts Options) error {
 	})
 	defer sender.Close()
 
-	pipe, err := pipeline.New(kopts, store, sender, pipeline.Options{
+	// franz-go's own metrics (connections, bytes, errors, buffered records)
+	// for the client that carries the data: feedbackd_kafka_*.
+	pipe, err := pipeline.New(append(kopts("pipeline"), kgo.WithHooks(kafkaMetrics(reg))), store, sender, pipeline.Options{
 		Group:           cfg.Kafka.Group,
 		InputTopics:     cfg.Kafka.Topics.Input,
 		RetryPrefix:     cfg.Kafka.Topics.RetryPrefix,
@@ -105,6 +118,7 @@ func Run(ctx context.Context, cfg Config, opts Options) error {
 	if err != nil {
 		return fmt.Errorf("kafka consumer: %w", err)
 	}
+	bufferedGauges(reg, pipe.Client())
 
 	handler := admin.NewHandler(store, sender, admin.Options{
 		Token:  cfg.Admin.Token,

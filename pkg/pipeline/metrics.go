@@ -5,6 +5,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promauto"
 
 	"github.com/feedbackd/feedbackd/pkg/dlq"
+	"github.com/feedbackd/feedbackd/pkg/webhook"
 )
 
 // Metrics of the pipeline. Label values come from fixed sets: never a
@@ -113,6 +114,9 @@ func newMetrics(reg prometheus.Registerer, inputTopics []string) *Metrics {
 	}
 	for _, r := range []string{"invalid_json", "schema", "too_large", "retry_state"} {
 		m.invalid.WithLabelValues(r)
+	}
+	for _, r := range []string{webhook.SkipNoConfig, webhook.SkipChannel, webhook.SkipCampaign, webhook.SkipStatus} {
+		m.skipped.WithLabelValues(r)
 	}
 	return m
 }

@@ -180,3 +180,27 @@ func (p *proc) waitFor(t *testing.T, s string, d time.Duration) string {
 		}
 	}
 }
+
+// The docker-compose stack cannot start here (no Docker engine), but its
+// setup script can run against a real feedbackd: it must register the demo
+// webhook and leave a usable secret for the receiver, also when run twice.
+func TestComposeSetupScript(t *testing.T) {
+	requireTool(t, "curl", "curl")
+	h := start(t, nil)
+	secretFile := filepath.Join(t.TempDir(), "secret")
+	for run := 1; run <= 2; run++ {
+		cmd := exec.Command("sh", "../../config/docker/setup-demo.sh")
+		cmd.Env = append(os.Environ(), "FEEDBACKD_API="+h.api, "SECRET_FILE="+secretFile, "FEEDBACKD_ADMIN_TOKEN="+token)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("run %d: %v\n%s", run, err, out)
+		}
+		secret, _ := os.ReadFile(secretFile)
+		if !strings.HasPrefix(string(secret), "whsec_") {
+			t.Fatalf("run %d: secret file holds %q", run, secret)
+		}
+		var got map[string]any
+		if code := h.call("GET", "/v1/webhooks/myImsOrg/my-sandbox", nil, &got); code != 200 || got["url"] != "http://receiver:9000/webhook" {
+			t.Fatalf("run %d: webhook %d %v", run, code, got)
+		}
+	}
+}
