@@ -58,12 +58,13 @@ func MustCompile(name string) *jsonschema.Schema {
 var printer = message.NewPrinter(language.English)
 
 // Explain reduces a validation error to the dotted path of the first field
-// at fault and a short message, fit for an API error or a Kafka header.
-// A missing required field and an unknown field are named themselves.
-func Explain(err error) (field, msg string) {
+// at fault, the schema keyword that failed ("required", "pattern", ...) and
+// a short message for people. A missing required field and an unknown field
+// are named themselves.
+func Explain(err error) (field, keyword, msg string) {
 	var ve *jsonschema.ValidationError
 	if !errors.As(err, &ve) {
-		return "", err.Error()
+		return "", "", err.Error()
 	}
 	// Descend along first causes; a propertyNames failure validates the
 	// name on its own, so its leaf has no location: keep the parent's.
@@ -76,11 +77,14 @@ func Explain(err error) (field, msg string) {
 	}
 	path = slices.Clone(path)
 	msg = ve.ErrorKind.LocalizedString(printer)
+	if kw := ve.ErrorKind.KeywordPath(); len(kw) > 0 {
+		keyword = kw[len(kw)-1]
+	}
 	switch k := ve.ErrorKind.(type) {
 	case *kind.Required:
 		path, msg = append(path, k.Missing[0]), "required field is missing"
 	case *kind.AdditionalProperties:
 		path, msg = append(path, k.Properties[0]), "unknown field"
 	}
-	return strings.Join(path, "."), msg
+	return strings.Join(path, "."), keyword, msg
 }

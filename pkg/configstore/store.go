@@ -231,7 +231,7 @@ func (s *Store) List(ctx context.Context, org string) ([]*webhook.Stored, error)
 
 // Create stores a new config; ErrExists if the tenant already has one.
 func (s *Store) Create(ctx context.Context, st *webhook.Stored) error {
-	return s.withLock(ctx, st.Key(), func() error {
+	return s.withLock(ctx, st.Key(), func(ctx context.Context) error {
 		switch _, err := s.read(ctx, st.Key()); {
 		case err == nil:
 			return ErrExists
@@ -248,7 +248,7 @@ func (s *Store) Create(ctx context.Context, st *webhook.Stored) error {
 func (s *Store) Update(ctx context.Context, org, sandboxID string, change func(*webhook.Stored) error) (*webhook.Stored, error) {
 	key := webhook.Key(org, sandboxID)
 	var st *webhook.Stored
-	err := s.withLock(ctx, key, func() error {
+	err := s.withLock(ctx, key, func(ctx context.Context) error {
 		var err error
 		if st, err = s.read(ctx, key); err != nil {
 			return err
@@ -264,7 +264,7 @@ func (s *Store) Update(ctx context.Context, org, sandboxID string, change func(*
 // Delete removes a tenant's config; ErrNotFound if there is none.
 func (s *Store) Delete(ctx context.Context, org, sandboxID string) error {
 	key := webhook.Key(org, sandboxID)
-	return s.withLock(ctx, key, func() error {
+	return s.withLock(ctx, key, func(ctx context.Context) error {
 		if _, err := s.read(ctx, key); err != nil {
 			return err
 		}
@@ -301,10 +301,20 @@ var unlockScript = redis.NewScript(`
 if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("DEL", KEYS[1]) end
 return 0`)
 
-func (s *Store) withLock(ctx context.Context, key string, fn func() error) error {
+// lockTTL bounds how long a crashed holder blocks a tenant's changes; the
+// work under the lock is cut off well before it (lockWork).
+const (
+	lockTTL  = 30 * time.Second
+	lockWork = 20 * time.Second
+)
+
+// withLock runs fn while holding the tenant's Redis lock, so that changes
+// from any instance are serialised. fn's context ends before the lock
+// expires, so two holders never overlap.
+func (s *Store) withLock(ctx context.Context, key string, fn func(ctx context.Context) error) error {
 	token := rand.Text()
 	for {
-		ok, err := s.rdb.SetNX(ctx, s.lockKey(key), token, 30*time.Second).Result()
+		ok, err := s.rdb.SetNX(ctx, s.lockKey(key), token, lockTTL).Result()
 		if err != nil {
 			return fmt.Errorf("redis: %w", err)
 		}
@@ -318,7 +328,9 @@ func (s *Store) withLock(ctx context.Context, key string, fn func() error) error
 		}
 	}
 	defer unlockScript.Run(context.WithoutCancel(ctx), s.rdb, []string{s.lockKey(key)}, token)
-	return fn()
+	wctx, cancel := context.WithTimeout(ctx, lockWork)
+	defer cancel()
+	return fn(wctx)
 }
 
 // applied tracks, per partition of the configs topic, the next offset this

@@ -3,6 +3,7 @@ package configstore
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -170,4 +171,81 @@ func TestOlderOffsetNeverOverwrites(t *testing.T) {
 	if v := e.redis.Client.HGet(ctx, key[0], "v").Val(); v != "new" {
 		t.Fatalf("value = %q, want the newest write", v)
 	}
+}
+
+// A Redis restart that restores an older snapshot keeps the marker but
+// lacks later changes: the restart (a new run_id) triggers a rebuild.
+func TestRedisRestoredFromOlderSnapshotIsRebuilt(t *testing.T) {
+	e := newEnv(t)
+	s := e.instance(t, time.Nanosecond)
+	ctx := testenv.Context(t, 60*time.Second)
+	if err := s.Create(ctx, stored(t, "org1", "old", "https://old.example")); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.redis.Client.Save(ctx).Err(); err != nil { // snapshot: marker + "old"
+		t.Fatal(err)
+	}
+	if err := s.Create(ctx, stored(t, "org1", "new", "https://new.example")); err != nil {
+		t.Fatal(err)
+	}
+	e.redis.Kill()
+	e.redis.Restart(t) // loads the snapshot: "new" is missing, the marker is not
+	waitFor(t, "the config written after the snapshot", func() bool {
+		tg, err := s.Lookup(ctx, "org1", "new")
+		return err == nil && tg.Config.URL == "https://new.example"
+	})
+}
+
+// The marker is set only if the pass's sentinel survived: a flush between
+// the start of a pass and its end must not leave a marker over a Redis that
+// lacks what the pass applied before the flush.
+func TestMarkerNeedsTheSentinel(t *testing.T) {
+	e := newEnv(t)
+	ctx := testenv.Context(t, 10*time.Second)
+	keys := []string{"t:configs:pass:x", "t:configs:loaded"}
+	if err := e.redis.Client.Set(ctx, keys[0], "1", time.Minute).Err(); err != nil {
+		t.Fatal(err)
+	}
+	e.redis.Client.FlushAll(ctx)
+	if ok, err := markScript.Run(ctx, e.redis.Client, keys, "now").Int(); err != nil || ok != 0 {
+		t.Fatalf("mark after a flush = %d, %v; want 0", ok, err)
+	}
+	if e.redis.Client.Exists(ctx, keys[1]).Val() != 0 {
+		t.Fatal("marker set although the pass lost data")
+	}
+	e.redis.Client.Set(ctx, keys[0], "1", time.Minute)
+	if ok, _ := markScript.Run(ctx, e.redis.Client, keys, "now").Int(); ok != 1 || e.redis.Client.Exists(ctx, keys[1]).Val() != 1 {
+		t.Fatal("marker not set after a clean pass")
+	}
+}
+
+// Loading must finish even when retention or compaction removed the last
+// records of a partition (its end offset then points past any record).
+func TestLoadsWhenPartitionTailIsGone(t *testing.T) {
+	e := newEnv(t)
+	ctx := testenv.Context(t, 30*time.Second)
+	cl, err := kgo.NewClient(kgo.SeedBrokers(e.kafka.Seeds...), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	for i := range 5 {
+		if err := cl.ProduceSync(ctx, &kgo.Record{Topic: "feedback.configs", Partition: 1, Key: []byte(fmt.Sprintf("org/%d", i))}).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	adm := kadm.NewClient(cl)
+	ends, _ := adm.ListEndOffsets(ctx, "feedback.configs")
+	resp, err := adm.DeleteRecords(ctx, ends.Offsets())
+	if err == nil {
+		err = resp.Error()
+	}
+	if err != nil {
+		t.Fatalf("delete records: %v", err)
+	}
+	starts, _ := adm.ListStartOffsets(ctx, "feedback.configs")
+	if st, _ := starts.Lookup("feedback.configs", 1); st.Offset != 5 {
+		t.Fatalf("partition 1 starts at %d after deleting its records, want 5 (empty)", st.Offset)
+	}
+	e.instance(t, time.Second) // waits for Loaded
 }

@@ -2,8 +2,10 @@ package configstore
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -22,8 +24,18 @@ redis.call("HSET", KEYS[1], "o", ARGV[1], "v", ARGV[2])
 if ARGV[2] == "" then redis.call("EXPIRE", KEYS[1], 604800) else redis.call("PERSIST", KEYS[1]) end
 return 1`)
 
+// markScript sets the "loaded" marker (KEYS[2]) only if this pass's
+// sentinel (KEYS[1]), written before its first record was applied, is still
+// there: if Redis lost data during the pass, what was applied before the
+// loss is gone too and the pass must start again.
+var markScript = redis.NewScript(`
+if redis.call("EXISTS", KEYS[1]) == 0 then return 0 end
+redis.call("SET", KEYS[2], ARGV[1])
+redis.call("DEL", KEYS[1])
+return 1`)
+
 // errRedisLost ends a sync pass when Redis no longer holds the configs.
-var errRedisLost = errors.New("redis lost the webhook configs (flushed or restarted empty)")
+var errRedisLost = errors.New("redis lost the webhook configs (flushed, restarted empty or restored from an older snapshot)")
 
 // Run tails the configs topic into Redis until ctx ends, replaying it from
 // the start whenever Redis loses it. It returns ctx's error.
@@ -62,46 +74,52 @@ func (s *Store) syncPass(ctx context.Context) error {
 		kgo.ConsumeTopics(s.opts.Topic),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.FetchMaxWait(time.Second),
+		kgo.RecordPartitioner(kgo.ManualPartitioner()), // barriers go to every partition
 	)...)
 	if err != nil {
 		return err
 	}
 	defer cl.Close()
 
-	ends, err := kadm.NewClient(cl).ListEndOffsets(ctx, s.opts.Topic)
-	if err == nil {
-		err = ends.Error()
+	pass := rand.Text()
+	barrier := barrierPrefix + pass
+	sentinel := s.opts.KeyPrefix + "configs:pass:" + pass
+	if err := s.rdb.Set(ctx, sentinel, "1", 24*time.Hour).Err(); err != nil {
+		return fmt.Errorf("redis: %w", err)
 	}
+	runID, err := s.redisRunID(ctx) // "" when the server does not say
 	if err != nil {
-		return fmt.Errorf("list end offsets of %s: %w", s.opts.Topic, err)
+		return err
 	}
-	behind := map[int32]int64{} // partition -> end offset still to reach
-	ends.Each(func(o kadm.ListedOffset) {
-		if o.Offset > 0 {
-			behind[o.Partition] = o.Offset
-		}
-	})
+	behind, err := s.writeBarriers(ctx, cl, barrier)
+	if err != nil {
+		return err
+	}
 
 	caughtUp := false
 	nextCheck := time.Now().Add(s.opts.CheckInterval)
 	for {
 		if caughtUp && time.Now().After(nextCheck) {
 			nextCheck = time.Now().Add(s.opts.CheckInterval)
-			n, err := s.rdb.Exists(ctx, s.markerKey()).Result()
-			if err != nil {
+			if err := s.checkRedis(ctx, runID); err != nil {
 				s.loaded.Store(false)
-				return fmt.Errorf("redis: %w", err)
-			}
-			if n == 0 {
-				s.loaded.Store(false)
-				s.cache.clear()
-				return errRedisLost
+				if errors.Is(err, errRedisLost) {
+					s.cache.clear()
+				}
+				return err
 			}
 			s.loaded.Store(true)
 		}
 		if !caughtUp && len(behind) == 0 {
-			if err := s.rdb.Set(ctx, s.markerKey(), time.Now().UTC().Format(time.RFC3339), 0).Err(); err != nil {
+			ok, err := markScript.Run(ctx, s.rdb, []string{sentinel, s.markerKey()}, time.Now().UTC().Format(time.RFC3339)).Int()
+			if err != nil {
 				return fmt.Errorf("redis: %w", err)
+			}
+			if ok == 0 {
+				return errRedisLost
+			}
+			if err := s.checkRedis(ctx, runID); err != nil {
+				return err
 			}
 			caughtUp = true
 			s.loaded.Store(true)
@@ -125,20 +143,86 @@ func (s *Store) syncPass(ctx context.Context) error {
 		}
 		var aerr error
 		fetches.EachRecord(func(r *kgo.Record) {
-			if aerr != nil {
-				return
-			}
-			if aerr = s.apply(ctx, r); aerr != nil {
-				return
-			}
-			if end, ok := behind[r.Partition]; ok && r.Offset+1 >= end {
-				delete(behind, r.Partition)
+			switch {
+			case aerr != nil:
+			case strings.HasPrefix(string(r.Key), barrierPrefix): // a pass marker, not a config
+				if string(r.Key) == barrier {
+					delete(behind, r.Partition)
+				}
+			default:
+				aerr = s.apply(ctx, r)
 			}
 		})
 		if aerr != nil {
 			return aerr
 		}
 	}
+}
+
+// barrierPrefix starts the keys of pass markers; no config key can start
+// with '!' (organisation ids cannot hold one).
+const barrierPrefix = "!sync-barrier/"
+
+// writeBarriers writes a tombstone keyed barrier to every partition of the
+// configs topic and returns the partitions whose barrier is still to be
+// read. Reading one's own barrier proves everything written before it was
+// read, even where compaction or retention removed the last records, which
+// end offsets cannot tell. Being tombstones, barriers disappear after the
+// topic's delete.retention.ms.
+func (s *Store) writeBarriers(ctx context.Context, cl *kgo.Client, barrier string) (map[int32]bool, error) {
+	ends, err := kadm.NewClient(cl).ListEndOffsets(ctx, s.opts.Topic)
+	if err == nil {
+		err = ends.Error()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("list partitions of %s: %w", s.opts.Topic, err)
+	}
+	behind := map[int32]bool{}
+	var recs []*kgo.Record
+	ends.Each(func(o kadm.ListedOffset) {
+		behind[o.Partition] = true
+		recs = append(recs, &kgo.Record{Topic: s.opts.Topic, Partition: o.Partition, Key: []byte(barrier)})
+	})
+	if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+		return nil, fmt.Errorf("write sync barrier to %s: %w", s.opts.Topic, err)
+	}
+	return behind, nil
+}
+
+// checkRedis reports errRedisLost if the marker is gone or Redis restarted
+// (a restart may restore an older snapshot that lacks recent changes).
+func (s *Store) checkRedis(ctx context.Context, runID string) error {
+	n, err := s.rdb.Exists(ctx, s.markerKey()).Result()
+	if err != nil {
+		return fmt.Errorf("redis: %w", err)
+	}
+	id, err := s.redisRunID(ctx)
+	if err != nil {
+		return err
+	}
+	if n == 0 || id != runID {
+		return errRedisLost
+	}
+	return nil
+}
+
+// redisRunID is the server's run_id, which changes on every restart, or ""
+// if the server does not report one (miniredis).
+func (s *Store) redisRunID(ctx context.Context) (string, error) {
+	info, err := s.rdb.Info(ctx, "server").Result()
+	var answered redis.Error
+	if errors.As(err, &answered) { // the server refused: it has no run_id to give
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("redis: %w", err)
+	}
+	for _, line := range strings.Split(info, "\n") {
+		if v, ok := strings.CutPrefix(line, "run_id:"); ok {
+			return strings.TrimSpace(v), nil
+		}
+	}
+	return "", nil
 }
 
 // apply writes one record to Redis, retrying until it lands or ctx ends:

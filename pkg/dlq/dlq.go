@@ -36,6 +36,10 @@ const (
 	HeaderFirstAttemptAt = "dlq-first-attempt-at"
 	HeaderFailedAt       = "dlq-failed-at"
 	HeaderSource         = "dlq-source"
+	// HeaderValueOmitted holds the original value's size when the value
+	// had to be left out (the record would exceed the broker's limit); the
+	// original is still at dlq-source until the topic's retention ends.
+	HeaderValueOmitted = "dlq-value-omitted"
 )
 
 // Entry is the dead-letter information of one event.
@@ -48,12 +52,13 @@ type Entry struct {
 	FirstAttemptAt time.Time
 	FailedAt       time.Time
 	Source         string // "topic/partition/offset" of the input record
+	ValueOmitted   int    // size of a value left out, 0 if the value is there
 }
 
 func isOwnHeader(k string) bool {
 	switch k {
 	case HeaderReason, HeaderWebhookID, HeaderAttempts, HeaderLastStatus, HeaderLastError,
-		HeaderFirstAttemptAt, HeaderFailedAt, HeaderSource:
+		HeaderFirstAttemptAt, HeaderFailedAt, HeaderSource, HeaderValueOmitted:
 		return true
 	}
 	return retry.IsOwnHeader(k)
@@ -85,7 +90,12 @@ func (e Entry) Record(topic string, orig *kgo.Record) *kgo.Record {
 		kgo.RecordHeader{Key: HeaderFailedAt, Value: []byte(e.FailedAt.UTC().Format(time.RFC3339))},
 		kgo.RecordHeader{Key: HeaderSource, Value: []byte(e.Source)},
 	)
-	return &kgo.Record{Topic: topic, Key: orig.Key, Value: orig.Value, Headers: h}
+	value := orig.Value
+	if e.ValueOmitted > 0 {
+		value = nil
+		h = append(h, kgo.RecordHeader{Key: HeaderValueOmitted, Value: []byte(strconv.Itoa(e.ValueOmitted))})
+	}
+	return &kgo.Record{Topic: topic, Key: orig.Key, Value: value, Headers: h}
 }
 
 // ParseEntry reads the dead-letter headers of a record from feedback.dlq.
@@ -115,6 +125,8 @@ func ParseEntry(headers []kgo.RecordHeader) (Entry, error) {
 			e.FailedAt, err = time.Parse(time.RFC3339, v)
 		case HeaderSource:
 			e.Source = v
+		case HeaderValueOmitted:
+			e.ValueOmitted, err = strconv.Atoi(v)
 		}
 		if err != nil {
 			return Entry{}, fmt.Errorf("header %s: %w", h.Key, err)

@@ -6,6 +6,8 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/feedbackd/feedbackd/pkg/topics"
 )
 
 // Record is one dead letter as read back from the topic.
@@ -31,19 +33,10 @@ func Scan(ctx context.Context, kafkaOpts []kgo.Opt, topic string, fn func(Record
 		return err
 	}
 	defer cl.Close()
-	ends, err := kadm.NewClient(cl).ListEndOffsets(ctx, topic)
-	if err == nil {
-		err = ends.Error()
-	}
+	left, err := topics.Backlog(ctx, kadm.NewClient(cl), topic)
 	if err != nil {
-		return fmt.Errorf("read end offsets of %s: %w", topic, err)
+		return err
 	}
-	left := map[int32]int64{}
-	ends.Each(func(o kadm.ListedOffset) {
-		if o.Offset > 0 {
-			left[o.Partition] = o.Offset
-		}
-	})
 	for len(left) > 0 {
 		fetches := cl.PollFetches(ctx)
 		if err := ctx.Err(); err != nil {

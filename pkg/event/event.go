@@ -66,7 +66,18 @@ func (e *Event) Key() string { return e.Org + "/" + e.SandboxID }
 type InvalidError struct {
 	Reason  string // "invalid_json", "too_large" or "schema"
 	Field   string
-	Message string
+	Keyword string // the schema keyword that failed: required, type, pattern...
+	Message string // for people; may quote part of the event
+}
+
+// Class is the error in a fixed vocabulary, fit for a dead-letter header:
+// "invalid_json", "too_large" or "schema: <field>: <keyword>". It never
+// quotes the event.
+func (e *InvalidError) Class() string {
+	if e.Reason != "schema" {
+		return e.Reason
+	}
+	return "schema: " + e.Field + ": " + e.Keyword
 }
 
 func (e *InvalidError) Error() string {
@@ -125,8 +136,8 @@ func syntaxError(raw []byte) string {
 }
 
 func schemaError(err error) error {
-	field, msg := schemas.Explain(err)
-	return &InvalidError{Reason: "schema", Field: field, Message: msg}
+	field, keyword, msg := schemas.Explain(err)
+	return &InvalidError{Reason: "schema", Field: field, Keyword: keyword, Message: msg}
 }
 
 // DeriveID returns the webhook-id of an event without eventId: stable for a

@@ -99,6 +99,13 @@ func (p *Partition) mark(offset int64, to state) {
 	}
 }
 
+// Closed reports whether the partition was revoked.
+func (p *Partition) Closed() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.closed
+}
+
 // Unsettled is how many tracked records are neither settled nor abandoned.
 func (p *Partition) Unsettled() int {
 	p.mu.Lock()

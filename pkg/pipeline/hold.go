@@ -4,6 +4,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/feedbackd/feedbackd/pkg/offsets"
 )
 
@@ -11,8 +13,12 @@ import (
 // records is paused, so memory is bounded by what one fetch returned for
 // it; its records are released as they come due, in any order (offsets are
 // tracked one by one), and the partition resumes once none is left.
+// It is safe for concurrent use.
 type holds struct {
-	p  *Pipeline
+	pause, resume func(topic string, partition int32)
+	release       func(job) // starts a due job; may wait for a slot
+	held          prometheus.Gauge
+
 	mu sync.Mutex
 	by map[*offsets.Partition]*held
 }
@@ -22,15 +28,15 @@ type held struct {
 	timer *time.Timer
 }
 
-func newHolds(p *Pipeline) *holds {
-	return &holds{p: p, by: map[*offsets.Partition]*held{}}
-}
-
 // hold keeps j if it is not due or its partition already has held records
-// (those were fetched first). It reports whether it kept j.
+// (those were fetched first). It reports whether it took j.
 func (h *holds) hold(part *offsets.Partition, j job) bool {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	if part.Closed() { // revoked or lost meanwhile: the next owner has it
+		part.Abandon(j.rec.Offset)
+		return true
+	}
 	q := h.by[part]
 	if q == nil {
 		if !time.Now().Before(j.state.DueAt) {
@@ -38,10 +44,10 @@ func (h *holds) hold(part *offsets.Partition, j job) bool {
 		}
 		q = &held{}
 		h.by[part] = q
-		h.p.cl.PauseFetchPartitions(map[string][]int32{part.Topic: {part.ID}})
+		h.pause(part.Topic, part.ID)
 	}
 	q.jobs = append(q.jobs, j)
-	h.p.metrics.retriesHeld.Inc()
+	h.held.Inc()
 	h.schedule(part, q)
 	return true
 }
@@ -58,12 +64,12 @@ func (h *holds) schedule(part *offsets.Partition, q *held) {
 	if q.timer != nil {
 		q.timer.Stop()
 	}
-	q.timer = time.AfterFunc(time.Until(next), func() { h.release(part, q) })
+	q.timer = time.AfterFunc(time.Until(next), func() { h.due(part, q) })
 }
 
-// release starts the partition's due records and resumes it when none is
-// left. Starting may wait for a free slot, so it happens outside the lock.
-func (h *holds) release(part *offsets.Partition, q *held) {
+// due releases the partition's due records and resumes it when none is
+// left. Releasing may wait for a slot, so it happens outside the lock.
+func (h *holds) due(part *offsets.Partition, q *held) {
 	h.mu.Lock()
 	if h.by[part] != q { // dropped meanwhile
 		h.mu.Unlock()
@@ -82,15 +88,15 @@ func (h *holds) release(part *offsets.Partition, q *held) {
 	q.jobs = keep
 	if len(keep) == 0 {
 		delete(h.by, part)
-		h.p.cl.ResumeFetchPartitions(map[string][]int32{part.Topic: {part.ID}})
+		h.resume(part.Topic, part.ID)
 	} else {
 		h.schedule(part, q)
 	}
-	h.p.metrics.retriesHeld.Sub(float64(len(due)))
+	h.held.Sub(float64(len(due)))
 	h.mu.Unlock()
 
 	for _, j := range due {
-		h.p.start(h.p.run, j)
+		h.release(j)
 	}
 }
 
@@ -108,9 +114,9 @@ func (h *holds) drop(parts []*offsets.Partition) {
 		for _, j := range q.jobs {
 			part.Abandon(j.rec.Offset)
 		}
-		h.p.metrics.retriesHeld.Sub(float64(len(q.jobs)))
+		h.held.Sub(float64(len(q.jobs)))
 		delete(h.by, part)
-		h.p.cl.ResumeFetchPartitions(map[string][]int32{part.Topic: {part.ID}})
+		h.resume(part.Topic, part.ID)
 	}
 }
 

@@ -73,6 +73,7 @@ type Pipeline struct {
 	holds   *holds
 
 	slots    chan struct{} // one token per delivery in flight
+	freed    chan struct{} // signalled when a slot is released
 	mu       sync.Mutex    // orders inflight.Add before the final Wait
 	closed   bool
 	inflight sync.WaitGroup
@@ -107,9 +108,16 @@ func New(kafkaOpts []kgo.Opt, configs Configs, sender Sender, opts Options) (*Pi
 		log:     opts.Logger,
 		tracker: offsets.NewTracker(),
 		slots:   make(chan struct{}, opts.Concurrency),
+		freed:   make(chan struct{}, 1),
 	}
 	p.work, p.stopWork = context.WithCancel(context.Background())
-	p.holds = newHolds(p)
+	p.holds = &holds{
+		by:      map[*offsets.Partition]*held{},
+		pause:   func(t string, id int32) { p.cl.PauseFetchPartitions(map[string][]int32{t: {id}}) },
+		resume:  func(t string, id int32) { p.cl.ResumeFetchPartitions(map[string][]int32{t: {id}}) },
+		release: func(j job) { p.start(p.run, j) },
+		held:    p.metrics.retriesHeld,
+	}
 
 	cl, err := kgo.NewClient(append(kafkaOpts,
 		kgo.ConsumerGroup(opts.Group),
@@ -117,6 +125,7 @@ func New(kafkaOpts []kgo.Opt, configs Configs, sender Sender, opts Options) (*Pi
 		kgo.ConsumeTopics(p.topicPatterns()...),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.DisableAutoCommit(),
+		kgo.BlockRebalanceOnPoll(),
 		kgo.OnPartitionsAssigned(p.assigned),
 		kgo.OnPartitionsRevoked(p.revoked),
 		kgo.OnPartitionsLost(p.lost),
@@ -152,30 +161,59 @@ func (p *Pipeline) Client() *kgo.Client { return p.cl }
 
 // Run consumes until ctx ends. Then it stops fetching, waits up to
 // ShutdownTimeout for deliveries in flight (cancelling them after that; they
-// are not committed and are redelivered after a restart), commits every
-// settled offset, leaves the group and closes the client. It returns nil
+// are not committed and are redelivered after a restart), leaves the group,
+// committing every settled offset, and closes the client. It returns nil
 // after a clean stop.
+//
+// The client blocks rebalances from a poll until AllowRebalance, so the
+// partitions of a batch cannot change hands while it is dispatched and
+// commits made in between are for partitions this member owns. To keep that
+// window short, a poll asks for no more records than there are free slots.
 func (p *Pipeline) Run(ctx context.Context) error {
 	p.run = ctx
-	commitDone := make(chan struct{})
-	go func() { defer close(commitDone); p.commitLoop(ctx) }()
 	go p.lagLoop(ctx)
 
-	for {
-		fetches := p.cl.PollRecords(ctx, 1024)
-		if ctx.Err() != nil || fetches.IsClientClosed() {
+	lastCommit := time.Now()
+	for p.waitForSlot(ctx) {
+		pctx, cancel := context.WithTimeout(ctx, p.opts.CommitInterval)
+		fetches := p.cl.PollRecords(pctx, min(p.freeSlots(), 1024))
+		cancel()
+		if fetches.IsClientClosed() {
+			p.cl.AllowRebalance()
 			break
 		}
 		fetches.EachError(func(topic string, partition int32, err error) {
-			if !errors.Is(err, context.Canceled) {
+			if !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
 				p.log.Warn("fetch error", "topic", topic, "partition", partition, "err", err)
 				p.metrics.fetchErrors.Inc()
 			}
 		})
 		fetches.EachRecord(func(r *kgo.Record) { p.dispatch(ctx, r) })
+		if time.Since(lastCommit) >= p.opts.CommitInterval {
+			p.commit(ctx, p.tracker.All())
+			lastCommit = time.Now()
+		}
+		p.cl.AllowRebalance()
 	}
-	<-commitDone
 	return p.shutdown()
+}
+
+// freeSlots is how many more records may start now (at least 1).
+func (p *Pipeline) freeSlots() int { return max(cap(p.slots)-len(p.slots), 1) }
+
+// waitForSlot blocks while every slot is taken; it reports false once ctx
+// has ended.
+func (p *Pipeline) waitForSlot(ctx context.Context) bool {
+	for len(p.slots) == cap(p.slots) {
+		select {
+		case <-p.freed:
+		case <-ctx.Done():
+		}
+		if ctx.Err() != nil {
+			return false
+		}
+	}
+	return ctx.Err() == nil
 }
 
 func (p *Pipeline) shutdown() error {
@@ -193,22 +231,21 @@ func (p *Pipeline) shutdown() error {
 		<-drained
 	}
 	p.holds.dropAll()
-	cctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	p.commit(cctx, p.tracker.All())
-	p.cl.Close() // leaves the group; revoked() finds nothing left to do
+	// Leaving the group calls revoked, which commits what is settled while
+	// this member still owns the partitions.
+	p.cl.Close()
 	p.stopWork()
 	p.log.Info("pipeline stopped")
 	return nil
 }
 
 // dispatch runs in the poll loop for each record, in offset order per
-// partition. It may block while every slot is taken: that is the
-// back-pressure that stops fetching.
+// partition. It may wait for a slot: that is the back-pressure that stops
+// fetching.
 func (p *Pipeline) dispatch(ctx context.Context, r *kgo.Record) {
 	part := p.tracker.Get(r.Topic, r.Partition)
 	if part == nil || !part.Add(r.Offset, r.LeaderEpoch) {
-		return // revoked meanwhile: the next owner reads it
+		return // not ours any more: the next owner reads it
 	}
 	p.metrics.consumed.WithLabelValues(r.Topic).Inc()
 	j := job{rec: r, part: part}
@@ -226,9 +263,14 @@ func (p *Pipeline) dispatch(ctx context.Context, r *kgo.Record) {
 	p.start(ctx, j)
 }
 
-// start runs a job once a slot is free. If ctx ends first, the record is
-// abandoned: not committed, so it is read again later.
+// start runs a job once a slot is free. A record that does not run, or whose
+// processing is cut short by shutdown, is abandoned: never committed, so it
+// is read again after a restart or by the partition's next owner.
 func (p *Pipeline) start(ctx context.Context, j job) {
+	if ctx.Err() != nil {
+		j.part.Abandon(j.rec.Offset)
+		return
+	}
 	select {
 	case p.slots <- struct{}{}:
 	case <-ctx.Done():
@@ -238,7 +280,7 @@ func (p *Pipeline) start(ctx context.Context, j job) {
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()
-		<-p.slots
+		p.releaseSlot()
 		j.part.Abandon(j.rec.Offset)
 		return
 	}
@@ -248,25 +290,22 @@ func (p *Pipeline) start(ctx context.Context, j job) {
 	go func() {
 		defer func() {
 			p.metrics.inflight.Dec()
-			<-p.slots
+			p.releaseSlot()
 			p.inflight.Done()
 		}()
 		if p.process(p.work, j) {
 			j.part.Settle(j.rec.Offset)
+		} else {
+			j.part.Abandon(j.rec.Offset)
 		}
 	}()
 }
 
-func (p *Pipeline) commitLoop(ctx context.Context) {
-	t := time.NewTicker(p.opts.CommitInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			p.commit(ctx, p.tracker.All())
-		}
+func (p *Pipeline) releaseSlot() {
+	<-p.slots
+	select {
+	case p.freed <- struct{}{}:
+	default:
 	}
 }
 
@@ -304,7 +343,7 @@ func (p *Pipeline) assigned(_ context.Context, _ *kgo.Client, assigned map[strin
 
 // revoked drains the revoked partitions' deliveries in flight (bounded by
 // ShutdownTimeout) and commits what they settled before the partitions
-// move to another member.
+// move to another member. It runs between batches (BlockRebalanceOnPoll).
 func (p *Pipeline) revoked(ctx context.Context, _ *kgo.Client, revoked map[string][]int32) {
 	parts := p.tracker.Revoke(revoked)
 	if len(parts) == 0 {
@@ -319,7 +358,9 @@ func (p *Pipeline) revoked(ctx context.Context, _ *kgo.Client, revoked map[strin
 				"topic", part.Topic, "partition", part.ID, "in_flight", part.Unsettled())
 		}
 	}
-	p.commit(wctx, parts)
+	cctx, cancelCommit := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancelCommit()
+	p.commit(cctx, parts)
 	p.log.Info("partitions revoked", "partitions", revoked)
 }
 

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/feedbackd/feedbackd/pkg/configstore"
@@ -32,25 +33,28 @@ type job struct {
 func (p *Pipeline) process(ctx context.Context, j job) bool {
 	ev, st, err := p.decode(j)
 	if err != nil {
-		return p.deadLetter(ctx, j, nil, st, dlq.ReasonInvalidEvent, deliver.Result{Class: err.Error()})
+		st.LastError = invalidClass(err)
+		return p.deadLetter(ctx, j, nil, st, dlq.ReasonInvalidEvent, slog.String("detail", err.Error()))
 	}
 	if !event.Deliverable(ev.Status) {
-		return p.skip(j, ev, st, webhook.SkipStatus)
+		return p.skip(ev, st, webhook.SkipStatus)
 	}
 
 	t, err := p.lookup(ctx, ev)
 	switch {
 	case errors.Is(err, configstore.ErrNotFound):
-		return p.skip(j, ev, st, webhook.SkipNoConfig)
+		return p.skip(ev, st, webhook.SkipNoConfig)
 	case errors.Is(err, configstore.ErrCorrupt):
-		return p.deadLetter(ctx, j, ev, st, dlq.ReasonEndpointInvalid, deliver.Result{Class: "config_unusable"})
+		st.LastError = "config_unusable"
+		return p.deadLetter(ctx, j, ev, st, dlq.ReasonEndpointInvalid)
 	case err != nil:
 		return false // ctx ended while Redis was unavailable
 	case !t.Config.Enabled:
-		return p.deadLetter(ctx, j, ev, st, dlq.ReasonEndpointDisabled, deliver.Result{Class: "config_disabled"})
+		st.LastError = "config_disabled"
+		return p.deadLetter(ctx, j, ev, st, dlq.ReasonEndpointDisabled)
 	}
 	if reason := t.Config.SkipReason(ev.Channel, ev.CampaignID); reason != "" {
-		return p.skip(j, ev, st, reason)
+		return p.skip(ev, st, reason)
 	}
 
 	res := p.sender.Send(ctx, t, st.WebhookID, ev.Body(make([]byte, 0, len(ev.Raw)+32)))
@@ -66,18 +70,18 @@ func (p *Pipeline) process(ctx context.Context, j job) bool {
 	case deliver.Retry:
 		tier, delay, ok := p.opts.Policy.Next(st.Attempts, res.RetryAfter)
 		if !ok {
-			return p.deadLetter(ctx, j, ev, st, dlq.ReasonRetriesExhausted, res)
+			return p.deadLetter(ctx, j, ev, st, dlq.ReasonRetriesExhausted)
 		}
-		return p.scheduleRetry(ctx, j, ev, st, res, tier, delay)
+		return p.scheduleRetry(ctx, j, ev, st, tier, delay)
 	case deliver.Gone:
 		if err := p.configs.Disable(ctx, ev.Org, ev.SandboxID, "endpoint answered 410 Gone"); err != nil {
 			p.log.Error("cannot disable config after 410", "org", ev.Org, "sandbox", ev.SandboxID, "err", err)
 		}
-		return p.deadLetter(ctx, j, ev, st, dlq.ReasonRejected, res)
+		return p.deadLetter(ctx, j, ev, st, dlq.ReasonRejected)
 	case deliver.Unreachable:
-		return p.deadLetter(ctx, j, ev, st, dlq.ReasonEndpointInvalid, res)
+		return p.deadLetter(ctx, j, ev, st, dlq.ReasonEndpointInvalid)
 	default: // deliver.Reject
-		return p.deadLetter(ctx, j, ev, st, dlq.ReasonRejected, res)
+		return p.deadLetter(ctx, j, ev, st, dlq.ReasonRejected)
 	}
 }
 
@@ -161,66 +165,101 @@ func (p *Pipeline) delivered(ev *event.Event, st *retry.State, res deliver.Resul
 	p.log.Info("delivered", p.attrs(ev, st)...)
 }
 
-func (p *Pipeline) skip(j job, ev *event.Event, st *retry.State, reason string) bool {
+func (p *Pipeline) skip(ev *event.Event, st *retry.State, reason string) bool {
 	p.metrics.skipped.WithLabelValues(reason).Inc()
 	p.log.Info("skipped", p.attrs(ev, st, slog.String("reason", reason))...)
 	return true
 }
 
-func (p *Pipeline) scheduleRetry(ctx context.Context, j job, ev *event.Event, st *retry.State, res deliver.Result, tier, delay time.Duration) bool {
+func (p *Pipeline) scheduleRetry(ctx context.Context, j job, ev *event.Event, st *retry.State, tier, delay time.Duration) bool {
 	st.DueAt = time.Now().Add(delay)
 	topic := retry.Topic(p.opts.RetryPrefix, tier)
-	if !p.produce(ctx, func() *kgo.Record {
-		return &kgo.Record{Topic: topic, Key: j.rec.Key, Value: j.rec.Value, Headers: st.AppendHeaders(foreignHeaders(j.rec))}
-	}) {
+	rec := &kgo.Record{Topic: topic, Key: j.rec.Key, Value: j.rec.Value, Headers: st.AppendHeaders(foreignHeaders(j.rec))}
+	switch err := p.produce(ctx, rec); {
+	case ctx.Err() != nil:
 		return false
+	case err != nil: // the retry record can never be written: give up now
+		p.log.Error("cannot write retry record; dead-lettering", p.attrs(ev, st, slog.String("err", err.Error()))...)
+		st.LastError = "retry_not_writable"
+		return p.deadLetter(ctx, j, ev, st, dlq.ReasonRetriesExhausted)
 	}
 	p.metrics.retries.Inc()
 	p.log.Info("retry scheduled", p.attrs(ev, st, slog.Duration("in", delay.Round(time.Millisecond)), slog.String("topic", topic))...)
 	return true
 }
 
-func (p *Pipeline) deadLetter(ctx context.Context, j job, ev *event.Event, st *retry.State, reason string, res deliver.Result) bool {
+// deadLetter writes the record to the dead-letter topic with st's story.
+// A record the broker refuses for its size is written without its value
+// (dlq-value-omitted says how large it was; dlq-source still points to it).
+func (p *Pipeline) deadLetter(ctx context.Context, j job, ev *event.Event, st *retry.State, reason string, extra ...any) bool {
 	e := dlq.Entry{
 		Reason: reason, WebhookID: st.WebhookID, Attempts: st.Attempts, LastStatus: st.LastStatus,
 		LastError: st.LastError, FirstAttemptAt: st.FirstAttemptAt, FailedAt: time.Now(), Source: st.Source,
 	}
-	if st.Attempts == 0 { // dead-lettered before any attempt: say why
-		e.LastError = res.Class
+	err := p.produce(ctx, e.Record(p.opts.DLQTopic, j.rec))
+	if err != nil && ctx.Err() == nil {
+		p.log.Warn("dead letter refused by the broker; writing it without its value", p.attrs(ev, st, slog.String("err", err.Error()))...)
+		e.ValueOmitted = max(len(j.rec.Value), 1)
+		err = p.produce(ctx, e.Record(p.opts.DLQTopic, j.rec))
 	}
-	if !p.produce(ctx, func() *kgo.Record { return e.Record(p.opts.DLQTopic, j.rec) }) {
+	switch {
+	case ctx.Err() != nil:
 		return false
+	case err != nil:
+		// Not even the headers fit: nothing more can be done here. The
+		// record stays at its source offset until retention removes it.
+		p.metrics.produceErrors.Inc()
+		p.log.Error("DEAD LETTER LOST: the broker refuses it", p.attrs(ev, st, slog.String("reason", reason), slog.String("err", err.Error()))...)
+		return true
 	}
 	p.metrics.dlq.WithLabelValues(reason).Inc()
 	if ev != nil {
 		p.metrics.deliveries.WithLabelValues(ev.Channel, ev.Status, "dead_lettered").Inc()
 		p.metrics.endToEnd.WithLabelValues(ev.Channel).Observe(time.Since(st.OriginTime).Seconds())
 	}
-	p.log.Info("dead-lettered", p.attrs(ev, st, slog.String("reason", reason), slog.String("error", e.LastError))...)
+	p.log.Info("dead-lettered", p.attrs(ev, st, append([]any{slog.String("reason", reason)}, extra...)...)...)
 	return true
 }
 
-// produce writes a record built by mk until the broker acknowledges it or
-// ctx ends; it reports which. franz-go already retries retriable errors,
-// so an error here is rare and worth a log line each time.
-func (p *Pipeline) produce(ctx context.Context, mk func() *kgo.Record) bool {
+// produce writes rec until the broker acknowledges it (nil), ctx ends
+// (ctx's error), or the broker refuses it for good (that error). franz-go
+// already retries retriable errors, so any other error is rare and worth a
+// log line each time it is retried here.
+func (p *Pipeline) produce(ctx context.Context, rec *kgo.Record) error {
 	backoff := 100 * time.Millisecond
 	for {
-		rec := mk()
-		err := p.cl.ProduceSync(ctx, rec).FirstErr()
-		if err == nil {
-			return true
-		}
-		if ctx.Err() != nil {
-			return false
+		r := *rec // a record must not be reused while franz-go holds it
+		err := p.cl.ProduceSync(ctx, &r).FirstErr()
+		switch {
+		case err == nil:
+			return nil
+		case ctx.Err() != nil:
+			return ctx.Err()
+		case permanent(err):
+			return err
 		}
 		p.metrics.produceErrors.Inc()
 		p.log.Error("produce failed; retrying", "topic", rec.Topic, "err", err, "in", backoff)
 		if !sleep(ctx, backoff) {
-			return false
+			return ctx.Err()
 		}
 		backoff = min(2*backoff, 10*time.Second)
 	}
+}
+
+// permanent errors will not go away by producing the same record again.
+func permanent(err error) bool {
+	return errors.Is(err, kerr.MessageTooLarge) || errors.Is(err, kerr.RecordListTooLarge) || errors.Is(err, kerr.InvalidRecord)
+}
+
+// invalidClass is the dead-letter error of a record that is not a valid
+// event, in a fixed vocabulary.
+func invalidClass(err error) string {
+	var ie *event.InvalidError
+	if errors.As(err, &ie) {
+		return ie.Class()
+	}
+	return "retry_state"
 }
 
 // foreignHeaders are the record's headers that feedbackd does not own.
@@ -246,9 +285,9 @@ func (p *Pipeline) attrs(ev *event.Event, st *retry.State, extra ...any) []any {
 		if st.LastStatus != 0 {
 			a = append(a, slog.Int("http_status", st.LastStatus))
 		}
-		if st.LastError != "" {
-			a = append(a, slog.String("error", st.LastError))
-		}
+	}
+	if st.LastError != "" {
+		a = append(a, slog.String("error", st.LastError))
 	}
 	return append(a, extra...)
 }

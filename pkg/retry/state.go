@@ -66,9 +66,8 @@ func (s State) AppendHeaders(h []kgo.RecordHeader) []kgo.RecordHeader {
 // ParseState reads the state from a retry record's headers.
 func ParseState(headers []kgo.RecordHeader) (State, error) {
 	var (
-		s    State
-		seen int
-		err  error
+		s   State
+		err error
 	)
 	for _, h := range headers {
 		v := string(h.Value)
@@ -97,7 +96,6 @@ func ParseState(headers []kgo.RecordHeader) (State, error) {
 		if err != nil {
 			return State{}, fmt.Errorf("retry header %s: %w", h.Key, err)
 		}
-		seen++
 	}
 	if s.WebhookID == "" || s.Attempts < 1 || s.DueAt.IsZero() {
 		return State{}, fmt.Errorf("retry record lacks %s, %s or %s", HeaderWebhookID, HeaderAttempts, HeaderDueAt)

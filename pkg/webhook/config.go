@@ -155,6 +155,8 @@ func validateURL(raw string, p Policy) error {
 	case u.Scheme == "http" && p.AllowHTTP:
 	case u.Scheme == "http":
 		return errors.New("must be https:// (plain http is allowed only with delivery.allow_http)")
+	case p.AllowHTTP:
+		return errors.New("must be an absolute https:// or http:// URL")
 	default:
 		return errors.New("must be an absolute https:// URL")
 	}
@@ -182,7 +184,7 @@ func validateURL(raw string, p Policy) error {
 }
 
 func schemaFieldError(err error) error {
-	field, msg := schemas.Explain(err)
+	field, _, msg := schemas.Explain(err)
 	return &FieldError{Field: field, Message: msg}
 }
 

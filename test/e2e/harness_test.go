@@ -21,6 +21,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
+	"github.com/redis/go-redis/v9"
 	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -40,13 +41,18 @@ type harness struct {
 	reg      *prometheus.Registry
 	producer *kgo.Client
 	stop     func()
+	logs     io.Writer // nil: stderr, warnings only (E2E_LOG=1: debug)
 }
 
 // start runs feedbackd in-process on a fresh broker and Redis, with a short
-// retry schedule; mutate adjusts the configuration.
-func start(t *testing.T, mutate func(*daemon.Config)) *harness {
+// retry schedule; mutate adjusts the configuration. With logs, feedbackd
+// logs JSON at debug level there.
+func start(t *testing.T, mutate func(*daemon.Config), logs ...io.Writer) *harness {
 	t.Helper()
 	h := &harness{t: t, kafka: testenv.StartKafka(t), redis: testenv.StartRedis(t)}
+	if len(logs) > 0 {
+		h.logs = logs[0]
+	}
 	h.cfg = daemon.Defaults()
 	h.cfg.Kafka.Brokers = h.kafka.Seeds
 	h.cfg.Kafka.Partitions = 2
@@ -74,33 +80,52 @@ func start(t *testing.T, mutate func(*daemon.Config)) *harness {
 	return h
 }
 
+// instance is one running feedbackd.
+type instance struct {
+	api  string
+	reg  *prometheus.Registry
+	stop func() // cancels and waits for Run to return; idempotent
+}
+
+// startDaemon (re)starts the harness's primary instance.
 func (h *harness) startDaemon() {
+	h.t.Helper()
+	in := h.spawn()
+	h.api, h.reg, h.stop = in.api, in.reg, in.stop
+}
+
+// spawn starts one more feedbackd instance with the harness's configuration,
+// in the same consumer group; it is stopped at the end of the test.
+func (h *harness) spawn() *instance {
 	h.t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	addr := make(chan net.Addr, 1)
 	done := make(chan error, 1)
-	h.reg = prometheus.NewRegistry()
+	in := &instance{reg: prometheus.NewRegistry()}
 	level := slog.LevelWarn
 	if os.Getenv("E2E_LOG") != "" {
 		level = slog.LevelDebug
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	if h.logs != nil {
+		log = slog.New(slog.NewJSONHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
 	go func() {
 		done <- daemon.Run(ctx, h.cfg, daemon.Options{
-			Version: "e2e", Logger: log, Registry: h.reg,
+			Version: "e2e", Logger: log, Registry: in.reg,
 			Listening: func(a net.Addr) { addr <- a },
 		})
 	}()
 	select {
 	case a := <-addr:
-		h.api = "http://" + a.String()
+		in.api = "http://" + a.String()
 	case err := <-done:
 		h.t.Fatalf("feedbackd did not start: %v", err)
 	case <-time.After(30 * time.Second):
 		h.t.Fatal("feedbackd did not start in 30s")
 	}
 	var once sync.Once
-	h.stop = func() {
+	in.stop = func() {
 		once.Do(func() {
 			cancel()
 			if err := <-done; err != nil {
@@ -108,14 +133,16 @@ func (h *harness) startDaemon() {
 			}
 		})
 	}
+	h.t.Cleanup(in.stop)
 	h.eventually("feedbackd ready", 30*time.Second, func() bool {
-		resp, err := http.Get(h.api + "/readyz")
+		resp, err := http.Get(in.api + "/readyz")
 		if err != nil {
 			return false
 		}
 		resp.Body.Close()
 		return resp.StatusCode == 200
 	})
+	return in
 }
 
 func (h *harness) stopDaemon() {
@@ -345,3 +372,14 @@ func header(r dlq.Record, key string) string {
 	}
 	return ""
 }
+
+// TestMain keeps go-redis's own messages (about the Redis servers that
+// tests kill on purpose) out of the test output.
+func TestMain(m *testing.M) {
+	redis.SetLogger(quietRedis{})
+	os.Exit(m.Run())
+}
+
+type quietRedis struct{}
+
+func (quietRedis) Printf(context.Context, string, ...any) {}

@@ -118,9 +118,9 @@ func TestInvalidEventsAreDeadLettered(t *testing.T) {
 		t.Fatalf("%d dead letters, want 3", len(recs))
 	}
 	wantError := []string{ // per bad record; order across partitions is not guaranteed
-		"invalid_json: unexpected end of JSON input at byte 30",
-		"schema: sandbox: required field is missing",
-		"schema: messageDeliveryFeedback.feedbackStatus: required field is missing",
+		"invalid_json",
+		"schema: sandbox: required",
+		"schema: messageDeliveryFeedback.feedbackStatus: required",
 	}
 	for _, r := range recs {
 		i := slices.IndexFunc(bad, func(b []byte) bool { return string(b) == string(r.Value) })
