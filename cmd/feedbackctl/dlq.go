@@ -1,9 +1,11 @@
 package main
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"text/tabwriter"
 	"time"
@@ -25,8 +27,9 @@ func newDLQ(s *settings) *cobra.Command {
 		Short: "Print dead-letter records with their reason headers, oldest first",
 		Long: `list reads the dead-letter topic from its start to its current end, without
 a consumer group (feedbackd's offsets are not touched), and prints each
-record's dlq-* headers. With -o json it prints one JSON object per record,
-including the original key and value.`,
+record's dlq-* headers, oldest failure first; --limit keeps the oldest N.
+With -o json it prints one JSON object per record, including the original
+key and value. The whole topic is read to sort it.`,
 		Example: `  feedbackctl dlq list
   feedbackctl dlq list --limit 20 -o json | jq 'select(.reason=="rejected")'`,
 		Args: cobra.NoArgs,
@@ -34,10 +37,19 @@ including the original key and value.`,
 			var recs []dlq.Record
 			err := dlq.Scan(cmd.Context(), s.kafkaOpts(), topic, func(r dlq.Record) bool {
 				recs = append(recs, r)
-				return limit <= 0 || len(recs) < limit
+				return true
 			})
 			if err != nil {
 				return err
+			}
+			slices.SortStableFunc(recs, func(a, b dlq.Record) int {
+				if c := a.FailedAt.Compare(b.FailedAt); c != 0 {
+					return c
+				}
+				return cmp.Or(cmp.Compare(a.Partition, b.Partition), cmp.Compare(a.Offset, b.Offset))
+			})
+			if limit > 0 && len(recs) > limit {
+				recs = recs[:limit]
 			}
 			if s.output() == "json" {
 				return printDLQJSON(cmd.OutOrStdout(), recs)

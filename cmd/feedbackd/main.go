@@ -13,6 +13,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/redis/go-redis/v9"
 	"github.com/spf13/pflag"
 
 	"github.com/feedbackd/feedbackd/pkg/daemon"
@@ -92,6 +93,7 @@ func run() int {
 		return 2
 	}
 	log := newLogger(cfg.Log)
+	redis.SetLogger(redisLogger{log.With("component", "redis-client")}) // process-wide, so set here
 	if file != "" {
 		log.Info("configuration file read", "file", file)
 	}
@@ -112,6 +114,14 @@ func run() int {
 		return 1
 	}
 	return 0
+}
+
+// redisLogger sends go-redis's own messages (connection pool trouble) to
+// slog instead of the standard logger, so JSON logs stay JSON.
+type redisLogger struct{ log *slog.Logger }
+
+func (l redisLogger) Printf(_ context.Context, format string, v ...any) {
+	l.log.Warn(fmt.Sprintf(format, v...))
 }
 
 func newLogger(c daemon.LogConfig) *slog.Logger {

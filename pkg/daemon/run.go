@@ -141,6 +141,10 @@ func Run(ctx context.Context, cfg Config, opts Options) error {
 		return fmt.Errorf("http.addr: %w", err)
 	}
 	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: time.Minute, IdleTimeout: 2 * time.Minute}
+	if cfg.Delivery.AllowHTTP || cfg.Delivery.AllowPrivateNetworks {
+		log.Warn("webhook URLs may use plain http or reach private addresses: for tests and development only",
+			"delivery.allow_http", cfg.Delivery.AllowHTTP, "delivery.allow_private_networks", cfg.Delivery.AllowPrivateNetworks)
+	}
 	log.Info("feedbackd started", "version", opts.Version, "http", ln.Addr().String(), "brokers", cfg.Kafka.Brokers,
 		"group", cfg.Kafka.Group, "retry_tiers", len(cfg.RetryPolicy().Tiers()))
 	if opts.Listening != nil {

@@ -50,6 +50,10 @@ func Adjust(cfg *daemon.Config, isSet func(string) bool, o Options) {
 			apply()
 		}
 	}
+	// The demo token is public and private networks are allowed: listen on
+	// loopback only, or anyone on the network could make feedbackd call
+	// addresses inside it.
+	keep("http.addr", func() { cfg.HTTP.Addr = "127.0.0.1:8080" })
 	keep("admin.token", func() { cfg.Admin.Token = DemoToken })
 	keep("delivery.allow_http", func() { cfg.Delivery.AllowHTTP = true })
 	keep("delivery.allow_private_networks", func() { cfg.Delivery.AllowPrivateNetworks = true })
@@ -139,7 +143,7 @@ func printBanner(w io.Writer, cfg daemon.Config, o Options, addr net.Addr) {
 
  Send your own event:
    go run ./cmd/feedbackctl produce --brokers %s config/examples/events.jsonl
-   kcat -P -b %s -t feedback.delivered -k myImsOrg/my-sandbox config/examples/event.json
+   kcat -P -b %s -t feedback.bounce -k myImsOrg/my-sandbox config/examples/event.json
  Register your own webhook:
    curl -sS -H 'Authorization: Bearer %s' -H 'Content-Type: application/json' \
         -d @config/examples/webhook.json %s/v1/webhooks

@@ -88,8 +88,8 @@ func TestReadmeRealConfigWalkthrough(t *testing.T) {
 	receiver := startProc(t, ctx, "feedbackctl receive", rc)
 	receiver.waitFor(t, "receiving webhooks", 10*time.Second)
 
-	// kcat -P -b ... -t feedback.delivered -k myImsOrg/my-sandbox config/examples/event.json
-	out, err := exec.CommandContext(ctx, kcat, "-P", "-b", brokerAddr, "-t", "feedback.delivered",
+	// kcat -P -b ... -t feedback.bounce -k myImsOrg/my-sandbox config/examples/event.json
+	out, err := exec.CommandContext(ctx, kcat, "-P", "-b", brokerAddr, "-t", "feedback.bounce",
 		"-k", "myImsOrg/my-sandbox", "../../config/examples/event.json").CombinedOutput()
 	if err != nil {
 		t.Fatalf("kcat: %v\n%s", err, out)
