@@ -29,12 +29,13 @@ type Config struct {
 
 // KafkaConfig says where the topics are.
 type KafkaConfig struct {
-	Brokers      []string     `mapstructure:"brokers"`
-	Group        string       `mapstructure:"group"`
-	ClientID     string       `mapstructure:"client_id"`
-	Topics       TopicsConfig `mapstructure:"topics"`
-	CreateTopics bool         `mapstructure:"create_topics"`
-	Partitions   int32        `mapstructure:"partitions"`
+	Brokers      []string      `mapstructure:"brokers"`
+	Group        string        `mapstructure:"group"`
+	ClientID     string        `mapstructure:"client_id"`
+	Topics       TopicsConfig  `mapstructure:"topics"`
+	CreateTopics bool          `mapstructure:"create_topics"`
+	Partitions   int32         `mapstructure:"partitions"`
+	LagInterval  time.Duration `mapstructure:"lag_interval"`
 }
 
 // TopicsConfig names the topics.
@@ -110,6 +111,7 @@ func Defaults() Config {
 			},
 			CreateTopics: true,
 			Partitions:   6,
+			LagInterval:  15 * time.Second,
 		},
 		Redis: RedisConfig{Addr: "127.0.0.1:6379", KeyPrefix: "feedbackd:"},
 		HTTP:  HTTPConfig{Addr: ":8080"},
@@ -156,6 +158,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Kafka.Partitions < 1 {
 		bad("kafka.partitions", "must be at least 1")
+	}
+	if c.Kafka.LagInterval < 100*time.Millisecond {
+		bad("kafka.lag_interval", "must be at least 100ms")
 	}
 	if c.Redis.Addr == "" {
 		bad("redis.addr", "is required")

@@ -112,6 +112,7 @@ func Run(ctx context.Context, cfg Config, opts Options) error {
 		Policy:          cfg.RetryPolicy(),
 		Concurrency:     cfg.Delivery.Concurrency,
 		ShutdownTimeout: cfg.Shutdown.Timeout,
+		LagInterval:     cfg.Kafka.LagInterval,
 		Logger:          log.With("component", "pipeline"),
 		Registerer:      reg,
 	})

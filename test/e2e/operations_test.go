@@ -140,3 +140,28 @@ func portOf(t *testing.T, addr string) int {
 	}
 	return p
 }
+
+// Consumer lag is measured per topic, retry tiers included, so a backlog of
+// pending retries is visible; the input topic's lag drops back to 0 once its
+// records are settled.
+func TestConsumerLagShowsPendingRetries(t *testing.T) {
+	h := start(t, func(c *daemon.Config) {
+		c.Kafka.LagInterval = 100 * time.Millisecond
+		c.Retry.Schedule = []time.Duration{time.Minute}
+	})
+	rc := newReceiver(t, func(int, delivery) int { return 503 })
+	h.createWebhook(webhookConfig("org1", "sb1", rc.URL))
+	for i := range 10 {
+		h.produceEvent(newEvent("lag-"+string(rune('a'+i)), "org1", "sb1", "email", "error"))
+	}
+	// All 10 are pending; those already read wait in memory (their
+	// partition paused until they are due), the rest wait in Kafka.
+	h.eventually("10 retries pending in feedback.retry.1m", 20*time.Second, func() bool {
+		return h.metric("feedbackd_consumer_lag_records", map[string]string{"topic": "feedback.retry.1m"}) == 10 &&
+			h.metric("feedbackd_retries_held", nil) > 0
+	})
+	h.eventually("input topic settled", 20*time.Second, func() bool {
+		return h.metric("feedbackd_consumer_lag_records", map[string]string{"topic": "feedback.error"}) == 0 &&
+			h.metric("feedbackd_events_consumed_total", map[string]string{"topic": "feedback.error"}) == 10
+	})
+}
