@@ -42,6 +42,26 @@ const (
 	HeaderValueOmitted = "dlq-value-omitted"
 )
 
+// Headers a replay adds to the records it re-injects into the input
+// topics. They travel with the event through retries and, if it fails
+// again, into its next dead letter, so its history is never lost.
+const (
+	HeaderReplayJob            = "replay-job"              // id of the replay job that re-injected it
+	HeaderReplayOf             = "replay-of"               // topic/partition/offset of the dead letter it came from
+	HeaderReplayCount          = "replay-count"            // times it has been replayed
+	HeaderReplayPriorAttempts  = "replay-prior-attempts"   // attempts made before this replay
+	HeaderReplayFirstAttemptAt = "replay-first-attempt-at" // first attempt ever (RFC 3339)
+)
+
+// IsReplayHeader reports whether a header is one of the replay headers.
+func IsReplayHeader(k string) bool {
+	switch k {
+	case HeaderReplayJob, HeaderReplayOf, HeaderReplayCount, HeaderReplayPriorAttempts, HeaderReplayFirstAttemptAt:
+		return true
+	}
+	return false
+}
+
 // Entry is the dead-letter information of one event.
 type Entry struct {
 	Reason         string
@@ -141,4 +161,17 @@ func ParseEntry(headers []kgo.RecordHeader) (Entry, error) {
 // Source formats a record's coordinates.
 func Source(topic string, partition int32, offset int64) string {
 	return topic + "/" + strconv.Itoa(int(partition)) + "/" + strconv.FormatInt(offset, 10)
+}
+
+// OriginalHeaders returns the headers of a dead letter (or a record on its
+// way through feedbackd) that its sender set: without feedbackd's dlq-*,
+// retry-*, replay-* and webhook-id headers.
+func OriginalHeaders(headers []kgo.RecordHeader) []kgo.RecordHeader {
+	out := make([]kgo.RecordHeader, 0, len(headers))
+	for _, h := range headers {
+		if !isOwnHeader(h.Key) && !IsReplayHeader(h.Key) {
+			out = append(out, h)
+		}
+	}
+	return out
 }

@@ -10,9 +10,11 @@ import (
 	"github.com/feedbackd/feedbackd/pkg/topics"
 )
 
-// Record is one dead letter as read back from the topic.
+// Record is one dead letter as read back from the topic, with the tenant
+// and event fields filters look at.
 type Record struct {
 	Entry
+	eventFields
 	Topic     string
 	Partition int32
 	Offset    int64
@@ -56,8 +58,7 @@ func Scan(ctx context.Context, kafkaOpts []kgo.Opt, topic string, fn func(Record
 			if r.Offset+1 >= end {
 				delete(left, r.Partition)
 			}
-			e, err := ParseEntry(r.Headers)
-			rec := Record{Entry: e, Topic: r.Topic, Partition: r.Partition, Offset: r.Offset, Key: r.Key, Value: r.Value, Headers: r.Headers, Err: err}
+			rec := FromKafka(r)
 			if !fn(rec) {
 				stop = true
 			}
@@ -68,3 +69,16 @@ func Scan(ctx context.Context, kafkaOpts []kgo.Opt, topic string, fn func(Record
 	}
 	return nil
 }
+
+// FromKafka reads a dead letter from a record of the dead-letter topic.
+func FromKafka(r *kgo.Record) Record {
+	e, err := ParseEntry(r.Headers)
+	return Record{
+		Entry: e, eventFields: readEventFields(r.Key, r.Value),
+		Topic: r.Topic, Partition: r.Partition, Offset: r.Offset,
+		Key: r.Key, Value: r.Value, Headers: r.Headers, Err: err,
+	}
+}
+
+// Coordinates are the record's "topic/partition/offset".
+func (r Record) Coordinates() string { return Source(r.Topic, r.Partition, r.Offset) }

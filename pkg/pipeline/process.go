@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"strconv"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -101,6 +102,7 @@ func (p *Pipeline) decode(j job) (*event.Event, *retry.State, error) {
 			st.WebhookID = event.DeriveID(r.Topic, r.Partition, r.Offset)
 		}
 	}
+	readReplayHistory(r, st)
 	if j.badState != nil {
 		p.metrics.invalid.WithLabelValues("retry_state").Inc()
 		return nil, st, j.badState
@@ -117,6 +119,19 @@ func (p *Pipeline) decode(j job) (*event.Event, *retry.State, error) {
 		st.WebhookID = ev.ID
 	}
 	return ev, st, nil
+}
+
+// readReplayHistory takes the attempts made before a replay from the
+// headers the replay added (they are forwarded to retry records too).
+func readReplayHistory(r *kgo.Record, st *retry.State) {
+	if n, err := strconv.Atoi(headerValue(r, dlq.HeaderReplayPriorAttempts)); err == nil && n > 0 {
+		st.PriorAttempts = n
+	}
+	if st.FirstAttemptAt.IsZero() {
+		if t, err := time.Parse(time.RFC3339, headerValue(r, dlq.HeaderReplayFirstAttemptAt)); err == nil {
+			st.FirstAttemptAt = t
+		}
+	}
 }
 
 func headerValue(r *kgo.Record, key string) string {
@@ -193,7 +208,7 @@ func (p *Pipeline) scheduleRetry(ctx context.Context, j job, ev *event.Event, st
 // (dlq-value-omitted says how large it was; dlq-source still points to it).
 func (p *Pipeline) deadLetter(ctx context.Context, j job, ev *event.Event, st *retry.State, reason string, extra ...any) bool {
 	e := dlq.Entry{
-		Reason: reason, WebhookID: st.WebhookID, Attempts: st.Attempts, LastStatus: st.LastStatus,
+		Reason: reason, WebhookID: st.WebhookID, Attempts: st.PriorAttempts + st.Attempts, LastStatus: st.LastStatus,
 		LastError: st.LastError, FirstAttemptAt: st.FirstAttemptAt, FailedAt: time.Now(), Source: st.Source,
 	}
 	err := p.produce(ctx, e.Record(p.opts.DLQTopic, j.rec))

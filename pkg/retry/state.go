@@ -32,6 +32,10 @@ type State struct {
 	OriginTime     time.Time // timestamp of the input record, for end-to-end latency
 	LastStatus     int       // HTTP status of the last attempt, 0 if none
 	LastError      string    // classified error of the last attempt
+	// PriorAttempts were made before the event was replayed from the
+	// dead-letter topic; they do not count against the schedule, which
+	// starts afresh with each replay, but a new dead letter reports them.
+	PriorAttempts int
 }
 
 // IsOwnHeader reports whether a header belongs to the retry state, so that

@@ -1,0 +1,183 @@
+package replay
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/feedbackd/feedbackd/pkg/dlq"
+	"github.com/feedbackd/feedbackd/pkg/topics"
+	"github.com/feedbackd/feedbackd/test/testenv"
+)
+
+var inputs = []string{"feedback.sent", "feedback.bounce"}
+
+func setup(t *testing.T) (*testenv.Kafka, []kgo.Opt) {
+	t.Helper()
+	k := testenv.StartKafka(t)
+	opts := []kgo.Opt{kgo.SeedBrokers(k.Seeds...)}
+	cl, err := kgo.NewClient(opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx := testenv.Context(t, 10*time.Second)
+	specs := []topics.Spec{{Name: "feedback.dlq", Partitions: 3}}
+	for _, in := range inputs {
+		specs = append(specs, topics.Spec{Name: in, Partitions: 2})
+	}
+	if err := topics.Ensure(ctx, kadm.NewClient(cl), specs...); err != nil {
+		t.Fatal(err)
+	}
+	return k, opts
+}
+
+// deadLetter writes one dead letter of org with the given reason.
+func deadLetter(t *testing.T, cl *kgo.Client, i int, org, reason string, extra ...kgo.RecordHeader) {
+	t.Helper()
+	value := fmt.Sprintf(`{"imsOrg":%q,"sandbox":{"id":"sb"},"channel":"email","messageDeliveryFeedback":{"feedbackStatus":{"value":"bounce"}}}`, org)
+	e := dlq.Entry{Reason: reason, WebhookID: fmt.Sprintf("w-%d", i), Attempts: 10,
+		FirstAttemptAt: time.Now().Add(-time.Hour).Truncate(time.Second), FailedAt: time.Now(),
+		Source: dlq.Source("feedback.bounce", 0, int64(i))}
+	orig := &kgo.Record{Key: []byte(org + "/sb"), Value: []byte(value), Headers: append([]kgo.RecordHeader{{Key: "traceparent", Value: []byte("tp")}}, extra...)}
+	if err := cl.ProduceSync(context.Background(), e.Record("feedback.dlq", orig)).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// readAll reads the committed records of topic until none has come for a
+// second. (Reading "to the end offset" does not work on a topic written in
+// transactions: its last offsets are commit markers, never returned.)
+func readAll(t *testing.T, opts []kgo.Opt, topic string) []*kgo.Record {
+	t.Helper()
+	cl, err := kgo.NewClient(append(opts, kgo.ConsumeTopics(topic), kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	var out []*kgo.Record
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		fs := cl.PollFetches(ctx)
+		cancel()
+		n := 0
+		fs.EachRecord(func(r *kgo.Record) { out = append(out, r); n++ })
+		if n == 0 {
+			return out
+		}
+	}
+}
+
+func TestReplayByOrgOnceAndResume(t *testing.T) {
+	_, opts := setup(t)
+	cl, _ := kgo.NewClient(opts...)
+	defer cl.Close()
+	for i := range 30 {
+		org := "orgX"
+		if i%3 == 0 {
+			org = "orgY"
+		}
+		deadLetter(t, cl, i, org, dlq.ReasonRetriesExhausted)
+	}
+	ctx := testenv.Context(t, 60*time.Second)
+	o := Options{DLQTopic: "feedback.dlq", InputTopics: inputs, GroupPrefix: "feedbackd-replay-"}
+
+	dry, err := Run(ctx, opts, Request{Org: "orgX", DryRun: true}, o)
+	if err != nil || dry.State != StateDone || dry.Matched != 20 || dry.Replayed != 0 || dry.Scanned != 30 {
+		t.Fatalf("dry run: %+v %v", dry, err)
+	}
+	if got := readAll(t, opts, "feedback.bounce"); len(got) != 0 {
+		t.Fatalf("dry run wrote %d records", len(got))
+	}
+
+	p, err := Run(ctx, opts, Request{Org: "orgX"}, o)
+	if err != nil || p.State != StateDone || p.Replayed != 20 || p.Matched != 20 {
+		t.Fatalf("replay: %+v %v", p, err)
+	}
+	got := readAll(t, opts, "feedback.bounce")
+	if len(got) != 20 {
+		t.Fatalf("%d records re-injected, want 20", len(got))
+	}
+	seen := map[string]bool{}
+	for _, r := range got {
+		h := map[string]string{}
+		for _, hd := range r.Headers {
+			h[hd.Key] = string(hd.Value)
+		}
+		if h["traceparent"] != "tp" || h[dlq.HeaderReplayJob] != p.ID || h[dlq.HeaderReplayCount] != "1" ||
+			h[dlq.HeaderReplayPriorAttempts] != "10" || h[dlq.HeaderReplayFirstAttemptAt] == "" || h[dlq.HeaderReason] != "" {
+			t.Fatalf("headers of a re-injected record: %v", h)
+		}
+		seen[h[dlq.HeaderWebhookID]] = true
+		if string(r.Key) != "orgX/sb" {
+			t.Fatalf("replayed a record of %s", r.Key)
+		}
+	}
+	if len(seen) != 20 {
+		t.Fatalf("%d distinct webhook-ids", len(seen))
+	}
+
+	// The same request again: nothing new to do.
+	again, err := Run(ctx, opts, Request{Org: "orgX", Rate: 1000}, o)
+	if err != nil || again.Replayed != 0 || again.Total != 0 {
+		t.Fatalf("second identical run: %+v %v", again, err)
+	}
+	// New dead letters: one fresh, one that this job's replay produced.
+	deadLetter(t, cl, 100, "orgX", dlq.ReasonRejected)
+	deadLetter(t, cl, 101, "orgX", dlq.ReasonRejected, kgo.RecordHeader{Key: dlq.HeaderReplayJob, Value: []byte(p.ID)})
+	third, err := Run(ctx, opts, Request{Org: "orgX"}, o)
+	if err != nil || third.Replayed != 1 || third.Skipped != 1 {
+		t.Fatalf("run after new dead letters: %+v %v", third, err)
+	}
+	if n := len(readAll(t, opts, "feedback.bounce")); n != 21 {
+		t.Fatalf("%d records re-injected in all, want 21", n)
+	}
+}
+
+// Ctrl-C half-way through: the open transaction is aborted, and running
+// the job again replays each record exactly once.
+func TestReplayInterruptedResumesExactlyOnce(t *testing.T) {
+	_, opts := setup(t)
+	cl, _ := kgo.NewClient(opts...)
+	defer cl.Close()
+	for i := range 200 {
+		deadLetter(t, cl, i, "orgX", dlq.ReasonRetriesExhausted)
+	}
+	o := Options{DLQTopic: "feedback.dlq", InputTopics: inputs, GroupPrefix: "feedbackd-replay-"}
+	// At 50/s a batch (one transaction) takes a second: the interruption
+	// lands in the middle of one, whose records must not count.
+	ctx, cancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
+	defer cancel()
+	first, err := Run(ctx, opts, Request{Org: "orgX", Rate: 50}, o)
+	if err != nil || first.State != StateInterrupted || first.Replayed >= 200 {
+		t.Fatalf("interrupted run: %+v %v", first, err)
+	}
+	second, err := Run(testenv.Context(t, 60*time.Second), opts, Request{Org: "orgX"}, o)
+	if err != nil || second.State != StateDone {
+		t.Fatalf("resumed run: %+v %v", second, err)
+	}
+	if first.Replayed+second.Replayed != 200 {
+		t.Fatalf("replayed %d + %d, want 200 in all", first.Replayed, second.Replayed)
+	}
+	ids := map[string]int{}
+	for _, r := range readAll(t, opts, "feedback.bounce") {
+		for _, h := range r.Headers {
+			if h.Key == dlq.HeaderWebhookID {
+				ids[string(h.Value)]++
+			}
+		}
+	}
+	if len(ids) != 200 {
+		t.Fatalf("%d distinct records re-injected, want 200", len(ids))
+	}
+	for id, n := range ids {
+		if n != 1 {
+			t.Fatalf("%s re-injected %d times", id, n)
+		}
+	}
+}

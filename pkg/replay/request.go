@@ -1,0 +1,85 @@
+// Package replay re-injects dead letters into the input topics, so that
+// feedbackd delivers them again with their webhook-id, exactly once per
+// job.
+//
+// A job is identified by its request's filters: an identical request is the
+// same job and continues where it stopped. Progress is the committed offset
+// of the job's consumer group on the dead-letter topic; re-injected records
+// and the offsets that account for them are written in one Kafka
+// transaction, so an interrupted job (Ctrl-C, crash) resumes without
+// replaying anything twice or skipping anything. A job never replays a dead
+// letter that its own earlier replay produced, so a record that keeps
+// failing cannot loop.
+package replay
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/feedbackd/feedbackd/pkg/dlq"
+)
+
+// Request is a replay as an operator asks for it. Since and Until are RFC
+// 3339 times or durations back from now ("90m", "24h", "7d").
+type Request struct {
+	Org     string  `json:"org,omitempty"`
+	Sandbox string  `json:"sandbox,omitempty"`
+	Channel string  `json:"channel,omitempty"`
+	Status  string  `json:"status,omitempty"`
+	Reason  string  `json:"reason,omitempty"`
+	Since   string  `json:"since,omitempty"`
+	Until   string  `json:"until,omitempty"`
+	Rate    float64 `json:"rate,omitempty"`   // records per second; 0: no limit
+	DryRun  bool    `json:"dryRun,omitempty"` // count only; write nothing
+	// Again makes a new job of an otherwise identical request, e.g. to
+	// replay once more what an earlier job replayed and what failed again.
+	Again string `json:"again,omitempty"`
+}
+
+// ID identifies the job: requests that select the same dead letters (as
+// written, before relative times are resolved) share it. Rate and DryRun
+// do not change it.
+func (r Request) ID() string {
+	h := sha256.Sum256([]byte(strings.Join([]string{r.Org, r.Sandbox, r.Channel, r.Status, r.Reason, r.Since, r.Until, r.Again}, "\x00")))
+	return "rp-" + hex.EncodeToString(h[:8])
+}
+
+// Filter resolves the request into a dead-letter filter at time now.
+func (r Request) Filter(now time.Time) (dlq.Filter, error) {
+	f := dlq.Filter{Org: r.Org, Sandbox: r.Sandbox, Channel: r.Channel, Status: r.Status, Reason: r.Reason}
+	var err error
+	if f.Since, err = when(r.Since, now); err != nil {
+		return dlq.Filter{}, fmt.Errorf("since: %w", err)
+	}
+	if f.Until, err = when(r.Until, now); err != nil {
+		return dlq.Filter{}, fmt.Errorf("until: %w", err)
+	}
+	if r.Rate < 0 {
+		return dlq.Filter{}, fmt.Errorf("rate: must not be negative")
+	}
+	return f, f.Validate()
+}
+
+// when reads an RFC 3339 time or a duration back from now; "" is zero.
+func when(s string, now time.Time) (time.Time, error) {
+	if s == "" {
+		return time.Time{}, nil
+	}
+	if t, err := time.Parse(time.RFC3339, s); err == nil {
+		return t, nil
+	}
+	if days, ok := strings.CutSuffix(s, "d"); ok {
+		if n, err := strconv.Atoi(days); err == nil && n >= 0 {
+			return now.Add(-time.Duration(n) * 24 * time.Hour), nil
+		}
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d < 0 {
+		return time.Time{}, fmt.Errorf("%q is neither an RFC 3339 time nor a duration like 90m, 24h or 7d", s)
+	}
+	return now.Add(-d), nil
+}
