@@ -1,86 +1,296 @@
 package main
 
 import (
+	"bytes"
 	"cmp"
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"maps"
+	"regexp"
 	"slices"
 	"strconv"
+	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/feedbackd/feedbackd/pkg/dlq"
+	"github.com/feedbackd/feedbackd/pkg/replay"
 )
 
 func newDLQ(s *settings) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "dlq",
-		Short: "Inspect the dead-letter topic",
+		Short: "Inspect and replay the dead-letter topic",
+		Long: `dlq reads the dead-letter topic (--topic, default feedback.dlq) directly from
+Kafka, without a consumer group, so reading never moves feedbackd's
+offsets. replay re-injects dead letters for delivery.`,
 	}
 	var topic string
+	cmd.PersistentFlags().StringVar(&topic, "topic", "feedback.dlq", "dead-letter topic")
+	cmd.AddCommand(dlqList(s, &topic), dlqShow(s, &topic), dlqStats(s, &topic), dlqReplay(s, &topic))
+	return cmd
+}
+
+// filterFlags are the dead-letter filters shared by list, stats and replay.
+type filterFlags struct{ req replay.Request }
+
+func (f *filterFlags) register(cmd *cobra.Command) {
+	fl := cmd.Flags()
+	fl.StringVar(&f.req.Org, "org", "", "only this organisation (imsOrg)")
+	fl.StringVar(&f.req.Sandbox, "sandbox", "", "only this sandbox id")
+	fl.StringVar(&f.req.Channel, "channel", "", "only this channel: email or sms")
+	fl.StringVar(&f.req.Status, "status", "", "only this feedback status: sent, delivered, bounce, error")
+	fl.StringVar(&f.req.Reason, "reason", "", "only this reason: "+strings.Join(dlq.Reasons, ", "))
+	fl.StringVar(&f.req.Since, "since", "", "failed at or after: RFC 3339 time or a duration ago (90m, 24h, 7d)")
+	fl.StringVar(&f.req.Until, "until", "", "failed before: RFC 3339 time or a duration ago")
+}
+
+func (f *filterFlags) filter() (dlq.Filter, error) {
+	flt, err := f.req.Filter(time.Now())
+	var re *replay.RequestError
+	if errors.As(err, &re) {
+		return flt, fmt.Errorf("--%s: %s", re.Field, re.Message)
+	}
+	return flt, err
+}
+
+func dlqList(s *settings, topic *string) *cobra.Command {
+	var f filterFlags
 	var limit int
-	list := &cobra.Command{
+	cmd := &cobra.Command{
 		Use:   "list",
-		Short: "Print dead-letter records with their reason headers, oldest first",
-		Long: `list reads the dead-letter topic from its start to its current end, without
-a consumer group (feedbackd's offsets are not touched), and prints each
-record's dlq-* headers, oldest failure first; --limit keeps the oldest N.
-With -o json it prints one JSON object per record, including the original
-key and value. The whole topic is read to sort it.`,
+		Short: "Print dead letters with their reasons, oldest failure first",
+		Long: `list prints the dead letters that pass the filters, oldest failure first;
+--limit keeps the oldest N (0: all). With -o json it prints one JSON object
+per line, with every header, the key and the value. The whole topic is read.`,
 		Example: `  feedbackctl dlq list
-  feedbackctl dlq list --limit 20 -o json | jq 'select(.reason=="rejected")'`,
+  feedbackctl dlq list --org myImsOrg --reason retries_exhausted --since 24h
+  feedbackctl dlq list --limit 0 -o json | jq -r .webhookId`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			var recs []dlq.Record
-			err := dlq.Scan(cmd.Context(), s.kafkaOpts(), topic, func(r dlq.Record) bool {
-				recs = append(recs, r)
-				return true
-			})
+			flt, err := f.filter()
 			if err != nil {
 				return err
 			}
-			slices.SortStableFunc(recs, func(a, b dlq.Record) int {
-				if c := a.FailedAt.Compare(b.FailedAt); c != 0 {
-					return c
-				}
-				return cmp.Or(cmp.Compare(a.Partition, b.Partition), cmp.Compare(a.Offset, b.Offset))
-			})
+			recs, err := scan(cmd.Context(), s, *topic, flt.Match)
+			if err != nil {
+				return err
+			}
 			if limit > 0 && len(recs) > limit {
 				recs = recs[:limit]
 			}
-			if s.output() == "json" {
+			if s.json() {
 				return printDLQJSON(cmd.OutOrStdout(), recs)
 			}
 			printDLQTable(cmd.OutOrStdout(), recs)
 			return nil
 		},
 	}
-	list.Flags().StringVar(&topic, "topic", "feedback.dlq", "dead-letter topic")
-	list.Flags().IntVar(&limit, "limit", 100, "print at most this many records (0: all)")
-	cmd.AddCommand(list)
+	f.register(cmd)
+	cmd.Flags().IntVar(&limit, "limit", 100, "print at most this many (0: all)")
 	return cmd
+}
+
+// scan reads the topic and returns the dead letters keep accepts, oldest
+// failure first.
+func scan(ctx context.Context, s *settings, topic string, keep func(dlq.Record) bool) ([]dlq.Record, error) {
+	var recs []dlq.Record
+	err := dlq.Scan(ctx, s.kafkaOpts(), topic, func(r dlq.Record) bool {
+		if r.Err != nil || keep(r) {
+			recs = append(recs, r)
+		}
+		return true
+	})
+	slices.SortStableFunc(recs, func(a, b dlq.Record) int {
+		if c := a.FailedAt.Compare(b.FailedAt); c != 0 {
+			return c
+		}
+		return cmp.Or(cmp.Compare(a.Partition, b.Partition), cmp.Compare(a.Offset, b.Offset))
+	})
+	return recs, err
+}
+
+var coordinates = regexp.MustCompile(`^(.+)/(\d+)/(\d+)$`)
+
+func dlqShow(s *settings, topic *string) *cobra.Command {
+	return &cobra.Command{
+		Use:   "show WEBHOOK-ID|TOPIC/PARTITION/OFFSET",
+		Short: "Print one dead letter (or every one of a webhook-id) with all headers and the body",
+		Example: `  feedbackctl dlq show msg_93c50caa3fca5644d8f0462cde5b65c1
+  feedbackctl dlq show feedback.dlq/2/117 -o json`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var recs []dlq.Record
+			var err error
+			if m := coordinates.FindStringSubmatch(args[0]); m != nil {
+				recs, err = readAt(cmd.Context(), s, m[1], m[2], m[3])
+			} else {
+				recs, err = scan(cmd.Context(), s, *topic, func(r dlq.Record) bool { return r.WebhookID == args[0] })
+			}
+			if err != nil {
+				return err
+			}
+			if len(recs) == 0 {
+				return fmt.Errorf("no dead letter %s in %s", args[0], *topic)
+			}
+			if s.json() {
+				return printDLQJSON(cmd.OutOrStdout(), recs)
+			}
+			for i, r := range recs {
+				if i > 0 {
+					fmt.Fprintln(cmd.OutOrStdout())
+				}
+				printDLQRecord(cmd.OutOrStdout(), r)
+			}
+			return nil
+		},
+	}
+}
+
+// readAt reads the record at topic/partition/offset.
+func readAt(ctx context.Context, s *settings, topic, partition, offset string) ([]dlq.Record, error) {
+	p, _ := strconv.ParseInt(partition, 10, 32)
+	o, _ := strconv.ParseInt(offset, 10, 64)
+	cl, err := kgo.NewClient(append(s.kafkaOpts(), kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{
+		topic: {int32(p): kgo.NewOffset().At(o)},
+	}))...)
+	if err != nil {
+		return nil, err
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	for {
+		fs := cl.PollFetches(ctx)
+		if ctx.Err() != nil {
+			return nil, nil
+		}
+		var err error
+		fs.EachError(func(_ string, _ int32, e error) { err = e })
+		if err != nil {
+			return nil, fmt.Errorf("read %s/%s/%s: %w", topic, partition, offset, err)
+		}
+		for _, r := range fs.Records() {
+			if r.Offset == o {
+				return []dlq.Record{dlq.FromKafka(r)}, nil
+			}
+			if r.Offset > o {
+				return nil, nil // compacted or deleted
+			}
+		}
+	}
+}
+
+func dlqStats(s *settings, topic *string) *cobra.Command {
+	var f filterFlags
+	cmd := &cobra.Command{
+		Use:   "stats",
+		Short: "Count dead letters by reason, channel, organisation and age",
+		Example: `  feedbackctl dlq stats
+  feedbackctl dlq stats --since 7d -o json`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			flt, err := f.filter()
+			if err != nil {
+				return err
+			}
+			var st dlq.Stats
+			now := time.Now()
+			err = dlq.Scan(cmd.Context(), s.kafkaOpts(), *topic, func(r dlq.Record) bool {
+				if r.Err == nil && flt.Match(r) {
+					st.Add(r, now)
+				}
+				return true
+			})
+			if err != nil {
+				return err
+			}
+			if s.json() {
+				return printJSON(cmd.OutOrStdout(), st)
+			}
+			printStats(cmd.OutOrStdout(), st)
+			return nil
+		},
+	}
+	f.register(cmd)
+	return cmd
+}
+
+func printStats(w io.Writer, st dlq.Stats) {
+	fmt.Fprintf(w, "%d dead letters", st.Total)
+	if st.Total > 0 {
+		fmt.Fprintf(w, ", oldest %s, newest %s", st.Oldest.Format(time.RFC3339), st.Newest.Format(time.RFC3339))
+	}
+	fmt.Fprintln(w)
+	section := func(title string, m map[string]int, order []string) {
+		if len(m) == 0 {
+			return
+		}
+		if order == nil { // most first
+			order = slices.Collect(maps.Keys(m))
+			slices.SortFunc(order, func(a, b string) int { return cmp.Or(cmp.Compare(m[b], m[a]), cmp.Compare(a, b)) })
+		}
+		fmt.Fprintf(w, "\n%s\n", title)
+		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
+		for _, k := range order {
+			if m[k] > 0 {
+				fmt.Fprintf(tw, "  %d\t  %s\n", m[k], k)
+			}
+		}
+		tw.Flush()
+	}
+	section("by reason", st.ByReason, nil)
+	section("by channel", st.ByChannel, nil)
+	section("by organisation", st.ByOrg, nil)
+	section("by age", st.ByAge, dlq.AgeBuckets)
 }
 
 func printDLQTable(w io.Writer, recs []dlq.Record) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "PARTITION/OFFSET\tFAILED AT\tREASON\tWEBHOOK-ID\tATTEMPTS\tLAST STATUS\tLAST ERROR\tSOURCE")
+	fmt.Fprintln(tw, "DEAD LETTER\tFAILED AT\tREASON\tORG/SANDBOX\tSTATUS\tWEBHOOK-ID\tATTEMPTS\tLAST STATUS\tLAST ERROR")
 	for _, r := range recs {
 		if r.Err != nil {
-			fmt.Fprintf(tw, "%d/%d\t-\t(unreadable: %v)\t\t\t\t\t\n", r.Partition, r.Offset, r.Err)
+			fmt.Fprintf(tw, "%s\t-\t(unreadable: %v)\t\t\t\t\t\t\n", r.Coordinates(), r.Err)
 			continue
 		}
 		status := "-"
 		if r.LastStatus != 0 {
 			status = strconv.Itoa(r.LastStatus)
 		}
-		fmt.Fprintf(tw, "%d/%d\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", r.Partition, r.Offset, r.FailedAt.Format(time.RFC3339),
-			r.Reason, r.WebhookID, r.Attempts, status, orDash(r.LastError), r.Source)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s/%s\t%s\t%s\t%d\t%s\t%s\n", r.Coordinates(), r.FailedAt.Format(time.RFC3339),
+			r.Reason, orDash(r.Org), orDash(r.Sandbox), orDash(r.Status), r.WebhookID, r.Attempts, status, orDash(r.LastError))
 	}
 	tw.Flush()
-	fmt.Fprintf(w, "%d dead-letter records\n", len(recs))
+	fmt.Fprintf(w, "%d dead letters\n", len(recs))
+}
+
+func printDLQRecord(w io.Writer, r dlq.Record) {
+	fmt.Fprintf(w, "dead letter %s\n", r.Coordinates())
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "  key:\t%s\n", r.Key)
+	for _, h := range r.Headers {
+		fmt.Fprintf(tw, "  %s:\t%s\n", h.Key, orDash(string(h.Value)))
+	}
+	tw.Flush()
+	fmt.Fprintln(w, "  body:")
+	var pretty bytes.Buffer
+	switch {
+	case json.Valid(r.Value): // indented, in the sender's field order
+		_ = json.Indent(&pretty, r.Value, "    ", "  ")
+		pretty.WriteString("\n")
+		w.Write([]byte("    "))
+	case r.ValueOmitted > 0:
+		fmt.Fprintf(&pretty, "    (value of %d bytes left out; the original is at %s)\n", r.ValueOmitted, r.Source)
+	default:
+		fmt.Fprintf(&pretty, "    %q\n", r.Value)
+	}
+	_, _ = w.Write(pretty.Bytes())
 }
 
 func orDash(s string) string {
@@ -98,7 +308,8 @@ func printDLQJSON(w io.Writer, recs []dlq.Record) error {
 			headers[h.Key] = string(h.Value)
 		}
 		out := map[string]any{
-			"partition": r.Partition, "offset": r.Offset, "reason": r.Reason, "webhookId": r.WebhookID,
+			"deadLetter": r.Coordinates(), "partition": r.Partition, "offset": r.Offset, "reason": r.Reason,
+			"webhookId": r.WebhookID, "org": r.Org, "sandbox": r.Sandbox, "channel": r.Channel, "status": r.Status,
 			"attempts": r.Attempts, "lastStatus": r.LastStatus, "lastError": r.LastError,
 			"failedAt": r.FailedAt, "source": r.Source, "key": string(r.Key), "headers": headers,
 		}

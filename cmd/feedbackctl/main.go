@@ -4,6 +4,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/signal"
@@ -14,7 +15,10 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := newRoot().ExecuteContext(ctx)
 	stop()
-	if err != nil {
+	switch {
+	case errors.Is(err, errInterrupted):
+		os.Exit(130) // as after Ctrl-C; the summary said how to resume
+	case err != nil:
 		fmt.Fprintln(os.Stderr, "feedbackctl:", err)
 		os.Exit(1)
 	}

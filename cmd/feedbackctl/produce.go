@@ -1,12 +1,10 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"sync"
 	"time"
 
@@ -36,16 +34,11 @@ feedback.sent), which is how you check that feedbackd dead-letters them.`,
   echo '{"not":"an event"}' | feedbackctl produce --allow-invalid -`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			in := io.Reader(os.Stdin)
-			name := "stdin"
-			if len(args) == 1 && args[0] != "-" {
-				f, err := os.Open(args[0])
-				if err != nil {
-					return err
-				}
-				defer f.Close()
-				in, name = f, args[0]
+			in, name, done, err := openInput(args)
+			if err != nil {
+				return err
 			}
+			defer done()
 			return produce(cmd.Context(), s, in, name, topic, allowInvalid, cmd.ErrOrStderr())
 		},
 	}
@@ -68,22 +61,15 @@ func produce(ctx context.Context, s *settings, in io.Reader, name, topic string,
 	)
 	invalid, lines := 0, 0
 	start, lastReport := time.Now(), time.Now()
-	sc := bufio.NewScanner(in)
-	sc.Buffer(make([]byte, 64<<10), event.MaxSize+1)
-	for sc.Scan() {
-		lines++
-		line := append([]byte(nil), sc.Bytes()...)
-		if len(line) == 0 {
-			continue
-		}
-		rec := &kgo.Record{Topic: topic, Value: line}
-		ev, err := event.Parse(line)
+	err = eachEvent(in, func(line int, raw []byte, ev *event.Event, perr error) error {
+		lines = line
+		rec := &kgo.Record{Topic: topic, Value: raw}
 		switch {
-		case err != nil && !allowInvalid:
+		case perr != nil && !allowInvalid:
 			invalid++
-			fmt.Fprintf(out, "%s:%d: %v (not sent)\n", name, lines, err)
-			continue
-		case err != nil:
+			fmt.Fprintf(out, "%s:%d: %v (not sent)\n", name, line, perr)
+			return nil
+		case perr != nil:
 			invalid++
 			if rec.Topic == "" {
 				rec.Topic = "feedback.sent"
@@ -93,8 +79,8 @@ func produce(ctx context.Context, s *settings, in io.Reader, name, topic string,
 			if rec.Topic == "" {
 				if !event.Deliverable(ev.Status) {
 					invalid++
-					fmt.Fprintf(out, "%s:%d: status %q has no topic of its own; pass --topic (not sent)\n", name, lines, ev.Status)
-					continue
+					fmt.Fprintf(out, "%s:%d: status %q has no topic of its own; pass --topic (not sent)\n", name, line, ev.Status)
+					return nil
 				}
 				rec.Topic = "feedback." + ev.Status
 			}
@@ -114,9 +100,10 @@ func produce(ctx context.Context, s *settings, in io.Reader, name, topic string,
 			fmt.Fprintf(out, "... %d lines read, %d produced\n", lines, sent)
 			mu.Unlock()
 		}
-	}
-	if err := sc.Err(); err != nil {
-		return fmt.Errorf("%s: line %d: %w", name, lines+1, err)
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("%s: %w", name, err)
 	}
 	if err := cl.Flush(ctx); err != nil {
 		return err

@@ -17,6 +17,11 @@ type settings struct {
 
 func (s *settings) brokers() []string { return s.v.GetStringSlice("brokers") }
 func (s *settings) output() string    { return s.v.GetString("output") }
+func (s *settings) json() bool        { return s.output() == "json" }
+
+func (s *settings) api() *apiClient {
+	return &apiClient{base: strings.TrimRight(s.v.GetString("admin-url"), "/"), token: s.v.GetString("token")}
+}
 
 func (s *settings) kafkaOpts() []kgo.Opt {
 	return []kgo.Opt{kgo.SeedBrokers(s.brokers()...), kgo.ClientID("feedbackctl")}
@@ -28,10 +33,14 @@ func newRoot() *cobra.Command {
 	root := &cobra.Command{
 		Use:   "feedbackctl",
 		Short: "Operate feedbackd: produce events, inspect dead letters, receive webhooks",
-		Long: `feedbackctl is the operator CLI of feedbackd.
+		Long: `feedbackctl is the operator CLI of feedbackd: webhook configs and campaigns
+through the admin API, the dead-letter topic (list, show, stats, replay),
+and producing and validating events.
 
 Settings come from flags, then FEEDBACKCTL_<NAME> environment variables
-(FEEDBACKCTL_BROKERS=k1:9092,k2:9092), then the file given with --config.`,
+(FEEDBACKCTL_BROKERS=k1:9092,k2:9092, FEEDBACKCTL_ADMIN_URL,
+FEEDBACKCTL_TOKEN), then the YAML file given with --config (keys brokers,
+admin-url, token, group, output). Commands exit non-zero on failure.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
@@ -51,12 +60,16 @@ Settings come from flags, then FEEDBACKCTL_<NAME> environment variables
 		},
 	}
 	pf := root.PersistentFlags()
-	pf.StringVar(&configFile, "config", "", "feedbackctl settings file (YAML: brokers, output)")
+	pf.StringVar(&configFile, "config", "", "feedbackctl settings file (YAML keys: brokers, admin-url, token, group, output)")
 	pf.StringSlice("brokers", []string{"127.0.0.1:9092"}, "Kafka seed brokers")
 	pf.StringP("output", "o", "table", "output format: table or json")
-	_ = s.v.BindPFlag("brokers", pf.Lookup("brokers"))
-	_ = s.v.BindPFlag("output", pf.Lookup("output"))
+	pf.String("admin-url", "http://127.0.0.1:8080", "feedbackd admin API")
+	pf.String("token", "", "admin API bearer token (better: FEEDBACKCTL_TOKEN)")
+	pf.String("group", "feedbackd", "feedbackd's consumer group (kafka.group); replay jobs use <group>-replay-<id>")
+	for _, k := range []string{"brokers", "output", "admin-url", "token", "group"} {
+		_ = s.v.BindPFlag(k, pf.Lookup(k))
+	}
 
-	root.AddCommand(newProduce(s), newDLQ(s), newReceive(s))
+	root.AddCommand(newWebhooks(s), newCampaigns(s), newDLQ(s), newProduce(s), newValidate(s), newReceive(s))
 	return root
 }

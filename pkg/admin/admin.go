@@ -21,6 +21,7 @@ import (
 
 	"github.com/feedbackd/feedbackd/pkg/configstore"
 	"github.com/feedbackd/feedbackd/pkg/deliver"
+	"github.com/feedbackd/feedbackd/pkg/replay"
 	"github.com/feedbackd/feedbackd/pkg/signature"
 	"github.com/feedbackd/feedbackd/pkg/webhook"
 )
@@ -39,6 +40,12 @@ type Sender interface {
 	Send(ctx context.Context, t *webhook.Target, id string, body []byte) deliver.Result
 }
 
+// Replays runs dead-letter replay jobs.
+type Replays interface {
+	Start(ctx context.Context, req replay.Request) (replay.Progress, error)
+	Get(ctx context.Context, id string) (replay.Progress, error)
+}
+
 // Check is one readiness condition; Func returns nil when it holds.
 type Check struct {
 	Name string
@@ -50,6 +57,7 @@ type Options struct {
 	Token    string         // bearer token for /v1; required
 	Policy   webhook.Policy // endpoint URL rules
 	Checks   []Check        // readiness
+	Replays  Replays        // nil: replay endpoints answer 501
 	Gatherer prometheus.Gatherer
 	Logger   *slog.Logger
 }
@@ -81,6 +89,8 @@ func NewHandler(store Store, sender Sender, opts Options) http.Handler {
 	v1("POST /v1/webhooks/{imsOrg}/{sandboxId}/rotate-secret", a.rotateSecret)
 	v1("PUT /v1/webhooks/{imsOrg}/{sandboxId}/campaigns/{campaignId}", a.enableCampaign)
 	v1("DELETE /v1/webhooks/{imsOrg}/{sandboxId}/campaigns/{campaignId}", a.disableCampaign)
+	v1("POST /v1/dlq/replays", a.startReplay)
+	v1("GET /v1/dlq/replays/{id}", a.getReplay)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok\n") })
 	mux.HandleFunc("GET /readyz", a.ready)
 	if opts.Gatherer != nil {
@@ -291,6 +301,55 @@ func (a *api) test(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, testResult{
 		WebhookID: id, Outcome: res.Outcome(), Status: res.Status, Error: res.Class, DurationMs: res.Duration.Milliseconds(),
 	})
+}
+
+// startReplay starts a replay job of dead letters (or finds it running):
+// 202 with its progress and a Location to poll, 409 if it runs already.
+func (a *api) startReplay(w http.ResponseWriter, r *http.Request) {
+	if a.opts.Replays == nil {
+		writeError(w, http.StatusNotImplemented, "not_implemented", "replays are not configured", "")
+		return
+	}
+	var req replay.Request
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBody))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		writeError(w, http.StatusBadRequest, "invalid_request", "body is not a replay request: "+err.Error(), "")
+		return
+	}
+	p, err := a.opts.Replays.Start(r.Context(), req)
+	var reqErr *replay.RequestError
+	switch {
+	case errors.Is(err, replay.ErrRunning):
+		writeJSON(w, http.StatusConflict, map[string]any{
+			"error":  apiError{Code: "running", Message: err.Error()},
+			"replay": p,
+		})
+	case errors.As(err, &reqErr):
+		writeError(w, http.StatusBadRequest, "invalid_request", reqErr.Message, reqErr.Field)
+	case err != nil:
+		a.fail(w, err)
+	default:
+		w.Header().Set("Location", "/v1/dlq/replays/"+p.ID)
+		writeJSON(w, http.StatusAccepted, p)
+	}
+}
+
+func (a *api) getReplay(w http.ResponseWriter, r *http.Request) {
+	if a.opts.Replays == nil {
+		writeError(w, http.StatusNotImplemented, "not_implemented", "replays are not configured", "")
+		return
+	}
+	p, err := a.opts.Replays.Get(r.Context(), r.PathValue("id"))
+	if errors.Is(err, replay.ErrNoJob) {
+		writeError(w, http.StatusNotFound, "not_found", err.Error(), "")
+		return
+	}
+	if err != nil {
+		a.fail(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, p)
 }
 
 func (a *api) ready(w http.ResponseWriter, r *http.Request) {

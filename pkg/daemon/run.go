@@ -25,6 +25,7 @@ import (
 	"github.com/feedbackd/feedbackd/pkg/configstore"
 	"github.com/feedbackd/feedbackd/pkg/deliver"
 	"github.com/feedbackd/feedbackd/pkg/pipeline"
+	"github.com/feedbackd/feedbackd/pkg/replay"
 	"github.com/feedbackd/feedbackd/pkg/retry"
 	"github.com/feedbackd/feedbackd/pkg/topics"
 	"github.com/feedbackd/feedbackd/pkg/webhook"
@@ -121,6 +122,12 @@ func Run(ctx context.Context, cfg Config, opts Options) error {
 	}
 	bufferedGauges(reg, pipe.Client())
 
+	replays := replay.NewJobs(ctx, kopts("replay"), rdb, cfg.Redis.KeyPrefix, replay.Options{
+		DLQTopic:    cfg.Kafka.Topics.DLQ,
+		InputTopics: cfg.Kafka.Topics.Input,
+		GroupPrefix: cfg.Kafka.Group + "-replay-",
+		Logger:      log.With("component", "replay"),
+	})
 	handler := admin.NewHandler(store, sender, admin.Options{
 		Token:  cfg.Admin.Token,
 		Policy: webhook.Policy{AllowHTTP: cfg.Delivery.AllowHTTP, AllowPrivateNetworks: cfg.Delivery.AllowPrivateNetworks},
@@ -134,6 +141,7 @@ func Run(ctx context.Context, cfg Config, opts Options) error {
 				return nil
 			}},
 		},
+		Replays:  replays,
 		Gatherer: reg,
 		Logger:   log.With("component", "admin"),
 	})
@@ -161,6 +169,7 @@ func Run(ctx context.Context, cfg Config, opts Options) error {
 		}
 	})
 	pipeErr := pipe.Run(ctx) // returns after draining once ctx ends
+	replays.Wait()           // jobs stop with ctx, resumable
 
 	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()

@@ -53,16 +53,17 @@ type Filter struct {
 	Until   time.Time `json:"until,omitzero"`
 }
 
-// Validate reports a filter that can match nothing by mistake.
+// Validate reports a filter that can match nothing by mistake; the error
+// starts with the field at fault ("reason: ...").
 func (f Filter) Validate() error {
 	if f.Reason != "" && !slices.Contains(Reasons, f.Reason) {
-		return fmt.Errorf("reason %q is not one of %s", f.Reason, strings.Join(Reasons, ", "))
+		return fmt.Errorf("reason: %q is not one of %s", f.Reason, strings.Join(Reasons, ", "))
 	}
 	if f.Channel != "" && f.Channel != "email" && f.Channel != "sms" {
-		return fmt.Errorf("channel %q is not email or sms", f.Channel)
+		return fmt.Errorf("channel: %q is not email or sms", f.Channel)
 	}
 	if !f.Since.IsZero() && !f.Until.IsZero() && !f.Since.Before(f.Until) {
-		return fmt.Errorf("since (%s) is not before until (%s)", f.Since.Format(time.RFC3339), f.Until.Format(time.RFC3339))
+		return fmt.Errorf("since: %s is not before until (%s)", f.Since.Format(time.RFC3339), f.Until.Format(time.RFC3339))
 	}
 	return nil
 }

@@ -36,7 +36,7 @@ type Progress struct {
 	Scanned   int64     `json:"scanned"`  // dead letters read
 	Matched   int64     `json:"matched"`  // ... that pass the filter
 	Replayed  int64     `json:"replayed"` // ... re-injected (0 in a dry run: Matched - Skipped would be)
-	Skipped   int64     `json:"skipped"`  // ... matched but not replayable (value omitted, no input topic, or this job's own replay failed again)
+	Skipped   int64     `json:"skipped"`  // ... matched but not replayed: value left out, no input topic, replayed already (superseded), or this job's own replay failed again
 	StartedAt time.Time `json:"startedAt"`
 	UpdatedAt time.Time `json:"updatedAt"`
 	Error     string    `json:"error,omitempty"`
@@ -89,7 +89,11 @@ func Run(ctx context.Context, kafkaOpts []kgo.Opt, req Request, opts Options) (P
 		return p, nil
 	}
 
-	r := &runner{req: req, id: p.ID, filter: filter, opts: opts, ends: ends, progress: &p, report: report}
+	superseded, err := supersededDeadLetters(ctx, kafkaOpts, opts.DLQTopic)
+	if err != nil {
+		return fail(p, err)
+	}
+	r := &runner{req: req, id: p.ID, filter: filter, opts: opts, ends: ends, superseded: superseded, progress: &p, report: report}
 	if req.DryRun {
 		err = r.dryRun(ctx, kafkaOpts, from)
 	} else {
@@ -160,15 +164,19 @@ func position(ctx context.Context, kafkaOpts []kgo.Opt, topic, group string) (fr
 }
 
 type runner struct {
-	req      Request
-	id       string
-	filter   dlq.Filter
-	opts     Options
-	ends     map[int32]int64 // partitions still to read up to this offset
-	progress *Progress
-	report   func()
-	paced    int64 // records re-injected so far, for --rate
-	start    time.Time
+	req    Request
+	id     string
+	filter dlq.Filter
+	opts   Options
+	ends   map[int32]int64 // partitions still to read up to this offset
+	// superseded are dead letters a later dead letter of the same event
+	// replaced (it was replayed and failed again): replaying them would
+	// deliver the event twice.
+	superseded map[string]bool
+	progress   *Progress
+	report     func()
+	paced      int64 // records re-injected so far, for --rate
+	start      time.Time
 }
 
 // batchSize keeps each transaction to about a second of work at the
@@ -188,6 +196,9 @@ func (r *runner) replay(ctx context.Context, kafkaOpts []kgo.Opt, group string) 
 		kgo.TransactionalID(group),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		kgo.RequireStableFetchOffsets(),
+		// One member per job: a run started after a crash replaces the dead
+		// member at once instead of waiting for its session to time out.
+		kgo.InstanceID(group),
 	)...)
 	if err != nil {
 		return err
@@ -298,7 +309,8 @@ func (r *runner) consider(rec *kgo.Record, c *Progress) *kgo.Record {
 	c.Matched++
 	topic, _, _ := strings.Cut(d.Source, "/")
 	switch {
-	case header(d.Headers, dlq.HeaderReplayJob) == r.id: // our own replay failed again
+	case header(d.Headers, dlq.HeaderReplayJob) == r.id, // our own replay failed again
+		r.superseded[d.Coordinates()]: // replayed already; its newest dead letter stands for it
 		c.Skipped++
 		return nil
 	case d.ValueOmitted > 0, !slices.Contains(r.opts.InputTopics, topic):
@@ -321,6 +333,23 @@ func (r *runner) consider(rec *kgo.Record, c *Progress) *kgo.Record {
 		kgo.RecordHeader{Key: dlq.HeaderReplayFirstAttemptAt, Value: []byte(first)},
 	)
 	return &kgo.Record{Topic: topic, Key: d.Key, Value: d.Value, Headers: h}
+}
+
+// supersededDeadLetters reads the whole dead-letter topic once and returns
+// the coordinates of the dead letters that a replay re-injected and that
+// failed again (the newer dead letter's replay-of header names them).
+func supersededDeadLetters(ctx context.Context, kafkaOpts []kgo.Opt, topic string) (map[string]bool, error) {
+	out := map[string]bool{}
+	err := dlq.Scan(ctx, kafkaOpts, topic, func(r dlq.Record) bool {
+		if of := header(r.Headers, dlq.HeaderReplayOf); of != "" {
+			out[of] = true
+		}
+		return true
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", topic, err)
+	}
+	return out, nil
 }
 
 // reached notes that the run read rec; a partition is done at its end.

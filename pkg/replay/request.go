@@ -9,7 +9,9 @@
 // transaction, so an interrupted job (Ctrl-C, crash) resumes without
 // replaying anything twice or skipping anything. A job never replays a dead
 // letter that its own earlier replay produced, so a record that keeps
-// failing cannot loop.
+// failing cannot loop; and no job replays a dead letter that was replayed
+// and failed again (the newer dead letter stands for the event), so an
+// event is never re-injected twice for one outage.
 package replay
 
 import (
@@ -48,20 +50,33 @@ func (r Request) ID() string {
 	return "rp-" + hex.EncodeToString(h[:8])
 }
 
-// Filter resolves the request into a dead-letter filter at time now.
+// RequestError is an invalid request; Field names the field at fault.
+type RequestError struct {
+	Field   string
+	Message string
+}
+
+func (e *RequestError) Error() string { return e.Field + ": " + e.Message }
+
+// Filter resolves the request into a dead-letter filter at time now. Its
+// errors are *RequestError.
 func (r Request) Filter(now time.Time) (dlq.Filter, error) {
 	f := dlq.Filter{Org: r.Org, Sandbox: r.Sandbox, Channel: r.Channel, Status: r.Status, Reason: r.Reason}
 	var err error
 	if f.Since, err = when(r.Since, now); err != nil {
-		return dlq.Filter{}, fmt.Errorf("since: %w", err)
+		return dlq.Filter{}, &RequestError{"since", err.Error()}
 	}
 	if f.Until, err = when(r.Until, now); err != nil {
-		return dlq.Filter{}, fmt.Errorf("until: %w", err)
+		return dlq.Filter{}, &RequestError{"until", err.Error()}
 	}
 	if r.Rate < 0 {
-		return dlq.Filter{}, fmt.Errorf("rate: must not be negative")
+		return dlq.Filter{}, &RequestError{"rate", "must not be negative"}
 	}
-	return f, f.Validate()
+	if err := f.Validate(); err != nil {
+		field, msg, _ := strings.Cut(err.Error(), ": ")
+		return dlq.Filter{}, &RequestError{field, msg}
+	}
+	return f, nil
 }
 
 // when reads an RFC 3339 time or a duration back from now; "" is zero.

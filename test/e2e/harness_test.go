@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -14,6 +15,8 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -374,10 +377,61 @@ func header(r dlq.Record, key string) string {
 }
 
 // TestMain keeps go-redis's own messages (about the Redis servers that
-// tests kill on purpose) out of the test output.
+// tests kill on purpose) out of the test output, and removes the binaries
+// built for the tests.
 func TestMain(m *testing.M) {
 	redis.SetLogger(quietRedis{})
-	os.Exit(m.Run())
+	code := m.Run()
+	if binDir != "" {
+		os.RemoveAll(binDir)
+	}
+	os.Exit(code)
+}
+
+var (
+	binOnce sync.Once
+	binDir  string
+	binErr  error
+)
+
+// binaries builds feedbackd, feedbackctl and devbroker once per test run
+// and returns their directory.
+func binaries(t *testing.T) string {
+	t.Helper()
+	binOnce.Do(func() {
+		if binDir, binErr = os.MkdirTemp("", "feedbackd-e2e-bin"); binErr != nil {
+			return
+		}
+		for _, pkg := range []string{"../../cmd/feedbackd", "../../cmd/feedbackctl", "../devbroker"} {
+			out, err := exec.Command("go", "build", "-o", binDir, pkg).CombinedOutput()
+			if err != nil {
+				binErr = fmt.Errorf("build %s: %v\n%s", pkg, err, out)
+				return
+			}
+		}
+	})
+	if binErr != nil {
+		t.Fatal(binErr)
+	}
+	return binDir
+}
+
+// ctl runs feedbackctl against the harness and returns its output and
+// exit code.
+func (h *harness) ctl(args ...string) (string, int) {
+	h.t.Helper()
+	cmd := exec.Command(filepath.Join(binaries(h.t), "feedbackctl"), args...)
+	cmd.Env = append(os.Environ(), "FEEDBACKCTL_BROKERS="+strings.Join(h.kafka.Seeds, ","),
+		"FEEDBACKCTL_ADMIN_URL="+h.api, "FEEDBACKCTL_TOKEN="+token)
+	out, err := cmd.CombinedOutput()
+	code := 0
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		code = ee.ExitCode()
+	} else if err != nil {
+		h.t.Fatalf("feedbackctl %v: %v", args, err)
+	}
+	return string(out), code
 }
 
 type quietRedis struct{}

@@ -32,13 +32,7 @@ func TestReadmeRealConfigWalkthrough(t *testing.T) {
 		}
 		t.Skip("kcat not installed; run `make test` to install it")
 	}
-	bin := t.TempDir()
-	for _, cmd := range []string{"feedbackd", "feedbackctl", "../test/devbroker"} {
-		out, err := exec.Command("go", "build", "-o", bin, "../../cmd/"+cmd).CombinedOutput()
-		if err != nil {
-			t.Fatalf("build %s: %v\n%s", cmd, err, out)
-		}
-	}
+	bin := binaries(t)
 	redis := testenv.StartRedis(t)
 	brokerAddr := freeAddr(t)
 	httpAddr := freeAddr(t)

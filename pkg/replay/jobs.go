@@ -1,0 +1,141 @@
+package replay
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// Errors of Jobs.
+var (
+	ErrNoJob   = errors.New("no such replay job")
+	ErrRunning = errors.New("this replay job is already running")
+)
+
+// Jobs runs replay jobs for the admin API, in the background of the
+// instance that received the request, and keeps their progress in Redis so
+// that every instance can report it. It is safe for concurrent use; jobs
+// stop (interrupted, resumable) when the context given to NewJobs ends.
+type Jobs struct {
+	ctx    context.Context
+	kafka  []kgo.Opt
+	rdb    *redis.Client
+	prefix string
+	opts   Options
+	log    *slog.Logger
+	wg     sync.WaitGroup
+}
+
+const (
+	statusTTL = 7 * 24 * time.Hour
+	leaseTTL  = 30 * time.Second // a running job renews its lease well within this
+)
+
+// NewJobs returns a job runner; keyPrefix prefixes its Redis keys.
+func NewJobs(ctx context.Context, kafkaOpts []kgo.Opt, rdb *redis.Client, keyPrefix string, opts Options) *Jobs {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Jobs{ctx: ctx, kafka: kafkaOpts, rdb: rdb, prefix: keyPrefix, opts: opts, log: opts.Logger}
+}
+
+func (j *Jobs) statusKey(id string) string { return j.prefix + "replay:" + id }
+func (j *Jobs) leaseKey(id string) string  { return j.prefix + "replay-lease:" + id }
+
+// Start validates req and starts its job in the background. It returns
+// ErrRunning, with the job's progress, if the job runs somewhere already.
+func (j *Jobs) Start(ctx context.Context, req Request) (Progress, error) {
+	if _, err := req.Filter(time.Now()); err != nil {
+		return Progress{}, err
+	}
+	id := req.ID()
+	ok, err := j.rdb.SetNX(ctx, j.leaseKey(id), "1", leaseTTL).Result()
+	if err != nil {
+		return Progress{}, fmt.Errorf("redis: %w", err)
+	}
+	if !ok {
+		p, err := j.Get(ctx, id)
+		if err != nil {
+			return Progress{}, err
+		}
+		return p, ErrRunning
+	}
+	now := time.Now()
+	p := Progress{ID: id, Request: req, State: StateRunning, StartedAt: now, UpdatedAt: now}
+	j.save(p)
+	j.wg.Go(func() { j.run(req) })
+	return p, nil
+}
+
+func (j *Jobs) run(req Request) {
+	id := req.ID()
+	ctx, cancel := context.WithCancel(j.ctx)
+	defer cancel()
+	renew := time.NewTicker(leaseTTL / 3)
+	defer renew.Stop()
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-renew.C:
+				j.rdb.Expire(ctx, j.leaseKey(id), leaseTTL)
+			}
+		}
+	}()
+	opts := j.opts
+	last := time.Time{}
+	opts.Progress = func(p Progress) {
+		if time.Since(last) >= time.Second || p.State != StateRunning {
+			last = time.Now()
+			j.save(p)
+		}
+	}
+	j.log.Info("replay started", "id", id, "request", req)
+	p, err := Run(ctx, j.kafka, req, opts)
+	j.save(p)
+	j.rdb.Del(context.WithoutCancel(ctx), j.leaseKey(id))
+	j.log.Info("replay ended", "id", id, "state", p.State, "replayed", p.Replayed, "matched", p.Matched, "skipped", p.Skipped, "err", err)
+}
+
+func (j *Jobs) save(p Progress) {
+	b, _ := json.Marshal(p)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(j.ctx), 5*time.Second)
+	defer cancel()
+	if err := j.rdb.Set(ctx, j.statusKey(p.ID), b, statusTTL).Err(); err != nil {
+		j.log.Warn("cannot save replay progress", "id", p.ID, "err", err)
+	}
+}
+
+// Get returns a job's last saved progress. A job saved as running whose
+// lease expired (its instance died) is reported interrupted: starting the
+// same request again resumes it.
+func (j *Jobs) Get(ctx context.Context, id string) (Progress, error) {
+	b, err := j.rdb.Get(ctx, j.statusKey(id)).Bytes()
+	if errors.Is(err, redis.Nil) {
+		return Progress{}, ErrNoJob
+	}
+	if err != nil {
+		return Progress{}, fmt.Errorf("redis: %w", err)
+	}
+	var p Progress
+	if err := json.Unmarshal(b, &p); err != nil {
+		return Progress{}, fmt.Errorf("replay %s: %w", id, err)
+	}
+	if p.State == StateRunning {
+		if n, err := j.rdb.Exists(ctx, j.leaseKey(id)).Result(); err == nil && n == 0 {
+			p.State = StateInterrupted
+		}
+	}
+	return p, nil
+}
+
+// Wait blocks until every job started by this instance has stopped.
+func (j *Jobs) Wait() { j.wg.Wait() }
