@@ -373,7 +373,7 @@ func (a *api) decode(w http.ResponseWriter, r *http.Request) (*webhook.Config, b
 		writeError(w, http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("body is over %d bytes", maxBody), "")
 		return nil, false
 	}
-	c, err := webhook.Decode(body, a.opts.Policy)
+	c, err := webhook.Decode(r.Context(), body, a.opts.Policy)
 	var fe *webhook.FieldError
 	if errors.As(err, &fe) {
 		writeError(w, http.StatusBadRequest, "invalid_config", fe.Message, fe.Field)

@@ -4,11 +4,13 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/feedbackd/feedbackd/pkg/netguard"
 	"github.com/feedbackd/feedbackd/pkg/retry"
 )
 
@@ -74,6 +76,7 @@ type DeliveryConfig struct {
 	Concurrency          int           `mapstructure:"concurrency"`
 	MaxResponseBytes     int64         `mapstructure:"max_response_bytes"`
 	AllowPrivateNetworks bool          `mapstructure:"allow_private_networks"`
+	AllowedCIDRs         []string      `mapstructure:"allowed_cidrs"`
 	AllowHTTP            bool          `mapstructure:"allow_http"`
 }
 
@@ -184,6 +187,11 @@ func (c *Config) Validate() error {
 	if c.Delivery.Concurrency < 1 || c.Delivery.Concurrency > 100_000 {
 		bad("delivery.concurrency", "%d is outside 1..100000", c.Delivery.Concurrency)
 	}
+	for _, cidr := range c.Delivery.AllowedCIDRs {
+		if _, err := netip.ParsePrefix(cidr); err != nil {
+			bad("delivery.allowed_cidrs", "%q is not a CIDR (10.20.0.0/16, fd00:1::/64)", cidr)
+		}
+	}
 	if c.Delivery.MaxResponseBytes < 0 {
 		bad("delivery.max_response_bytes", "must not be negative")
 	}
@@ -204,6 +212,18 @@ func (c *Config) Validate() error {
 		bad("log.format", "%q is not json or text", c.Log.Format)
 	}
 	return errors.Join(errs...)
+}
+
+// Guard is the network guard of deliveries and endpoint URLs. Call it on a
+// validated configuration.
+func (c *Config) Guard() *netguard.Guard {
+	g := &netguard.Guard{AllowPrivate: c.Delivery.AllowPrivateNetworks}
+	for _, cidr := range c.Delivery.AllowedCIDRs {
+		if p, err := netip.ParsePrefix(cidr); err == nil {
+			g.Allow = append(g.Allow, p.Masked())
+		}
+	}
+	return g
 }
 
 // RetryPolicy is the configured retry schedule as a value.

@@ -94,10 +94,11 @@ func Run(ctx context.Context, cfg Config, opts Options) error {
 		Registerer:    reg,
 	})
 
+	guard := cfg.Guard()
 	sender := deliver.New(deliver.Options{
 		Timeout:              cfg.Delivery.Timeout,
 		MaxResponseBytes:     cfg.Delivery.MaxResponseBytes,
-		AllowPrivateNetworks: cfg.Delivery.AllowPrivateNetworks,
+		Guard:                guard,
 		UserAgent:            "feedbackd/" + opts.Version,
 		TLSConfig:            opts.DeliveryTLS,
 	})
@@ -130,7 +131,7 @@ func Run(ctx context.Context, cfg Config, opts Options) error {
 	})
 	handler := admin.NewHandler(store, sender, admin.Options{
 		Token:  cfg.Admin.Token,
-		Policy: webhook.Policy{AllowHTTP: cfg.Delivery.AllowHTTP, AllowPrivateNetworks: cfg.Delivery.AllowPrivateNetworks},
+		Policy: webhook.Policy{AllowHTTP: cfg.Delivery.AllowHTTP, Guard: guard},
 		Checks: []admin.Check{
 			{Name: "kafka", Func: pipe.Ping},
 			{Name: "redis", Func: func(ctx context.Context) error { return rdb.Ping(ctx).Err() }},

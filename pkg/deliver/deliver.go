@@ -65,10 +65,10 @@ func (r Result) Outcome() string {
 
 // Options configure a Client.
 type Options struct {
-	Timeout              time.Duration // one attempt, connection included
-	MaxResponseBytes     int64         // response body read before closing
-	AllowPrivateNetworks bool          // skip the dial-time address check
-	UserAgent            string
+	Timeout          time.Duration  // one attempt, connection included
+	MaxResponseBytes int64          // response body read before closing
+	Guard            *netguard.Guard // which addresses may be dialed; nil: public ones only
+	UserAgent        string
 	TLSConfig            *tls.Config // nil: system roots
 	MaxIdleConnsPerHost  int
 }
@@ -89,12 +89,11 @@ func New(opts Options) *Client {
 	if opts.MaxIdleConnsPerHost <= 0 {
 		opts.MaxIdleConnsPerHost = 64
 	}
-	dialer := &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}
-	if !opts.AllowPrivateNetworks {
-		dialer.Control = netguard.Control
+	if opts.Guard == nil {
+		opts.Guard = &netguard.Guard{}
 	}
 	tr := &http.Transport{
-		DialContext:            dialer.DialContext,
+		DialContext:            opts.Guard.DialContext,
 		ForceAttemptHTTP2:      true,
 		MaxIdleConns:           4096,
 		MaxIdleConnsPerHost:    opts.MaxIdleConnsPerHost,

@@ -9,11 +9,13 @@ import (
 	"net/http/httptest"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
 
+	"github.com/feedbackd/feedbackd/pkg/netguard"
 	"github.com/feedbackd/feedbackd/pkg/signature"
 	"github.com/feedbackd/feedbackd/pkg/webhook"
 )
@@ -71,7 +73,7 @@ func target(t *testing.T, url string, headers map[string]string) (*webhook.Targe
 }
 
 func devClient() *Client {
-	return New(Options{Timeout: 2 * time.Second, AllowPrivateNetworks: true, UserAgent: "feedbackd/test"})
+	return New(Options{Timeout: 2 * time.Second, Guard: &netguard.Guard{AllowPrivate: true}, UserAgent: "feedbackd/test"})
 }
 
 func TestSendSignsAndKeepsReservedHeaders(t *testing.T) {
@@ -129,7 +131,7 @@ func TestSendResults(t *testing.T) {
 	defer tlsSrv.Close()
 
 	strict := New(Options{Timeout: 2 * time.Second, UserAgent: "t"})
-	short := New(Options{Timeout: 200 * time.Millisecond, AllowPrivateNetworks: true})
+	short := New(Options{Timeout: 200 * time.Millisecond, Guard: &netguard.Guard{AllowPrivate: true}})
 	tests := []struct {
 		name    string
 		c       *Client
@@ -162,7 +164,7 @@ func TestSendTrustedTLS(t *testing.T) {
 	defer srv.Close()
 	pool := x509.NewCertPool()
 	pool.AddCert(srv.Certificate())
-	c := New(Options{Timeout: 2 * time.Second, AllowPrivateNetworks: true, TLSConfig: srv.Client().Transport.(*http.Transport).TLSClientConfig.Clone()})
+	c := New(Options{Timeout: 2 * time.Second, Guard: &netguard.Guard{AllowPrivate: true}, TLSConfig: srv.Client().Transport.(*http.Transport).TLSClientConfig.Clone()})
 	tg, _ := target(t, srv.URL, nil)
 	if r := c.Send(context.Background(), tg, "id", []byte(`{}`)); r.Verdict != Delivered {
 		t.Fatalf("HTTPS delivery with trusted CA: %+v", r)
@@ -185,4 +187,42 @@ func TestSendAbortedByCaller(t *testing.T) {
 func hang(w http.ResponseWriter, r *http.Request) {
 	_, _ = io.Copy(io.Discard, r.Body)
 	<-r.Context().Done()
+}
+
+// With the default guard, every way of writing a forbidden address ends as
+// Unreachable (dead-lettered as endpoint_invalid, never retried), without a
+// connection being made: a loopback server listening on the port sees none.
+func TestSSRFAtDialTime(t *testing.T) {
+	var hits atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { hits.Add(1) }))
+	defer srv.Close()
+	_, port, _ := net.SplitHostPort(srv.Listener.Addr().String())
+	c := New(Options{Timeout: 2 * time.Second})
+	for _, host := range []string{"127.0.0.1", "localhost", "2130706433", "0177.0.0.1", "0x7f.0.0.1", "127.1", "[::1]", "[::ffff:127.0.0.1]", "[::ffff:7f00:1]", "0.0.0.0", "[64:ff9b::7f00:1]"} {
+		tg, _ := target(t, "http://"+host+":"+port+"/", nil)
+		r := c.Send(context.Background(), tg, "id", []byte(`{}`))
+		if r.Verdict != Unreachable || r.Class != "address_blocked" {
+			t.Errorf("%s: %+v", host, r)
+		}
+	}
+	if n := hits.Load(); n != 0 {
+		t.Fatalf("the loopback server got %d requests", n)
+	}
+}
+
+// A redirect, even to a reachable address, is the endpoint's answer: it is
+// not followed.
+func TestRedirectIsNotFollowed(t *testing.T) {
+	var hits atomic.Int32
+	inner := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { hits.Add(1) }))
+	defer inner.Close()
+	outer := httptest.NewServer(http.RedirectHandler(inner.URL, http.StatusTemporaryRedirect))
+	defer outer.Close()
+	tg, _ := target(t, outer.URL, nil)
+	if r := devClient().Send(context.Background(), tg, "id", []byte(`{}`)); r.Verdict != Reject || r.Status != 307 {
+		t.Fatalf("redirect: %+v", r)
+	}
+	if hits.Load() != 0 {
+		t.Fatal("the redirect was followed")
+	}
 }

@@ -1,37 +1,155 @@
 package netguard
 
 import (
+	"context"
 	"errors"
+	"net"
 	"net/netip"
+	"sync/atomic"
 	"testing"
 )
 
-func TestBlocked(t *testing.T) {
-	tests := []struct {
-		ip      string
-		blocked bool
-	}{
-		{"127.0.0.1", true}, {"127.1.2.3", true}, {"::1", true}, {"0.0.0.0", true}, {"::", true},
-		{"10.1.2.3", true}, {"172.16.0.1", true}, {"192.168.1.1", true}, {"fd00::1", true},
-		{"169.254.169.254", true}, {"fe80::1", true}, {"100.64.0.1", true}, {"224.0.0.1", true},
-		{"ff02::1", true}, {"::ffff:127.0.0.1", true}, {"::ffff:10.0.0.1", true},
-		{"64:ff9b::7f00:1", true}, {"64:ff9b::a9fe:a9fe", true}, {"255.255.255.255", true},
-		{"198.18.0.1", true}, {"0.1.2.3", true},
-		{"93.184.216.34", false}, {"2606:2800:220:1:248:1893:25c8:1946", false}, {"8.8.8.8", false},
-		{"64:ff9b::808:808", false},
+// resolver answers from a table, like DNS would.
+type resolver map[string][]string
+
+func (r resolver) LookupNetIP(_ context.Context, _, host string) ([]netip.Addr, error) {
+	ips, ok := r[host]
+	if !ok {
+		return nil, &net.DNSError{Err: "no such host", Name: host, IsNotFound: true}
 	}
-	for _, tt := range tests {
-		if got := Blocked(netip.MustParseAddr(tt.ip)) != ""; got != tt.blocked {
-			t.Errorf("Blocked(%s) = %v, want %v", tt.ip, got, tt.blocked)
+	out := make([]netip.Addr, len(ips))
+	for i, ip := range ips {
+		out[i] = netip.MustParseAddr(ip)
+	}
+	return out, nil
+}
+
+var dns = resolver{
+	"metadata.google.internal": {"169.254.169.254"},
+	"127.0.0.1.nip.io":         {"127.0.0.1"},
+	"internal.corp":            {"10.1.2.3"},
+	"mixed.example":            {"93.184.216.34", "127.0.0.1"}, // one bad answer is enough
+	"v6only.example":           {"::1"},
+	"example.com":              {"93.184.216.34", "2606:2800:220:1:248:1893:25c8:1946"},
+}
+
+// Every host below must be refused, when a config is saved and when a
+// connection is dialed, whatever the notation.
+func TestSSRFFormsAreRefused(t *testing.T) {
+	hosts := []string{
+		"127.0.0.1", "127.255.255.254", "localhost", "LOCALHOST.", "api.localhost",
+		"2130706433",    // decimal
+		"0177.0.0.1",    // octal
+		"0x7f.0.0.1",    // hex
+		"0x7f000001",    // one hex number
+		"017700000001",  // one octal number
+		"127.1",         // short form
+		"0",             // 0.0.0.0
+		"0.0.0.0", "::", // unspecified
+		"::1",
+		"::ffff:127.0.0.1", "::ffff:7f00:1", // IPv4-mapped
+		"::127.0.0.1",                               // IPv4-compatible
+		"64:ff9b::7f00:1",                           // NAT64
+		"2002:7f00:1::",                             // 6to4 of 127.0.0.1
+		"169.254.169.254", "::ffff:169.254.169.254", // cloud metadata
+		"fd00:ec2::254",                         // AWS metadata over IPv6 (ULA)
+		"100.100.100.200",                       // Alibaba metadata (CGNAT)
+		"10.0.0.1", "172.16.0.1", "192.168.1.1", // private
+		"fe80::1%eth0",         // link-local with zone
+		"224.0.0.1", "ff02::1", // multicast
+		"255.255.255.255",
+		"metadata.google.internal", "127.0.0.1.nip.io", "internal.corp", "mixed.example", "v6only.example", // names
+	}
+	if len(hosts) < 15 {
+		t.Fatal("the acceptance asks for at least 15 forms")
+	}
+	g := &Guard{Resolver: dns}
+	for _, host := range hosts {
+		t.Run(host, func(t *testing.T) {
+			if err := g.CheckHost(context.Background(), host); !errors.Is(err, ErrBlocked) {
+				t.Errorf("config time: CheckHost(%q) = %v", host, err)
+			}
+			conn, err := g.DialContext(context.Background(), "tcp", net.JoinHostPort(host, "443"))
+			if conn != nil {
+				conn.Close()
+			}
+			if !errors.Is(err, ErrBlocked) {
+				t.Errorf("dial time: DialContext(%q) = %v", host, err)
+			}
+		})
+	}
+}
+
+func TestPublicAndAllowListed(t *testing.T) {
+	g := &Guard{Resolver: dns, Allow: []netip.Prefix{netip.MustParsePrefix("10.20.0.0/16")}}
+	for _, host := range []string{"93.184.216.34", "8.8.8.8", "2606:2800:220:1:248:1893:25c8:1946", "example.com", "10.20.1.2", "::ffff:10.20.1.2", "does-not-resolve.example"} {
+		if err := g.CheckHost(context.Background(), host); err != nil {
+			t.Errorf("CheckHost(%q) = %v", host, err)
+		}
+	}
+	if err := g.CheckHost(context.Background(), "10.21.0.1"); !errors.Is(err, ErrBlocked) {
+		t.Errorf("outside the allow-list: %v", err)
+	}
+	open := &Guard{AllowPrivate: true}
+	if err := open.CheckHost(context.Background(), "127.0.0.1"); err != nil {
+		t.Errorf("AllowPrivate: %v", err)
+	}
+}
+
+// rebinding answers a public address first and loopback afterwards, as a
+// hostile DNS server would between the config check and the dial.
+type rebinding struct{ calls atomic.Int32 }
+
+func (r *rebinding) LookupNetIP(context.Context, string, string) ([]netip.Addr, error) {
+	if r.calls.Add(1) == 1 {
+		return []netip.Addr{netip.MustParseAddr("93.184.216.34")}, nil
+	}
+	return []netip.Addr{netip.MustParseAddr("127.0.0.1")}, nil
+}
+
+func TestDNSRebindingIsCaughtAtDialTime(t *testing.T) {
+	g := &Guard{Resolver: &rebinding{}}
+	if err := g.CheckHost(context.Background(), "rebind.example"); err != nil {
+		t.Fatalf("config time saw a public address: %v", err)
+	}
+	if _, err := g.DialContext(context.Background(), "tcp", "rebind.example:443"); !errors.Is(err, ErrBlocked) {
+		t.Fatalf("dial time: %v", err)
+	}
+}
+
+func TestParseHost(t *testing.T) {
+	tests := map[string]string{
+		"2130706433": "127.0.0.1", "0177.0.0.1": "127.0.0.1", "0x7f.0.0.1": "127.0.0.1", "0x7f000001": "127.0.0.1",
+		"127.1": "127.0.0.1", "10.1.257": "10.1.1.1", "0": "0.0.0.0", "1.2.3.4": "1.2.3.4", "::1": "::1",
+	}
+	for in, want := range tests {
+		got, ok := ParseHost(in)
+		if !ok || got.String() != want {
+			t.Errorf("ParseHost(%q) = %v %v, want %s", in, got, ok, want)
+		}
+	}
+	for _, name := range []string{"example.com", "1.2.3.4.5", "256.1.1.1", "08.1.1.1", "1..2", "", "127.0.0.1.nip.io"} {
+		if ip, ok := ParseHost(name); ok {
+			t.Errorf("ParseHost(%q) = %v, want a name", name, ip)
 		}
 	}
 }
 
-func TestControl(t *testing.T) {
-	if err := Control("tcp", "127.0.0.1:443", nil); !errors.Is(err, ErrBlocked) {
-		t.Fatalf("Control(loopback) = %v", err)
+func TestBlocked(t *testing.T) {
+	for _, ip := range []string{"93.184.216.34", "8.8.8.8", "2606:2800:220:1:248:1893:25c8:1946", "64:ff9b::808:808"} {
+		if r := Blocked(netip.MustParseAddr(ip)); r != "" {
+			t.Errorf("Blocked(%s) = %q", ip, r)
+		}
 	}
-	if err := Control("tcp", "8.8.8.8:443", nil); err != nil {
-		t.Fatalf("Control(public) = %v", err)
+}
+
+func FuzzParseHost(f *testing.F) {
+	for _, s := range []string{"127.1", "0x7f.0.0.1", "::ffff:1.2.3.4", "example.com"} {
+		f.Add(s)
 	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if ip, ok := ParseHost(s); ok && !ip.IsValid() {
+			t.Fatalf("ParseHost(%q) returned an invalid address", s)
+		}
+	})
 }

@@ -4,11 +4,10 @@ package webhook
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
-	"net/netip"
 	"net/url"
 	"slices"
 	"strings"
@@ -85,8 +84,8 @@ func (e *FieldError) Error() string { return e.Field + ": " + e.Message }
 
 // Policy holds the deployment's rules for endpoint URLs.
 type Policy struct {
-	AllowHTTP            bool
-	AllowPrivateNetworks bool
+	AllowHTTP bool
+	Guard     *netguard.Guard // nil: public addresses only
 }
 
 var configSchema = schemas.MustCompile(schemas.WebhookConfig)
@@ -100,8 +99,8 @@ var reservedHeaders = []string{
 
 // Decode parses and validates an API request body. Fields missing from the
 // body get their defaults: auth none, campaigns ["*"], enabled true. Errors
-// are *FieldError.
-func Decode(body []byte, p Policy) (*Config, error) {
+// are *FieldError. ctx bounds the DNS lookup of the URL's host.
+func Decode(ctx context.Context, body []byte, p Policy) (*Config, error) {
 	doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(body))
 	if err != nil {
 		return nil, &FieldError{Field: "", Message: "body is not valid JSON: " + err.Error()}
@@ -114,18 +113,18 @@ func Decode(body []byte, p Policy) (*Config, error) {
 		return nil, &FieldError{Message: err.Error()}
 	}
 	c.CreatedAt, c.UpdatedAt, c.DisabledReason = time.Time{}, time.Time{}, ""
-	if err := c.Validate(p); err != nil {
+	if err := c.Validate(ctx, p); err != nil {
 		return nil, err
 	}
 	return c, nil
 }
 
 // Validate checks the rules the schema cannot express.
-func (c *Config) Validate(p Policy) error {
+func (c *Config) Validate(ctx context.Context, p Policy) error {
 	if c.Auth.Type != AuthNone {
 		return &FieldError{Field: "auth.type", Message: fmt.Sprintf("%q is not supported yet; use \"none\"", c.Auth.Type)}
 	}
-	if err := validateURL(c.URL, p); err != nil {
+	if err := validateURL(ctx, c.URL, p); err != nil {
 		return &FieldError{Field: "url", Message: err.Error()}
 	}
 	for name, value := range c.Headers {
@@ -145,7 +144,7 @@ func (c *Config) Validate(p Policy) error {
 	return nil
 }
 
-func validateURL(raw string, p Policy) error {
+func validateURL(ctx context.Context, raw string, p Policy) error {
 	u, err := url.Parse(raw)
 	if err != nil {
 		return errors.New("is not a valid URL")
@@ -169,16 +168,16 @@ func validateURL(raw string, p Policy) error {
 	if u.Fragment != "" {
 		return errors.New("must not contain a fragment")
 	}
-	if ip, err := netip.ParseAddr(strings.Trim(u.Hostname(), "[]")); err == nil && !p.AllowPrivateNetworks {
-		if reason := netguard.Blocked(ip); reason != "" {
-			return fmt.Errorf("points to a %s address (allowed only with delivery.allow_private_networks)", reason)
-		}
-	}
-	if strings.EqualFold(u.Hostname(), "localhost") && !p.AllowPrivateNetworks {
-		return errors.New("points to localhost (allowed only with delivery.allow_private_networks)")
-	}
-	if _, port, err := net.SplitHostPort(u.Host); err == nil && port == "0" {
+	if port := u.Port(); port == "0" {
 		return errors.New("has port 0")
+	}
+	g := p.Guard
+	if g == nil {
+		g = &netguard.Guard{}
+	}
+	var blocked *netguard.BlockedError
+	if err := g.CheckHost(ctx, u.Hostname()); errors.As(err, &blocked) {
+		return fmt.Errorf("points to a %s address (allowed only with delivery.allow_private_networks or delivery.allowed_cidrs)", blocked.Reason)
 	}
 	return nil
 }

@@ -1,15 +1,19 @@
 package webhook
 
 import (
+	"context"
 	"errors"
+	"net/netip"
 	"strings"
 	"testing"
+
+	"github.com/feedbackd/feedbackd/pkg/netguard"
 )
 
 const good = `{"imsOrg":"org1","sandbox":{"id":"sb1","name":"prod"},"name":"n","channels":["email"],"url":"https://hooks.example.com/feedback"}`
 
 func TestDecodeDefaults(t *testing.T) {
-	c, err := Decode([]byte(good), Policy{})
+	c, err := Decode(context.Background(), []byte(good), Policy{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -52,7 +56,7 @@ func TestDecodeFieldErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := Decode([]byte(tt.body), tt.policy)
+			_, err := Decode(context.Background(), []byte(tt.body), tt.policy)
 			var fe *FieldError
 			if !errors.As(err, &fe) {
 				t.Fatalf("want *FieldError, got %v", err)
@@ -66,7 +70,7 @@ func TestDecodeFieldErrors(t *testing.T) {
 
 func TestDecodeDevPolicy(t *testing.T) {
 	body := strings.Replace(good, "https://hooks.example.com", "http://127.0.0.1:9000", 1)
-	if _, err := Decode([]byte(body), Policy{AllowHTTP: true, AllowPrivateNetworks: true}); err != nil {
+	if _, err := Decode(context.Background(), []byte(body), Policy{AllowHTTP: true, Guard: &netguard.Guard{AllowPrivate: true}}); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -93,7 +97,7 @@ func FuzzDecode(f *testing.F) {
 	f.Add([]byte(good))
 	f.Add([]byte(`{"imsOrg":"o","sandbox":{"id":"s"},"name":"n","channels":["sms"],"url":"https://[::1]:0/x","headers":{"a":"b"}}`))
 	f.Fuzz(func(t *testing.T, body []byte) {
-		c, err := Decode(body, Policy{})
+		c, err := Decode(context.Background(), body, Policy{})
 		if err != nil {
 			var fe *FieldError
 			if !errors.As(err, &fe) {
@@ -105,4 +109,24 @@ func FuzzDecode(f *testing.F) {
 			t.Fatalf("accepted incomplete config: %+v", c)
 		}
 	})
+}
+
+// Endpoint URLs that point inside our network are refused when the config
+// is saved, in every notation (the dial-time check is tested in
+// pkg/netguard and pkg/deliver).
+func TestDecodeRefusesNonPublicHosts(t *testing.T) {
+	for _, host := range []string{"127.0.0.1", "localhost", "2130706433", "0177.0.0.1", "0x7f.0.0.1", "127.1",
+		"[::1]", "[::ffff:127.0.0.1]", "0.0.0.0", "169.254.169.254", "[fd00:ec2::254]", "100.100.100.200",
+		"10.0.0.1", "[fe80::1%25eth0]", "[64:ff9b::a9fe:a9fe]", "metadata.localhost"} {
+		body := strings.Replace(good, "hooks.example.com", host, 1)
+		_, err := Decode(context.Background(), []byte(body), Policy{})
+		var fe *FieldError
+		if !errors.As(err, &fe) || fe.Field != "url" || !strings.Contains(fe.Message, "address") {
+			t.Errorf("%s: %v", host, err)
+		}
+	}
+	allow := &netguard.Guard{Allow: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}}
+	if _, err := Decode(context.Background(), []byte(strings.Replace(good, "hooks.example.com", "10.0.0.1", 1)), Policy{Guard: allow}); err != nil {
+		t.Errorf("allow-listed range refused: %v", err)
+	}
 }
