@@ -96,11 +96,11 @@ func Run(ctx context.Context, cfg Config, opts Options) error {
 
 	guard := cfg.Guard()
 	sender := deliver.New(deliver.Options{
-		Timeout:              cfg.Delivery.Timeout,
-		MaxResponseBytes:     cfg.Delivery.MaxResponseBytes,
-		Guard:                guard,
-		UserAgent:            "feedbackd/" + opts.Version,
-		TLSConfig:            opts.DeliveryTLS,
+		Timeout:          cfg.Delivery.Timeout,
+		MaxResponseBytes: cfg.Delivery.MaxResponseBytes,
+		Guard:            guard,
+		UserAgent:        "feedbackd/" + opts.Version,
+		TLSConfig:        opts.DeliveryTLS,
 	})
 	defer sender.Close()
 

@@ -65,12 +65,12 @@ func (r Result) Outcome() string {
 
 // Options configure a Client.
 type Options struct {
-	Timeout          time.Duration  // one attempt, connection included
-	MaxResponseBytes int64          // response body read before closing
-	Guard            *netguard.Guard // which addresses may be dialed; nil: public ones only
-	UserAgent        string
-	TLSConfig            *tls.Config // nil: system roots
-	MaxIdleConnsPerHost  int
+	Timeout             time.Duration   // one attempt, connection included
+	MaxResponseBytes    int64           // response body read before closing
+	Guard               *netguard.Guard // which addresses may be dialed; nil: public ones only
+	UserAgent           string
+	TLSConfig           *tls.Config // nil: system roots
+	MaxIdleConnsPerHost int
 }
 
 // Client sends attempts. It is safe for concurrent use and keeps
