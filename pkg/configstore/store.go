@@ -15,7 +15,6 @@ package configstore
 import (
 	"context"
 	"crypto/rand"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -29,6 +28,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/feedbackd/feedbackd/pkg/secrets"
 	"github.com/feedbackd/feedbackd/pkg/webhook"
 )
 
@@ -48,8 +48,11 @@ type Options struct {
 	CacheSize     int           // local cache entries
 	CheckInterval time.Duration // how often the Redis marker is checked
 	ApplyTimeout  time.Duration // how long a write waits to be visible locally
-	Logger        *slog.Logger
-	Registerer    prometheus.Registerer
+	// Keyring encrypts the secret fields of stored configs. nil stores
+	// them in the clear: for tests only (feedbackd refuses to start so).
+	Keyring    *secrets.Keyring
+	Logger     *slog.Logger
+	Registerer prometheus.Registerer
 }
 
 func (o *Options) defaults() {
@@ -168,11 +171,7 @@ func (s *Store) read(ctx context.Context, key string) (*webhook.Stored, error) {
 		return nil, fmt.Errorf("redis: %w", err)
 	}
 	if v := val.Val(); v != "" {
-		var st webhook.Stored
-		if err := json.Unmarshal([]byte(v), &st); err != nil {
-			return nil, fmt.Errorf("%w: %s: %w", ErrCorrupt, key, err)
-		}
-		return &st, nil
+		return s.decode(key, []byte(v))
 	}
 	if marker.Val() == 0 {
 		return nil, ErrNotLoaded
@@ -220,11 +219,11 @@ func (s *Store) List(ctx context.Context, org string) ([]*webhook.Stored, error)
 		if c.Val() == "" { // tombstone
 			continue
 		}
-		var st webhook.Stored
-		if err := json.Unmarshal([]byte(c.Val()), &st); err != nil {
-			return nil, fmt.Errorf("%w: %s: %w", ErrCorrupt, strings.TrimPrefix(keys[i], s.redisKey("")), err)
+		st, err := s.decode(strings.TrimPrefix(keys[i], s.redisKey("")), []byte(c.Val()))
+		if err != nil {
+			return nil, err
 		}
-		out = append(out, &st)
+		out = append(out, st)
 	}
 	return out, nil
 }
@@ -277,7 +276,7 @@ func (s *Store) Delete(ctx context.Context, org, sandboxID string) error {
 func (s *Store) write(ctx context.Context, key string, st *webhook.Stored) error {
 	rec := &kgo.Record{Topic: s.opts.Topic, Key: []byte(key)}
 	if st != nil {
-		v, err := json.Marshal(st)
+		v, err := s.encode(key, st)
 		if err != nil {
 			return err
 		}

@@ -72,7 +72,7 @@ func stored(t *testing.T, org, sb, url string) *webhook.Stored {
 	return &webhook.Stored{Config: webhook.Config{
 		Org: org, Sandbox: webhook.Sandbox{ID: sb}, Name: "n", Channels: []string{"email"},
 		URL: url, Auth: webhook.Auth{Type: webhook.AuthNone}, Campaigns: []string{"*"}, Enabled: true,
-	}, Secret: secret}
+	}, Secrets: []webhook.Secret{{Value: secret}}}
 }
 
 func TestCreateUpdateDeleteAcrossInstances(t *testing.T) {

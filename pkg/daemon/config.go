@@ -25,6 +25,7 @@ type Config struct {
 	Retry    RetryConfig    `mapstructure:"retry"`
 	Delivery DeliveryConfig `mapstructure:"delivery"`
 	Configs  ConfigsConfig  `mapstructure:"configs"`
+	Secrets  SecretsConfig  `mapstructure:"secrets"`
 	Shutdown ShutdownConfig `mapstructure:"shutdown"`
 	Log      LogConfig      `mapstructure:"log"`
 }
@@ -59,9 +60,31 @@ type HTTPConfig struct {
 	Addr string `mapstructure:"addr"`
 }
 
-// AdminConfig protects the admin API.
+// AdminConfig protects the admin API: a static token, JWTs, or both.
 type AdminConfig struct {
-	Token string `mapstructure:"token"`
+	Token string         `mapstructure:"token"`
+	JWT   AdminJWTConfig `mapstructure:"jwt"`
+}
+
+// AdminJWTConfig says which JWTs the admin API trusts.
+type AdminJWTConfig struct {
+	HMACSecret     string `mapstructure:"hmac_secret"`
+	HMACSecretFile string `mapstructure:"hmac_secret_file"`
+	PublicKeyFile  string `mapstructure:"public_key_file"`
+	JWKSFile       string `mapstructure:"jwks_file"`
+	Issuer         string `mapstructure:"issuer"`
+	Audience       string `mapstructure:"audience"`
+}
+
+func (j AdminJWTConfig) enabled() bool {
+	return j.HMACSecret != "" || j.HMACSecretFile != "" || j.PublicKeyFile != "" || j.JWKSFile != ""
+}
+
+// SecretsConfig holds the keys that encrypt secrets at rest.
+type SecretsConfig struct {
+	KeyFile       string        `mapstructure:"key_file"`
+	Keys          []string      `mapstructure:"keys"`
+	RotationGrace time.Duration `mapstructure:"rotation_grace"`
 }
 
 // RetryConfig is the retry schedule.
@@ -123,8 +146,9 @@ func Defaults() Config {
 				30 * time.Minute, time.Hour, 2 * time.Hour, 4 * time.Hour, 8 * time.Hour},
 			Jitter: 0.1,
 		},
-		Delivery: DeliveryConfig{Timeout: 15 * time.Second, Concurrency: 256, MaxResponseBytes: 64 << 10},
+		Delivery: DeliveryConfig{Timeout: 15 * time.Second, Concurrency: 256, MaxResponseBytes: 64 << 10, AllowedCIDRs: []string{}},
 		Configs:  ConfigsConfig{CacheTTL: 30 * time.Second, CacheSize: 100_000, CheckInterval: 5 * time.Second},
+		Secrets:  SecretsConfig{Keys: []string{}, RotationGrace: 24 * time.Hour},
 		Shutdown: ShutdownConfig{Timeout: 30 * time.Second},
 		Log:      LogConfig{Level: "info", Format: "json"},
 	}
@@ -173,10 +197,20 @@ func (c *Config) Validate() error {
 	if _, _, err := net.SplitHostPort(c.HTTP.Addr); err != nil {
 		bad("http.addr", "%q is not [host]:port", c.HTTP.Addr)
 	}
-	if c.Admin.Token == "" {
-		bad("admin.token", "is required (set FEEDBACKD_ADMIN_TOKEN); it protects the admin API")
-	} else if len(c.Admin.Token) < 16 {
+	switch {
+	case c.Admin.Token == "" && !c.Admin.JWT.enabled():
+		bad("admin.token", "is required (set FEEDBACKD_ADMIN_TOKEN), unless admin.jwt is configured; it protects the admin API")
+	case c.Admin.Token != "" && len(c.Admin.Token) < 16:
 		bad("admin.token", "must be at least 16 characters")
+	}
+	if c.Admin.JWT.HMACSecret != "" && len(c.Admin.JWT.HMACSecret) < 32 {
+		bad("admin.jwt.hmac_secret", "must be at least 32 characters")
+	}
+	if c.Secrets.KeyFile == "" && len(c.Secrets.Keys) == 0 {
+		bad("secrets", "no encryption key for secrets at rest: set secrets.key_file or FEEDBACKD_SECRETS_KEYS (a base64 32-byte key: openssl rand -base64 32)")
+	}
+	if c.Secrets.RotationGrace < time.Minute {
+		bad("secrets.rotation_grace", "must be at least 1m")
 	}
 	if err := c.RetryPolicy().Validate(); err != nil {
 		bad("retry.schedule", "%v", err)

@@ -9,6 +9,7 @@ import (
 func valid() Config {
 	c := Defaults()
 	c.Admin.Token = "0123456789abcdef"
+	c.Secrets.Keys = []string{"a2tra2tra2tra2tra2tra2tra2tra2tra2tra2tra2s="}
 	return c
 }
 
@@ -38,6 +39,10 @@ func TestValidateNamesTheKey(t *testing.T) {
 		{"redis.addr", func(c *Config) { c.Redis.Addr = "redis://:bad:port:/x" }},
 		{"http.addr", func(c *Config) { c.HTTP.Addr = "8080" }},
 		{"admin.token", func(c *Config) { c.Admin.Token = "short" }},
+		{"admin.token", func(c *Config) { c.Admin.Token = "" }},
+		{"secrets", func(c *Config) { c.Secrets.Keys = nil }},
+		{"admin.jwt.hmac_secret", func(c *Config) { c.Admin.JWT.HMACSecret = "short" }},
+		{"delivery.allowed_cidrs", func(c *Config) { c.Delivery.AllowedCIDRs = []string{"10.0.0.1"} }},
 		{"retry.schedule", func(c *Config) { c.Retry.Schedule = nil }},
 		{"retry.schedule", func(c *Config) { c.Retry.Jitter = 2 }},
 		{"delivery.timeout", func(c *Config) { c.Delivery.Timeout = time.Hour }},

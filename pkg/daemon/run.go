@@ -75,6 +75,14 @@ func Run(ctx context.Context, cfg Config, opts Options) error {
 		return err
 	}
 
+	keyring, err := cfg.Keyring()
+	if err != nil {
+		return err
+	}
+	adminAuth, err := cfg.AdminAuth()
+	if err != nil {
+		return err
+	}
 	ropts, _ := RedisOptions(cfg.Redis.Addr) // validated
 	rdb := redis.NewClient(ropts)
 	defer rdb.Close()
@@ -90,6 +98,7 @@ func Run(ctx context.Context, cfg Config, opts Options) error {
 		CacheTTL:      cfg.Configs.CacheTTL,
 		CacheSize:     cfg.Configs.CacheSize,
 		CheckInterval: cfg.Configs.CheckInterval,
+		Keyring:       keyring,
 		Logger:        log.With("component", "configs"),
 		Registerer:    reg,
 	})
@@ -130,8 +139,9 @@ func Run(ctx context.Context, cfg Config, opts Options) error {
 		Logger:      log.With("component", "replay"),
 	})
 	handler := admin.NewHandler(store, sender, admin.Options{
-		Token:  cfg.Admin.Token,
-		Policy: webhook.Policy{AllowHTTP: cfg.Delivery.AllowHTTP, Guard: guard},
+		Auth:          adminAuth,
+		Policy:        webhook.Policy{AllowHTTP: cfg.Delivery.AllowHTTP, Guard: guard},
+		RotationGrace: cfg.Secrets.RotationGrace,
 		Checks: []admin.Check{
 			{Name: "kafka", Func: pipe.Ping},
 			{Name: "redis", Func: func(ctx context.Context) error { return rdb.Ping(ctx).Err() }},

@@ -21,6 +21,10 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+
+	"github.com/feedbackd/feedbackd/pkg/endpointauth"
 	"github.com/feedbackd/feedbackd/pkg/netguard"
 	"github.com/feedbackd/feedbackd/pkg/webhook"
 )
@@ -71,13 +75,15 @@ type Options struct {
 	UserAgent           string
 	TLSConfig           *tls.Config // nil: system roots
 	MaxIdleConnsPerHost int
+	Registerer          prometheus.Registerer // nil: metrics are not exported
 }
 
 // Client sends attempts. It is safe for concurrent use and keeps
 // connections alive per endpoint.
 type Client struct {
-	http *http.Client
-	opts Options
+	http   *http.Client
+	opts   Options
+	tokens *endpointauth.TokenCache
 }
 
 // New builds a Client. Proxies from the environment are ignored on purpose:
@@ -103,56 +109,88 @@ func New(opts Options) *Client {
 		MaxResponseHeaderBytes: 64 << 10,
 		TLSClientConfig:        opts.TLSConfig,
 	}
-	return &Client{
-		opts: opts,
-		http: &http.Client{
-			Transport: tr,
-			// Never follow redirects: a 3xx is the endpoint's answer.
-			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-		},
+	hc := &http.Client{
+		Transport: tr,
+		// Never follow redirects: a 3xx is the endpoint's answer.
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		Timeout:       opts.Timeout,
 	}
+	if opts.Registerer == nil {
+		opts.Registerer = prometheus.NewRegistry()
+	}
+	fetches := promauto.With(opts.Registerer).NewCounterVec(prometheus.CounterOpts{
+		Name: "feedbackd_oauth2_token_requests_total",
+		Help: "Access-token requests to tenants' OAuth2 token endpoints, by result (ok, error).",
+	}, []string{"result"})
+	return &Client{opts: opts, http: hc, tokens: endpointauth.NewTokenCache(hc, fetches)}
 }
 
 // Close drops idle connections.
 func (c *Client) Close() { c.http.CloseIdleConnections() }
 
 // Send makes one attempt: it signs body for webhook id with the target's
-// secret at the current time, POSTs it, and judges the answer. ctx bounds
-// the attempt together with Options.Timeout.
+// secrets at the current time, authenticates as the target's auth says,
+// POSTs it, and judges the answer. ctx bounds the attempt together with
+// Options.Timeout. An OAuth2 access token the endpoint refuses (401) is
+// replaced once, within the attempt.
 func (c *Client) Send(ctx context.Context, t *webhook.Target, id string, body []byte) Result {
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(ctx, c.opts.Timeout)
 	defer cancel()
+	r, token := c.attempt(ctx, t, id, body)
+	if r.Status == http.StatusUnauthorized && token != "" {
+		c.tokens.Invalidate(t.OAuth2, token)
+		r, _ = c.attempt(ctx, t, id, body)
+	}
+	r.Duration = time.Since(start)
+	return r
+}
 
+// attempt sends one request; it returns the OAuth2 token it used, if any.
+func (c *Client) attempt(ctx context.Context, t *webhook.Target, id string, body []byte) (Result, string) {
+	now := time.Now()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, t.Config.URL, bytes.NewReader(body))
 	if err != nil {
-		return Result{Verdict: Unreachable, Class: "invalid_url", Duration: time.Since(start)}
+		return Result{Verdict: Unreachable, Class: "invalid_url"}, ""
 	}
-	h := make(http.Header, len(t.Header)+6)
+	h := make(http.Header, len(t.Header)+7)
 	for k, v := range t.Header { // custom first: reserved headers below win
 		h[k] = v
 	}
-	ts := start.Unix()
+	ts := now.Unix()
 	h["Content-Type"] = []string{"application/json"}
 	h["User-Agent"] = []string{c.opts.UserAgent}
 	h["Webhook-Id"] = []string{id}
 	h["Webhook-Timestamp"] = []string{strconv.FormatInt(ts, 10)}
-	h["Webhook-Signature"] = []string{string(t.Signer.AppendSignature(make([]byte, 0, 48), id, ts, body))}
+	h["Webhook-Signature"] = []string{string(t.AppendSignatures(make([]byte, 0, 48), id, ts, body, now))}
+	var token string
+	switch {
+	case t.JWT != nil:
+		jwt, err := t.JWT.Token(id, body, now)
+		if err != nil {
+			return Result{Verdict: Unreachable, Class: "auth_config"}, ""
+		}
+		h["Authorization"] = []string{"Bearer " + jwt}
+	case t.OAuth2 != nil:
+		if token, err = c.tokens.Token(ctx, t.OAuth2); err != nil {
+			if errors.Is(ctx.Err(), context.Canceled) {
+				return Result{Verdict: Aborted, Class: "canceled"}, ""
+			}
+			return Result{Verdict: Retry, Class: "oauth2_token"}, ""
+		}
+		h["Authorization"] = []string{"Bearer " + token}
+	}
 	req.Header = h
 
 	resp, err := c.http.Do(req)
 	if err != nil {
-		r := classify(ctx, err)
-		r.Duration = time.Since(start)
-		return r
+		return classify(ctx, err), token
 	}
 	// Read a bounded amount so the connection can be reused; a longer body
 	// is cut and the connection closed.
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, c.opts.MaxResponseBytes))
 	resp.Body.Close()
-	r := judge(resp.StatusCode, resp.Header, start)
-	r.Duration = time.Since(start)
-	return r
+	return judge(resp.StatusCode, resp.Header, now), token
 }
 
 // judge applies the status rules to an HTTP response.

@@ -65,7 +65,7 @@ func target(t *testing.T, url string, headers map[string]string) (*webhook.Targe
 	if err != nil {
 		t.Fatal(err)
 	}
-	tg, err := webhook.NewTarget(&webhook.Stored{Config: webhook.Config{URL: url, Headers: headers}, Secret: secret})
+	tg, err := webhook.NewTarget(&webhook.Stored{Config: webhook.Config{URL: url, Headers: headers}, Secrets: []webhook.Secret{{Value: secret}}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -20,6 +20,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 
 	"github.com/feedbackd/feedbackd/pkg/daemon"
+	"github.com/feedbackd/feedbackd/pkg/secrets"
 )
 
 // DemoToken is the admin token in embedded mode unless admin.token is set.
@@ -62,6 +63,23 @@ func Adjust(cfg *daemon.Config, isSet func(string) bool, o Options) {
 	keep("configs.check_interval", func() { cfg.Configs.CheckInterval = time.Second })
 	keep("shutdown.timeout", func() { cfg.Shutdown.Timeout = 5 * time.Second })
 	keep("log.format", func() { cfg.Log.Format = "text" })
+	if !isSet("secrets.key_file") && !isSet("secrets.keys") {
+		// A key kept with the broker's data, so configs stored by an
+		// earlier run still open.
+		cfg.Secrets.KeyFile = filepath.Join(o.DataDir, "secrets.key")
+	}
+}
+
+// ensureKeyFile creates the embedded key file if it is missing.
+func ensureKeyFile(path string) error {
+	if _, err := os.Stat(path); err == nil {
+		return nil
+	}
+	key, err := secrets.GenerateKey()
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, []byte("# feedbackd --embedded: key encrypting secrets at rest\n"+key+"\n"), 0o600)
 }
 
 // Run starts the embedded broker and Redis, then feedbackd (and the demo),
@@ -74,6 +92,11 @@ func Run(ctx context.Context, cfg daemon.Config, o Options, opts daemon.Options)
 	}
 	if err := os.MkdirAll(o.DataDir, 0o755); err != nil {
 		return fmt.Errorf("embedded data dir: %w", err)
+	}
+	if cfg.Secrets.KeyFile == filepath.Join(o.DataDir, "secrets.key") {
+		if err := ensureKeyFile(cfg.Secrets.KeyFile); err != nil {
+			return fmt.Errorf("embedded secrets key: %w", err)
+		}
 	}
 	kafka, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.Ports(port), kfake.DataDir(filepath.Join(o.DataDir, "kafka")))
 	if err != nil {

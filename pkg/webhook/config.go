@@ -15,6 +15,7 @@ import (
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
 
+	"github.com/feedbackd/feedbackd/pkg/endpointauth"
 	"github.com/feedbackd/feedbackd/pkg/netguard"
 	"github.com/feedbackd/feedbackd/schemas"
 )
@@ -28,8 +29,19 @@ const (
 // AllCampaigns in Campaigns enables every campaign.
 const AllCampaigns = "*"
 
-// AuthNone is the only auth type until JWT support lands.
-const AuthNone = "none"
+// Auth types.
+const (
+	AuthNone   = "none"
+	AuthJWT    = "jwt"    // a JWT feedbackd signs for each delivery
+	AuthOAuth2 = "oauth2" // an access token from the tenant's token endpoint
+)
+
+// Defaults and bounds of JWT auth.
+const (
+	DefaultJWTTTL = 5 * time.Minute
+	maxJWTTTL     = time.Hour
+	maxClaimBytes = 4 << 10
+)
 
 // Config is what tenants write through the admin API and what receivers'
 // deliveries are built from. The JSON shape is schemas/webhook-config.schema.json.
@@ -56,9 +68,39 @@ type Sandbox struct {
 	Name string `json:"name,omitempty"`
 }
 
-// Auth is how feedbackd authenticates to the endpoint.
+// Auth is how feedbackd authenticates to the endpoint: its public part.
+// Key material and client secrets are Credentials: they are never part of
+// a Config, so a Config can be shown and logged.
 type Auth struct {
 	Type string `json:"type"`
+	// jwt
+	Algorithm string         `json:"algorithm,omitempty"` // HS256, RS256, ES256, EdDSA
+	Issuer    string         `json:"issuer,omitempty"`    // iss; default feedbackd
+	ExpiresIn string         `json:"expiresIn,omitempty"` // token lifetime; default 5m
+	Claims    map[string]any `json:"claims,omitempty"`    // added to every token
+	KeyID     string         `json:"keyId,omitempty"`     // read-only: the kid tokens are signed with
+	// jwt and oauth2
+	Audience string `json:"audience,omitempty"`
+	// oauth2
+	TokenURL string `json:"tokenUrl,omitempty"`
+	ClientID string `json:"clientId,omitempty"`
+	Scope    string `json:"scope,omitempty"`
+}
+
+// TTL is the JWT lifetime.
+func (a Auth) TTL() time.Duration {
+	if d, err := time.ParseDuration(a.ExpiresIn); err == nil && d > 0 {
+		return d
+	}
+	return DefaultJWTTTL
+}
+
+// Credentials are the write-only parts of a config request's auth. They
+// move into Stored; they are never returned.
+type Credentials struct {
+	PrivateKey   string // jwt RS256/ES256/EdDSA: PKCS#8 (or PKCS#1/SEC 1) PEM
+	Secret       string // jwt HS256: the shared secret
+	ClientSecret string // oauth2
 }
 
 // Key is "<imsOrg>/<sandboxId>", the config's identity and Kafka key.
@@ -67,11 +109,35 @@ func (c *Config) Key() string { return Key(c.Org, c.Sandbox.ID) }
 // Key builds a config key.
 func Key(org, sandboxID string) string { return org + "/" + sandboxID }
 
-// Stored is a config with its secret, as kept in feedback.configs and Redis.
-// It must never be returned by the API or logged: use Config for that.
+// Stored is a config with its secret material, as kept in feedback.configs
+// and Redis (where configstore encrypts the secret fields). It must never
+// be returned by the API or logged: use Config for that.
 type Stored struct {
 	Config
-	Secret string `json:"signingSecret"`
+	// Secrets sign webhooks, newest first. Every one not past its NotAfter
+	// signs each delivery: during a rotation, receivers holding either
+	// secret can verify.
+	Secrets []Secret `json:"signingSecrets"`
+	// JWTKeys sign endpoint JWTs (auth.type jwt), newest first; the newest
+	// signs, older ones stay in the JWKS until their NotAfter so tokens
+	// signed with them still verify.
+	JWTKeys []JWTKey `json:"jwtKeys,omitempty"`
+	// ClientSecret of auth.type oauth2.
+	ClientSecret string `json:"clientSecret,omitempty"`
+}
+
+// Secret is a signing secret (whsec_...). A zero NotAfter never expires.
+type Secret struct {
+	Value    string    `json:"value"`
+	NotAfter time.Time `json:"notAfter,omitzero"`
+}
+
+// JWTKey is key material for endpoint JWTs (see endpointauth.GenerateKey).
+type JWTKey struct {
+	ID        string    `json:"kid"`
+	Algorithm string    `json:"alg"`
+	Material  string    `json:"material"`
+	NotAfter  time.Time `json:"notAfter,omitzero"`
 }
 
 // FieldError is a validation failure of one field, named by its JSON path.
@@ -97,35 +163,48 @@ var reservedHeaders = []string{
 	"upgrade", "keep-alive", "proxy-authorization", "proxy-connection", "expect", "cookie",
 }
 
-// Decode parses and validates an API request body. Fields missing from the
-// body get their defaults: auth none, campaigns ["*"], enabled true. Errors
-// are *FieldError. ctx bounds the DNS lookup of the URL's host.
-func Decode(ctx context.Context, body []byte, p Policy) (*Config, error) {
+// Decode parses and validates an API request body into the config and the
+// credentials it carries. Fields missing from the body get their defaults:
+// auth none, campaigns ["*"], enabled true. Errors are *FieldError and
+// never quote a credential. ctx bounds DNS lookups of the URLs' hosts.
+func Decode(ctx context.Context, body []byte, p Policy) (*Config, Credentials, error) {
 	doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(body))
 	if err != nil {
-		return nil, &FieldError{Field: "", Message: "body is not valid JSON: " + err.Error()}
+		return nil, Credentials{}, &FieldError{Field: "", Message: "body is not valid JSON: " + err.Error()}
 	}
 	if err := configSchema.Validate(doc); err != nil {
-		return nil, schemaFieldError(err)
+		return nil, Credentials{}, schemaFieldError(err)
 	}
 	c := &Config{Auth: Auth{Type: AuthNone}, Campaigns: []string{AllCampaigns}, Enabled: true}
 	if err := json.Unmarshal(body, c); err != nil {
-		return nil, &FieldError{Message: err.Error()}
+		return nil, Credentials{}, &FieldError{Message: err.Error()}
 	}
-	c.CreatedAt, c.UpdatedAt, c.DisabledReason = time.Time{}, time.Time{}, ""
+	var creds struct {
+		Auth struct {
+			PrivateKey   string `json:"privateKey"`
+			Secret       string `json:"secret"`
+			ClientSecret string `json:"clientSecret"`
+		} `json:"auth"`
+	}
+	_ = json.Unmarshal(body, &creds) // the schema checked the shape
+	cr := Credentials{PrivateKey: creds.Auth.PrivateKey, Secret: creds.Auth.Secret, ClientSecret: creds.Auth.ClientSecret}
+	c.CreatedAt, c.UpdatedAt, c.DisabledReason, c.Auth.KeyID = time.Time{}, time.Time{}, "", ""
 	if err := c.Validate(ctx, p); err != nil {
-		return nil, err
+		return nil, Credentials{}, err
 	}
-	return c, nil
+	if err := cr.validate(c.Auth); err != nil {
+		return nil, Credentials{}, err
+	}
+	return c, cr, nil
 }
 
 // Validate checks the rules the schema cannot express.
 func (c *Config) Validate(ctx context.Context, p Policy) error {
-	if c.Auth.Type != AuthNone {
-		return &FieldError{Field: "auth.type", Message: fmt.Sprintf("%q is not supported yet; use \"none\"", c.Auth.Type)}
-	}
 	if err := validateURL(ctx, c.URL, p); err != nil {
 		return &FieldError{Field: "url", Message: err.Error()}
+	}
+	if err := c.Auth.validate(ctx, p); err != nil {
+		return err
 	}
 	for name, value := range c.Headers {
 		if !validHeaderName(name) {
@@ -178,6 +257,65 @@ func validateURL(ctx context.Context, raw string, p Policy) error {
 	var blocked *netguard.BlockedError
 	if err := g.CheckHost(ctx, u.Hostname()); errors.As(err, &blocked) {
 		return fmt.Errorf("points to a %s address (allowed only with delivery.allow_private_networks or delivery.allowed_cidrs)", blocked.Reason)
+	}
+	return nil
+}
+
+func (a Auth) validate(ctx context.Context, p Policy) error {
+	switch a.Type {
+	case AuthNone:
+	case AuthJWT:
+		if !slices.Contains(endpointauth.Algorithms, a.Algorithm) {
+			return &FieldError{Field: "auth.algorithm", Message: "must be one of " + strings.Join(endpointauth.Algorithms, ", ")}
+		}
+		if a.ExpiresIn != "" {
+			d, err := time.ParseDuration(a.ExpiresIn)
+			if err != nil || d < 10*time.Second || d > maxJWTTTL {
+				return &FieldError{Field: "auth.expiresIn", Message: "must be a duration from 10s to 1h, like 5m"}
+			}
+		}
+		for k := range a.Claims {
+			if slices.Contains(endpointauth.ReservedClaims, k) {
+				return &FieldError{Field: "auth.claims." + k, Message: "is set by feedbackd"}
+			}
+		}
+		if b, _ := json.Marshal(a.Claims); len(b) > maxClaimBytes {
+			return &FieldError{Field: "auth.claims", Message: fmt.Sprintf("are over %d bytes", maxClaimBytes)}
+		}
+	case AuthOAuth2:
+		if a.ClientID == "" {
+			return &FieldError{Field: "auth.clientId", Message: "required field is missing"}
+		}
+		if err := validateURL(ctx, a.TokenURL, p); err != nil {
+			return &FieldError{Field: "auth.tokenUrl", Message: err.Error()}
+		}
+	default:
+		return &FieldError{Field: "auth.type", Message: "must be none, jwt or oauth2"}
+	}
+	return nil
+}
+
+// validate checks the credentials a request brought for auth. Missing
+// ones may be generated (JWT keys) or kept from the stored config.
+func (cr Credentials) validate(a Auth) error {
+	if cr.PrivateKey != "" {
+		if a.Type != AuthJWT || !endpointauth.Asymmetric(a.Algorithm) {
+			return &FieldError{Field: "auth.privateKey", Message: "only for jwt with RS256, ES256 or EdDSA"}
+		}
+		if _, err := endpointauth.ParseKey(a.Algorithm, cr.PrivateKey); err != nil {
+			return &FieldError{Field: "auth.privateKey", Message: err.Error()}
+		}
+	}
+	if cr.Secret != "" {
+		if a.Type != AuthJWT || a.Algorithm != endpointauth.HS256 {
+			return &FieldError{Field: "auth.secret", Message: "only for jwt with HS256"}
+		}
+		if _, err := endpointauth.ParseKey(a.Algorithm, cr.Secret); err != nil {
+			return &FieldError{Field: "auth.secret", Message: err.Error()}
+		}
+	}
+	if cr.ClientSecret != "" && a.Type != AuthOAuth2 {
+		return &FieldError{Field: "auth.clientSecret", Message: "only for oauth2"}
 	}
 	return nil
 }

@@ -13,7 +13,7 @@ import (
 const good = `{"imsOrg":"org1","sandbox":{"id":"sb1","name":"prod"},"name":"n","channels":["email"],"url":"https://hooks.example.com/feedback"}`
 
 func TestDecodeDefaults(t *testing.T) {
-	c, err := Decode(context.Background(), []byte(good), Policy{})
+	c, _, err := Decode(context.Background(), []byte(good), Policy{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -45,7 +45,14 @@ func TestDecodeFieldErrors(t *testing.T) {
 		{"metadata ip", edit(`hooks.example.com`, `169.254.169.254`), "url", Policy{}},
 		{"mapped loopback", edit(`hooks.example.com`, `[::ffff:127.0.0.1]`), "url", Policy{}},
 		{"localhost", edit(`hooks.example.com`, `localhost:8443`), "url", Policy{}},
-		{"jwt not yet", edit(`"name":"n"`, `"name":"n","auth":{"type":"jwt"}`), "auth.type", Policy{}},
+		{"jwt without algorithm", edit(`"name":"n"`, `"name":"n","auth":{"type":"jwt"}`), "auth.algorithm", Policy{}},
+		{"unknown auth", edit(`"name":"n"`, `"name":"n","auth":{"type":"basic"}`), "auth.type", Policy{}},
+		{"reserved claim", edit(`"name":"n"`, `"name":"n","auth":{"type":"jwt","algorithm":"ES256","claims":{"sub":"x"}}`), "auth.claims.sub", Policy{}},
+		{"bad lifetime", edit(`"name":"n"`, `"name":"n","auth":{"type":"jwt","algorithm":"ES256","expiresIn":"2h"}`), "auth.expiresIn", Policy{}},
+		{"short HS256 secret", edit(`"name":"n"`, `"name":"n","auth":{"type":"jwt","algorithm":"HS256","secret":"tooshort"}`), "auth.secret", Policy{}},
+		{"key of the wrong kind", edit(`"name":"n"`, `"name":"n","auth":{"type":"jwt","algorithm":"RS256","privateKey":"not pem"}`), "auth.privateKey", Policy{}},
+		{"oauth2 without client", edit(`"name":"n"`, `"name":"n","auth":{"type":"oauth2","tokenUrl":"https://auth.example.com/t"}`), "auth.clientId", Policy{}},
+		{"oauth2 token url private", edit(`"name":"n"`, `"name":"n","auth":{"type":"oauth2","tokenUrl":"https://10.0.0.1/t","clientId":"c"}`), "auth.tokenUrl", Policy{}},
 		{"reserved header", edit(`"name":"n"`, `"name":"n","headers":{"Webhook-Signature":"x"}`), "headers.Webhook-Signature", Policy{}},
 		{"host header", edit(`"name":"n"`, `"name":"n","headers":{"Host":"x"}`), "headers.Host", Policy{}},
 		{"header newline", edit(`"name":"n"`, `"name":"n","headers":{"X-A":"a\r\nX-B: b"}`), "headers.X-A", Policy{}},
@@ -56,7 +63,7 @@ func TestDecodeFieldErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := Decode(context.Background(), []byte(tt.body), tt.policy)
+			_, _, err := Decode(context.Background(), []byte(tt.body), tt.policy)
 			var fe *FieldError
 			if !errors.As(err, &fe) {
 				t.Fatalf("want *FieldError, got %v", err)
@@ -70,7 +77,7 @@ func TestDecodeFieldErrors(t *testing.T) {
 
 func TestDecodeDevPolicy(t *testing.T) {
 	body := strings.Replace(good, "https://hooks.example.com", "http://127.0.0.1:9000", 1)
-	if _, err := Decode(context.Background(), []byte(body), Policy{AllowHTTP: true, Guard: &netguard.Guard{AllowPrivate: true}}); err != nil {
+	if _, _, err := Decode(context.Background(), []byte(body), Policy{AllowHTTP: true, Guard: &netguard.Guard{AllowPrivate: true}}); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -97,7 +104,7 @@ func FuzzDecode(f *testing.F) {
 	f.Add([]byte(good))
 	f.Add([]byte(`{"imsOrg":"o","sandbox":{"id":"s"},"name":"n","channels":["sms"],"url":"https://[::1]:0/x","headers":{"a":"b"}}`))
 	f.Fuzz(func(t *testing.T, body []byte) {
-		c, err := Decode(context.Background(), body, Policy{})
+		c, _, err := Decode(context.Background(), body, Policy{})
 		if err != nil {
 			var fe *FieldError
 			if !errors.As(err, &fe) {
@@ -119,14 +126,14 @@ func TestDecodeRefusesNonPublicHosts(t *testing.T) {
 		"[::1]", "[::ffff:127.0.0.1]", "0.0.0.0", "169.254.169.254", "[fd00:ec2::254]", "100.100.100.200",
 		"10.0.0.1", "[fe80::1%25eth0]", "[64:ff9b::a9fe:a9fe]", "metadata.localhost"} {
 		body := strings.Replace(good, "hooks.example.com", host, 1)
-		_, err := Decode(context.Background(), []byte(body), Policy{})
+		_, _, err := Decode(context.Background(), []byte(body), Policy{})
 		var fe *FieldError
 		if !errors.As(err, &fe) || fe.Field != "url" || !strings.Contains(fe.Message, "address") {
 			t.Errorf("%s: %v", host, err)
 		}
 	}
 	allow := &netguard.Guard{Allow: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}}
-	if _, err := Decode(context.Background(), []byte(strings.Replace(good, "hooks.example.com", "10.0.0.1", 1)), Policy{Guard: allow}); err != nil {
+	if _, _, err := Decode(context.Background(), []byte(strings.Replace(good, "hooks.example.com", "10.0.0.1", 1)), Policy{Guard: allow}); err != nil {
 		t.Errorf("allow-listed range refused: %v", err)
 	}
 }

@@ -35,6 +35,9 @@ import (
 
 const token = "e2e-admin-token-0123456789"
 
+// secretsKey encrypts secrets at rest in the tests (32 bytes, base64).
+const secretsKey = "ZTJlLXNlY3JldHMta2V5LTMyLWJ5dGVzLWxvbmctISE="
+
 type harness struct {
 	t        *testing.T
 	kafka    *testenv.Kafka
@@ -62,6 +65,7 @@ func start(t *testing.T, mutate func(*daemon.Config), logs ...io.Writer) *harnes
 	h.cfg.Redis.Addr = h.redis.URL
 	h.cfg.HTTP.Addr = "127.0.0.1:0"
 	h.cfg.Admin.Token = token
+	h.cfg.Secrets.Keys = []string{secretsKey}
 	h.cfg.Retry.Schedule = []time.Duration{time.Second, time.Second}
 	h.cfg.Retry.Jitter = 0
 	h.cfg.Delivery.Timeout = 5 * time.Second

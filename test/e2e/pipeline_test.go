@@ -361,7 +361,8 @@ func TestAdminAPI(t *testing.T) {
 		{func(c map[string]any) { delete(c, "url") }, "url"},
 		{func(c map[string]any) { c["url"] = "ftp://x" }, "url"},
 		{func(c map[string]any) { c["channels"] = []string{"fax"} }, "channels.0"},
-		{func(c map[string]any) { c["auth"] = map[string]string{"type": "jwt"} }, "auth.type"},
+		{func(c map[string]any) { c["auth"] = map[string]string{"type": "basic"} }, "auth.type"},
+		{func(c map[string]any) { c["auth"] = map[string]string{"type": "jwt"} }, "auth.algorithm"},
 		{func(c map[string]any) { c["headers"] = map[string]string{"webhook-id": "x"} }, "headers.webhook-id"},
 		{func(c map[string]any) { c["sandbox"] = map[string]string{} }, "sandbox.id"},
 	} {

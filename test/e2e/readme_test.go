@@ -46,6 +46,7 @@ func TestReadmeRealConfigWalkthrough(t *testing.T) {
 	fd := exec.Command(filepath.Join(bin, "feedbackd"), "--config", "../../config/feedbackd.yaml", "--log-format", "text")
 	fd.Env = append(os.Environ(),
 		"FEEDBACKD_ADMIN_TOKEN="+token,
+		"FEEDBACKD_SECRETS_KEYS="+secretsKey,
 		"FEEDBACKD_KAFKA_BROKERS="+brokerAddr,
 		"FEEDBACKD_REDIS_ADDR="+redis.Addr,
 		"FEEDBACKD_HTTP_ADDR="+httpAddr,

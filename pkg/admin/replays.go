@@ -1,0 +1,72 @@
+package admin
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http"
+
+	"github.com/feedbackd/feedbackd/pkg/replay"
+)
+
+// startReplay starts a replay job of dead letters (or finds it running):
+// 202 with its progress and a Location to poll, 409 if it runs already. A
+// token scoped to organisations replays only theirs.
+func (a *api) startReplay(w http.ResponseWriter, r *http.Request) {
+	if a.opts.Replays == nil {
+		writeError(w, http.StatusNotImplemented, "not_implemented", "replays are not configured", "")
+		return
+	}
+	var req replay.Request
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBody))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		writeError(w, http.StatusBadRequest, "invalid_request", "body is not a replay request: "+err.Error(), "")
+		return
+	}
+	if p := principal(r); !p.Admin {
+		switch {
+		case req.Org == "" && len(p.Orgs) == 1:
+			req.Org = p.Orgs[0]
+		case req.Org == "":
+			writeError(w, http.StatusBadRequest, "invalid_request", "this token covers several organisations: name one", "org")
+			return
+		case !p.Allows(req.Org):
+			writeError(w, http.StatusForbidden, "forbidden", "this token may not replay that organisation's dead letters", "org")
+			return
+		}
+	}
+	p, err := a.opts.Replays.Start(r.Context(), req)
+	var reqErr *replay.RequestError
+	switch {
+	case errors.Is(err, replay.ErrRunning):
+		writeJSON(w, http.StatusConflict, map[string]any{
+			"error":  apiError{Code: "running", Message: err.Error()},
+			"replay": p,
+		})
+	case errors.As(err, &reqErr):
+		writeError(w, http.StatusBadRequest, "invalid_request", reqErr.Message, reqErr.Field)
+	case err != nil:
+		a.fail(w, err)
+	default:
+		w.Header().Set("Location", "/v1/dlq/replays/"+p.ID)
+		writeJSON(w, http.StatusAccepted, p)
+	}
+}
+
+// getReplay reports a job; another organisation's job is not found.
+func (a *api) getReplay(w http.ResponseWriter, r *http.Request) {
+	if a.opts.Replays == nil {
+		writeError(w, http.StatusNotImplemented, "not_implemented", "replays are not configured", "")
+		return
+	}
+	p, err := a.opts.Replays.Get(r.Context(), r.PathValue("id"))
+	if errors.Is(err, replay.ErrNoJob) || (err == nil && !principal(r).Admin && !principal(r).Allows(p.Request.Org)) {
+		writeError(w, http.StatusNotFound, "not_found", replay.ErrNoJob.Error(), "")
+		return
+	}
+	if err != nil {
+		a.fail(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, p)
+}

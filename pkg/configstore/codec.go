@@ -1,0 +1,82 @@
+package configstore
+
+import (
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/feedbackd/feedbackd/pkg/webhook"
+)
+
+// encode is a config as written to the configs topic: expired secrets
+// pruned and every secret field sealed with the keyring, bound to the
+// config key so a sealed value cannot be moved to another tenant.
+func (s *Store) encode(key string, st *webhook.Stored) ([]byte, error) {
+	c := *st // the slices are copied before Prune edits them in place
+	c.Secrets = append([]webhook.Secret(nil), c.Secrets...)
+	c.JWTKeys = append([]webhook.JWTKey(nil), c.JWTKeys...)
+	c.Prune(time.Now())
+	seal := func(v *string) error {
+		if s.opts.Keyring == nil {
+			return nil
+		}
+		sealed, err := s.opts.Keyring.Seal(*v, key)
+		*v = sealed
+		return err
+	}
+	for i := range c.Secrets {
+		if err := seal(&c.Secrets[i].Value); err != nil {
+			return nil, err
+		}
+	}
+	for i := range c.JWTKeys {
+		if err := seal(&c.JWTKeys[i].Material); err != nil {
+			return nil, err
+		}
+	}
+	if err := seal(&c.ClientSecret); err != nil {
+		return nil, err
+	}
+	return json.Marshal(&c)
+}
+
+// decode reads a stored config and opens its secret fields. Values stored
+// before encryption was configured are read as they are.
+func (s *Store) decode(key string, b []byte) (*webhook.Stored, error) {
+	var st struct {
+		webhook.Stored
+		Legacy string `json:"signingSecret"` // single secret, before rotation existed
+	}
+	if err := json.Unmarshal(b, &st); err != nil {
+		return nil, fmt.Errorf("%w: %s: %w", ErrCorrupt, key, err)
+	}
+	out := st.Stored
+	if len(out.Secrets) == 0 && st.Legacy != "" {
+		out.Secrets = []webhook.Secret{{Value: st.Legacy}}
+	}
+	open := func(v *string) error {
+		if s.opts.Keyring == nil {
+			return nil
+		}
+		plain, err := s.opts.Keyring.Open(*v, key)
+		if err != nil {
+			return fmt.Errorf("%w: %s: %w", ErrCorrupt, key, err)
+		}
+		*v = plain
+		return nil
+	}
+	for i := range out.Secrets {
+		if err := open(&out.Secrets[i].Value); err != nil {
+			return nil, err
+		}
+	}
+	for i := range out.JWTKeys {
+		if err := open(&out.JWTKeys[i].Material); err != nil {
+			return nil, err
+		}
+	}
+	if err := open(&out.ClientSecret); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
