@@ -78,10 +78,11 @@ per line, with every header, the key and the value. The whole topic is read.`,
 			if err != nil {
 				return err
 			}
-			recs, err := scan(cmd.Context(), s, *topic, flt.Match)
+			recs, err := scan(cmd.Context(), s, *topic, true, flt.Match)
 			if err != nil {
 				return err
 			}
+			all := len(recs)
 			if limit > 0 && len(recs) > limit {
 				recs = recs[:limit]
 			}
@@ -89,6 +90,9 @@ per line, with every header, the key and the value. The whole topic is read.`,
 				return printDLQJSON(cmd.OutOrStdout(), recs)
 			}
 			printDLQTable(cmd.OutOrStdout(), recs)
+			if all > len(recs) {
+				fmt.Fprintf(cmd.OutOrStdout(), "(the oldest %d of %d shown; --limit 0 shows all)\n", len(recs), all)
+			}
 			return nil
 		},
 	}
@@ -97,12 +101,13 @@ per line, with every header, the key and the value. The whole topic is read.`,
 	return cmd
 }
 
-// scan reads the topic and returns the dead letters keep accepts, oldest
+// scan reads the topic and returns the dead letters keep accepts (and, with
+// unreadable, the records that are not readable dead letters), oldest
 // failure first.
-func scan(ctx context.Context, s *settings, topic string, keep func(dlq.Record) bool) ([]dlq.Record, error) {
+func scan(ctx context.Context, s *settings, topic string, unreadable bool, keep func(dlq.Record) bool) ([]dlq.Record, error) {
 	var recs []dlq.Record
 	err := dlq.Scan(ctx, s.kafkaOpts(), topic, func(r dlq.Record) bool {
-		if r.Err != nil || keep(r) {
+		if (r.Err != nil && unreadable) || (r.Err == nil && keep(r)) {
 			recs = append(recs, r)
 		}
 		return true
@@ -122,6 +127,11 @@ func dlqShow(s *settings, topic *string) *cobra.Command {
 	return &cobra.Command{
 		Use:   "show WEBHOOK-ID|TOPIC/PARTITION/OFFSET",
 		Short: "Print one dead letter (or every one of a webhook-id) with all headers and the body",
+		Long: `show prints dead letters in full: every header (the dlq-* reason and history,
+replay-* headers of replayed events, the sender's own) and the body, indented
+in the sender's field order. Give a webhook-id to see every dead letter of
+that event (one per failure, e.g. after a replay failed again), or a
+topic/partition/offset (as list prints it) for one record.`,
 		Example: `  feedbackctl dlq show msg_93c50caa3fca5644d8f0462cde5b65c1
   feedbackctl dlq show feedback.dlq/2/117 -o json`,
 		Args: cobra.ExactArgs(1),
@@ -131,7 +141,7 @@ func dlqShow(s *settings, topic *string) *cobra.Command {
 			if m := coordinates.FindStringSubmatch(args[0]); m != nil {
 				recs, err = readAt(cmd.Context(), s, m[1], m[2], m[3])
 			} else {
-				recs, err = scan(cmd.Context(), s, *topic, func(r dlq.Record) bool { return r.WebhookID == args[0] })
+				recs, err = scan(cmd.Context(), s, *topic, false, func(r dlq.Record) bool { return r.WebhookID == args[0] })
 			}
 			if err != nil {
 				return err
@@ -223,7 +233,7 @@ func dlqStats(s *settings, topic *string) *cobra.Command {
 }
 
 func printStats(w io.Writer, st dlq.Stats) {
-	fmt.Fprintf(w, "%d dead letters", st.Total)
+	fmt.Fprint(w, plural(st.Total, "dead letter"))
 	if st.Total > 0 {
 		fmt.Fprintf(w, ", oldest %s, newest %s", st.Oldest.Format(time.RFC3339), st.Newest.Format(time.RFC3339))
 	}
@@ -267,7 +277,14 @@ func printDLQTable(w io.Writer, recs []dlq.Record) {
 			r.Reason, orDash(r.Org), orDash(r.Sandbox), orDash(r.Status), r.WebhookID, r.Attempts, status, orDash(r.LastError))
 	}
 	tw.Flush()
-	fmt.Fprintf(w, "%d dead letters\n", len(recs))
+	fmt.Fprintln(w, plural(len(recs), "dead letter"))
+}
+
+func plural(n int, thing string) string {
+	if n == 1 {
+		return "1 " + thing
+	}
+	return strconv.Itoa(n) + " " + thing + "s"
 }
 
 func printDLQRecord(w io.Writer, r dlq.Record) {

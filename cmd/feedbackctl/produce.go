@@ -39,7 +39,7 @@ feedback.sent), which is how you check that feedbackd dead-letters them.`,
 				return err
 			}
 			defer done()
-			return produce(cmd.Context(), s, in, name, topic, allowInvalid, cmd.ErrOrStderr())
+			return produce(cmd.Context(), s, in, name, topic, allowInvalid, cmd.OutOrStdout(), cmd.ErrOrStderr())
 		},
 	}
 	cmd.Flags().StringVar(&topic, "topic", "", "send every line to this topic instead of feedback.<status>")
@@ -47,7 +47,8 @@ feedback.sent), which is how you check that feedbackd dead-letters them.`,
 	return cmd
 }
 
-func produce(ctx context.Context, s *settings, in io.Reader, name, topic string, allowInvalid bool, out io.Writer) error {
+// produce reports bad lines and progress on out, the summary on summary.
+func produce(ctx context.Context, s *settings, in io.Reader, name, topic string, allowInvalid bool, summary, out io.Writer) error {
 	cl, err := kgo.NewClient(append(s.kafkaOpts(), kgo.ProducerLinger(5*time.Millisecond))...)
 	if err != nil {
 		return err
@@ -108,11 +109,17 @@ func produce(ctx context.Context, s *settings, in io.Reader, name, topic string,
 	if err := cl.Flush(ctx); err != nil {
 		return err
 	}
-	fmt.Fprintf(out, "produced %d events from %s in %s", sent, name, time.Since(start).Round(time.Millisecond))
-	if invalid > 0 {
-		fmt.Fprintf(out, "; %d invalid lines", invalid)
+	if s.json() {
+		if err := printJSON(summary, map[string]any{"file": name, "produced": sent, "invalid": invalid, "failed": len(failures)}); err != nil {
+			return err
+		}
+	} else {
+		fmt.Fprintf(summary, "produced %s from %s in %s", plural(sent, "event"), name, time.Since(start).Round(time.Millisecond))
+		if invalid > 0 {
+			fmt.Fprintf(summary, "; %s", plural(invalid, "invalid line"))
+		}
+		fmt.Fprintln(summary)
 	}
-	fmt.Fprintln(out)
 	if len(failures) > 0 {
 		return fmt.Errorf("%d events could not be produced: %w", len(failures), errors.Join(failures[0]))
 	}

@@ -30,13 +30,18 @@ they came from. feedbackd then delivers each one again with its original
 webhook-id (receivers deduplicate on it) and, if it fails again, dead-letters
 it with its whole attempt history.
 
-A replay is a job identified by its filters. Its progress is kept in Kafka
-(the committed offset of consumer group <group>-replay-<job id>), written in
-the same transaction as the re-injected records: after Ctrl-C or a crash,
-running the same command again continues where it stopped, and replays
-nothing twice. Once done, the same command only replays dead letters that
-arrived since. A job never replays what its own replays dead-lettered again;
-pass --again NAME to start a new job with the same filters.
+A replay is a job identified by its filters exactly as written (the same
+flags are the same job; adding one makes a new job). Its progress is kept in
+Kafka (the committed offset of consumer group <group>-replay-<job id>),
+written in the same transaction as the re-injected records: after Ctrl-C or a
+crash, running the same command again continues where it stopped. Once done,
+the same command only replays dead letters that arrived since.
+
+Each dead letter is re-injected at most once, by any job: a marker in
+<dlq topic>.replayed, written in the same transaction, records it. An event
+that fails again becomes a new dead letter, which can be replayed; the job
+that replayed it leaves it alone (no loops), --again NAME starts a new job
+that takes it.
 
 Use --dry-run first: it counts what would be replayed and writes nothing.
 --server runs the job inside feedbackd through the admin API instead
@@ -75,7 +80,7 @@ Use --dry-run first: it counts what would be replayed and writes nothing.
 			if err != nil {
 				return err
 			}
-			if p.State == replay.StateInterrupted {
+			if p.State == replay.StateInterrupted || p.State == replay.StateRunning {
 				return errInterrupted
 			}
 			return nil
@@ -85,7 +90,7 @@ Use --dry-run first: it counts what would be replayed and writes nothing.
 	fl := cmd.Flags()
 	fl.BoolVar(&f.req.DryRun, "dry-run", false, "count what would be replayed; write nothing")
 	fl.Float64Var(&f.req.Rate, "rate", 0, "re-inject at most this many records per second (0: no limit)")
-	fl.StringVar(&f.req.Again, "again", "", "start a new job even though one with these filters ran (any name)")
+	fl.StringVar(&f.req.Again, "again", "", "start a new job although one with these filters ran, e.g. to replay what its replays dead-lettered again (any name)")
 	fl.StringSliceVar(&inputs, "input-topics", []string{"feedback.sent", "feedback.delivered", "feedback.bounce", "feedback.error"},
 		"input topics dead letters may be re-injected into (kafka.topics.input)")
 	fl.BoolVar(&server, "server", false, "run the job inside feedbackd through the admin API")
@@ -123,9 +128,12 @@ func replayOnServer(ctx context.Context, s *settings, req replay.Request, d *pro
 func printReplaySummary(w io.Writer, p replay.Progress, took time.Duration) {
 	took = took.Round(100 * time.Millisecond)
 	switch {
+	case p.State == replay.StateRunning: // --server, no longer followed
+		fmt.Fprintf(w, "replay %s is still running in feedbackd (%d read, %d replayed so far); follow it with GET /v1/dlq/replays/%s or the same command\n",
+			p.ID, p.Scanned, p.Replayed, p.ID)
 	case p.Request.DryRun:
-		fmt.Fprintf(w, "dry run of replay %s: %d dead letters read, %d match, %d would be replayed, %d cannot be; nothing was written (%s)\n",
-			p.ID, p.Scanned, p.Matched, p.Matched-p.Skipped, p.Skipped, took)
+		fmt.Fprintf(w, "dry run of replay %s: %d dead letters read, %d match, %d would be replayed, %d would be skipped; nothing was written (%s)\n",
+			p.ID, p.Scanned, p.Matched, p.Replayed, p.Skipped, took)
 	case p.State == replay.StateInterrupted:
 		fmt.Fprintf(w, "replay %s interrupted: %d replayed so far (%d read, %d matched, %d skipped); run the same command again to resume\n",
 			p.ID, p.Replayed, p.Scanned, p.Matched, p.Skipped)
@@ -135,8 +143,8 @@ func printReplaySummary(w io.Writer, p replay.Progress, took time.Duration) {
 		fmt.Fprintf(w, "replay %s done: %d dead letters read, %d matched, %d replayed, %d skipped (%s)\n",
 			p.ID, p.Scanned, p.Matched, p.Replayed, p.Skipped, took)
 	}
-	if p.Skipped > 0 && !p.Request.DryRun {
-		fmt.Fprintln(w, "skipped: dead letters whose value was left out or whose source is not an input topic (see the warnings above), replayed ones that failed again (their newer dead letter stands for them), and this job's own re-failures (--again starts a new job that replays those)")
+	if p.Skipped > 0 {
+		fmt.Fprintln(w, "skipped: dead letters some job replayed already (each is re-injected once; if it failed again, its newer dead letter can be replayed), this job's own re-failures (--again starts a new job), and dead letters whose value was left out (warned above)")
 	}
 }
 

@@ -46,7 +46,7 @@ func openInput(args []string) (io.Reader, string, func(), error) {
 	return f, args[0], func() { f.Close() }, nil
 }
 
-func newValidate(_ *settings) *cobra.Command {
+func newValidate(s *settings) *cobra.Command {
 	return &cobra.Command{
 		Use:   "validate [FILE|-]",
 		Short: "Check a JSON Lines file of feedback events against the event schema; send nothing",
@@ -62,11 +62,17 @@ exits 1 if any line is invalid.`,
 				return err
 			}
 			defer done()
-			valid, invalid := 0, 0
+			type lineError struct {
+				Line  int    `json:"line"`
+				Error string `json:"error"`
+			}
+			valid, bad := 0, []lineError{}
 			err = eachEvent(in, func(line int, _ []byte, _ *event.Event, err error) error {
 				if err != nil {
-					invalid++
-					fmt.Fprintf(cmd.OutOrStdout(), "%s:%d: %v\n", name, line, err)
+					bad = append(bad, lineError{line, err.Error()})
+					if !s.json() {
+						fmt.Fprintf(cmd.OutOrStdout(), "%s:%d: %v\n", name, line, err)
+					}
 				} else {
 					valid++
 				}
@@ -75,7 +81,14 @@ exits 1 if any line is invalid.`,
 			if err != nil {
 				return fmt.Errorf("%s: %w", name, err)
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "%s: %d valid events, %d invalid lines\n", name, valid, invalid)
+			invalid := len(bad)
+			if s.json() {
+				if err := printJSON(cmd.OutOrStdout(), map[string]any{"file": name, "valid": valid, "invalid": invalid, "errors": bad}); err != nil {
+					return err
+				}
+			} else {
+				fmt.Fprintf(cmd.OutOrStdout(), "%s: %s, %s\n", name, plural(valid, "valid event"), plural(invalid, "invalid line"))
+			}
 			if invalid > 0 {
 				return fmt.Errorf("%d invalid lines", invalid)
 			}

@@ -9,6 +9,7 @@ import (
 	"os"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -25,7 +26,7 @@ through feedbackd's admin API (--admin-url, with the token in
 FEEDBACKCTL_TOKEN).`,
 	}
 	cmd.AddCommand(webhooksCreate(s), webhooksGet(s), webhooksList(s), webhooksEdit(s),
-		webhooksDelete(s), webhooksRotate(s), webhooksTest(s))
+		webhooksDelete(s), webhooksRotate(s), webhooksRotateKey(s), webhooksTest(s))
 	return cmd
 }
 
@@ -33,6 +34,7 @@ FEEDBACKCTL_TOKEN).`,
 type configFlags struct {
 	org, sandbox, sandboxName, name, url string
 	channels, campaigns, headers         []string
+	removeHeaders                        []string
 	file                                 string
 	enable, disable                      bool
 }
@@ -49,8 +51,9 @@ func (f *configFlags) register(cmd *cobra.Command, create bool) {
 	fl.StringVar(&f.url, "url", "", "endpoint URL (https://...)")
 	fl.StringSliceVar(&f.channels, "channels", nil, "channels: email, sms or both")
 	fl.StringSliceVar(&f.campaigns, "campaigns", nil, `enabled campaign ids, or "*" for all`)
-	fl.StringArrayVar(&f.headers, "header", nil, "custom header NAME=VALUE (repeatable)")
+	fl.StringArrayVar(&f.headers, "header", nil, "custom header NAME=VALUE (repeatable; edit adds or replaces it)")
 	if !create {
+		fl.StringArrayVar(&f.removeHeaders, "remove-header", nil, "drop a custom header (repeatable)")
 		fl.BoolVar(&f.enable, "enable", false, "enable the config (after a 410 disabled it)")
 		fl.BoolVar(&f.disable, "disable", false, "disable the config: its events are dead-lettered as endpoint_disabled")
 	}
@@ -72,13 +75,22 @@ func (f *configFlags) apply(cmd *cobra.Command, c *webhook.Config) error {
 	set("channels", func() { c.Channels = f.channels })
 	set("campaigns", func() { c.Campaigns = f.campaigns })
 	if fl.Changed("header") {
-		c.Headers = map[string]string{}
+		if c.Headers == nil {
+			c.Headers = map[string]string{}
+		}
 		for _, h := range f.headers {
 			k, v, ok := strings.Cut(h, "=")
 			if !ok {
 				return fmt.Errorf("--header %q is not NAME=VALUE", h)
 			}
 			c.Headers[k] = v
+		}
+	}
+	for _, name := range f.removeHeaders {
+		for k := range c.Headers {
+			if strings.EqualFold(k, name) {
+				delete(c.Headers, k)
+			}
 		}
 	}
 	if f.enable && f.disable {
@@ -235,6 +247,7 @@ given, and writes it back (PUT). The signing secret does not change. The
 change applies to the next event.`,
 		Example: `  feedbackctl webhooks edit myImsOrg my-sandbox --url https://new.example.com/hook
   feedbackctl webhooks edit myImsOrg my-sandbox --enable     # after a 410 disabled it
+  feedbackctl webhooks edit myImsOrg my-sandbox --header X-Env=prod --remove-header X-Old
   feedbackctl webhooks edit myImsOrg my-sandbox -f webhook.json`,
 		Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -243,8 +256,8 @@ change applies to the next event.`,
 			if err := api.do(cmd.Context(), "GET", path, nil, &c); err != nil {
 				return err
 			}
-			if f.file != "" {
-				c = webhook.Config{Enabled: true}
+			if f.file != "" { // a whole new config; enabled stays as it is unless the file says
+				c = webhook.Config{Enabled: c.Enabled}
 				if err := f.load(&c); err != nil {
 					return err
 				}
@@ -285,16 +298,59 @@ func webhooksDelete(s *settings) *cobra.Command {
 
 func webhooksRotate(s *settings) *cobra.Command {
 	return &cobra.Command{
-		Use:     "rotate-secret ORG SANDBOX",
-		Short:   "Issue a new signing secret (the old one stays valid for a grace period)",
+		Use:   "rotate-secret ORG SANDBOX",
+		Short: "Issue a new signing secret; the old one keeps signing for the grace period",
+		Long: `rotate-secret issues a new whsec_ signing secret and prints it (only now).
+Until the grace period ends (secrets.rotation_grace, 24h by default), every
+delivery carries two signatures (space-separated webhook-signature), one per
+secret, so the receiver can switch to the new secret at its pace.`,
 		Example: "  feedbackctl webhooks rotate-secret myImsOrg my-sandbox",
 		Args:    cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			var out map[string]any
+			var out struct {
+				SigningSecret      string    `json:"signingSecret"`
+				PreviousValidUntil time.Time `json:"previousValidUntil"`
+			}
 			if err := s.api().do(cmd.Context(), "POST", webhookPath(args[0], args[1])+"/rotate-secret", nil, &out); err != nil {
 				return err
 			}
-			return printJSON(cmd.OutOrStdout(), out)
+			if s.json() {
+				return printJSON(cmd.OutOrStdout(), out)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "new signing secret (shown only now):\n  %s\nthe previous one keeps signing until %s\n",
+				out.SigningSecret, out.PreviousValidUntil.Format(time.RFC3339))
+			return nil
+		},
+	}
+}
+
+func webhooksRotateKey(s *settings) *cobra.Command {
+	return &cobra.Command{
+		Use:   "rotate-key ORG SANDBOX",
+		Short: "Give a jwt config a new signing key; the old kid stays in the JWKS for the grace period",
+		Long: `rotate-key gives a config with auth.type jwt a new key of the same
+algorithm. Tokens are signed with it at once. For RS256, ES256 and EdDSA the
+old public key stays in /.well-known/jwks.json until the grace period ends;
+for HS256 the new shared secret is printed (only now).`,
+		Example: "  feedbackctl webhooks rotate-key myImsOrg my-sandbox",
+		Args:    cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var out struct {
+				webhook.Config
+				KeyID     string `json:"keyId"`
+				JWTSecret string `json:"jwtSecret"`
+			}
+			if err := s.api().do(cmd.Context(), "POST", webhookPath(args[0], args[1])+"/rotate-key", nil, &out); err != nil {
+				return err
+			}
+			if s.json() {
+				return printJSON(cmd.OutOrStdout(), out)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "new key id: %s\n", out.KeyID)
+			if out.JWTSecret != "" {
+				fmt.Fprintf(cmd.OutOrStdout(), "new HS256 secret (shown only now; give it to the receiver):\n  %s\n", out.JWTSecret)
+			}
+			return nil
 		},
 	}
 }
@@ -315,6 +371,7 @@ It exits 1 unless the endpoint answered 2xx.`,
 				Status     int    `json:"status"`
 				Error      string `json:"error"`
 				DurationMs int64  `json:"durationMs"`
+				Note       string `json:"note"`
 			}
 			if err := s.api().do(cmd.Context(), "POST", webhookPath(args[0], args[1])+"/test", nil, &out); err != nil {
 				return err
@@ -330,6 +387,9 @@ It exits 1 unless the endpoint answered 2xx.`,
 				}
 				fmt.Fprintf(cmd.OutOrStdout(), "outcome %s, HTTP status %s, %d ms, error %s (webhook-id %s)\n",
 					out.Outcome, status, out.DurationMs, orDash(out.Error), out.WebhookID)
+				if out.Note != "" {
+					fmt.Fprintln(cmd.OutOrStdout(), "note:", out.Note)
+				}
 			}
 			if out.Outcome != "success" {
 				return fmt.Errorf("the endpoint did not accept the test event (%s)", orDash(out.Error))
@@ -346,7 +406,7 @@ func printConfig(w io.Writer, c *webhook.Config) {
 		headers = append(headers, k+"="+v)
 	}
 	rows := [][2]string{
-		{"org", c.Org}, {"sandbox", c.Sandbox.ID + " (" + c.Sandbox.Name + ")"}, {"name", c.Name},
+		{"org", c.Org}, {"sandbox", sandboxLabel(c.Sandbox)}, {"name", c.Name},
 		{"channels", strings.Join(c.Channels, ", ")}, {"url", c.URL}, {"auth", c.Auth.Type},
 		{"headers", strings.Join(headers, ", ")}, {"campaigns", strings.Join(c.Campaigns, ", ")},
 		{"enabled", fmt.Sprint(c.Enabled)}, {"disabled reason", c.DisabledReason},
@@ -356,6 +416,13 @@ func printConfig(w io.Writer, c *webhook.Config) {
 		fmt.Fprintf(tw, "%s:\t%s\n", r[0], orDash(r[1]))
 	}
 	tw.Flush()
+}
+
+func sandboxLabel(s webhook.Sandbox) string {
+	if s.Name == "" {
+		return s.ID
+	}
+	return s.ID + " (" + s.Name + ")"
 }
 
 func printJSON(w io.Writer, v any) error {

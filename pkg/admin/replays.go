@@ -45,6 +45,8 @@ func (a *api) startReplay(w http.ResponseWriter, r *http.Request) {
 		})
 	case errors.As(err, &reqErr):
 		writeError(w, http.StatusBadRequest, "invalid_request", reqErr.Message, reqErr.Field)
+	case errors.Is(err, replay.ErrShuttingDown):
+		writeError(w, http.StatusServiceUnavailable, "shutting_down", "this instance is shutting down; try another", "")
 	case err != nil:
 		a.fail(w, err)
 	default:

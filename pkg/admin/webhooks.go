@@ -213,6 +213,7 @@ type testResult struct {
 	Status     int    `json:"status,omitempty"`
 	Error      string `json:"error,omitempty"`
 	DurationMs int64  `json:"durationMs"`
+	Note       string `json:"note,omitempty"`
 }
 
 // test sends a synthetic "sent" event to the tenant's endpoint now, outside
@@ -241,7 +242,9 @@ func (a *api) test(w http.ResponseWriter, r *http.Request) {
 		"messageDeliveryFeedback": map[string]any{"feedbackStatus": map[string]string{"value": "sent"}},
 	})
 	res := a.sender.Send(r.Context(), t, id, body)
-	writeJSON(w, http.StatusOK, testResult{
-		WebhookID: id, Outcome: res.Outcome(), Status: res.Status, Error: res.Class, DurationMs: res.Duration.Milliseconds(),
-	})
+	out := testResult{WebhookID: id, Outcome: res.Outcome(), Status: res.Status, Error: res.Class, DurationMs: res.Duration.Milliseconds()}
+	if !st.Enabled {
+		out.Note = "the config is disabled: its events are dead-lettered as endpoint_disabled until it is enabled again"
+	}
+	writeJSON(w, http.StatusOK, out)
 }

@@ -9,8 +9,9 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
-	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/feedbackd/feedbackd/pkg/topics"
 )
 
 // applyScript writes a config (ARGV[2], "" for a deletion) if its offset
@@ -91,7 +92,7 @@ func (s *Store) syncPass(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	behind, err := s.writeBarriers(ctx, cl, barrier)
+	behind, err := topics.WriteBarriers(ctx, cl, s.opts.Topic, barrier)
 	if err != nil {
 		return err
 	}
@@ -162,32 +163,6 @@ func (s *Store) syncPass(ctx context.Context) error {
 // barrierPrefix starts the keys of pass markers; no config key can start
 // with '!' (organisation ids cannot hold one).
 const barrierPrefix = "!sync-barrier/"
-
-// writeBarriers writes a tombstone keyed barrier to every partition of the
-// configs topic and returns the partitions whose barrier is still to be
-// read. Reading one's own barrier proves everything written before it was
-// read, even where compaction or retention removed the last records, which
-// end offsets cannot tell. Being tombstones, barriers disappear after the
-// topic's delete.retention.ms.
-func (s *Store) writeBarriers(ctx context.Context, cl *kgo.Client, barrier string) (map[int32]bool, error) {
-	ends, err := kadm.NewClient(cl).ListEndOffsets(ctx, s.opts.Topic)
-	if err == nil {
-		err = ends.Error()
-	}
-	if err != nil {
-		return nil, fmt.Errorf("list partitions of %s: %w", s.opts.Topic, err)
-	}
-	behind := map[int32]bool{}
-	var recs []*kgo.Record
-	ends.Each(func(o kadm.ListedOffset) {
-		behind[o.Partition] = true
-		recs = append(recs, &kgo.Record{Topic: s.opts.Topic, Partition: o.Partition, Key: []byte(barrier)})
-	})
-	if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
-		return nil, fmt.Errorf("write sync barrier to %s: %w", s.opts.Topic, err)
-	}
-	return behind, nil
-}
 
 // checkRedis reports errRedisLost if the marker is gone or Redis restarted
 // (a restart may restore an older snapshot that lacks recent changes).

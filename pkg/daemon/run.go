@@ -180,11 +180,11 @@ func Run(ctx context.Context, cfg Config, opts Options) error {
 		}
 	})
 	pipeErr := pipe.Run(ctx) // returns after draining once ctx ends
-	replays.Wait()           // jobs stop with ctx, resumable
 
 	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	_ = srv.Shutdown(sctx)
+	replays.Wait() // jobs stop with ctx, resumable
 	stopStore()
 	wg.Wait()
 	log.Info("feedbackd stopped")
@@ -204,6 +204,7 @@ func ensureTopics(ctx context.Context, cfg Config, kopts []kgo.Opt, log *slog.Lo
 	specs := []topics.Spec{
 		{Name: cfg.Kafka.Topics.DLQ, Partitions: cfg.Kafka.Partitions},
 		{Name: cfg.Kafka.Topics.Configs, Partitions: 1, Configs: topics.Compacted()},
+		{Name: cfg.Kafka.Topics.DLQ + ".replayed", Partitions: 1, Configs: topics.Compacted()},
 	}
 	for _, t := range cfg.Kafka.Topics.Input {
 		specs = append(specs, topics.Spec{Name: t, Partitions: cfg.Kafka.Partitions})

@@ -175,3 +175,13 @@ func OriginalHeaders(headers []kgo.RecordHeader) []kgo.RecordHeader {
 	}
 	return out
 }
+
+// Header returns the value of a header, "" if absent.
+func Header(headers []kgo.RecordHeader, key string) string {
+	for _, h := range headers {
+		if h.Key == key {
+			return string(h.Value)
+		}
+	}
+	return ""
+}

@@ -94,7 +94,7 @@ func (p *Pipeline) decode(j job) (*event.Event, *retry.State, error) {
 	st := j.state
 	if st == nil {
 		st = &retry.State{
-			WebhookID:  headerValue(r, retry.HeaderWebhookID), // set by a replay
+			WebhookID:  dlq.Header(r.Headers, retry.HeaderWebhookID), // set by a replay
 			Source:     dlq.Source(r.Topic, r.Partition, r.Offset),
 			OriginTime: r.Timestamp,
 		}
@@ -124,23 +124,14 @@ func (p *Pipeline) decode(j job) (*event.Event, *retry.State, error) {
 // readReplayHistory takes the attempts made before a replay from the
 // headers the replay added (they are forwarded to retry records too).
 func readReplayHistory(r *kgo.Record, st *retry.State) {
-	if n, err := strconv.Atoi(headerValue(r, dlq.HeaderReplayPriorAttempts)); err == nil && n > 0 {
+	if n, err := strconv.Atoi(dlq.Header(r.Headers, dlq.HeaderReplayPriorAttempts)); err == nil && n > 0 {
 		st.PriorAttempts = n
 	}
 	if st.FirstAttemptAt.IsZero() {
-		if t, err := time.Parse(time.RFC3339, headerValue(r, dlq.HeaderReplayFirstAttemptAt)); err == nil {
+		if t, err := time.Parse(time.RFC3339, dlq.Header(r.Headers, dlq.HeaderReplayFirstAttemptAt)); err == nil {
 			st.FirstAttemptAt = t
 		}
 	}
-}
-
-func headerValue(r *kgo.Record, key string) string {
-	for _, h := range r.Headers {
-		if h.Key == key {
-			return string(h.Value)
-		}
-	}
-	return ""
 }
 
 // lookup asks the config store, waiting out Redis outages and a Redis that

@@ -2,6 +2,7 @@ package replay
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -15,8 +16,29 @@ import (
 
 // Errors of Jobs.
 var (
-	ErrNoJob   = errors.New("no such replay job")
-	ErrRunning = errors.New("this replay job is already running")
+	ErrNoJob        = errors.New("no such replay job")
+	ErrRunning      = errors.New("this replay job is already running")
+	ErrShuttingDown = errors.New("feedbackd is shutting down")
+)
+
+// StatusID is where the API keeps a run's progress: the job id, or for a
+// dry run the job id with "-dry" (a dry run neither blocks nor overwrites
+// the real job's progress).
+func (r Request) StatusID() string {
+	if r.DryRun {
+		return r.ID() + "-dry"
+	}
+	return r.ID()
+}
+
+// Lease scripts: only the run holding the token renews or drops it.
+var (
+	renewScript = redis.NewScript(`
+if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("PEXPIRE", KEYS[1], ARGV[2]) end
+return 0`)
+	releaseScript = redis.NewScript(`
+if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("DEL", KEYS[1]) end
+return 0`)
 )
 
 // Jobs runs replay jobs for the admin API, in the background of the
@@ -30,6 +52,8 @@ type Jobs struct {
 	prefix string
 	opts   Options
 	log    *slog.Logger
+	mu     sync.Mutex
+	closed bool
 	wg     sync.WaitGroup
 }
 
@@ -55,8 +79,14 @@ func (j *Jobs) Start(ctx context.Context, req Request) (Progress, error) {
 	if _, err := req.Filter(time.Now()); err != nil {
 		return Progress{}, err
 	}
-	id := req.ID()
-	ok, err := j.rdb.SetNX(ctx, j.leaseKey(id), "1", leaseTTL).Result()
+	j.mu.Lock() // orders wg.Go before Wait
+	defer j.mu.Unlock()
+	if j.closed || j.ctx.Err() != nil {
+		return Progress{}, ErrShuttingDown
+	}
+	id := req.StatusID()
+	token := rand.Text()
+	ok, err := j.rdb.SetNX(ctx, j.leaseKey(id), token, leaseTTL).Result()
 	if err != nil {
 		return Progress{}, fmt.Errorf("redis: %w", err)
 	}
@@ -70,12 +100,14 @@ func (j *Jobs) Start(ctx context.Context, req Request) (Progress, error) {
 	now := time.Now()
 	p := Progress{ID: id, Request: req, State: StateRunning, StartedAt: now, UpdatedAt: now}
 	j.save(p)
-	j.wg.Go(func() { j.run(req) })
+	j.wg.Go(func() { j.run(req, token) })
 	return p, nil
 }
 
-func (j *Jobs) run(req Request) {
-	id := req.ID()
+// run runs a job while it holds its lease; a run that loses the lease
+// (Redis lost it, another instance took the job) stops.
+func (j *Jobs) run(req Request, token string) {
+	id := req.StatusID()
 	ctx, cancel := context.WithCancel(j.ctx)
 	defer cancel()
 	renew := time.NewTicker(leaseTTL / 3)
@@ -86,13 +118,18 @@ func (j *Jobs) run(req Request) {
 			case <-ctx.Done():
 				return
 			case <-renew.C:
-				j.rdb.Expire(ctx, j.leaseKey(id), leaseTTL)
+				if n, err := renewScript.Run(ctx, j.rdb, []string{j.leaseKey(id)}, token, leaseTTL.Milliseconds()).Int(); err != nil || n == 0 {
+					j.log.Warn("replay lost its lease; stopping (run it again to resume)", "id", id, "err", err)
+					cancel()
+					return
+				}
 			}
 		}
 	}()
 	opts := j.opts
 	last := time.Time{}
 	opts.Progress = func(p Progress) {
+		p.ID = id
 		if time.Since(last) >= time.Second || p.State != StateRunning {
 			last = time.Now()
 			j.save(p)
@@ -100,8 +137,9 @@ func (j *Jobs) run(req Request) {
 	}
 	j.log.Info("replay started", "id", id, "request", req)
 	p, err := Run(ctx, j.kafka, req, opts)
+	p.ID = id
 	j.save(p)
-	j.rdb.Del(context.WithoutCancel(ctx), j.leaseKey(id))
+	releaseScript.Run(context.WithoutCancel(ctx), j.rdb, []string{j.leaseKey(id)}, token)
 	j.log.Info("replay ended", "id", id, "state", p.State, "replayed", p.Replayed, "matched", p.Matched, "skipped", p.Skipped, "err", err)
 }
 
@@ -137,5 +175,11 @@ func (j *Jobs) Get(ctx context.Context, id string) (Progress, error) {
 	return p, nil
 }
 
-// Wait blocks until every job started by this instance has stopped.
-func (j *Jobs) Wait() { j.wg.Wait() }
+// Wait refuses new jobs and blocks until every job started by this
+// instance has stopped (they stop when NewJobs's context ends).
+func (j *Jobs) Wait() {
+	j.mu.Lock()
+	j.closed = true
+	j.mu.Unlock()
+	j.wg.Wait()
+}

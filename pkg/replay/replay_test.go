@@ -3,6 +3,7 @@ package replay
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -88,7 +89,7 @@ func TestReplayByOrgOnceAndResume(t *testing.T) {
 	o := Options{DLQTopic: "feedback.dlq", InputTopics: inputs, GroupPrefix: "feedbackd-replay-"}
 
 	dry, err := Run(ctx, opts, Request{Org: "orgX", DryRun: true}, o)
-	if err != nil || dry.State != StateDone || dry.Matched != 20 || dry.Replayed != 0 || dry.Scanned != 30 {
+	if err != nil || dry.State != StateDone || dry.Matched != 20 || dry.Replayed != 20 || dry.Scanned != 30 { // Replayed: would be
 		t.Fatalf("dry run: %+v %v", dry, err)
 	}
 	if got := readAll(t, opts, "feedback.bounce"); len(got) != 0 {
@@ -179,5 +180,101 @@ func TestReplayInterruptedResumesExactlyOnce(t *testing.T) {
 		if n != 1 {
 			t.Fatalf("%s re-injected %d times", id, n)
 		}
+	}
+}
+
+// A run reads to the end offsets of when it started: dead letters that
+// arrive meanwhile are left to the next run, as the dry run says.
+func TestReplayStopsAtTheEndItStartedWith(t *testing.T) {
+	_, opts := setup(t)
+	cl, _ := kgo.NewClient(opts...)
+	defer cl.Close()
+	for i := range 10 {
+		deadLetter(t, cl, i, "orgX", dlq.ReasonRejected)
+	}
+	o := Options{DLQTopic: "feedback.dlq", InputTopics: inputs, GroupPrefix: "feedbackd-replay-"}
+	added := false
+	o.Progress = func(p Progress) {
+		if !added { // the run knows its end: more dead letters arrive now
+			added = true
+			for i := 10; i < 15; i++ {
+				deadLetter(t, cl, i, "orgX", dlq.ReasonRejected)
+			}
+		}
+	}
+	ctx := testenv.Context(t, 60*time.Second)
+	p, err := Run(ctx, opts, Request{Org: "orgX"}, o)
+	if err != nil || p.Total != 10 || p.Scanned != 10 || p.Replayed != 10 {
+		t.Fatalf("first run: %+v %v", p, err)
+	}
+	o.Progress = nil
+	p, err = Run(ctx, opts, Request{Org: "orgX"}, o)
+	if err != nil || p.Total != 5 || p.Replayed != 5 {
+		t.Fatalf("second run: %+v %v", p, err)
+	}
+}
+
+// A dead letter is re-injected at most once, whatever job asks: an
+// overlapping job skips what another replayed.
+func TestOverlappingJobsDoNotReplayTwice(t *testing.T) {
+	_, opts := setup(t)
+	cl, _ := kgo.NewClient(opts...)
+	defer cl.Close()
+	for i := range 6 {
+		deadLetter(t, cl, i, "orgX", dlq.ReasonRetriesExhausted)
+	}
+	o := Options{DLQTopic: "feedback.dlq", InputTopics: inputs, GroupPrefix: "feedbackd-replay-"}
+	ctx := testenv.Context(t, 60*time.Second)
+	if p, err := Run(ctx, opts, Request{Org: "orgX"}, o); err != nil || p.Replayed != 6 {
+		t.Fatalf("job A: %+v %v", p, err)
+	}
+	p, err := Run(ctx, opts, Request{Reason: dlq.ReasonRetriesExhausted}, o)
+	if err != nil || p.Matched != 6 || p.Replayed != 0 || p.Skipped != 6 {
+		t.Fatalf("job B: %+v %v", p, err)
+	}
+	if n := len(readAll(t, opts, "feedback.bounce")); n != 6 {
+		t.Fatalf("%d re-injections, want 6", n)
+	}
+}
+
+// A dead letter that cannot go back where it came from fails the run, and
+// the job's position stays before it; fixed, the job replays it.
+func TestUnknownSourceTopicFailsWithoutSkipping(t *testing.T) {
+	_, opts := setup(t)
+	cl, _ := kgo.NewClient(opts...)
+	defer cl.Close()
+	deadLetter(t, cl, 0, "orgX", dlq.ReasonRejected) // source feedback.bounce
+	ctx := testenv.Context(t, 60*time.Second)
+	o := Options{DLQTopic: "feedback.dlq", InputTopics: []string{"feedback.sent"}, GroupPrefix: "feedbackd-replay-"}
+	p, err := Run(ctx, opts, Request{Org: "orgX"}, o)
+	if err == nil || p.State != StateFailed || !strings.Contains(err.Error(), "not an input topic") {
+		t.Fatalf("run with the wrong input topics: %+v %v", p, err)
+	}
+	o.InputTopics = inputs
+	if p, err := Run(ctx, opts, Request{Org: "orgX"}, o); err != nil || p.Replayed != 1 {
+		t.Fatalf("run with the right input topics: %+v %v", p, err)
+	}
+}
+
+// A re-injection that cannot be written aborts the batch: nothing is
+// committed past the dead letter.
+func TestFailedReinjectionCommitsNothing(t *testing.T) {
+	_, opts := setup(t)
+	cl, _ := kgo.NewClient(opts...)
+	defer cl.Close()
+	e := dlq.Entry{Reason: dlq.ReasonRejected, WebhookID: "w-missing", FailedAt: time.Now(), Source: dlq.Source("feedback.missing", 0, 0)}
+	if err := cl.ProduceSync(context.Background(), e.Record("feedback.dlq", &kgo.Record{Key: []byte("orgX/sb"), Value: []byte(`{"imsOrg":"orgX"}`)})).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	ctx := testenv.Context(t, 90*time.Second)
+	o := Options{DLQTopic: "feedback.dlq", InputTopics: append(inputs, "feedback.missing"), GroupPrefix: "feedbackd-replay-"}
+	if p, err := Run(ctx, append(opts, kgo.UnknownTopicRetries(1)), Request{Org: "orgX"}, o); err == nil || p.State != StateFailed {
+		t.Fatalf("re-injection into a missing topic: %+v %v", p, err)
+	}
+	if err := topics.Ensure(ctx, kadm.NewClient(cl), topics.Spec{Name: "feedback.missing", Partitions: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if p, err := Run(ctx, opts, Request{Org: "orgX"}, o); err != nil || p.Replayed != 1 {
+		t.Fatalf("after creating the topic: %+v %v", p, err)
 	}
 }

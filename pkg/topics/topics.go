@@ -4,11 +4,15 @@ package topics
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
 )
 
 // Spec describes one topic.
@@ -67,4 +71,72 @@ func Backlog(ctx context.Context, adm *kadm.Client, topic string) (map[int32]int
 		}
 	})
 	return out, nil
+}
+
+// WriteBarriers writes a tombstone with key barrier to every partition of
+// topic (cl must use kgo.ManualPartitioner) and returns the partitions, all
+// of whose barriers are still to be read. A reader that has read its own
+// barrier has read everything written before it, which end offsets cannot
+// tell on a compacted topic (its last records may be gone) nor on a topic
+// written in transactions (its last offsets may be commit markers). Being
+// tombstones, barriers disappear after the topic's delete.retention.ms.
+func WriteBarriers(ctx context.Context, cl *kgo.Client, topic, barrier string) (map[int32]bool, error) {
+	ends, err := kadm.NewClient(cl).ListEndOffsets(ctx, topic)
+	if err == nil {
+		err = ends.Error()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("list partitions of %s: %w", topic, err)
+	}
+	behind := map[int32]bool{}
+	var recs []*kgo.Record
+	ends.Each(func(o kadm.ListedOffset) {
+		behind[o.Partition] = true
+		recs = append(recs, &kgo.Record{Topic: topic, Partition: o.Partition, Key: []byte(barrier)})
+	})
+	if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+		return nil, fmt.Errorf("write barrier to %s: %w", topic, err)
+	}
+	return behind, nil
+}
+
+// ReadAll reads topic from its start to a barrier it writes, committed
+// records only, and calls fn for every record that is not a barrier (keys
+// starting with barrierPrefix). kafkaOpts carry the seeds.
+func ReadAll(ctx context.Context, kafkaOpts []kgo.Opt, topic, barrierPrefix string, fn func(*kgo.Record)) error {
+	cl, err := kgo.NewClient(append(slices.Clone(kafkaOpts),
+		kgo.ConsumeTopics(topic),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.RecordPartitioner(kgo.ManualPartitioner()),
+	)...)
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	barrier := barrierPrefix + rand.Text()
+	behind, err := WriteBarriers(ctx, cl, topic, barrier)
+	if err != nil {
+		return err
+	}
+	for len(behind) > 0 {
+		fetches := cl.PollFetches(ctx)
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		var ferr error
+		fetches.EachError(func(_ string, _ int32, err error) { ferr = err })
+		if ferr != nil {
+			return fmt.Errorf("read %s: %w", topic, ferr)
+		}
+		fetches.EachRecord(func(r *kgo.Record) {
+			switch {
+			case string(r.Key) == barrier:
+				delete(behind, r.Partition)
+			case !strings.HasPrefix(string(r.Key), barrierPrefix):
+				fn(r)
+			}
+		})
+	}
+	return nil
 }

@@ -357,7 +357,7 @@ func TestOperatorCLI(t *testing.T) {
 	file := filepath.Join(t.TempDir(), "events.jsonl")
 	good := string(mustJSON(t, newEvent("v1", "o1", "s1", "email", "sent")))
 	os.WriteFile(file, []byte(good+"\n{\"imsOrg\": 1}\n"+good+"\n"), 0o600)
-	if out, code := h.ctl("validate", file); code != 1 || !strings.Contains(out, file+":2: schema") || !strings.Contains(out, "2 valid events, 1 invalid lines") {
+	if out, code := h.ctl("validate", file); code != 1 || !strings.Contains(out, file+":2: schema") || !strings.Contains(out, "2 valid events, 1 invalid line") {
 		t.Fatalf("validate (exit %d):\n%s", code, out)
 	}
 	if out, code := h.ctl("produce", file); code != 1 || !strings.Contains(out, "produced 2 events") {
