@@ -44,10 +44,15 @@ check: ## go vet, gofmt and go mod tidy leave nothing to fix
 unit: ## go test ./... with the race detector (unit, integration and end-to-end)
 	FEEDBACKD_REQUIRE_TOOLS=1 $(GO) test -race -count=1 -timeout 8m ./...
 
+# Fuzz targets as package:target: event parsing, config validation, URL
+# hosts, webhook signatures, admin tokens and JWKS, endpoint JWTs.
+FUZZ := pkg/event:FuzzParseAndBody pkg/webhook:FuzzDecode pkg/netguard:FuzzParseHost \
+	pkg/signature:FuzzVerify pkg/adminauth:FuzzVerify pkg/adminauth:FuzzParseJWKS pkg/endpointauth:FuzzToken
+
 fuzz-short: ## run each fuzz target for FUZZTIME (default 5s)
-	$(GO) test -run '^$$' -fuzz '^FuzzParseAndBody$$' -fuzztime $(FUZZTIME) ./pkg/event
-	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./pkg/webhook
-	$(GO) test -run '^$$' -fuzz '^FuzzVerify$$' -fuzztime $(FUZZTIME) ./pkg/signature
+	@set -e; for f in $(FUZZ); do pkg=$${f%%:*}; target=$${f#*:}; \
+	  echo "fuzz $$target (./$$pkg) for $(FUZZTIME)"; \
+	  $(GO) test -run '^$$' -fuzz "^$$target\$$" -fuzztime $(FUZZTIME) ./$$pkg; done
 
 fuzz: ## run each fuzz target for 2 minutes
 	$(MAKE) fuzz-short FUZZTIME=2m

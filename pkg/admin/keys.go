@@ -60,10 +60,14 @@ func (a *api) serveJWKS(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		keys := []endpointauth.JWK{}
+		until := now.Add(30 * time.Second)
 		for _, st := range list {
 			for _, k := range st.JWTKeys {
 				if !endpointauth.Asymmetric(k.Algorithm) || (!k.NotAfter.IsZero() && now.After(k.NotAfter)) {
 					continue
+				}
+				if !k.NotAfter.IsZero() && k.NotAfter.Before(until) {
+					until = k.NotAfter // a rotated key leaves the set on time
 				}
 				jwk, err := endpointauth.PublicJWK(k.Algorithm, k.ID, k.Material)
 				if err != nil {
@@ -73,7 +77,7 @@ func (a *api) serveJWKS(w http.ResponseWriter, r *http.Request) {
 				keys = append(keys, jwk)
 			}
 		}
-		a.jwks.keys, a.jwks.until = keys, now.Add(30*time.Second)
+		a.jwks.keys, a.jwks.until = keys, until
 	}
 	w.Header().Set("Cache-Control", "public, max-age=30")
 	w.Header().Set("Content-Type", "application/jwk-set+json")

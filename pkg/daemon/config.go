@@ -209,8 +209,8 @@ func (c *Config) Validate() error {
 	if c.Secrets.KeyFile == "" && len(c.Secrets.Keys) == 0 {
 		bad("secrets", "no encryption key for secrets at rest: set secrets.key_file or FEEDBACKD_SECRETS_KEYS (a base64 32-byte key: openssl rand -base64 32)")
 	}
-	if c.Secrets.RotationGrace < time.Minute {
-		bad("secrets.rotation_grace", "must be at least 1m")
+	if c.Secrets.RotationGrace < time.Second {
+		bad("secrets.rotation_grace", "must be at least 1s")
 	}
 	if err := c.RetryPolicy().Validate(); err != nil {
 		bad("retry.schedule", "%v", err)
@@ -248,10 +248,11 @@ func (c *Config) Validate() error {
 	return errors.Join(errs...)
 }
 
-// Guard is the network guard of deliveries and endpoint URLs. Call it on a
-// validated configuration.
-func (c *Config) Guard() *netguard.Guard {
-	g := &netguard.Guard{AllowPrivate: c.Delivery.AllowPrivateNetworks}
+// Guard is the network guard of deliveries and endpoint URLs, resolving
+// names with r (nil: the system resolver). Call it on a validated
+// configuration.
+func (c *Config) Guard(r netguard.Resolver) *netguard.Guard {
+	g := &netguard.Guard{AllowPrivate: c.Delivery.AllowPrivateNetworks, Resolver: r}
 	for _, cidr := range c.Delivery.AllowedCIDRs {
 		if p, err := netip.ParsePrefix(cidr); err == nil {
 			g.Allow = append(g.Allow, p.Masked())

@@ -24,6 +24,7 @@ import (
 	"github.com/feedbackd/feedbackd/pkg/admin"
 	"github.com/feedbackd/feedbackd/pkg/configstore"
 	"github.com/feedbackd/feedbackd/pkg/deliver"
+	"github.com/feedbackd/feedbackd/pkg/netguard"
 	"github.com/feedbackd/feedbackd/pkg/pipeline"
 	"github.com/feedbackd/feedbackd/pkg/replay"
 	"github.com/feedbackd/feedbackd/pkg/retry"
@@ -43,6 +44,9 @@ type Options struct {
 	// Listening, if set, is called with the HTTP listener's address once it
 	// accepts connections.
 	Listening func(addr net.Addr)
+	// Resolver resolves endpoint host names (tests use it to play DNS);
+	// nil means the system resolver.
+	Resolver netguard.Resolver
 }
 
 // Run runs feedbackd until ctx ends, then shuts down in order: the HTTP
@@ -103,13 +107,14 @@ func Run(ctx context.Context, cfg Config, opts Options) error {
 		Registerer:    reg,
 	})
 
-	guard := cfg.Guard()
+	guard := cfg.Guard(opts.Resolver)
 	sender := deliver.New(deliver.Options{
 		Timeout:          cfg.Delivery.Timeout,
 		MaxResponseBytes: cfg.Delivery.MaxResponseBytes,
 		Guard:            guard,
 		UserAgent:        "feedbackd/" + opts.Version,
 		TLSConfig:        opts.DeliveryTLS,
+		Registerer:       reg,
 	})
 	defer sender.Close()
 

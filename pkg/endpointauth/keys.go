@@ -15,7 +15,6 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
-	"strings"
 )
 
 // Signing algorithms of endpoint JWTs.
@@ -42,8 +41,9 @@ func NewKeyID() string {
 	return "k_" + base64.RawURLEncoding.EncodeToString(b)
 }
 
-// GenerateKey returns new key material for alg: for HS256 a base64url
-// secret of 32 random bytes, otherwise a PKCS#8 PEM private key.
+// GenerateKey returns new key material for alg: for HS256 a secret of 32
+// random bytes written in base64url (the key is that text, 43 bytes),
+// otherwise a PKCS#8 PEM private key.
 func GenerateKey(alg string) (string, error) {
 	var priv any
 	var err error
@@ -78,14 +78,12 @@ func GenerateKey(alg string) (string, error) {
 // ed25519.PrivateKey. Its errors never quote the material.
 func ParseKey(alg, material string) (any, error) {
 	if alg == HS256 {
-		b, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(material, "="))
-		if err != nil {
-			b = []byte(material) // a secret given as plain text
-		}
-		if len(b) < minHMACBytes {
+		// The key is the secret's bytes as written, as receivers' JWT
+		// libraries take a shared secret.
+		if len(material) < minHMACBytes {
 			return nil, fmt.Errorf("HS256 secret must be at least %d bytes", minHMACBytes)
 		}
-		return b, nil
+		return []byte(material), nil
 	}
 	block, _ := pem.Decode([]byte(material))
 	if block == nil {

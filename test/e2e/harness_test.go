@@ -30,6 +30,7 @@ import (
 
 	"github.com/feedbackd/feedbackd/pkg/daemon"
 	"github.com/feedbackd/feedbackd/pkg/dlq"
+	"github.com/feedbackd/feedbackd/pkg/netguard"
 	"github.com/feedbackd/feedbackd/test/testenv"
 )
 
@@ -48,16 +49,25 @@ type harness struct {
 	producer *kgo.Client
 	stop     func()
 	logs     io.Writer // nil: stderr, warnings only (E2E_LOG=1: debug)
+	resolver netguard.Resolver
 }
 
+// option adjusts a harness before feedbackd starts.
+type option func(*harness)
+
+// withLogs makes feedbackd log JSON at debug level to w.
+func withLogs(w io.Writer) option { return func(h *harness) { h.logs = w } }
+
+// withResolver makes feedbackd resolve endpoint names with r.
+func withResolver(r netguard.Resolver) option { return func(h *harness) { h.resolver = r } }
+
 // start runs feedbackd in-process on a fresh broker and Redis, with a short
-// retry schedule; mutate adjusts the configuration. With logs, feedbackd
-// logs JSON at debug level there.
-func start(t *testing.T, mutate func(*daemon.Config), logs ...io.Writer) *harness {
+// retry schedule; mutate adjusts the configuration.
+func start(t *testing.T, mutate func(*daemon.Config), opts ...option) *harness {
 	t.Helper()
 	h := &harness{t: t, kafka: testenv.StartKafka(t), redis: testenv.StartRedis(t)}
-	if len(logs) > 0 {
-		h.logs = logs[0]
+	for _, o := range opts {
+		o(h)
 	}
 	h.cfg = daemon.Defaults()
 	h.cfg.Kafka.Brokers = h.kafka.Seeds
@@ -119,7 +129,7 @@ func (h *harness) spawn() *instance {
 	}
 	go func() {
 		done <- daemon.Run(ctx, h.cfg, daemon.Options{
-			Version: "e2e", Logger: log, Registry: in.reg,
+			Version: "e2e", Logger: log, Registry: in.reg, Resolver: h.resolver,
 			Listening: func(a net.Addr) { addr <- a },
 		})
 	}()

@@ -38,7 +38,7 @@ func (s *syncBuffer) String() string {
 // or credentials from a URL.
 func TestLogsCarryOutcomesNotSecrets(t *testing.T) {
 	var logs syncBuffer
-	h := start(t, nil, &logs)
+	h := start(t, nil, withLogs(&logs))
 	rc := newReceiver(t, func(n int, _ delivery) int {
 		if n == 1 {
 			return 503

@@ -20,7 +20,7 @@ import (
 // cancelled delivery, and after a restart the event is delivered.
 func TestShutdownWithHangingEndpoint(t *testing.T) {
 	var logs syncBuffer
-	h := start(t, func(c *daemon.Config) { c.Shutdown.Timeout = 2 * time.Second; c.Delivery.Timeout = time.Minute }, &logs)
+	h := start(t, func(c *daemon.Config) { c.Shutdown.Timeout = 2 * time.Second; c.Delivery.Timeout = time.Minute }, withLogs(&logs))
 	var hang atomic.Bool
 	hang.Store(true)
 	rc := newReceiver(t, func(_ int, d delivery) int {
