@@ -101,6 +101,21 @@ type DeliveryConfig struct {
 	AllowPrivateNetworks bool          `mapstructure:"allow_private_networks"`
 	AllowedCIDRs         []string      `mapstructure:"allowed_cidrs"`
 	AllowHTTP            bool          `mapstructure:"allow_http"`
+	// EndpointConcurrency caps the attempts in flight to one endpoint URL,
+	// all instances together, so that a slow endpoint holds at most that
+	// many of the delivery slots.
+	EndpointConcurrency int `mapstructure:"endpoint_concurrency"`
+	// MaxParked caps the events that wait, without a slot, for a busy
+	// endpoint; beyond it they are deferred to a retry tier.
+	MaxParked int           `mapstructure:"max_parked"`
+	Breaker   BreakerConfig `mapstructure:"breaker"`
+}
+
+// BreakerConfig shapes the per-endpoint circuit breakers.
+type BreakerConfig struct {
+	Threshold   int           `mapstructure:"threshold"`    // failures with no success in between that open it
+	Cooldown    time.Duration `mapstructure:"cooldown"`     // first open period; doubles after each failed probe
+	MaxCooldown time.Duration `mapstructure:"max_cooldown"` // longest open period
 }
 
 // ConfigsConfig tunes the webhook config cache.
@@ -146,7 +161,11 @@ func Defaults() Config {
 				30 * time.Minute, time.Hour, 2 * time.Hour, 4 * time.Hour, 8 * time.Hour},
 			Jitter: 0.1,
 		},
-		Delivery: DeliveryConfig{Timeout: 15 * time.Second, Concurrency: 256, MaxResponseBytes: 64 << 10, AllowedCIDRs: []string{}},
+		Delivery: DeliveryConfig{
+			Timeout: 15 * time.Second, Concurrency: 256, MaxResponseBytes: 64 << 10, AllowedCIDRs: []string{},
+			EndpointConcurrency: 64, MaxParked: 256,
+			Breaker: BreakerConfig{Threshold: 5, Cooldown: 10 * time.Second, MaxCooldown: 5 * time.Minute},
+		},
 		Configs:  ConfigsConfig{CacheTTL: 30 * time.Second, CacheSize: 100_000, CheckInterval: 5 * time.Second},
 		Secrets:  SecretsConfig{Keys: []string{}, RotationGrace: 24 * time.Hour},
 		Shutdown: ShutdownConfig{Timeout: 30 * time.Second},
@@ -220,6 +239,18 @@ func (c *Config) Validate() error {
 	}
 	if c.Delivery.Concurrency < 1 || c.Delivery.Concurrency > 100_000 {
 		bad("delivery.concurrency", "%d is outside 1..100000", c.Delivery.Concurrency)
+	}
+	if c.Delivery.EndpointConcurrency < 1 || c.Delivery.EndpointConcurrency > 100_000 {
+		bad("delivery.endpoint_concurrency", "%d is outside 1..100000", c.Delivery.EndpointConcurrency)
+	}
+	if c.Delivery.MaxParked < 1 || c.Delivery.MaxParked > 1_000_000 {
+		bad("delivery.max_parked", "%d is outside 1..1000000", c.Delivery.MaxParked)
+	}
+	if b := c.Delivery.Breaker; b.Threshold < 1 {
+		bad("delivery.breaker.threshold", "must be at least 1")
+	}
+	if b := c.Delivery.Breaker; b.Cooldown < time.Second || b.MaxCooldown < b.Cooldown {
+		bad("delivery.breaker.cooldown", "must be at least 1s and at most delivery.breaker.max_cooldown (%s)", b.MaxCooldown)
 	}
 	for _, cidr := range c.Delivery.AllowedCIDRs {
 		if _, err := netip.ParsePrefix(cidr); err != nil {

@@ -22,6 +22,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/feedbackd/feedbackd/pkg/admin"
+	"github.com/feedbackd/feedbackd/pkg/admission"
 	"github.com/feedbackd/feedbackd/pkg/configstore"
 	"github.com/feedbackd/feedbackd/pkg/deliver"
 	"github.com/feedbackd/feedbackd/pkg/netguard"
@@ -118,6 +119,16 @@ func Run(ctx context.Context, cfg Config, opts Options) error {
 	})
 	defer sender.Close()
 
+	admit := admission.New(rdb, admission.Options{
+		KeyPrefix:    cfg.Redis.KeyPrefix,
+		Limit:        cfg.Delivery.EndpointConcurrency,
+		Threshold:    cfg.Delivery.Breaker.Threshold,
+		BaseCooldown: cfg.Delivery.Breaker.Cooldown,
+		MaxCooldown:  cfg.Delivery.Breaker.MaxCooldown,
+		Logger:       log.With("component", "admission"),
+		Registerer:   reg,
+	})
+
 	// franz-go's own metrics (connections, bytes, errors, buffered records)
 	// for the client that carries the data: feedbackd_kafka_*.
 	pipe, err := pipeline.New(append(kopts("pipeline"), kgo.WithHooks(kafkaMetrics(reg))), store, sender, pipeline.Options{
@@ -127,6 +138,8 @@ func Run(ctx context.Context, cfg Config, opts Options) error {
 		DLQTopic:        cfg.Kafka.Topics.DLQ,
 		Policy:          cfg.RetryPolicy(),
 		Concurrency:     cfg.Delivery.Concurrency,
+		Admission:       admit,
+		MaxParked:       cfg.Delivery.MaxParked,
 		ShutdownTimeout: cfg.Shutdown.Timeout,
 		LagInterval:     cfg.Kafka.LagInterval,
 		Logger:          log.With("component", "pipeline"),
@@ -179,6 +192,7 @@ func Run(ctx context.Context, cfg Config, opts Options) error {
 	var wg sync.WaitGroup
 	storeCtx, stopStore := context.WithCancel(context.WithoutCancel(ctx))
 	wg.Go(func() { _ = store.Run(storeCtx) })
+	wg.Go(func() { _ = admit.Run(storeCtx) })
 	wg.Go(func() {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			log.Error("http server failed", "err", err)

@@ -20,6 +20,8 @@ type Metrics struct {
 	endToEnd          *prometheus.HistogramVec
 	retries           prometheus.Counter
 	retriesHeld       prometheus.Gauge
+	deferred          *prometheus.CounterVec
+	parked            prometheus.Gauge
 	dlq               *prometheus.CounterVec
 	inflight          prometheus.Gauge
 	lag               *prometheus.GaugeVec
@@ -76,6 +78,14 @@ func newMetrics(reg prometheus.Registerer, inputTopics []string) *Metrics {
 			Name: "feedbackd_retries_held",
 			Help: "Retry records read and waiting in memory for their due time.",
 		}),
+		deferred: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "feedbackd_deliveries_deferred_total",
+			Help: "Events put back in a retry tier without an attempt, by reason: circuit_open (the endpoint's breaker is open), endpoint_busy (its in-flight limit is reached and too many events already wait for it).",
+		}, []string{"reason"}),
+		parked: f.NewGauge(prometheus.GaugeOpts{
+			Name: "feedbackd_deliveries_parked",
+			Help: "Events waiting, without a delivery slot, for their endpoint's in-flight limit (bounded by delivery.max_parked).",
+		}),
 		dlq: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "feedbackd_dlq_records_total",
 			Help: "Records written to the dead-letter topic, by reason.",
@@ -108,6 +118,9 @@ func newMetrics(reg prometheus.Registerer, inputTopics []string) *Metrics {
 	for _, t := range inputTopics {
 		m.consumed.WithLabelValues(t)
 		m.lag.WithLabelValues(t)
+	}
+	for _, r := range []string{deferCircuitOpen, deferEndpointBusy} {
+		m.deferred.WithLabelValues(r)
 	}
 	for _, r := range dlq.Reasons {
 		m.dlq.WithLabelValues(r)

@@ -17,6 +17,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -25,6 +26,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/feedbackd/feedbackd/pkg/admission"
 	"github.com/feedbackd/feedbackd/pkg/deliver"
 	"github.com/feedbackd/feedbackd/pkg/offsets"
 	"github.com/feedbackd/feedbackd/pkg/retry"
@@ -41,6 +43,15 @@ type Configs interface {
 	Disable(ctx context.Context, org, sandboxID, reason string) error
 }
 
+// Admitter says whether an attempt to an endpoint may go now: per-endpoint
+// in-flight limits and circuit breakers (see package admission).
+type Admitter interface {
+	Admit(ctx context.Context, endpoint string) admission.Decision
+	Wait(ctx context.Context, endpoint string) error
+	Success(ctx context.Context, endpoint string) (closed bool)
+	Failure(ctx context.Context, endpoint string) (openUntil time.Time, opened bool)
+}
+
 // Sender makes one delivery attempt.
 type Sender interface {
 	Send(ctx context.Context, t *webhook.Target, id string, body []byte) deliver.Result
@@ -48,12 +59,17 @@ type Sender interface {
 
 // Options configure a Pipeline.
 type Options struct {
-	Group           string
-	InputTopics     []string
-	RetryPrefix     string // retry tiers are RetryPrefix + "." + tier
-	DLQTopic        string
-	Policy          retry.Policy
-	Concurrency     int           // deliveries in flight, all partitions together
+	Group       string
+	InputTopics []string
+	RetryPrefix string // retry tiers are RetryPrefix + "." + tier
+	DLQTopic    string
+	Policy      retry.Policy
+	Concurrency int      // deliveries in flight, all partitions together
+	Admission   Admitter // nil: no per-endpoint limits
+	// MaxParked bounds the jobs waiting, without a slot, for a busy
+	// endpoint; beyond it they are deferred to a retry tier. Default:
+	// Concurrency.
+	MaxParked       int
 	ShutdownTimeout time.Duration // how long Run drains in-flight work on stop
 	CommitInterval  time.Duration
 	LagInterval     time.Duration // how often consumer lag is measured
@@ -74,12 +90,15 @@ type Pipeline struct {
 
 	slots    chan struct{} // one token per delivery in flight
 	freed    chan struct{} // signalled when a slot is released
+	parked   atomic.Int64  // jobs waiting for a busy endpoint
 	mu       sync.Mutex    // orders inflight.Add before the final Wait
 	closed   bool
 	inflight sync.WaitGroup
 	run      context.Context // Run's context: no new work once it ends
 	work     context.Context // deliveries; cancelled when a drain times out
 	stopWork context.CancelFunc
+	parking  context.Context // parked jobs; cancelled as the drain starts
+	unpark   context.CancelFunc
 }
 
 // New builds a Pipeline; kafkaOpts carry seeds, TLS and SASL. It creates the
@@ -87,6 +106,9 @@ type Pipeline struct {
 func New(kafkaOpts []kgo.Opt, configs Configs, sender Sender, opts Options) (*Pipeline, error) {
 	if opts.Concurrency <= 0 {
 		opts.Concurrency = 256
+	}
+	if opts.MaxParked <= 0 {
+		opts.MaxParked = opts.Concurrency
 	}
 	if opts.CommitInterval <= 0 {
 		opts.CommitInterval = time.Second
@@ -111,6 +133,7 @@ func New(kafkaOpts []kgo.Opt, configs Configs, sender Sender, opts Options) (*Pi
 		freed:   make(chan struct{}, 1),
 	}
 	p.work, p.stopWork = context.WithCancel(context.Background())
+	p.parking, p.unpark = context.WithCancel(p.work)
 	p.holds = &holds{
 		by:      map[*offsets.Partition]*held{},
 		pause:   func(t string, id int32) { p.cl.PauseFetchPartitions(map[string][]int32{t: {id}}) },
@@ -223,6 +246,7 @@ func (p *Pipeline) shutdown() error {
 	p.mu.Lock()
 	p.closed = true
 	p.mu.Unlock()
+	p.unpark() // jobs waiting for a busy endpoint are abandoned, not drained
 	drained := make(chan struct{})
 	go func() { p.inflight.Wait(); close(drained) }()
 	select {
@@ -290,17 +314,44 @@ func (p *Pipeline) start(ctx context.Context, j job) {
 	p.mu.Unlock()
 	p.metrics.inflight.Inc()
 	go func() {
+		s := &slot{p: p, held: true}
 		defer func() {
-			p.metrics.inflight.Dec()
-			p.releaseSlot()
+			s.release()
 			p.inflight.Done()
 		}()
-		if p.process(p.work, j) {
+		if p.process(p.work, j, s) {
 			j.part.Settle(j.rec.Offset)
 		} else {
 			j.part.Abandon(j.rec.Offset)
 		}
 	}()
+}
+
+// slot is a job's delivery slot, which it gives up while it waits for a
+// busy endpoint. It is used by one goroutine.
+type slot struct {
+	p    *Pipeline
+	held bool
+}
+
+func (s *slot) release() {
+	if s.held {
+		s.held = false
+		s.p.metrics.inflight.Dec()
+		s.p.releaseSlot()
+	}
+}
+
+// acquire waits for a slot; it reports false if ctx ended first.
+func (s *slot) acquire(ctx context.Context) bool {
+	select {
+	case s.p.slots <- struct{}{}:
+		s.held = true
+		s.p.metrics.inflight.Inc()
+		return true
+	case <-ctx.Done():
+		return false
+	}
 }
 
 func (p *Pipeline) releaseSlot() {

@@ -10,6 +10,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/feedbackd/feedbackd/pkg/admission"
 	"github.com/feedbackd/feedbackd/pkg/configstore"
 	"github.com/feedbackd/feedbackd/pkg/deliver"
 	"github.com/feedbackd/feedbackd/pkg/dlq"
@@ -31,7 +32,7 @@ type job struct {
 // It returns true once the record is settled (delivered, skipped, handed to
 // a retry tier or dead-lettered, every produce acknowledged) and false if
 // ctx ended first, in which case the record must not be committed.
-func (p *Pipeline) process(ctx context.Context, j job) bool {
+func (p *Pipeline) process(ctx context.Context, j job, s *slot) bool {
 	ev, st, err := p.decode(j)
 	if err != nil {
 		st.LastError = invalidClass(err)
@@ -58,11 +59,23 @@ func (p *Pipeline) process(ctx context.Context, j job) bool {
 		return p.skip(ev, st, reason)
 	}
 
+	d, ok := p.admit(j, s, t.Endpoint)
+	switch {
+	case !ok:
+		return false
+	case d.Verdict == admission.Open:
+		return p.deferRetry(ctx, j, ev, st, time.Until(d.Until), deferCircuitOpen)
+	case d.Verdict == admission.Busy:
+		return p.deferRetry(ctx, j, ev, st, p.opts.Policy.Schedule[min(st.Deferrals, len(p.opts.Policy.Schedule)-1)], deferEndpointBusy)
+	}
 	res := p.sender.Send(ctx, t, st.WebhookID, ev.Body(make([]byte, 0, len(ev.Raw)+32)))
 	if res.Verdict == deliver.Aborted {
+		d.Release()
 		return false
 	}
 	p.attempted(ev, st, res)
+	p.report(ctx, ev, t, res) // before the next attempt to the endpoint may start
+	d.Release()
 
 	switch res.Verdict {
 	case deliver.Delivered:
@@ -152,6 +165,103 @@ func (p *Pipeline) lookup(ctx context.Context, ev *event.Event) (*webhook.Target
 	}
 }
 
+// Reasons an event is deferred without an attempt.
+const (
+	deferCircuitOpen  = "circuit_open"
+	deferEndpointBusy = "endpoint_busy"
+)
+
+var errRevoked = errors.New("partition revoked")
+
+// admit asks admission control whether the attempt may go now. While the
+// endpoint has its in-flight share taken, the job waits for a place
+// without its delivery slot if fewer than MaxParked jobs wait already;
+// otherwise the answer stays Busy. ok is false if the job is to be
+// abandoned: the drain started, or its partition was revoked meanwhile.
+func (p *Pipeline) admit(j job, s *slot, ep string) (d admission.Decision, ok bool) {
+	if p.opts.Admission == nil {
+		return admission.Decision{Verdict: admission.Go, Release: func() {}}, true
+	}
+	for {
+		d = p.opts.Admission.Admit(p.parking, ep)
+		if d.Verdict != admission.Busy {
+			return d, true
+		}
+		if p.parked.Add(1) > int64(p.opts.MaxParked) {
+			p.parked.Add(-1)
+			return d, true
+		}
+		s.release()
+		p.metrics.parked.Inc()
+		err := p.waitForPlace(j, ep)
+		p.metrics.parked.Dec()
+		p.parked.Add(-1)
+		if err != nil || !s.acquire(p.parking) {
+			return d, false
+		}
+	}
+}
+
+// waitForPlace waits until the endpoint may take one more attempt, the
+// drain starts or the job's partition is revoked.
+func (p *Pipeline) waitForPlace(j job, ep string) error {
+	for {
+		ctx, cancel := context.WithTimeout(p.parking, time.Second)
+		err := p.opts.Admission.Wait(ctx, ep)
+		cancel()
+		switch {
+		case err == nil:
+			return nil
+		case p.parking.Err() != nil:
+			return p.parking.Err()
+		case j.part.Closed():
+			return errRevoked
+		}
+	}
+}
+
+// report tells admission control how the endpoint answered: a retryable
+// answer or none is a failure; any other answer shows it is up.
+func (p *Pipeline) report(ctx context.Context, ev *event.Event, t *webhook.Target, res deliver.Result) {
+	if p.opts.Admission == nil {
+		return
+	}
+	switch res.Verdict {
+	case deliver.Retry:
+		if until, opened := p.opts.Admission.Failure(ctx, t.Endpoint); opened {
+			p.log.Warn("circuit breaker opened: no attempts to this endpoint until it ends",
+				"org", ev.Org, "sandbox", ev.SandboxID, "until", until.UTC().Format(time.RFC3339), "error", res.Class)
+		}
+	case deliver.Delivered, deliver.Reject, deliver.Gone:
+		if p.opts.Admission.Success(ctx, t.Endpoint) {
+			p.log.Info("circuit breaker closed: the endpoint answers again", "org", ev.Org, "sandbox", ev.SandboxID)
+		}
+	}
+}
+
+// deferRetry puts the event back in a retry tier, due after delay, without
+// an attempt: its endpoint cannot take it now. Deferrals do not use up the
+// retry schedule, but an event is deferred for at most the schedule's span
+// (its sum); after that it is dead-lettered.
+func (p *Pipeline) deferRetry(ctx context.Context, j job, ev *event.Event, st *retry.State, delay time.Duration, reason string) bool {
+	now := time.Now()
+	if st.Deferrals == 0 {
+		st.DeferredSince = now
+	}
+	if now.Sub(st.DeferredSince) >= p.opts.Policy.Span() {
+		st.LastError = reason
+		return p.deadLetter(ctx, j, ev, st, dlq.ReasonRetriesExhausted)
+	}
+	st.Deferrals++
+	delay = max(delay, 0)
+	written, settled := p.requeue(ctx, j, ev, st, p.opts.Policy.TierFor(delay), delay)
+	if written {
+		p.metrics.deferred.WithLabelValues(reason).Inc()
+		p.log.Debug("deferred without an attempt", p.attrs(ev, st, slog.String("reason", reason), slog.Duration("in", delay.Round(time.Millisecond)))...)
+	}
+	return settled
+}
+
 func (p *Pipeline) attempted(ev *event.Event, st *retry.State, res deliver.Result) {
 	now := time.Now()
 	st.Attempts++
@@ -178,20 +288,31 @@ func (p *Pipeline) skip(ev *event.Event, st *retry.State, reason string) bool {
 }
 
 func (p *Pipeline) scheduleRetry(ctx context.Context, j job, ev *event.Event, st *retry.State, tier, delay time.Duration) bool {
+	written, settled := p.requeue(ctx, j, ev, st, tier, delay)
+	if written {
+		p.metrics.retries.Inc()
+		p.log.Info("retry scheduled", p.attrs(ev, st, slog.Duration("in", delay.Round(time.Millisecond)),
+			slog.String("topic", retry.Topic(p.opts.RetryPrefix, tier)))...)
+	}
+	return settled
+}
+
+// requeue writes the event to a retry tier, due after delay. written says
+// whether it is there; settled whether the record is settled (false: ctx
+// ended). A retry record the broker refuses for good is dead-lettered.
+func (p *Pipeline) requeue(ctx context.Context, j job, ev *event.Event, st *retry.State, tier, delay time.Duration) (written, settled bool) {
 	st.DueAt = time.Now().Add(delay)
 	topic := retry.Topic(p.opts.RetryPrefix, tier)
 	rec := &kgo.Record{Topic: topic, Key: j.rec.Key, Value: j.rec.Value, Headers: st.AppendHeaders(foreignHeaders(j.rec))}
 	switch err := p.produce(ctx, rec); {
 	case ctx.Err() != nil:
-		return false
-	case err != nil: // the retry record can never be written: give up now
+		return false, false
+	case err != nil:
 		p.log.Error("cannot write retry record; dead-lettering", p.attrs(ev, st, slog.String("err", err.Error()))...)
 		st.LastError = "retry_not_writable"
-		return p.deadLetter(ctx, j, ev, st, dlq.ReasonRetriesExhausted)
+		return false, p.deadLetter(ctx, j, ev, st, dlq.ReasonRetriesExhausted)
 	}
-	p.metrics.retries.Inc()
-	p.log.Info("retry scheduled", p.attrs(ev, st, slog.Duration("in", delay.Round(time.Millisecond)), slog.String("topic", topic))...)
-	return true
+	return true, true
 }
 
 // deadLetter writes the record to the dead-letter topic with st's story.

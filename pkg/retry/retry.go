@@ -63,21 +63,34 @@ func (p Policy) Next(attempts int, retryAfter time.Duration) (tier, delay time.D
 	if attempts < 1 || attempts >= p.MaxAttempts() {
 		return 0, 0, false
 	}
-	want := max(p.Schedule[attempts-1], retryAfter)
-	tiers := p.Tiers()
-	tier = tiers[len(tiers)-1]
-	for _, t := range tiers {
-		if t >= want {
-			tier = t
-			break
-		}
-	}
+	tier = p.TierFor(max(p.Schedule[attempts-1], retryAfter))
 	r := rand.Float64
 	if p.Rand != nil {
 		r = p.Rand
 	}
 	delay = tier - time.Duration(float64(tier)*p.Jitter*r())
 	return tier, max(delay, min(retryAfter, tier)), true
+}
+
+// TierFor returns the shortest tier of at least d, or the longest tier.
+func (p Policy) TierFor(d time.Duration) time.Duration {
+	tiers := p.Tiers()
+	for _, t := range tiers {
+		if t >= d {
+			return t
+		}
+	}
+	return tiers[len(tiers)-1]
+}
+
+// Span is the sum of the schedule's delays: about how long an event waits
+// for retries in all.
+func (p Policy) Span() time.Duration {
+	var s time.Duration
+	for _, d := range p.Schedule {
+		s += d
+	}
+	return s
 }
 
 // TierName is the compact form of a tier delay used in topic names: 5s, 2m,

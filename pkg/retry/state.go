@@ -20,6 +20,8 @@ const (
 	HeaderOriginTime     = "retry-origin-time"
 	HeaderLastStatus     = "retry-last-status"
 	HeaderLastError      = "retry-last-error"
+	HeaderDeferrals      = "retry-deferrals"
+	HeaderDeferredSince  = "retry-deferred-since"
 )
 
 // State is what feedbackd knows about an event between attempts.
@@ -36,6 +38,12 @@ type State struct {
 	// dead-letter topic; they do not count against the schedule, which
 	// starts afresh with each replay, but a new dead letter reports them.
 	PriorAttempts int
+	// Deferrals counts the times the event was put back without an
+	// attempt because its endpoint's circuit breaker was open or its
+	// in-flight share was taken, since DeferredSince. They do not count
+	// against the schedule.
+	Deferrals     int
+	DeferredSince time.Time
 }
 
 // IsOwnHeader reports whether a header belongs to the retry state, so that
@@ -43,7 +51,7 @@ type State struct {
 func IsOwnHeader(key string) bool {
 	switch key {
 	case HeaderWebhookID, HeaderAttempts, HeaderDueAt, HeaderFirstAttemptAt, HeaderSource,
-		HeaderOriginTime, HeaderLastStatus, HeaderLastError:
+		HeaderOriginTime, HeaderLastStatus, HeaderLastError, HeaderDeferrals, HeaderDeferredSince:
 		return true
 	}
 	return false
@@ -55,7 +63,7 @@ func (s State) AppendHeaders(h []kgo.RecordHeader) []kgo.RecordHeader {
 	if s.LastStatus != 0 {
 		status = strconv.Itoa(s.LastStatus)
 	}
-	return append(h,
+	h = append(h,
 		kgo.RecordHeader{Key: HeaderWebhookID, Value: []byte(s.WebhookID)},
 		kgo.RecordHeader{Key: HeaderAttempts, Value: []byte(strconv.Itoa(s.Attempts))},
 		kgo.RecordHeader{Key: HeaderDueAt, Value: []byte(strconv.FormatInt(s.DueAt.UnixMilli(), 10))},
@@ -65,6 +73,13 @@ func (s State) AppendHeaders(h []kgo.RecordHeader) []kgo.RecordHeader {
 		kgo.RecordHeader{Key: HeaderLastStatus, Value: []byte(status)},
 		kgo.RecordHeader{Key: HeaderLastError, Value: []byte(s.LastError)},
 	)
+	if s.Deferrals > 0 {
+		h = append(h,
+			kgo.RecordHeader{Key: HeaderDeferrals, Value: []byte(strconv.Itoa(s.Deferrals))},
+			kgo.RecordHeader{Key: HeaderDeferredSince, Value: []byte(strconv.FormatInt(s.DeferredSince.UnixMilli(), 10))},
+		)
+	}
+	return h
 }
 
 // ParseState reads the state from a retry record's headers.
@@ -94,6 +109,10 @@ func ParseState(headers []kgo.RecordHeader) (State, error) {
 			}
 		case HeaderLastError:
 			s.LastError = v
+		case HeaderDeferrals:
+			s.Deferrals, err = strconv.Atoi(v)
+		case HeaderDeferredSince:
+			s.DeferredSince, err = parseMilli(v)
 		default:
 			continue
 		}
@@ -101,7 +120,8 @@ func ParseState(headers []kgo.RecordHeader) (State, error) {
 			return State{}, fmt.Errorf("retry header %s: %w", h.Key, err)
 		}
 	}
-	if s.WebhookID == "" || s.Attempts < 1 || s.DueAt.IsZero() {
+	// Attempts is 0 for an event deferred before its first attempt.
+	if s.WebhookID == "" || s.Attempts < 0 || s.Deferrals < 0 || s.DueAt.IsZero() {
 		return State{}, fmt.Errorf("retry record lacks %s, %s or %s", HeaderWebhookID, HeaderAttempts, HeaderDueAt)
 	}
 	return s, nil

@@ -1,6 +1,8 @@
 package webhook
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"net/http"
 	"slices"
@@ -36,11 +38,14 @@ func (c *Config) SkipReason(channel, campaignID string) string {
 // immutable and safe for concurrent use; a config change produces a new
 // Target. Its String method shows no secret.
 type Target struct {
-	Config  Config
-	Header  http.Header // custom headers only
-	signers []timedSigner
-	JWT     *endpointauth.JWT    // auth.type jwt
-	OAuth2  *endpointauth.OAuth2 // auth.type oauth2
+	Config Config
+	Header http.Header // custom headers only
+	// Endpoint identifies the URL for per-endpoint limits and circuit
+	// breakers: a hash, since a URL may carry credentials.
+	Endpoint string
+	signers  []timedSigner
+	JWT      *endpointauth.JWT    // auth.type jwt
+	OAuth2   *endpointauth.OAuth2 // auth.type oauth2
 }
 
 type timedSigner struct {
@@ -52,7 +57,8 @@ func (t *Target) String() string { return "webhook.Target{" + t.Config.Key() + "
 
 // NewTarget prepares a stored config for delivery.
 func NewTarget(s *Stored) (*Target, error) {
-	t := &Target{Config: s.Config, Header: make(http.Header, len(s.Headers))}
+	sum := sha256.Sum256([]byte(s.URL))
+	t := &Target{Config: s.Config, Header: make(http.Header, len(s.Headers)), Endpoint: hex.EncodeToString(sum[:12])}
 	for k, v := range s.Headers {
 		t.Header.Set(k, v)
 	}

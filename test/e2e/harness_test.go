@@ -62,7 +62,9 @@ func withLogs(w io.Writer) option { return func(h *harness) { h.logs = w } }
 func withResolver(r netguard.Resolver) option { return func(h *harness) { h.resolver = r } }
 
 // start runs feedbackd in-process on a fresh broker and Redis, with a short
-// retry schedule; mutate adjusts the configuration.
+// retry schedule and circuit breakers that never open (tests of retries
+// count attempts; breaker tests set a threshold); mutate adjusts the
+// configuration.
 func start(t *testing.T, mutate func(*daemon.Config), opts ...option) *harness {
 	t.Helper()
 	h := &harness{t: t, kafka: testenv.StartKafka(t), redis: testenv.StartRedis(t)}
@@ -83,6 +85,7 @@ func start(t *testing.T, mutate func(*daemon.Config), opts ...option) *harness {
 	h.cfg.Delivery.AllowPrivateNetworks = true
 	h.cfg.Configs.CheckInterval = 200 * time.Millisecond
 	h.cfg.Shutdown.Timeout = 5 * time.Second
+	h.cfg.Delivery.Breaker.Threshold = 1 << 30
 	if mutate != nil {
 		mutate(&h.cfg)
 	}
@@ -276,12 +279,20 @@ func (h *harness) dlq(n int) []dlq.Record {
 	return recs
 }
 
-// metric sums the samples of a metric family whose labels include match.
+// metric sums the samples of a metric family of the primary instance whose
+// labels include match.
 func (h *harness) metric(name string, match map[string]string) float64 {
 	h.t.Helper()
-	mfs, err := h.reg.Gather()
+	return metricOf(h.t, h.reg, name, match)
+}
+
+// metricOf sums the samples of a metric family in reg whose labels include
+// match.
+func metricOf(t *testing.T, reg prometheus.Gatherer, name string, match map[string]string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
 	if err != nil {
-		h.t.Fatal(err)
+		t.Fatal(err)
 	}
 	var sum float64
 	for _, mf := range mfs {

@@ -206,15 +206,27 @@ func TestRetryRejectAndExhaustion(t *testing.T) {
 }
 
 // A slow endpoint and a failing one, sharing a partition with a healthy
-// tenant, do not hold the healthy tenant's deliveries back.
+// tenant, do not hold the healthy tenant's deliveries back: the slow one
+// has at most its in-flight limit of requests open, some of its events
+// wait without a slot and the rest are deferred; the failing one's breaker
+// opens after the threshold, deferring its other events without attempts.
 func TestSlowOrFailingTenantDoesNotBlockOthers(t *testing.T) {
-	h := start(t, func(c *daemon.Config) { c.Kafka.Partitions = 1; c.Retry.Schedule = []time.Duration{time.Minute} })
+	const limit, parked, threshold = 5, 10, 3
+	h := start(t, func(c *daemon.Config) {
+		c.Kafka.Partitions = 1
+		c.Retry.Schedule = []time.Duration{time.Minute}
+		c.Delivery.EndpointConcurrency = limit
+		c.Delivery.MaxParked = parked
+		c.Delivery.Breaker.Threshold = threshold
+		c.Delivery.Breaker.Cooldown = time.Minute
+	})
 	release := make(chan struct{})
 	var releaseOnce sync.Once
-	t.Cleanup(func() { releaseOnce.Do(func() { close(release) }) })
 	slow := newReceiver(t, func(int, delivery) int { <-release; return 200 })
 	failing := newReceiver(t, func(int, delivery) int { return 503 })
 	healthy := newReceiver(t, nil)
+	// Registered after the receivers, so it runs before they close.
+	t.Cleanup(func() { releaseOnce.Do(func() { close(release) }) })
 	h.createWebhook(webhookConfig("slow", "sb", slow.URL))
 	h.createWebhook(webhookConfig("failing", "sb", failing.URL))
 	h.createWebhook(webhookConfig("healthy", "sb", healthy.URL))
@@ -225,19 +237,34 @@ func TestSlowOrFailingTenantDoesNotBlockOthers(t *testing.T) {
 		h.produceEvent(newEvent(fmt.Sprintf("failing-%d", i), "failing", "sb", "email", "sent"))
 		h.produceEvent(newEvent(fmt.Sprintf("healthy-%d", i), "healthy", "sb", "email", "sent"))
 	}
-	// Every healthy event arrives while all slow requests are still held
-	// open and the failing tenant's events wait a minute for their retry.
+	// Every healthy event arrives while the slow requests are still held
+	// open and the failing tenant's events wait a minute for their retry
+	// or for the breaker.
 	h.eventually("healthy tenant served", 20*time.Second, func() bool { return healthy.count() == 20 })
-	if n := slow.count(); n != 20 {
-		t.Fatalf("slow endpoint has %d requests open, want all 20 in flight at once", n)
-	}
-	if n := failing.count(); n != 20 {
-		t.Fatalf("failing endpoint got %d first attempts, want 20", n)
-	}
-	releaseOnce.Do(func() { close(release) })
-	h.eventually("slow tenant served", 20*time.Second, func() bool {
-		return h.metric("feedbackd_deliveries_total", map[string]string{"result": "delivered"}) == 40
+	h.eventually("slow tenant's other events parked or deferred", 10*time.Second, func() bool {
+		return h.metric("feedbackd_deliveries_parked", nil) == parked &&
+			h.metric("feedbackd_deliveries_deferred_total", map[string]string{"reason": "endpoint_busy"}) == 20-limit-parked
 	})
+	if n := slow.count(); n != limit {
+		t.Fatalf("slow endpoint has %d requests open, want its limit of %d", n, limit)
+	}
+	// Each failing event is attempted once (its retry is a minute away) or
+	// deferred because the breaker opened.
+	h.eventually("failing tenant's events attempted or deferred", 10*time.Second, func() bool {
+		return float64(failing.count())+h.metric("feedbackd_deliveries_deferred_total", map[string]string{"reason": "circuit_open"}) == 20
+	})
+	// Up to the threshold, plus what was in flight when it was reached.
+	if n := failing.count(); n < threshold || n > threshold+limit {
+		t.Fatalf("failing endpoint got %d attempts, want %d..%d", n, threshold, threshold+limit)
+	}
+	h.eventually("the breaker reported open", 5*time.Second, func() bool { return h.metric("feedbackd_circuit_breakers_open", nil) == 1 })
+	releaseOnce.Do(func() { close(release) })
+	h.eventually("slow tenant's waiting events served", 20*time.Second, func() bool {
+		return h.metric("feedbackd_deliveries_total", map[string]string{"result": "delivered"}) == 20+limit+parked
+	})
+	if n := h.metric("feedbackd_dlq_records_total", nil); n != 0 {
+		t.Errorf("%v dead letters", n)
+	}
 }
 
 // feedbackd stopped and restarted mid-stream: every event ends delivered

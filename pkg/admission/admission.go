@@ -1,0 +1,424 @@
+// Package admission decides, per endpoint, whether a delivery attempt may
+// go now, so that a slow or dead endpoint costs the others almost nothing:
+//
+//   - an in-flight limit per endpoint, shared by the instances: each takes
+//     its share of the limit (the limit divided by the live instances,
+//     which heartbeat in Redis, rounded up);
+//   - a circuit breaker per endpoint, shared through Redis: after
+//     Threshold failures with no success in between it opens for a
+//     cooldown, during which no attempt is made; then one attempt over all
+//     instances is the probe (half-open): a success closes the breaker, a
+//     failure reopens it for twice as long, up to MaxCooldown.
+//
+// Healthy endpoints cost no Redis round trip: only failures, probes, the
+// first success after a failure and a refresh every Refresh do. If Redis is
+// down, breakers fail open (attempts go ahead) and limits use the last
+// known instance count.
+package admission
+
+import (
+	"context"
+	"crypto/rand"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+	"github.com/redis/go-redis/v9"
+)
+
+// Options configure a Controller.
+type Options struct {
+	KeyPrefix    string        // Redis key prefix, e.g. "feedbackd:"
+	Limit        int           // attempts in flight per endpoint, all instances together; default 64
+	Threshold    int           // failures that open a breaker; default 5
+	BaseCooldown time.Duration // first open period; default 10s
+	MaxCooldown  time.Duration // longest open period; default 5m
+	Refresh      time.Duration // how often instances and breakers are read; default 1s
+	Logger       *slog.Logger
+	Registerer   prometheus.Registerer
+}
+
+func (o *Options) defaults() {
+	if o.Limit <= 0 {
+		o.Limit = 64
+	}
+	if o.Threshold <= 0 {
+		o.Threshold = 5
+	}
+	if o.BaseCooldown <= 0 {
+		o.BaseCooldown = 10 * time.Second
+	}
+	if o.MaxCooldown <= 0 {
+		o.MaxCooldown = 5 * time.Minute
+	}
+	o.MaxCooldown = max(o.MaxCooldown, o.BaseCooldown)
+	if o.Refresh <= 0 {
+		o.Refresh = time.Second
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Registerer == nil {
+		o.Registerer = prometheus.NewRegistry()
+	}
+}
+
+// Controller is the admission control of one instance. It is safe for
+// concurrent use. Run keeps its view of the other instances fresh; without
+// it the controller acts alone, except for the breakers it opens itself.
+type Controller struct {
+	opts     Options
+	rdb      *redis.Client
+	instance string
+	metrics  *metrics
+
+	mu        sync.Mutex
+	inflight  map[string]*endpoint // endpoints with attempts in flight here
+	open      map[string]openState // breakers open or half-open, from Redis
+	suspect   map[string]bool      // endpoints that failed here since their last success
+	instances int                  // live instances, at least 1
+}
+
+type endpoint struct {
+	n       int
+	waiters []chan struct{}
+}
+
+type openState struct {
+	until    time.Time
+	cooldown time.Duration
+}
+
+// New returns a Controller that keeps its shared state in rdb.
+func New(rdb *redis.Client, opts Options) *Controller {
+	opts.defaults()
+	return &Controller{
+		opts: opts, rdb: rdb, instance: rand.Text(), metrics: newMetrics(opts.Registerer),
+		inflight: map[string]*endpoint{}, open: map[string]openState{}, suspect: map[string]bool{}, instances: 1,
+	}
+}
+
+func (c *Controller) breakersKey() string       { return c.opts.KeyPrefix + "breakers" }
+func (c *Controller) failsKey(ep string) string { return c.opts.KeyPrefix + "breaker-fails:" + ep }
+func (c *Controller) probeKey(ep string) string { return c.opts.KeyPrefix + "breaker-probe:" + ep }
+func (c *Controller) instancesKey() string      { return c.opts.KeyPrefix + "instances" }
+
+// share is this instance's part of the per-endpoint limit. Called with
+// c.mu held.
+func (c *Controller) share() int { return max(1, (c.opts.Limit+c.instances-1)/c.instances) }
+
+// Verdict of Admit.
+type Verdict int
+
+const (
+	Go    Verdict = iota // attempt now, then call Release
+	Busy                 // this instance has the endpoint's share in flight: Wait, or come back later
+	Open                 // the endpoint's breaker is open: no attempt before Until
+	Probe                // half-open: this attempt is the probe; call Release after
+)
+
+// Decision is the answer of Admit.
+type Decision struct {
+	Verdict Verdict
+	Until   time.Time // Open: when the endpoint may be tried again
+	Release func()    // Go and Probe: frees the in-flight place; idempotent
+}
+
+// Admit decides whether an attempt to endpoint ep may go now. It never
+// waits; after Busy, Wait waits for a free place.
+func (c *Controller) Admit(ctx context.Context, ep string) Decision {
+	now := time.Now()
+	c.mu.Lock()
+	st, isOpen := c.open[ep]
+	c.mu.Unlock()
+	if isOpen && now.Before(st.until) {
+		return Decision{Verdict: Open, Until: st.until}
+	}
+	release, ok := c.take(ep)
+	if !ok {
+		return Decision{Verdict: Busy}
+	}
+	if !isOpen {
+		return Decision{Verdict: Go, Release: release}
+	}
+	// Half-open, as far as this instance knows: one attempt over all
+	// instances is the probe. If Redis cannot say, the attempt goes ahead
+	// (fail open).
+	res, err := probeScript.Run(ctx, c.rdb, []string{c.breakersKey(), c.probeKey(ep)}, ep, c.instance,
+		now.UnixMilli(), (st.cooldown + 30*time.Second).Milliseconds()).Text()
+	switch {
+	case err != nil || res == "probe":
+		c.mu.Lock()
+		c.suspect[ep] = true // the probe's outcome must reach Redis
+		c.mu.Unlock()
+		return Decision{Verdict: Probe, Release: release}
+	case res == "closed": // by another instance's probe
+		c.mu.Lock()
+		delete(c.open, ep)
+		c.mu.Unlock()
+		return Decision{Verdict: Go, Release: release}
+	}
+	release()
+	if st, ok := parseOpen(res); ok { // reopened meanwhile
+		c.mu.Lock()
+		c.open[ep] = st
+		c.mu.Unlock()
+		return Decision{Verdict: Open, Until: st.until}
+	}
+	// Another instance's probe is under way: look again shortly.
+	return Decision{Verdict: Open, Until: now.Add(min(st.cooldown, 5*time.Second))}
+}
+
+// probeScript elects the probe of a half-open breaker. It returns "closed"
+// if the breaker is closed, "until:cooldown" if it is open, "probe" if the
+// caller is the probe and "taken" if another caller is.
+//
+// KEYS: breakers hash, probe lock. ARGV: endpoint, instance, now, lock TTL
+// in milliseconds.
+var probeScript = redis.NewScript(`
+local cur = redis.call("HGET", KEYS[1], ARGV[1])
+if not cur then return "closed" end
+local untilms = tonumber(string.match(cur, "^(%d+):"))
+if untilms and untilms > tonumber(ARGV[3]) then return cur end
+if redis.call("SET", KEYS[2], ARGV[2], "NX", "PX", ARGV[4]) then return "probe" end
+return "taken"`)
+
+// take reserves an in-flight place for ep if this instance's share allows.
+func (c *Controller) take(ep string) (release func(), ok bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e := c.inflight[ep]
+	if e == nil {
+		e = &endpoint{}
+		c.inflight[ep] = e
+	}
+	if e.n >= c.share() {
+		return nil, false
+	}
+	e.n++
+	var once sync.Once
+	return func() { once.Do(func() { c.release(ep) }) }, true
+}
+
+func (c *Controller) release(ep string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e := c.inflight[ep]
+	e.n--
+	if len(e.waiters) > 0 {
+		close(e.waiters[0])
+		e.waiters = e.waiters[1:]
+	}
+	if e.n == 0 && len(e.waiters) == 0 {
+		delete(c.inflight, ep)
+	}
+}
+
+// Wait blocks until ep may have one more attempt in flight here, or ctx
+// ends (its error is returned). Admit again after it: another caller may
+// have taken the place first.
+func (c *Controller) Wait(ctx context.Context, ep string) error {
+	c.mu.Lock()
+	e := c.inflight[ep]
+	if e == nil || e.n < c.share() {
+		c.mu.Unlock()
+		return nil
+	}
+	ch := make(chan struct{})
+	e.waiters = append(e.waiters, ch)
+	c.mu.Unlock()
+	select {
+	case <-ch:
+		return nil
+	case <-ctx.Done():
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	i := slices.Index(e.waiters, ch)
+	if i < 0 {
+		return nil // woken meanwhile: the place is there to take
+	}
+	e.waiters = slices.Delete(e.waiters, i, i+1)
+	return ctx.Err()
+}
+
+// Success reports that ep answered (any status but a retryable one). It
+// reports whether that closed its breaker.
+func (c *Controller) Success(ctx context.Context, ep string) (closed bool) {
+	c.mu.Lock()
+	suspect := c.suspect[ep]
+	delete(c.suspect, ep)
+	_, wasOpen := c.open[ep]
+	delete(c.open, ep)
+	c.mu.Unlock()
+	if !suspect && !wasOpen {
+		return false // the usual case: nothing shared to change
+	}
+	if err := closeScript.Run(ctx, c.rdb, []string{c.breakersKey(), c.failsKey(ep), c.probeKey(ep)}, ep).Err(); err != nil {
+		c.opts.Logger.Debug("circuit breaker not reset in Redis", "endpoint", ep, "err", err)
+	}
+	if wasOpen {
+		c.metrics.transitions.WithLabelValues("closed").Inc()
+	}
+	return wasOpen
+}
+
+// Failure reports a failed attempt to ep (no answer, or a retryable
+// status). The Threshold-th failure with no success in between, or a
+// failed probe, opens the breaker for every instance; then it returns the
+// end of the open period.
+func (c *Controller) Failure(ctx context.Context, ep string) (openUntil time.Time, opened bool) {
+	c.mu.Lock()
+	c.suspect[ep] = true
+	c.mu.Unlock()
+	res, err := failScript.Run(ctx, c.rdb, []string{c.breakersKey(), c.failsKey(ep), c.probeKey(ep)}, ep,
+		c.opts.Threshold, time.Now().UnixMilli(), c.opts.BaseCooldown.Milliseconds(), c.opts.MaxCooldown.Milliseconds()).Text()
+	if err != nil {
+		c.opts.Logger.Debug("failure not counted for the circuit breaker", "endpoint", ep, "err", err)
+		return time.Time{}, false
+	}
+	state, v, _ := strings.Cut(res, " ")
+	st, ok := parseOpen(v)
+	if !ok {
+		return time.Time{}, false
+	}
+	c.mu.Lock()
+	c.open[ep] = st // already open: another instance opened it
+	c.mu.Unlock()
+	if state != "opened" {
+		return time.Time{}, false
+	}
+	c.metrics.transitions.WithLabelValues("opened").Inc()
+	return st.until, true
+}
+
+// failScript counts a failure. At the threshold, or when the breaker is
+// half-open (its open period is over: this was the probe), it (re)opens the
+// breaker and returns "opened until:cooldown" (milliseconds); if the
+// breaker is open already, "open until:cooldown"; otherwise "".
+//
+// KEYS: breakers hash, failure counter, probe lock. ARGV: endpoint,
+// threshold, now, base cooldown, max cooldown.
+var failScript = redis.NewScript(`
+local cur = redis.call("HGET", KEYS[1], ARGV[1])
+local now = tonumber(ARGV[3])
+local cooldown = tonumber(ARGV[4])
+if cur then
+  local untilms, cd = string.match(cur, "(%d+):(%d+)")
+  if tonumber(untilms) > now then return "open " .. cur end
+  cooldown = math.min(tonumber(cd) * 2, tonumber(ARGV[5]))
+else
+  local n = redis.call("INCR", KEYS[2])
+  redis.call("PEXPIRE", KEYS[2], 600000)
+  if n < tonumber(ARGV[2]) then return "" end
+end
+local v = tostring(now + cooldown) .. ":" .. tostring(cooldown)
+redis.call("HSET", KEYS[1], ARGV[1], v)
+redis.call("DEL", KEYS[2], KEYS[3])
+return "opened " .. v`)
+
+// closeScript closes an endpoint's breaker and forgets its failures.
+var closeScript = redis.NewScript(`
+redis.call("HDEL", KEYS[1], ARGV[1])
+redis.call("DEL", KEYS[2], KEYS[3])
+return 1`)
+
+func parseOpen(v string) (openState, bool) {
+	until, cd, ok := strings.Cut(v, ":")
+	if !ok {
+		return openState{}, false
+	}
+	u, err1 := strconv.ParseInt(until, 10, 64)
+	d, err2 := strconv.ParseInt(cd, 10, 64)
+	if err1 != nil || err2 != nil {
+		return openState{}, false
+	}
+	return openState{until: time.UnixMilli(u), cooldown: time.Duration(d) * time.Millisecond}, true
+}
+
+// Run keeps the shared state fresh until ctx ends: it heartbeats this
+// instance, counts the live ones and reads the breakers. On return it
+// removes this instance from the count.
+func (c *Controller) Run(ctx context.Context) error {
+	t := time.NewTicker(c.opts.Refresh)
+	defer t.Stop()
+	for {
+		if err := c.refresh(ctx); err != nil && ctx.Err() == nil {
+			c.opts.Logger.Debug("admission state not refreshed", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+			defer cancel()
+			c.rdb.ZRem(lctx, c.instancesKey(), c.instance)
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+}
+
+// An instance that has not heartbeaten for staleAfter is not counted.
+func (c *Controller) staleAfter() time.Duration { return 5*c.opts.Refresh + 5*time.Second }
+
+func (c *Controller) refresh(ctx context.Context) error {
+	now := time.Now()
+	var live *redis.IntCmd
+	var breakers *redis.MapStringStringCmd
+	_, err := c.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.ZAdd(ctx, c.instancesKey(), redis.Z{Score: float64(now.UnixMilli()), Member: c.instance})
+		p.ZRemRangeByScore(ctx, c.instancesKey(), "-inf", fmt.Sprint(now.Add(-c.staleAfter()).UnixMilli()))
+		live = p.ZCard(ctx, c.instancesKey())
+		breakers = p.HGetAll(ctx, c.breakersKey())
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	open := make(map[string]openState, len(breakers.Val()))
+	for ep, v := range breakers.Val() {
+		if st, ok := parseOpen(v); ok {
+			open[ep] = st
+		}
+	}
+	c.metrics.open.Set(float64(len(open)))
+	c.mu.Lock()
+	c.instances = max(1, int(live.Val()))
+	c.open = open
+	c.mu.Unlock()
+	c.metrics.instances.Set(float64(live.Val()))
+	return nil
+}
+
+type metrics struct {
+	transitions *prometheus.CounterVec
+	open        prometheus.Gauge
+	instances   prometheus.Gauge
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	f := promauto.With(reg)
+	m := &metrics{
+		transitions: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "feedbackd_circuit_breaker_transitions_total",
+			Help: "Circuit breakers this instance opened (or reopened after a failed probe) or closed, by state entered.",
+		}, []string{"state"}),
+		open: f.NewGauge(prometheus.GaugeOpts{
+			Name: "feedbackd_circuit_breakers_open",
+			Help: "Endpoints whose circuit breaker is open or half-open, over all instances.",
+		}),
+		instances: f.NewGauge(prometheus.GaugeOpts{
+			Name: "feedbackd_instances",
+			Help: "Live feedbackd instances sharing the per-endpoint in-flight limit.",
+		}),
+	}
+	for _, s := range []string{"opened", "closed"} {
+		m.transitions.WithLabelValues(s)
+	}
+	return m
+}
