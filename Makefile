@@ -57,8 +57,12 @@ fuzz-short: ## run each fuzz target for FUZZTIME (default 5s)
 fuzz: ## run each fuzz target for 2 minutes
 	$(MAKE) fuzz-short FUZZTIME=2m
 
-bench: ## Go benchmarks of the hot path (render, sign, offsets, parse) with allocations
+BENCHFLAGS ?= --tenants 100 --events 200000
+
+bench: deps build ## Go benchmarks of the hot path, then feedbackbench end to end (BENCHFLAGS)
 	$(GO) test -run '^$$' -bench . -benchmem ./pkg/...
+	$(GO) build -o bin/ ./cmd/feedbackbench
+	bin/feedbackbench --feedbackd bin/feedbackd $(BENCHFLAGS)
 
 rules-check: ## promtool: check the alert rules and run their unit tests
 	promtool check rules config/prometheus/alerts.yml

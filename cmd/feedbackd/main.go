@@ -60,6 +60,7 @@ func run() int {
 	flags.String("log-level", "", "debug, info, warn or error (log.level)")
 	flags.String("log-format", "", "json or text (log.format)")
 	showVersion := flags.Bool("version", false, "print the version and exit")
+	pprofAddr := flags.String("pprof-addr", "", "serve Go profiles (net/http/pprof) on this address, e.g. 127.0.0.1:6060; off by default, never expose it")
 	emb := embedded.Options{}
 	isEmbedded := flags.Bool("embedded", false, "run an in-process broker, Redis, demo receiver and sample events (not for production)")
 	flags.StringVar(&emb.KafkaAddr, "embedded-kafka-addr", "127.0.0.1:9092", "embedded mode: broker listen address")
@@ -96,6 +97,13 @@ func run() int {
 	redis.SetLogger(redisLogger{log.With("component", "redis-client")}) // process-wide, so set here
 	if file != "" {
 		log.Info("configuration file read", "file", file)
+	}
+
+	if *pprofAddr != "" {
+		if err := servePprof(*pprofAddr, log); err != nil {
+			fmt.Fprintln(os.Stderr, "feedbackd: --pprof-addr:", err)
+			return 2
+		}
 	}
 
 	reg := prometheus.NewRegistry()

@@ -1,0 +1,796 @@
+// Command feedbackbench measures feedbackd end to end on this machine: it
+// starts a broker (kfake, or --brokers), redis-server, a receiver in its own
+// process and feedbackd as a separate process, registers the tenants'
+// configs, and prints the raw HTTP ceiling, feedbackd's deliveries/s and
+// their ratio, end-to-end latency at half the ceiling, CPU seconds per 1,000
+// deliveries and feedbackd's peak RSS. `make bench` runs it.
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+const usage = `feedbackbench: measure feedbackd end to end on this machine.
+
+Usage:
+  feedbackbench [flags]
+
+It starts a broker (kfake in this process, unless --brokers), redis-server
+(unless --redis), a receiver in its own process and feedbackd (--feedbackd)
+as a separate process; registers --tenants webhook configs; then measures:
+  ceiling      the receiver's rate from a Go client, same payload and
+               concurrency, no Kafka
+  throughput   feedbackd's deliveries/s draining --events events
+  latency      p50/p95/p99 from produce to arrival at half the ceiling
+  cpu          feedbackd's CPU seconds per 1,000 deliveries
+  peak RSS     feedbackd's VmHWM
+With --slow-tenant or --dead-tenant, throughput is measured twice: healthy,
+then with one tenant's endpoint slow (answers after 10 s) or refusing
+connections, and the other tenants' rate is compared with the healthy one.
+With --backlog N, feedbackd is stopped, N events are produced, and it is
+started again to drain them (its peak RSS is then that run's).
+
+Flags:
+`
+
+type options struct {
+	feedbackd   string
+	brokers     string
+	redis       string
+	events      int
+	tenants     int
+	latency     time.Duration
+	slowTenant  bool
+	deadTenant  bool
+	backlog     int
+	concurrency int
+	duration    time.Duration
+	jsonOut     bool
+	pprof       string
+}
+
+// result is one run's figures; JSON field names are stable for comparison
+// over time.
+type result struct {
+	Machine           string  `json:"machine"`
+	Tenants           int     `json:"tenants"`
+	Events            int     `json:"events"`
+	ReceiverLatencyMS float64 `json:"receiver_latency_ms"`
+	Scenario          string  `json:"scenario"`
+	CeilingPerSec     float64 `json:"ceiling_per_s"`
+	DeliveriesPerSec  float64 `json:"deliveries_per_s"`
+	Ratio             float64 `json:"ratio"`
+	OthersPerSec      float64 `json:"others_per_s,omitempty"`
+	OthersVsHealthy   float64 `json:"others_vs_healthy,omitempty"`
+	OfferedPerSec     float64 `json:"latency_offered_per_s"`
+	P50MS             float64 `json:"p50_ms"`
+	P95MS             float64 `json:"p95_ms"`
+	P99MS             float64 `json:"p99_ms"`
+	CPUPer1000        float64 `json:"cpu_s_per_1000"`
+	PeakRSSMiB        float64 `json:"peak_rss_mib"`
+	Backlog           int     `json:"backlog,omitempty"`
+	BacklogPerSec     float64 `json:"backlog_deliveries_per_s,omitempty"`
+	BacklogPeakRSSMiB float64 `json:"backlog_peak_rss_mib,omitempty"`
+	FeedbackdCPUCores float64 `json:"feedbackd_cpu_cores"`
+}
+
+func main() {
+	if len(os.Args) > 1 && os.Args[1] == "receiver" {
+		os.Exit(receiverMain(os.Args[2:]))
+	}
+	os.Exit(run())
+}
+
+func run() int {
+	var o options
+	fs := flag.NewFlagSet("feedbackbench", flag.ContinueOnError)
+	fs.Usage = func() { fmt.Fprint(os.Stderr, usage); fs.PrintDefaults() }
+	fs.StringVar(&o.feedbackd, "feedbackd", "bin/feedbackd", "feedbackd binary to run")
+	fs.StringVar(&o.brokers, "brokers", "", "Kafka seed brokers (comma-separated); default: kfake in this process")
+	fs.StringVar(&o.redis, "redis", "", "Redis host:port; default: start redis-server")
+	fs.IntVar(&o.events, "events", 100_000, "events per throughput run")
+	fs.IntVar(&o.tenants, "tenants", 100, "tenants (webhook configs), each with its own endpoint path")
+	fs.DurationVar(&o.latency, "receiver-latency", 0, "receiver's delay before answering")
+	fs.BoolVar(&o.slowTenant, "slow-tenant", false, "one tenant's endpoint answers after 10s")
+	fs.BoolVar(&o.deadTenant, "dead-tenant", false, "one tenant's endpoint refuses connections")
+	fs.IntVar(&o.backlog, "backlog", 0, "also drain this many events produced while feedbackd is stopped")
+	fs.IntVar(&o.concurrency, "concurrency", 256, "delivery.concurrency, and the ceiling client's concurrency")
+	fs.DurationVar(&o.duration, "duration", 5*time.Second, "length of the ceiling and latency phases")
+	fs.BoolVar(&o.jsonOut, "json", false, "print the result as JSON")
+	fs.StringVar(&o.pprof, "pprof", "", "write a CPU profile of feedbackd during the throughput run to this file")
+	if err := fs.Parse(os.Args[1:]); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if o.tenants < 1 || o.events < 1 || (o.slowTenant && o.deadTenant) || ((o.slowTenant || o.deadTenant) && o.tenants < 2) {
+		fmt.Fprintln(os.Stderr, "feedbackbench: --tenants and --events must be positive; --slow-tenant and --dead-tenant exclude each other and need --tenants >= 2")
+		return 2
+	}
+	res, err := bench(o)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "feedbackbench:", err)
+		return 1
+	}
+	if o.jsonOut {
+		enc := json.NewEncoder(os.Stdout)
+		enc.SetIndent("", "  ")
+		_ = enc.Encode(res)
+	} else {
+		printTable(res)
+	}
+	return 0
+}
+
+func logf(format string, a ...any) {
+	fmt.Fprintf(os.Stderr, "%s "+format+"\n", append([]any{time.Now().Format("15:04:05")}, a...)...)
+}
+
+// env is what one run has started; close stops all of it.
+type env struct {
+	o        options
+	brokers  []string
+	redis    string
+	receiver string // host:port
+	cleanup  []func()
+	daemon   *daemonProc
+	producer *kgo.Client
+	http     *http.Client
+}
+
+func (e *env) close() {
+	for i := len(e.cleanup) - 1; i >= 0; i-- {
+		e.cleanup[i]()
+	}
+}
+
+func bench(o options) (res result, err error) {
+	e := &env{o: o, http: &http.Client{Timeout: 30 * time.Second}}
+	defer e.close()
+	res = result{Machine: machine(), Tenants: o.tenants, Events: o.events, ReceiverLatencyMS: float64(o.latency) / 1e6, Scenario: "healthy", Backlog: o.backlog}
+	if o.slowTenant {
+		res.Scenario = "slow-tenant"
+	}
+	if o.deadTenant {
+		res.Scenario = "dead-tenant"
+	}
+	if err := e.startBroker(); err != nil {
+		return res, err
+	}
+	if err := e.startRedis(); err != nil {
+		return res, err
+	}
+	if err := e.startReceiver(); err != nil {
+		return res, err
+	}
+	if e.daemon, err = e.startDaemon(); err != nil {
+		return res, err
+	}
+	if err := e.createTenants(); err != nil {
+		return res, err
+	}
+	p, err := kgo.NewClient(kgo.SeedBrokers(e.brokers...), kgo.ProducerLinger(5*time.Millisecond), kgo.MaxBufferedRecords(100_000))
+	if err != nil {
+		return res, err
+	}
+	e.producer = p
+	e.cleanup = append(e.cleanup, p.Close)
+
+	logf("ceiling: %d concurrent POSTs of %d bytes for %s", o.concurrency, len(payload(0)), o.duration)
+	res.CeilingPerSec = e.ceiling()
+	logf("ceiling: %.0f/s", res.CeilingPerSec)
+
+	rate, cpu, err := e.throughput(o.events, false)
+	if err != nil {
+		return res, err
+	}
+	res.DeliveriesPerSec, res.CPUPer1000 = rate, cpu
+	res.Ratio = rate / res.CeilingPerSec
+	if o.slowTenant || o.deadTenant {
+		others, _, err := e.throughput(o.events, true)
+		if err != nil {
+			return res, err
+		}
+		res.OthersPerSec, res.OthersVsHealthy = others, others/rate
+	}
+
+	res.OfferedPerSec = res.CeilingPerSec / 2
+	if err := e.latency(res.OfferedPerSec, &res); err != nil {
+		return res, err
+	}
+	res.PeakRSSMiB = e.daemon.peakRSS()
+	res.FeedbackdCPUCores = e.daemon.cpu() / time.Since(e.daemon.started).Seconds()
+
+	if o.backlog > 0 {
+		if err := e.drainBacklog(&res); err != nil {
+			return res, err
+		}
+	}
+	return res, nil
+}
+
+func (e *env) startBroker() error {
+	if e.o.brokers != "" {
+		e.brokers = strings.Split(e.o.brokers, ",")
+		return nil
+	}
+	c, err := kfake.NewCluster(kfake.NumBrokers(1))
+	if err != nil {
+		return fmt.Errorf("kfake: %w", err)
+	}
+	e.cleanup = append(e.cleanup, c.Close)
+	e.brokers = c.ListenAddrs()
+	logf("broker: kfake on %s", e.brokers[0])
+	return nil
+}
+
+func (e *env) startRedis() error {
+	if e.o.redis != "" {
+		e.redis = e.o.redis
+		return nil
+	}
+	port, err := freePort()
+	if err != nil {
+		return err
+	}
+	dir, err := os.MkdirTemp("", "feedbackbench-redis")
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command("redis-server", "--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", dir)
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("redis-server (apt-get install redis-server, or --redis): %w", err)
+	}
+	e.cleanup = append(e.cleanup, func() { _ = cmd.Process.Kill(); _ = cmd.Wait(); os.RemoveAll(dir) })
+	e.redis = fmt.Sprintf("127.0.0.1:%d", port)
+	for range 100 {
+		if c, err := net.Dial("tcp", e.redis); err == nil {
+			c.Close()
+			logf("redis: %s", e.redis)
+			return nil
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return fmt.Errorf("redis-server did not start on %s", e.redis)
+}
+
+func (e *env) startReceiver() error {
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command(self, "receiver", "--latency", e.o.latency.String(), "--slow-after", "10s")
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return err
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	e.cleanup = append(e.cleanup, func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	line, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil {
+		return fmt.Errorf("receiver did not start: %w", err)
+	}
+	e.receiver = strings.TrimSpace(line)
+	logf("receiver: %s (own process, pid %d, latency %s)", e.receiver, cmd.Process.Pid, e.o.latency)
+	return nil
+}
+
+const adminToken = "feedbackbench-admin-token"
+
+// daemonProc is a running feedbackd.
+type daemonProc struct {
+	cmd     *exec.Cmd
+	api     string
+	pprof   string // host:port of its profiles, if asked for
+	started time.Time
+	done    chan struct{}
+}
+
+func (e *env) startDaemon() (*daemonProc, error) {
+	port, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	d := &daemonProc{api: fmt.Sprintf("http://127.0.0.1:%d", port), done: make(chan struct{})}
+	d.cmd = exec.Command(e.o.feedbackd)
+	if e.o.pprof != "" {
+		pp, err := freePort()
+		if err != nil {
+			return nil, err
+		}
+		d.pprof = fmt.Sprintf("127.0.0.1:%d", pp)
+		d.cmd.Args = append(d.cmd.Args, "--pprof-addr", d.pprof)
+	}
+	d.cmd.Env = append(os.Environ(),
+		"FEEDBACKD_KAFKA_BROKERS="+strings.Join(e.brokers, ","),
+		"FEEDBACKD_REDIS_ADDR="+e.redis,
+		fmt.Sprintf("FEEDBACKD_HTTP_ADDR=127.0.0.1:%d", port),
+		"FEEDBACKD_ADMIN_TOKEN="+adminToken,
+		"FEEDBACKD_SECRETS_KEYS=ZmVlZGJhY2tiZW5jaC1zZWNyZXRzLWtleS0zMmJ5dGU=",
+		"FEEDBACKD_DELIVERY_ALLOW_HTTP=true",
+		"FEEDBACKD_DELIVERY_ALLOW_PRIVATE_NETWORKS=true",
+		fmt.Sprintf("FEEDBACKD_DELIVERY_CONCURRENCY=%d", e.o.concurrency),
+		"FEEDBACKD_LOG_LEVEL=warn",
+	)
+	d.cmd.Stderr = os.Stderr
+	if err := d.cmd.Start(); err != nil {
+		return nil, fmt.Errorf("feedbackd (%s; `make build` makes it): %w", e.o.feedbackd, err)
+	}
+	d.started = time.Now()
+	go func() { _ = d.cmd.Wait(); close(d.done) }()
+	e.cleanup = append(e.cleanup, d.stop)
+	deadline := time.Now().Add(2 * time.Minute)
+	for time.Now().Before(deadline) {
+		select {
+		case <-d.done:
+			return nil, fmt.Errorf("feedbackd exited at start-up")
+		default:
+		}
+		if resp, err := e.http.Get(d.api + "/readyz"); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				logf("feedbackd: pid %d ready on %s", d.cmd.Process.Pid, d.api)
+				return d, nil
+			}
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	return nil, fmt.Errorf("feedbackd not ready after 2m")
+}
+
+func (d *daemonProc) stop() {
+	select {
+	case <-d.done:
+		return
+	default:
+	}
+	_ = d.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-d.done:
+	case <-time.After(40 * time.Second):
+		_ = d.cmd.Process.Kill()
+		<-d.done
+	}
+}
+
+// cpu is the process's user+system CPU time so far, in seconds.
+func (d *daemonProc) cpu() float64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", d.cmd.Process.Pid))
+	if err != nil {
+		return 0
+	}
+	s := string(b)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+	utime, _ := strconv.ParseFloat(f[11], 64)
+	stime, _ := strconv.ParseFloat(f[12], 64)
+	return (utime + stime) / 100 // USER_HZ
+}
+
+// peakRSS is the process's VmHWM in MiB.
+func (d *daemonProc) peakRSS() float64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", d.cmd.Process.Pid))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			kb, _ := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 64)
+			return kb / 1024
+		}
+	}
+	return 0
+}
+
+// createTenants registers the configs through the admin API. Tenant 0 is
+// the slow or dead one when a scenario asks for it.
+func (e *env) createTenants() error {
+	dead := ""
+	if e.o.deadTenant {
+		port, err := freePort() // nothing listens there
+		if err != nil {
+			return err
+		}
+		dead = fmt.Sprintf("http://127.0.0.1:%d/", port)
+	}
+	logf("tenants: creating %d webhook configs", e.o.tenants)
+	var next atomic.Int64
+	var firstErr error
+	var once sync.Once
+	var wg sync.WaitGroup
+	for range 16 {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= e.o.tenants {
+					return
+				}
+				url := fmt.Sprintf("http://%s/t/%d", e.receiver, i)
+				switch {
+				case i == 0 && e.o.slowTenant:
+					url = fmt.Sprintf("http://%s/slow/0", e.receiver)
+				case i == 0 && e.o.deadTenant:
+					url = dead
+				}
+				body, _ := json.Marshal(map[string]any{
+					"imsOrg": org(i), "sandbox": map[string]string{"id": "prod"}, "name": "bench " + org(i),
+					"channels": []string{"email", "sms"}, "url": url,
+				})
+				req, _ := http.NewRequest("POST", e.daemon.api+"/v1/webhooks", bytes.NewReader(body))
+				req.Header.Set("Authorization", "Bearer "+adminToken)
+				req.Header.Set("Content-Type", "application/json")
+				resp, err := e.http.Do(req)
+				if err == nil {
+					_, _ = io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					if resp.StatusCode != http.StatusCreated {
+						err = fmt.Errorf("create webhook %s: HTTP %d", org(i), resp.StatusCode)
+					}
+				}
+				if err != nil {
+					once.Do(func() { firstErr = err })
+					return
+				}
+				if n := i + 1; n%1000 == 0 {
+					logf("tenants: %d/%d", n, e.o.tenants)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	return firstErr
+}
+
+func org(i int) string { return fmt.Sprintf("bench-org-%05d", i) }
+
+var channels = []struct{ topic, channel, status string }{
+	{"feedback.sent", "email", "sent"}, {"feedback.delivered", "email", "delivered"},
+	{"feedback.bounce", "email", "bounce"}, {"feedback.error", "sms", "error"},
+}
+
+// payload is event n: about 700 bytes of JSON, tenant and topic chosen
+// round-robin, its requestId carrying the produce time for latency.
+func payload(n int) []byte { return eventFor(n, n%4, time.Now().UnixNano(), 0) }
+
+func eventFor(n, ch int, sentNS int64, tenant int) []byte {
+	c := channels[ch]
+	return fmt.Appendf(nil, `{"eventId":"bench-%d","requestId":"t%d","imsOrg":%q,"sandbox":{"id":"prod","name":"Production"},`+
+		`"channel":%q,"eventType":"message.feedback","messageExecution":{"messageExecutionID":"MEID-%010d",`+
+		`"messageType":"transactional","campaignID":"3c2c0c44-5d1b-4d6f-9d3f-0a3c1c1f7b2e","batchInstanceID":"7d0e1f3a-9b2c-4c55-8f1e-2b6a7d9c0e41",`+
+		`"journeyVersionID":"b1c2d3e4-f5a6-4b7c-8d9e-0f1a2b3c4d5e","journeyActionID":"a9b8c7d6-e5f4-4a3b-2c1d-0e9f8a7b6c5d"},`+
+		`"messageDeliveryFeedback":{"feedbackStatus":{"value":%q},"offers":null,"retryCount":0,`+
+		`"messageFailure":{"category":"none","type":"none","code":"none","reason":"benchmark event with a realistic size"}},`+
+		`"identityMap":{"email":[{"id":"recipient-%d@example.com","primary":true}]}}`,
+		n, sentNS, org(tenant), c.channel, n, c.status, n)
+}
+
+// produce writes events [from, to) at full speed, tenant picked by pick.
+func (e *env) produce(from, to int, pick func(n int) int) error {
+	ctx := context.Background()
+	var failed atomic.Value
+	for n := from; n < to; n++ {
+		ch := n % 4
+		e.producer.Produce(ctx, &kgo.Record{Topic: channels[ch].topic, Key: []byte(strconv.Itoa(n)), Value: eventFor(n, ch, time.Now().UnixNano(), pick(n))},
+			func(_ *kgo.Record, err error) {
+				if err != nil {
+					failed.Store(err)
+				}
+			})
+	}
+	if err := e.producer.Flush(ctx); err != nil {
+		return err
+	}
+	if err, _ := failed.Load().(error); err != nil {
+		return fmt.Errorf("produce: %w", err)
+	}
+	return nil
+}
+
+func (e *env) stats() (stats, error) {
+	var s stats
+	resp, err := e.http.Get("http://" + e.receiver + "/stats")
+	if err != nil {
+		return s, err
+	}
+	defer resp.Body.Close()
+	return s, json.NewDecoder(resp.Body).Decode(&s)
+}
+
+func (e *env) reset() error {
+	resp, err := e.http.Post("http://"+e.receiver+"/reset", "", nil)
+	if err != nil {
+		return err
+	}
+	return resp.Body.Close()
+}
+
+// waitFor polls the receiver until it counted want healthy deliveries.
+func (e *env) waitFor(what string, want int64, d *daemonProc) (stats, error) {
+	last, lastAt := int64(-1), time.Now()
+	for {
+		s, err := e.stats()
+		if err != nil {
+			return s, err
+		}
+		if s.Count >= want {
+			return s, nil
+		}
+		if s.Count != last {
+			last, lastAt = s.Count, time.Now()
+		} else if time.Since(lastAt) > 2*time.Minute {
+			return s, fmt.Errorf("%s: stuck at %d of %d deliveries for 2 minutes", what, s.Count, want)
+		}
+		select {
+		case <-d.done:
+			return s, fmt.Errorf("%s: feedbackd exited", what)
+		case <-time.After(time.Second):
+		}
+		logf("%s: %d/%d delivered", what, s.Count, want)
+	}
+}
+
+// ceiling is the receiver's rate for the same payload and concurrency from
+// a plain Go client, no Kafka.
+func (e *env) ceiling() float64 {
+	tr := &http.Transport{MaxIdleConnsPerHost: e.o.concurrency, MaxConnsPerHost: e.o.concurrency}
+	defer tr.CloseIdleConnections()
+	client := &http.Client{Transport: tr, Timeout: 30 * time.Second}
+	body := payload(0)
+	var count atomic.Int64
+	deadline := time.Now().Add(e.o.duration)
+	var wg sync.WaitGroup
+	for i := range e.o.concurrency {
+		url := fmt.Sprintf("http://%s/t/%d", e.receiver, i%max(e.o.tenants, 1))
+		wg.Go(func() {
+			for time.Now().Before(deadline) {
+				resp, err := client.Post(url, "application/json", bytes.NewReader(body))
+				if err != nil {
+					continue
+				}
+				_, _ = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				count.Add(1)
+			}
+		})
+	}
+	start := time.Now()
+	wg.Wait()
+	_ = e.reset()
+	return float64(count.Load()) / time.Since(start).Seconds()
+}
+
+// throughput produces n events and measures the healthy tenants' delivery
+// rate, first to last arrival, and feedbackd's CPU per 1,000 deliveries.
+// With withBad, tenant 0 (slow or dead) gets its share of events.
+func (e *env) throughput(n int, withBad bool) (rate, cpuPer1000 float64, err error) {
+	if err := e.reset(); err != nil {
+		return 0, 0, err
+	}
+	bad := e.o.slowTenant || e.o.deadTenant
+	pick := func(i int) int {
+		if bad && !withBad {
+			return 1 + i%(e.o.tenants-1)
+		}
+		return i % e.o.tenants
+	}
+	want := int64(n)
+	if withBad {
+		want = 0
+		for i := range n {
+			if pick(i) != 0 {
+				want++
+			}
+		}
+	}
+	what := "throughput"
+	if withBad {
+		what = "throughput with a " + strings.TrimSuffix(strings.TrimPrefix(e.o.scenario(), ""), "-tenant") + " tenant"
+	}
+	logf("%s: producing %d events over %d tenants", what, n, e.o.tenants)
+	cpu0 := e.daemon.cpu()
+	profiled := make(chan error, 1)
+	if e.daemon.pprof != "" && !withBad {
+		go func() { profiled <- e.profile(e.o.pprof, 5*time.Second) }()
+	} else {
+		profiled <- nil
+	}
+	if err := e.produce(0, n, pick); err != nil {
+		return 0, 0, err
+	}
+	s, err := e.waitFor(what, want, e.daemon)
+	if perr := <-profiled; perr != nil {
+		logf("pprof: %v", perr)
+	}
+	if err != nil {
+		return 0, 0, err
+	}
+	cpu1 := e.daemon.cpu()
+	rate = float64(s.Count-1) / (float64(s.Last-s.First) / 1e9)
+	logf("%s: %.0f deliveries/s", what, rate)
+	return rate, (cpu1 - cpu0) / float64(s.Count) * 1000, nil
+}
+
+// profile saves a CPU profile of feedbackd taken over d.
+func (e *env) profile(file string, d time.Duration) error {
+	c := &http.Client{Timeout: d + 30*time.Second}
+	resp, err := c.Get(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", e.daemon.pprof, int(d.Seconds())))
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	f, err := os.Create(file)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, resp.Body); err != nil {
+		f.Close()
+		return err
+	}
+	logf("pprof: CPU profile of feedbackd in %s (go tool pprof -top %s %s)", file, e.o.feedbackd, file)
+	return f.Close()
+}
+
+func (o options) scenario() string {
+	switch {
+	case o.slowTenant:
+		return "slow-tenant"
+	case o.deadTenant:
+		return "dead-tenant"
+	}
+	return "healthy"
+}
+
+// latency offers events at a fixed rate for the phase's duration and
+// reads the receiver's produce-to-arrival percentiles.
+func (e *env) latency(rate float64, res *result) error {
+	if err := e.reset(); err != nil {
+		return err
+	}
+	logf("latency: offering %.0f events/s for %s", rate, e.o.duration)
+	bad := e.o.slowTenant || e.o.deadTenant
+	ctx := context.Background()
+	const tick = 10 * time.Millisecond
+	perTick := rate * tick.Seconds()
+	t := time.NewTicker(tick)
+	defer t.Stop()
+	start := time.Now()
+	sent, owed := 0, 0.0
+	for time.Since(start) < e.o.duration {
+		<-t.C
+		owed += perTick
+		for ; owed >= 1; owed-- {
+			tenant := sent % e.o.tenants
+			if bad {
+				tenant = 1 + sent%(e.o.tenants-1)
+			}
+			ch := sent % 4
+			e.producer.Produce(ctx, &kgo.Record{Topic: channels[ch].topic, Value: eventFor(sent, ch, time.Now().UnixNano(), tenant)}, nil)
+			sent++
+		}
+	}
+	if err := e.producer.Flush(ctx); err != nil {
+		return err
+	}
+	s, err := e.waitFor("latency", int64(sent), e.daemon)
+	if err != nil {
+		return err
+	}
+	res.P50MS, res.P95MS, res.P99MS = float64(s.P50)/1e6, float64(s.P95)/1e6, float64(s.P99)/1e6
+	logf("latency: p50 %.1f ms, p95 %.1f ms, p99 %.1f ms over %d deliveries", res.P50MS, res.P95MS, res.P99MS, s.Sample)
+	return nil
+}
+
+// drainBacklog stops feedbackd, produces the backlog, starts a fresh
+// feedbackd and measures its rate and peak RSS while it drains.
+func (e *env) drainBacklog(res *result) error {
+	logf("backlog: stopping feedbackd, producing %d events", e.o.backlog)
+	e.daemon.stop()
+	if err := e.reset(); err != nil {
+		return err
+	}
+	bad := e.o.slowTenant || e.o.deadTenant
+	for from := 0; from < e.o.backlog; from += 100_000 {
+		to := min(from+100_000, e.o.backlog)
+		if err := e.produce(from, to, func(i int) int {
+			if bad {
+				return 1 + i%(e.o.tenants-1)
+			}
+			return i % e.o.tenants
+		}); err != nil {
+			return err
+		}
+		logf("backlog: %d/%d produced", to, e.o.backlog)
+	}
+	d, err := e.startDaemon()
+	if err != nil {
+		return err
+	}
+	e.daemon = d
+	var peak float64
+	stop := make(chan struct{})
+	go func() { // VmHWM is the peak already; sample in case the process exits
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(time.Second):
+				peak = max(peak, d.peakRSS())
+			}
+		}
+	}()
+	s, err := e.waitFor("backlog", int64(e.o.backlog), d)
+	close(stop)
+	if err != nil {
+		return err
+	}
+	res.BacklogPerSec = float64(s.Count-1) / (float64(s.Last-s.First) / 1e9)
+	res.BacklogPeakRSSMiB = max(peak, d.peakRSS())
+	logf("backlog: %.0f deliveries/s, peak RSS %.0f MiB", res.BacklogPerSec, res.BacklogPeakRSSMiB)
+	return nil
+}
+
+func printTable(r result) {
+	w := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintf(w, "machine\t%s\n", r.Machine)
+	fmt.Fprintf(w, "scenario\t%s, %d tenants, receiver latency %gms, %d events\n", r.Scenario, r.Tenants, r.ReceiverLatencyMS, r.Events)
+	fmt.Fprintf(w, "raw HTTP ceiling\t%.0f/s\n", r.CeilingPerSec)
+	fmt.Fprintf(w, "feedbackd end to end\t%.0f deliveries/s\n", r.DeliveriesPerSec)
+	fmt.Fprintf(w, "ratio\t%.2f\n", r.Ratio)
+	if r.OthersPerSec > 0 {
+		fmt.Fprintf(w, "other tenants with the %s\t%.0f deliveries/s (%.2f x healthy)\n", r.Scenario, r.OthersPerSec, r.OthersVsHealthy)
+	}
+	fmt.Fprintf(w, "latency at %.0f/s (p50/p95/p99)\t%.1f / %.1f / %.1f ms\n", r.OfferedPerSec, r.P50MS, r.P95MS, r.P99MS)
+	fmt.Fprintf(w, "CPU per 1,000 deliveries\t%.3f s\n", r.CPUPer1000)
+	fmt.Fprintf(w, "peak RSS\t%.0f MiB\n", r.PeakRSSMiB)
+	if r.Backlog > 0 {
+		fmt.Fprintf(w, "backlog of %d\t%.0f deliveries/s, peak RSS %.0f MiB\n", r.Backlog, r.BacklogPerSec, r.BacklogPeakRSSMiB)
+	}
+	w.Flush()
+}
+
+func machine() string {
+	model := ""
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(line, "model name"); ok {
+				model = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(v), ":"))
+				break
+			}
+		}
+	}
+	return fmt.Sprintf("%d cores %s, %s/%s", runtime.NumCPU(), model, runtime.GOOS, runtime.GOARCH)
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
