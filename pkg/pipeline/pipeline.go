@@ -67,8 +67,8 @@ type Options struct {
 	Concurrency int      // deliveries in flight, all partitions together
 	Admission   Admitter // nil: no per-endpoint limits
 	// MaxParked bounds the jobs waiting, without a slot, for a busy
-	// endpoint; beyond it they are deferred to a retry tier. Default:
-	// Concurrency.
+	// endpoint, and one endpoint may have half of them; beyond that they
+	// are deferred to a retry tier. Default: Concurrency.
 	MaxParked       int
 	ShutdownTimeout time.Duration // how long Run drains in-flight work on stop
 	CommitInterval  time.Duration
@@ -91,7 +91,9 @@ type Pipeline struct {
 	slots    chan struct{} // one token per delivery in flight
 	freed    chan struct{} // signalled when a slot is released
 	parked   atomic.Int64  // jobs waiting for a busy endpoint
-	mu       sync.Mutex    // orders inflight.Add before the final Wait
+	parkMu   sync.Mutex
+	parkedBy map[string]int // parked jobs by endpoint
+	mu       sync.Mutex     // orders inflight.Add before the final Wait
 	closed   bool
 	inflight sync.WaitGroup
 	run      context.Context // Run's context: no new work once it ends
@@ -123,14 +125,15 @@ func New(kafkaOpts []kgo.Opt, configs Configs, sender Sender, opts Options) (*Pi
 		opts.Registerer = prometheus.NewRegistry()
 	}
 	p := &Pipeline{
-		opts:    opts,
-		configs: configs,
-		sender:  sender,
-		metrics: newMetrics(opts.Registerer, opts.InputTopics),
-		log:     opts.Logger,
-		tracker: offsets.NewTracker(),
-		slots:   make(chan struct{}, opts.Concurrency),
-		freed:   make(chan struct{}, 1),
+		opts:     opts,
+		configs:  configs,
+		sender:   sender,
+		metrics:  newMetrics(opts.Registerer, opts.InputTopics),
+		log:      opts.Logger,
+		tracker:  offsets.NewTracker(),
+		slots:    make(chan struct{}, opts.Concurrency),
+		freed:    make(chan struct{}, 1),
+		parkedBy: map[string]int{},
 	}
 	p.work, p.stopWork = context.WithCancel(context.Background())
 	p.parking, p.unpark = context.WithCancel(p.work)

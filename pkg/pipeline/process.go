@@ -187,19 +187,41 @@ func (p *Pipeline) admit(j job, s *slot, ep string) (d admission.Decision, ok bo
 		if d.Verdict != admission.Busy {
 			return d, true
 		}
-		if p.parked.Add(1) > int64(p.opts.MaxParked) {
-			p.parked.Add(-1)
+		if !p.tryPark(ep) {
 			return d, true
 		}
 		s.release()
-		p.metrics.parked.Inc()
 		err := p.waitForPlace(j, ep)
-		p.metrics.parked.Dec()
-		p.parked.Add(-1)
+		p.leavePark(ep)
 		if err != nil || !s.acquire(p.parking) {
 			return d, false
 		}
 	}
+}
+
+// tryPark counts a job waiting for ep, if there is room: MaxParked in all,
+// half of that for one endpoint, so that one slow endpoint cannot take
+// every place.
+func (p *Pipeline) tryPark(ep string) bool {
+	p.parkMu.Lock()
+	defer p.parkMu.Unlock()
+	if p.parked.Load() >= int64(p.opts.MaxParked) || p.parkedBy[ep] >= max(1, p.opts.MaxParked/2) {
+		return false
+	}
+	p.parked.Add(1)
+	p.parkedBy[ep]++
+	p.metrics.parked.Inc()
+	return true
+}
+
+func (p *Pipeline) leavePark(ep string) {
+	p.parkMu.Lock()
+	defer p.parkMu.Unlock()
+	p.parked.Add(-1)
+	if p.parkedBy[ep]--; p.parkedBy[ep] == 0 {
+		delete(p.parkedBy, ep)
+	}
+	p.metrics.parked.Dec()
 }
 
 // waitForPlace waits until the endpoint may take one more attempt, the
