@@ -157,8 +157,10 @@ func New(kafkaOpts []kgo.Opt, configs Configs, sender Sender, opts Options) (*Pi
 		kgo.OnPartitionsAssigned(p.assigned),
 		kgo.OnPartitionsRevoked(p.revoked),
 		kgo.OnPartitionsLost(p.lost),
-		kgo.FetchMaxBytes(16<<20),
-		kgo.FetchMaxPartitionBytes(1<<20),
+		// Fetched batches are held decompressed until polled: small fetches
+		// keep memory flat with any backlog (JSON compresses about 8x).
+		kgo.FetchMaxBytes(4<<20),
+		kgo.FetchMaxPartitionBytes(256<<10),
 	)...)
 	if err != nil {
 		return nil, err
