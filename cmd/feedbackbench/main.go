@@ -170,13 +170,7 @@ func (e *env) close() {
 func bench(o options) (res result, err error) {
 	e := &env{o: o, http: &http.Client{Timeout: 30 * time.Second}}
 	defer e.close()
-	res = result{Machine: machine(), Tenants: o.tenants, Events: o.events, ReceiverLatencyMS: float64(o.latency) / 1e6, Scenario: "healthy", Backlog: o.backlog}
-	if o.slowTenant {
-		res.Scenario = "slow-tenant"
-	}
-	if o.deadTenant {
-		res.Scenario = "dead-tenant"
-	}
+	res = result{Machine: machine(), Tenants: o.tenants, Events: o.events, ReceiverLatencyMS: float64(o.latency) / 1e6, Scenario: o.scenario(), Backlog: o.backlog}
 	if err := e.startBroker(); err != nil {
 		return res, err
 	}
@@ -591,12 +585,9 @@ func (e *env) throughput(n int, withBad bool) (rate, cpuPer1000 float64, err err
 	if err := e.reset(); err != nil {
 		return 0, 0, err
 	}
-	bad := e.o.slowTenant || e.o.deadTenant
-	pick := func(i int) int {
-		if bad && !withBad {
-			return 1 + i%(e.o.tenants-1)
-		}
-		return i % e.o.tenants
+	pick := e.o.healthyTenant
+	if withBad {
+		pick = func(i int) int { return i % e.o.tenants }
 	}
 	want := int64(n)
 	if withBad {
@@ -609,7 +600,7 @@ func (e *env) throughput(n int, withBad bool) (rate, cpuPer1000 float64, err err
 	}
 	what := "throughput"
 	if withBad {
-		what = "throughput with a " + strings.TrimSuffix(strings.TrimPrefix(e.o.scenario(), ""), "-tenant") + " tenant"
+		what = "throughput with a " + strings.TrimSuffix(e.o.scenario(), "-tenant") + " tenant"
 	}
 	logf("%s: producing %d events over %d tenants", what, n, e.o.tenants)
 	cpu0 := e.daemon.cpu()
@@ -655,6 +646,15 @@ func (e *env) profile(file string, d time.Duration) error {
 	return f.Close()
 }
 
+// healthyTenant is the tenant of event n among the healthy ones: all of
+// them, or all but tenant 0 when it is the slow or dead one.
+func (o options) healthyTenant(n int) int {
+	if o.slowTenant || o.deadTenant {
+		return 1 + n%(o.tenants-1)
+	}
+	return n % o.tenants
+}
+
 func (o options) scenario() string {
 	switch {
 	case o.slowTenant:
@@ -672,7 +672,6 @@ func (e *env) latency(rate float64, res *result) error {
 		return err
 	}
 	logf("latency: offering %.0f events/s for %s", rate, e.o.duration)
-	bad := e.o.slowTenant || e.o.deadTenant
 	ctx := context.Background()
 	const tick = 10 * time.Millisecond
 	perTick := rate * tick.Seconds()
@@ -684,12 +683,8 @@ func (e *env) latency(rate float64, res *result) error {
 		<-t.C
 		owed += perTick
 		for ; owed >= 1; owed-- {
-			tenant := sent % e.o.tenants
-			if bad {
-				tenant = 1 + sent%(e.o.tenants-1)
-			}
 			ch := sent % 4
-			e.producer.Produce(ctx, &kgo.Record{Topic: channels[ch].topic, Value: eventFor(sent, ch, time.Now().UnixNano(), tenant)}, nil)
+			e.producer.Produce(ctx, &kgo.Record{Topic: channels[ch].topic, Value: eventFor(sent, ch, time.Now().UnixNano(), e.o.healthyTenant(sent))}, nil)
 			sent++
 		}
 	}
@@ -713,15 +708,9 @@ func (e *env) drainBacklog(res *result) error {
 	if err := e.reset(); err != nil {
 		return err
 	}
-	bad := e.o.slowTenant || e.o.deadTenant
 	for from := 0; from < e.o.backlog; from += 100_000 {
 		to := min(from+100_000, e.o.backlog)
-		if err := e.produce(from, to, func(i int) int {
-			if bad {
-				return 1 + i%(e.o.tenants-1)
-			}
-			return i % e.o.tenants
-		}); err != nil {
+		if err := e.produce(from, to, e.o.healthyTenant); err != nil {
 			return err
 		}
 		logf("backlog: %d/%d produced", to, e.o.backlog)
