@@ -109,6 +109,10 @@ type DeliveryConfig struct {
 	// endpoint; beyond it they are deferred to a retry tier.
 	MaxParked int           `mapstructure:"max_parked"`
 	Breaker   BreakerConfig `mapstructure:"breaker"`
+	// DedupeWindow is how long a delivered webhook-id is remembered in
+	// Redis so that a record read again is not sent again; 0 turns
+	// duplicate suppression off.
+	DedupeWindow time.Duration `mapstructure:"dedupe_window"`
 }
 
 // BreakerConfig shapes the per-endpoint circuit breakers.
@@ -164,7 +168,8 @@ func Defaults() Config {
 		Delivery: DeliveryConfig{
 			Timeout: 15 * time.Second, Concurrency: 256, MaxResponseBytes: 64 << 10, AllowedCIDRs: []string{},
 			EndpointConcurrency: 64, MaxParked: 256,
-			Breaker: BreakerConfig{Threshold: 5, Cooldown: 10 * time.Second, MaxCooldown: 5 * time.Minute},
+			Breaker:      BreakerConfig{Threshold: 5, Cooldown: 10 * time.Second, MaxCooldown: 5 * time.Minute},
+			DedupeWindow: 10 * time.Minute,
 		},
 		Configs:  ConfigsConfig{CacheTTL: 30 * time.Second, CacheSize: 100_000, CheckInterval: 5 * time.Second},
 		Secrets:  SecretsConfig{Keys: []string{}, RotationGrace: 24 * time.Hour},
@@ -251,6 +256,9 @@ func (c *Config) Validate() error {
 	}
 	if b := c.Delivery.Breaker; b.Cooldown < time.Second || b.MaxCooldown < b.Cooldown {
 		bad("delivery.breaker.cooldown", "must be at least 1s and at most delivery.breaker.max_cooldown (%s)", b.MaxCooldown)
+	}
+	if w := c.Delivery.DedupeWindow; w != 0 && (w < time.Second || w > 7*24*time.Hour) {
+		bad("delivery.dedupe_window", "%s is outside 1s..168h (0 turns duplicate suppression off)", w)
 	}
 	for _, cidr := range c.Delivery.AllowedCIDRs {
 		if _, err := netip.ParsePrefix(cidr); err != nil {

@@ -24,6 +24,7 @@ import (
 	"github.com/feedbackd/feedbackd/pkg/admin"
 	"github.com/feedbackd/feedbackd/pkg/admission"
 	"github.com/feedbackd/feedbackd/pkg/configstore"
+	"github.com/feedbackd/feedbackd/pkg/dedupe"
 	"github.com/feedbackd/feedbackd/pkg/deliver"
 	"github.com/feedbackd/feedbackd/pkg/netguard"
 	"github.com/feedbackd/feedbackd/pkg/pipeline"
@@ -129,6 +130,11 @@ func Run(ctx context.Context, cfg Config, opts Options) error {
 		Registerer:   reg,
 	})
 
+	var dd pipeline.Deduper
+	if cfg.Delivery.DedupeWindow > 0 {
+		dd = dedupe.New(rdb, cfg.Redis.KeyPrefix, cfg.Delivery.DedupeWindow, reg)
+	}
+
 	// franz-go's own metrics (connections, bytes, errors, buffered records)
 	// for the client that carries the data: feedbackd_kafka_*.
 	pipe, err := pipeline.New(append(kopts("pipeline"), kgo.WithHooks(kafkaMetrics(reg))), store, sender, pipeline.Options{
@@ -139,6 +145,8 @@ func Run(ctx context.Context, cfg Config, opts Options) error {
 		Policy:          cfg.RetryPolicy(),
 		Concurrency:     cfg.Delivery.Concurrency,
 		Admission:       admit,
+		Dedupe:          dd,
+		Dependency:      func(ctx context.Context) error { return rdb.Ping(ctx).Err() },
 		MaxParked:       cfg.Delivery.MaxParked,
 		ShutdownTimeout: cfg.Shutdown.Timeout,
 		LagInterval:     cfg.Kafka.LagInterval,
@@ -198,6 +206,7 @@ func Run(ctx context.Context, cfg Config, opts Options) error {
 			log.Error("http server failed", "err", err)
 		}
 	})
+	waitForConfigs(ctx, store, cfg.Kafka.Topics.Configs, log)
 	pipeErr := pipe.Run(ctx) // returns after draining once ctx ends
 
 	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -208,6 +217,38 @@ func Run(ctx context.Context, cfg Config, opts Options) error {
 	wg.Wait()
 	log.Info("feedbackd stopped")
 	return pipeErr
+}
+
+// waitForConfigs holds start-up until this instance has read the configs
+// topic into Redis: routing events with no configs would skip them all.
+// It returns when the configs are loaded or ctx ends.
+func waitForConfigs(ctx context.Context, store *configstore.Store, topic string, log *slog.Logger) {
+	start := time.Now()
+	nextLog := start.Add(5 * time.Second)
+	for !store.Loaded() {
+		if time.Now().After(nextLog) {
+			log.Warn("waiting for the webhook configs: no event is consumed until the configs topic is read into Redis (is Kafka or Redis down?)",
+				"topic", topic, "waited", time.Since(start).Round(time.Second))
+			nextLog = time.Now().Add(10 * time.Second)
+		}
+		if !sleep(ctx, 50*time.Millisecond) {
+			return
+		}
+	}
+	if waited := time.Since(start); waited > 5*time.Second {
+		log.Info("webhook configs loaded; consuming events", "waited", waited.Round(time.Second))
+	}
+}
+
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
 }
 
 // ensureTopics creates missing topics, waiting for Kafka to answer.

@@ -22,6 +22,7 @@ type Metrics struct {
 	retriesHeld       prometheus.Gauge
 	deferred          *prometheus.CounterVec
 	parked            prometheus.Gauge
+	paused            prometheus.Gauge
 	dlq               *prometheus.CounterVec
 	inflight          prometheus.Gauge
 	lag               *prometheus.GaugeVec
@@ -85,6 +86,10 @@ func newMetrics(reg prometheus.Registerer, inputTopics []string) *Metrics {
 		parked: f.NewGauge(prometheus.GaugeOpts{
 			Name: "feedbackd_deliveries_parked",
 			Help: "Events waiting, without a delivery slot, for their endpoint's in-flight limit (bounded by delivery.max_parked).",
+		}),
+		paused: f.NewGauge(prometheus.GaugeOpts{
+			Name: "feedbackd_consumption_paused",
+			Help: "1 while fetching is paused because a dependency (Redis) does not answer; records already read still run.",
 		}),
 		dlq: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "feedbackd_dlq_records_total",

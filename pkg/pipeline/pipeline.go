@@ -52,6 +52,16 @@ type Admitter interface {
 	Failure(ctx context.Context, endpoint string) (openUntil time.Time, opened bool)
 }
 
+// Deduper remembers delivered webhook ids (see package dedupe). Its
+// errors never hold an event back.
+type Deduper interface {
+	// Delivered reports whether id was delivered recently; false when it
+	// cannot tell.
+	Delivered(ctx context.Context, id string) bool
+	// Record remembers that id was delivered.
+	Record(ctx context.Context, id string) error
+}
+
 // Sender makes one delivery attempt.
 type Sender interface {
 	Send(ctx context.Context, t *webhook.Target, id string, body []byte) deliver.Result
@@ -66,6 +76,11 @@ type Options struct {
 	Policy      retry.Policy
 	Concurrency int      // deliveries in flight, all partitions together
 	Admission   Admitter // nil: no per-endpoint limits
+	Dedupe      Deduper  // nil: no duplicate suppression
+	// Dependency, if set, is checked every second; while it fails,
+	// fetching is paused (records already read still run) and it is
+	// checked again with backoff. feedbackd passes a Redis ping.
+	Dependency func(ctx context.Context) error
 	// MaxParked bounds the jobs waiting, without a slot, for a busy
 	// endpoint, and one endpoint may have half of them; beyond that they
 	// are deferred to a retry tier. Default: Concurrency.
@@ -202,6 +217,7 @@ func (p *Pipeline) Client() *kgo.Client { return p.cl }
 func (p *Pipeline) Run(ctx context.Context) error {
 	p.run = ctx
 	go p.lagLoop(ctx)
+	go p.watchDependency(ctx)
 
 	lastCommit := time.Now()
 	for p.waitForSlot(ctx) {
@@ -427,6 +443,42 @@ func (p *Pipeline) lost(_ context.Context, _ *kgo.Client, lost map[string][]int3
 	parts := p.tracker.Revoke(lost)
 	p.holds.drop(parts)
 	p.log.Warn("partitions lost", "partitions", lost)
+}
+
+// watchDependency pauses fetching while Dependency fails and resumes it
+// once it answers again, checking every second while it is up and with
+// backoff (up to 5 s) while it is down.
+func (p *Pipeline) watchDependency(ctx context.Context) {
+	if p.opts.Dependency == nil {
+		return
+	}
+	var (
+		paused bool
+		topics []string // the topics this loop paused
+		since  time.Time
+		wait   = time.Second
+	)
+	for sleep(ctx, wait) {
+		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		err := p.opts.Dependency(cctx)
+		cancel()
+		switch {
+		case ctx.Err() != nil:
+			return
+		case err != nil && !paused:
+			paused, topics, since = true, p.cl.GetConsumeTopics(), time.Now()
+			p.cl.PauseFetchTopics(topics...)
+			p.metrics.paused.Set(1)
+			p.log.Error("dependency down: fetching paused until it answers (nothing is skipped or dead-lettered because of it)", "err", err)
+		case err != nil:
+			wait = min(2*wait, 5*time.Second)
+		case paused:
+			p.cl.ResumeFetchTopics(topics...)
+			paused, wait = false, time.Second
+			p.metrics.paused.Set(0)
+			p.log.Info("dependency back: fetching resumed", "paused_for", time.Since(since).Round(time.Second))
+		}
+	}
 }
 
 func (p *Pipeline) lagLoop(ctx context.Context) {

@@ -58,6 +58,10 @@ func (p *Pipeline) process(ctx context.Context, j job, s *slot) bool {
 	if reason := t.Config.SkipReason(ev.Channel, ev.CampaignID); reason != "" {
 		return p.skip(ev, st, reason)
 	}
+	if p.opts.Dedupe != nil && p.opts.Dedupe.Delivered(ctx, st.WebhookID) {
+		p.log.Info("already delivered: not sent again", p.attrs(ev, st)...)
+		return true
+	}
 
 	d, ok := p.admit(j, s, t.Endpoint)
 	switch {
@@ -79,6 +83,11 @@ func (p *Pipeline) process(ctx context.Context, j job, s *slot) bool {
 
 	switch res.Verdict {
 	case deliver.Delivered:
+		if p.opts.Dedupe != nil {
+			if err := p.opts.Dedupe.Record(ctx, st.WebhookID); err != nil {
+				p.log.Warn("delivered id not remembered: a re-read would send it again", p.attrs(ev, st, slog.String("err", err.Error()))...)
+			}
+		}
 		p.delivered(ev, st, res)
 		return true
 	case deliver.Retry:

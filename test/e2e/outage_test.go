@@ -1,0 +1,85 @@
+package e2e
+
+import (
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/feedbackd/feedbackd/pkg/daemon"
+)
+
+// Records read again (here: a new consumer group reads the topics from the
+// start, as after a crash before the commit) are not sent again while their
+// webhook-id is in the dedupe window; with dedupe off they are.
+func TestRereadRecordsAreNotSentAgain(t *testing.T) {
+	h := start(t, nil)
+	rc := newReceiver(t, func(int, delivery) int { return 200 })
+	h.createWebhook(webhookConfig("org1", "sb1", rc.URL))
+	const total = 40
+	for i := range total {
+		h.produceEvent(newEvent("dd-"+strconv.Itoa(i), "org1", "sb1", "email", "delivered"))
+	}
+	h.eventually("first deliveries", 30*time.Second, func() bool { return rc.count() == total })
+
+	h.stopDaemon()
+	h.cfg.Kafka.Group = "feedbackd-reread"
+	h.startDaemon()
+	h.produceEvent(newEvent("dd-marker", "org1", "sb1", "email", "delivered"))
+	h.eventually("the marker after the re-read", 30*time.Second, func() bool { return rc.countFor("dd-marker") == 1 })
+	if got := rc.count(); got != total+1 {
+		t.Fatalf("%d requests after the re-read, want %d: re-read records were sent again", got, total+1)
+	}
+	if got := h.metric("feedbackd_duplicates_suppressed_total", nil); got != total {
+		t.Fatalf("feedbackd_duplicates_suppressed_total = %v, want %d", got, total)
+	}
+
+	h.stopDaemon()
+	h.cfg.Kafka.Group = "feedbackd-no-dedupe"
+	h.cfg.Delivery.DedupeWindow = 0
+	h.startDaemon()
+	h.produceEvent(newEvent("dd-marker-2", "org1", "sb1", "email", "delivered"))
+	h.eventually("everything again with dedupe off", 30*time.Second, func() bool { return rc.count() == 2*(total+1)+1 })
+	for i := range total {
+		if n := rc.countFor("dd-" + strconv.Itoa(i)); n != 2 {
+			t.Fatalf("dd-%d sent %d times with dedupe off, want 2", i, n)
+		}
+	}
+}
+
+// Redis down: fetching pauses and readiness fails; nothing is skipped or
+// dead-lettered because of it; Redis back (empty): everything is delivered.
+func TestRedisOutagePausesConsumption(t *testing.T) {
+	h := start(t, func(c *daemon.Config) { c.Configs.CheckInterval = 100 * time.Millisecond })
+	rc := newReceiver(t, func(int, delivery) int { return 200 })
+	h.createWebhook(webhookConfig("org1", "sb1", rc.URL))
+	produce := func(from, to int) {
+		for i := from; i < to; i++ {
+			h.produceEvent(newEvent("ro-"+strconv.Itoa(i), "org1", "sb1", "sms", "error"))
+		}
+	}
+	produce(0, 10)
+	h.eventually("deliveries before the outage", 30*time.Second, func() bool { return rc.count() == 10 })
+
+	h.redis.Kill()
+	h.eventually("fetching paused", 20*time.Second, func() bool { return h.metric("feedbackd_consumption_paused", nil) == 1 })
+	produce(10, 60)
+	time.Sleep(2 * time.Second)
+	if code := h.call("GET", "/readyz", nil, nil); code != 503 {
+		t.Fatalf("/readyz = %d during the Redis outage, want 503", code)
+	}
+
+	h.redis.Restart(t) // empty: configs are rebuilt from the configs topic
+	h.eventually("every event delivered after the outage", 60*time.Second, func() bool { return rc.count() >= 60 })
+	h.eventually("fetching resumed", 20*time.Second, func() bool { return h.metric("feedbackd_consumption_paused", nil) == 0 })
+	for i := range 60 {
+		if n := rc.countFor("ro-" + strconv.Itoa(i)); n != 1 {
+			t.Errorf("ro-%d delivered %d times, want 1", i, n)
+		}
+	}
+	if n := h.metric("feedbackd_deliveries_skipped_total", nil); n != 0 {
+		t.Errorf("%v events skipped because of the outage", n)
+	}
+	if d := h.dlq(0); len(d) != 0 {
+		t.Errorf("%d events dead-lettered because of the outage", len(d))
+	}
+}
