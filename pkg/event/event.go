@@ -15,6 +15,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
@@ -136,8 +137,28 @@ func syntaxError(raw []byte) string {
 }
 
 func schemaError(err error) error {
+	var ve *jsonschema.ValidationError
+	if errors.As(err, &ve) {
+		sortCauses(ve)
+	}
 	field, keyword, msg := schemas.Explain(err)
 	return &InvalidError{Reason: "schema", Field: field, Keyword: keyword, Message: msg}
+}
+
+// sortCauses orders the causes at every level of a validation error by
+// instance location, then schema keyword. The validator visits properties
+// in map order, so a record with faults in several fields would otherwise
+// be reported (and dead-lettered) under a different one from run to run.
+func sortCauses(ve *jsonschema.ValidationError) {
+	slices.SortStableFunc(ve.Causes, func(a, b *jsonschema.ValidationError) int {
+		if c := slices.Compare(a.InstanceLocation, b.InstanceLocation); c != 0 {
+			return c
+		}
+		return slices.Compare(a.ErrorKind.KeywordPath(), b.ErrorKind.KeywordPath())
+	})
+	for _, c := range ve.Causes {
+		sortCauses(c)
+	}
 }
 
 // DeriveID returns the webhook-id of an event without eventId: stable for a

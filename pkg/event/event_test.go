@@ -208,3 +208,26 @@ func BenchmarkBody(b *testing.B) {
 		buf = ev.Body(buf[:0])
 	}
 }
+
+// The validator reports the faults of different properties in map order;
+// Parse must still name the same one every time.
+func TestParseSeveralFaultsIsDeterministic(t *testing.T) {
+	raw := []byte(`{"requestId":"0","imsOrg":"0","sandbox":{"name":1},"channel":"","messageExecution":{},` +
+		`"messageDeliveryFeedback":{},"eventId":1,"eventType":""}`)
+	var first string
+	for i := range 50 {
+		_, err := Parse(raw)
+		var ie *InvalidError
+		if !errors.As(err, &ie) {
+			t.Fatalf("want *InvalidError, got %v", err)
+		}
+		if i == 0 {
+			first = ie.Class()
+		} else if ie.Class() != first {
+			t.Fatalf("error class %q, earlier %q", ie.Class(), first)
+		}
+	}
+	if first != "schema: channel: enum" {
+		t.Fatalf("error class %q, want the fault at the first location in name order", first)
+	}
+}
