@@ -26,6 +26,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/redis/go-redis/v9"
 	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
+	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/feedbackd/feedbackd/pkg/daemon"
@@ -40,16 +41,17 @@ const token = "e2e-admin-token-0123456789"
 const secretsKey = "ZTJlLXNlY3JldHMta2V5LTMyLWJ5dGVzLWxvbmctISE="
 
 type harness struct {
-	t        *testing.T
-	kafka    *testenv.Kafka
-	redis    *testenv.Redis
-	cfg      daemon.Config
-	api      string
-	reg      *prometheus.Registry
-	producer *kgo.Client
-	stop     func()
-	logs     io.Writer // nil: stderr, warnings only (E2E_LOG=1: debug)
-	resolver netguard.Resolver
+	t         *testing.T
+	kafka     *testenv.Kafka
+	redis     *testenv.Redis
+	cfg       daemon.Config
+	api       string
+	reg       *prometheus.Registry
+	producer  *kgo.Client
+	stop      func()
+	logs      io.Writer // nil: stderr, warnings only (E2E_LOG=1: debug)
+	resolver  netguard.Resolver
+	kafkaOpts []kfake.Opt
 }
 
 // option adjusts a harness before feedbackd starts.
@@ -57,6 +59,9 @@ type option func(*harness)
 
 // withLogs makes feedbackd log JSON at debug level to w.
 func withLogs(w io.Writer) option { return func(h *harness) { h.logs = w } }
+
+// withKafka starts the broker with these options.
+func withKafka(opts ...kfake.Opt) option { return func(h *harness) { h.kafkaOpts = opts } }
 
 // withResolver makes feedbackd resolve endpoint names with r.
 func withResolver(r netguard.Resolver) option { return func(h *harness) { h.resolver = r } }
@@ -67,10 +72,11 @@ func withResolver(r netguard.Resolver) option { return func(h *harness) { h.reso
 // configuration.
 func start(t *testing.T, mutate func(*daemon.Config), opts ...option) *harness {
 	t.Helper()
-	h := &harness{t: t, kafka: testenv.StartKafka(t), redis: testenv.StartRedis(t)}
+	h := &harness{t: t, redis: testenv.StartRedis(t)}
 	for _, o := range opts {
 		o(h)
 	}
+	h.kafka = testenv.StartKafka(t, h.kafkaOpts...)
 	h.cfg = daemon.Defaults()
 	h.cfg.Kafka.Brokers = h.kafka.Seeds
 	h.cfg.Kafka.Partitions = 2

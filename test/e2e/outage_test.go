@@ -2,8 +2,11 @@ package e2e
 
 import (
 	"strconv"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/twmb/franz-go/pkg/kfake"
 
 	"github.com/feedbackd/feedbackd/pkg/daemon"
 )
@@ -81,5 +84,51 @@ func TestRedisOutagePausesConsumption(t *testing.T) {
 	}
 	if d := h.dlq(0); len(d) != 0 {
 		t.Errorf("%d events dead-lettered because of the outage", len(d))
+	}
+}
+
+// The broker restarts mid-stream, keeping its data on disk: fetching,
+// producing retry records and committing recover by themselves, and every
+// event is delivered, none dead-lettered.
+func TestBrokerRestartMidStream(t *testing.T) {
+	h := start(t, nil, withKafka(kfake.DataDir(t.TempDir())))
+	rc := newReceiver(t, func(n int, d delivery) int {
+		if strings.HasSuffix(d.header.Get("webhook-id"), "7") && n == 1 {
+			return 503 // through a retry tier, across the restart
+		}
+		return 200
+	})
+	h.createWebhook(webhookConfig("org1", "sb1", rc.URL))
+	const total = 200
+	for i := range total / 2 {
+		h.produceEvent(newEvent("br-"+strconv.Itoa(i), "org1", "sb1", "email", "bounce"))
+	}
+	h.eventually("some deliveries", 30*time.Second, func() bool { return rc.count() > 20 })
+
+	h.kafka.Restart(t, 3*time.Second)
+	for i := total / 2; i < total; i++ {
+		h.produceEvent(newEvent("br-"+strconv.Itoa(i), "org1", "sb1", "email", "bounce"))
+	}
+	h.eventually("every event delivered after the restart", 90*time.Second, func() bool {
+		for i := range total {
+			id := "br-" + strconv.Itoa(i)
+			if n := rc.countFor(id); n == 0 || strings.HasSuffix(id, "7") && n < 2 {
+				return false
+			}
+		}
+		return true
+	})
+	dups := 0
+	for i := range total {
+		id := "br-" + strconv.Itoa(i)
+		want := 1
+		if strings.HasSuffix(id, "7") {
+			want = 2
+		}
+		dups += rc.countFor(id) - want
+	}
+	t.Logf("%d requests for %d events, %d duplicates", rc.count(), total, dups)
+	if d := h.dlq(0); len(d) != 0 {
+		t.Errorf("%d events dead-lettered across the broker restart", len(d))
 	}
 }

@@ -105,6 +105,7 @@ func freePort(t testing.TB) int {
 type Kafka struct {
 	Cluster *kfake.Cluster
 	Seeds   []string
+	opts    []kfake.Opt
 }
 
 // StartKafka starts a single-broker kfake cluster on a random loopback
@@ -117,7 +118,25 @@ func StartKafka(t testing.TB, opts ...kfake.Opt) *Kafka {
 		t.Fatalf("start kfake: %v", err)
 	}
 	t.Cleanup(c.Close)
-	return &Kafka{Cluster: c, Seeds: c.ListenAddrs()}
+	return &Kafka{Cluster: c, Seeds: c.ListenAddrs(), opts: opts}
+}
+
+// Restart stops the broker, waits for down, and starts it again on the
+// same port with the same options: with kfake.DataDir among them, topics,
+// records and committed offsets survive, as across a real broker restart.
+func (k *Kafka) Restart(t testing.TB, down time.Duration) {
+	t.Helper()
+	_, port, _ := net.SplitHostPort(k.Seeds[0])
+	k.Cluster.Close()
+	time.Sleep(down)
+	var p int
+	fmt.Sscan(port, &p)
+	c, err := kfake.NewCluster(append(k.opts, kfake.Ports(p))...)
+	if err != nil {
+		t.Fatalf("restart kfake: %v", err)
+	}
+	t.Cleanup(c.Close)
+	k.Cluster = c
 }
 
 // Context returns a context that ends with the test or after d.
