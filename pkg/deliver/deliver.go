@@ -5,6 +5,17 @@
 // retried (honouring Retry-After); 410 is rejected and disables the config;
 // 3xx (never followed) and other 4xx are rejected; a URL that is invalid or
 // resolves to a forbidden address is unreachable and never retried.
+//
+// Hostile endpoints are bounded. An attempt ends within Options.Timeout
+// whatever the endpoint does (trickling its answer, never finishing a TLS
+// handshake, sending an endless body); at most 64 KiB of response headers
+// and MaxResponseBytes of body are read, and a longer or broken body closes
+// the connection. Once a status line and headers have arrived, the status
+// alone decides: what then happens to the body (cut, reset, bad chunking,
+// a trickle ended by the deadline) does not change the verdict, because the
+// endpoint has answered. An attempt without a valid answer gets one of the
+// classes listed with classTimeout and is retried, unless the address is
+// forbidden or the URL invalid.
 package deliver
 
 import (
@@ -16,8 +27,10 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptrace"
 	"net/url"
 	"strconv"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -41,9 +54,29 @@ const (
 	Aborted                    // our own context ended (shutdown): not an attempt
 )
 
-// Result describes one attempt. Class is a short classified error from a
-// fixed vocabulary ("http_503", "timeout", "connection_refused", ...), safe
-// for logs and dead-letter headers: it never holds a URL or a secret.
+// Result.Class of an attempt that got no HTTP response is one of these; one
+// that got a response has "http_<status>" (or "" when delivered). This is
+// the whole vocabulary: it never holds a URL, an address or a secret.
+const (
+	classTimeout        = "timeout"            // the attempt's deadline passed: connect, TLS, headers or a trickle
+	classDNS            = "dns"                // the host name did not resolve
+	classTLSCertificate = "tls_certificate"    // the certificate is untrusted, expired or for another name
+	classTLSHandshake   = "tls_handshake"      // no TLS on the other side, or it sent a TLS alert
+	classRefused        = "connection_refused" // nothing listens on the port
+	classReset          = "connection_reset"   // the endpoint reset the connection before answering
+	classClosed         = "connection_closed"  // the endpoint closed the connection before answering
+	classBadResponse    = "bad_response"       // the endpoint sent bytes that are not an HTTP response head
+	classNetwork        = "network"            // any other failure to exchange the request
+	classBlocked        = "address_blocked"    // the address is forbidden (Unreachable)
+	classInvalidURL     = "invalid_url"        // the URL cannot be requested (Unreachable)
+	classAuthConfig     = "auth_config"        // the JWT cannot be made (Unreachable)
+	classOAuth2Token    = "oauth2_token"       // no access token could be fetched
+	classCanceled       = "canceled"           // our own context ended (Aborted)
+)
+
+// Result describes one attempt. Class is a short classified error from the
+// fixed vocabulary above ("http_503", "timeout", "connection_refused", ...),
+// safe for logs and dead-letter headers: it never holds a URL or a secret.
 type Result struct {
 	Verdict    Verdict
 	Status     int // HTTP status, 0 when there was no response
@@ -149,9 +182,14 @@ func (c *Client) Send(ctx context.Context, t *webhook.Target, id string, body []
 // attempt sends one request; it returns the OAuth2 token it used, if any.
 func (c *Client) attempt(ctx context.Context, t *webhook.Target, id string, body []byte) (Result, string) {
 	now := time.Now()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, t.Config.URL, bytes.NewReader(body))
+	// answered tells a response head that could not be parsed from no
+	// response at all. Only the webhook request is traced: an OAuth2 token
+	// request made with ctx does not count.
+	var answered atomic.Bool
+	traced := httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{GotFirstResponseByte: func() { answered.Store(true) }})
+	req, err := http.NewRequestWithContext(traced, http.MethodPost, t.Config.URL, bytes.NewReader(body))
 	if err != nil {
-		return Result{Verdict: Unreachable, Class: "invalid_url"}, ""
+		return Result{Verdict: Unreachable, Class: classInvalidURL}, ""
 	}
 	h := make(http.Header, len(t.Header)+7)
 	for k, v := range t.Header { // custom first: reserved headers below win
@@ -168,15 +206,15 @@ func (c *Client) attempt(ctx context.Context, t *webhook.Target, id string, body
 	case t.JWT != nil:
 		jwt, err := t.JWT.Token(id, body, now)
 		if err != nil {
-			return Result{Verdict: Unreachable, Class: "auth_config"}, ""
+			return Result{Verdict: Unreachable, Class: classAuthConfig}, ""
 		}
 		h["Authorization"] = []string{"Bearer " + jwt}
 	case t.OAuth2 != nil:
 		if token, err = c.tokens.Token(ctx, t.OAuth2); err != nil {
 			if errors.Is(ctx.Err(), context.Canceled) {
-				return Result{Verdict: Aborted, Class: "canceled"}, ""
+				return Result{Verdict: Aborted, Class: classCanceled}, ""
 			}
-			return Result{Verdict: Retry, Class: "oauth2_token"}, ""
+			return Result{Verdict: Retry, Class: classOAuth2Token}, ""
 		}
 		h["Authorization"] = []string{"Bearer " + token}
 	}
@@ -184,10 +222,11 @@ func (c *Client) attempt(ctx context.Context, t *webhook.Target, id string, body
 
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return classify(ctx, err), token
+		return classify(ctx, err, answered.Load()), token
 	}
 	// Read a bounded amount so the connection can be reused; a longer body
-	// is cut and the connection closed.
+	// is cut and the connection closed. The read ends with ctx at the
+	// latest. Its error is ignored on purpose: the status is the answer.
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, c.opts.MaxResponseBytes))
 	resp.Body.Close()
 	return judge(resp.StatusCode, resp.Header, now), token
@@ -228,8 +267,9 @@ func parseRetryAfter(v string, now time.Time) time.Duration {
 	return 0
 }
 
-// classify applies the rules to an attempt that got no response.
-func classify(ctx context.Context, err error) Result {
+// classify applies the rules to an attempt that got no response. answered
+// says whether the endpoint sent any bytes of a response.
+func classify(ctx context.Context, err error, answered bool) Result {
 	var (
 		dnsErr  *net.DNSError
 		certErr *tls.CertificateVerificationError
@@ -238,28 +278,39 @@ func classify(ctx context.Context, err error) Result {
 		invErr  x509.CertificateInvalidError
 		recErr  tls.RecordHeaderError
 		alert   tls.AlertError
+		opErr   *net.OpError
 		urlErr  *url.Error
 		netErr  net.Error
 	)
+	retry := func(class string) Result { return Result{Verdict: Retry, Class: class} }
 	switch {
 	case errors.Is(err, netguard.ErrBlocked):
-		return Result{Verdict: Unreachable, Class: "address_blocked"}
+		return Result{Verdict: Unreachable, Class: classBlocked}
 	case errors.Is(ctx.Err(), context.Canceled):
-		return Result{Verdict: Aborted, Class: "canceled"}
+		return Result{Verdict: Aborted, Class: classCanceled}
 	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &netErr) && netErr.Timeout():
-		return Result{Verdict: Retry, Class: "timeout"}
+		return retry(classTimeout)
 	case errors.As(err, &dnsErr):
-		return Result{Verdict: Retry, Class: "dns"}
-	case errors.As(err, &certErr), errors.As(err, &uaErr), errors.As(err, &hostErr),
-		errors.As(err, &invErr), errors.As(err, &recErr), errors.As(err, &alert):
-		return Result{Verdict: Retry, Class: "tls"}
+		return retry(classDNS)
+	case errors.As(err, &certErr), errors.As(err, &uaErr), errors.As(err, &hostErr), errors.As(err, &invErr):
+		return retry(classTLSCertificate)
+	// crypto/tls reports an alert from the peer as a *net.OpError whose Op
+	// is "remote error" (its alert type is unexported); net/http turns a
+	// plain HTTP answer to our ClientHello into ErrSchemeMismatch.
+	case errors.As(err, &recErr), errors.As(err, &alert), errors.Is(err, http.ErrSchemeMismatch),
+		errors.As(err, &opErr) && opErr.Op == "remote error":
+		return retry(classTLSHandshake)
 	case errors.Is(err, syscall.ECONNREFUSED):
-		return Result{Verdict: Retry, Class: "connection_refused"}
-	case errors.Is(err, syscall.ECONNRESET), errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, syscall.EPIPE):
-		return Result{Verdict: Retry, Class: "connection_reset"}
+		return retry(classRefused)
+	case errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE):
+		return retry(classReset)
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		return retry(classClosed)
 	case errors.As(err, &urlErr) && urlErr.Op == "parse":
-		return Result{Verdict: Unreachable, Class: "invalid_url"}
+		return Result{Verdict: Unreachable, Class: classInvalidURL}
+	case answered: // malformed status line or headers, oversized head, bad framing
+		return retry(classBadResponse)
 	default:
-		return Result{Verdict: Retry, Class: "network"}
+		return retry(classNetwork)
 	}
 }

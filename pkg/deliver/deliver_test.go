@@ -144,7 +144,7 @@ func TestSendResults(t *testing.T) {
 		{"huge body is cut, still delivered", devClient(), big.URL, Delivered, ""},
 		{"reset", devClient(), reset.URL, Retry, "connection_reset"},
 		{"refused", devClient(), refused, Retry, "connection_refused"},
-		{"untrusted certificate", devClient(), tlsSrv.URL, Retry, "tls"},
+		{"untrusted certificate", devClient(), tlsSrv.URL, Retry, "tls_certificate"},
 		{"loopback blocked at dial time", strict, tlsSrv.URL, Unreachable, "address_blocked"},
 		{"bad url", devClient(), "https://exa mple.com/", Unreachable, "invalid_url"},
 	}
