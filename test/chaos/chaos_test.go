@@ -1,0 +1,433 @@
+// Package chaos runs feedbackd as real processes against a persistent kfake
+// broker, a real redis-server and a receiver that answers 500 to a random
+// fifth of the attempts, breaks things while events flow (kill -9 of
+// feedbackd, loss of Redis, broker connections dropped by a proxy,
+// instances leaving and joining, malformed records), and then reconciles
+// every produced event against the receiver's log and the dead-letter
+// topic: each must be delivered, dead-lettered for a reason that is
+// expected, or skipped by design, and none lost.
+//
+// By default it runs short (a few thousand events, one kill; this is what
+// `make test` runs); CHAOS_FULL=1 runs full sizes (`make chaos`).
+package chaos
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// sizes are one mode's scenario sizes.
+type sizes struct {
+	mode                   string
+	kill9Events, kills     int
+	redisEvents            int
+	redisOutage            time.Duration
+	proxyEvents            int
+	rebalanceEvents        int
+	malformedEvents        int
+	sigkillRebalanceEvents int // 0: scenario not run
+	produceFor             time.Duration
+}
+
+var (
+	full = sizes{mode: "full", kill9Events: 50_000, kills: 3, redisEvents: 20_000, redisOutage: 20 * time.Second,
+		proxyEvents: 20_000, rebalanceEvents: 20_000, malformedEvents: 10_000, sigkillRebalanceEvents: 10_000,
+		produceFor: 20 * time.Second}
+	short = sizes{mode: "short", kill9Events: 3_000, kills: 1, redisEvents: 3_000, redisOutage: 5 * time.Second,
+		proxyEvents: 3_000, rebalanceEvents: 3_000, malformedEvents: 2_000, produceFor: 8 * time.Second}
+)
+
+const tenants = 12
+
+func chosenSizes() sizes {
+	if os.Getenv("CHAOS_FULL") != "" {
+		return full
+	}
+	return short
+}
+
+var summary struct {
+	mu    sync.Mutex
+	lines []string
+}
+
+// TestMain prints every scenario's line at the end, builds nothing itself
+// (feedbackd is built on first use) and removes the binary.
+func TestMain(m *testing.M) {
+	redis.SetLogger(quietRedis{})
+	code := m.Run()
+	if len(summary.lines) > 0 {
+		fmt.Printf("chaos summary (%s sizes):\n  %s\n", chosenSizes().mode, strings.Join(summary.lines, "\n  "))
+	}
+	if build.dir != "" {
+		os.RemoveAll(build.dir)
+	}
+	os.Exit(code)
+}
+
+type quietRedis struct{}
+
+func (quietRedis) Printf(context.Context, string, ...any) {}
+
+func TestChaos(t *testing.T) {
+	if testing.Short() {
+		t.Skip("chaos suite: skipped with -short")
+	}
+	if _, err := exec.LookPath("redis-server"); err != nil {
+		if os.Getenv("FEEDBACKD_REQUIRE_TOOLS") != "" {
+			t.Fatal("redis-server not found; `make test` installs it (apt-get install redis-server)")
+		}
+		t.Skip("redis-server not installed; run `make test` to install it")
+	}
+	sz := chosenSizes()
+	t.Logf("chaos suite, %s sizes (CHAOS_FULL=1 for full ones)", sz.mode)
+	bin := feedbackd(t)
+	scenarios := []struct {
+		name string
+		run  func(*testing.T, string, sizes)
+	}{
+		{"malformed", testMalformed},
+		{"kill9", testKill9},
+		{"redis", testRedisLoss},
+		{"proxy", testProxy},
+		{"rebalance", testRebalance},
+		{"rebalance-sigkill", testSigkillRebalance},
+	}
+	for _, sc := range scenarios {
+		t.Run(sc.name, func(t *testing.T) { sc.run(t, bin, sz) })
+	}
+}
+
+// testMalformed: a tenth of the records are not valid events (truncated
+// JSON, not JSON, a required field missing, a value outside the schema),
+// each unique; they must be dead-lettered as invalid_event, byte for byte,
+// and never hold up the valid ones.
+func testMalformed(t *testing.T, bin string, sz sizes) {
+	e := newEnv(t, "malformed", bin, envOptions{failRate: 0.2})
+	d := e.startDaemon()
+	e.createTenants(d, tenants)
+	r := e.begin(planOptions{events: sz.malformedEvents, tenants: tenants, malformedEvery: 10, skipEvery: 50}, 0)
+	r.finish(expect{})
+}
+
+// testKill9: feedbackd is killed with SIGKILL `kills` times while it works
+// through the events, and restarted at once; delivery.dedupe_window is left
+// at its default. Duplicates must stay below 0.5 % of the events.
+func testKill9(t *testing.T, bin string, sz sizes) {
+	e := newEnv(t, "kill9", bin, envOptions{failRate: 0.2})
+	d := e.startDaemon()
+	e.createTenants(d, tenants)
+	r := e.begin(planOptions{events: sz.kill9Events, tenants: tenants, skipEvery: 100}, 0)
+	for k := 1; k <= sz.kills; k++ {
+		r.waitDelivered(float64(k) / float64(sz.kills+1))
+		time.Sleep(rand.N(500 * time.Millisecond))
+		d.kill()
+		t.Logf("kill9: %s killed with SIGKILL (%d/%d) at %d delivered", d.name, k, sz.kills, e.recv.deliveredCount())
+		d = e.startDaemon()
+	}
+	r.finish(expect{maxDupRate: 0.005})
+}
+
+// testRedisLoss: redis-server is killed with SIGKILL mid-run, stays down
+// for the outage, and comes back empty on the same port. Configs are
+// rebuilt from the configs topic; meanwhile lookups wait. Nothing may be
+// skipped or dead-lettered because of it (the reconciliation accepts only
+// retries_exhausted after 500s). A 1 s config cache makes lookups reach
+// Redis during the outage instead of being answered from memory.
+func testRedisLoss(t *testing.T, bin string, sz sizes) {
+	e := newEnv(t, "redis", bin, envOptions{failRate: 0.2, daemonEnv: []string{"FEEDBACKD_CONFIGS_CACHE_TTL=1s"}})
+	d := e.startDaemon()
+	e.createTenants(d, tenants)
+	e.startDaemon()
+	r := e.begin(planOptions{events: sz.redisEvents, tenants: tenants, skipEvery: 50}, perSecond(sz.redisEvents, sz.produceFor))
+	r.waitDelivered(0.3)
+	before := e.recv.deliveredCount()
+	e.redis.Kill()
+	t.Logf("redis: redis-server killed with SIGKILL at %d delivered; down for %s", before, sz.redisOutage)
+	time.Sleep(sz.redisOutage)
+	during := e.recv.deliveredCount() - before
+	e.redis.Restart(t)
+	t.Logf("redis: redis-server restarted empty on %s; %d events were delivered during the outage", e.redis.Addr, during)
+	r.finish(expect{})
+}
+
+// testProxy: every connection to the broker, feedbackd's and the test's
+// own (producer, DLQ reader, offsets), goes through a TCP proxy that cuts
+// a random connection, or all of them, every few hundred milliseconds
+// while events flow. The test's producer retries without limit and is
+// idempotent, so it writes each record once.
+func testProxy(t *testing.T, bin string, sz sizes) {
+	px := startProxy(t)
+	e := newEnv(t, "proxy", bin, envOptions{failRate: 0.2, kafkaOpts: []kfake.Opt{kfake.ListenFn(px.listen)}})
+	d := e.startDaemon()
+	e.createTenants(d, tenants)
+	e.startDaemon()
+	ctx, stop := context.WithCancel(context.Background())
+	dropped := make(chan struct{})
+	go func() { defer close(dropped); px.dropWhile(ctx, 200*time.Millisecond, 1500*time.Millisecond) }()
+	r := e.begin(planOptions{events: sz.proxyEvents, tenants: tenants, skipEvery: 50}, perSecond(sz.proxyEvents, sz.produceFor))
+	r.waitProduced()
+	r.waitDelivered(0.9)
+	stop()
+	<-dropped
+	t.Logf("proxy: %d connections cut while the events were produced and 90%% delivered", px.drops.Load())
+	r.finish(expect{})
+}
+
+// testRebalance: three instances share the group; mid-run one leaves
+// (SIGTERM: it drains, commits and leaves the group) and a fourth joins.
+// With delivery.dedupe_window on, there must be no duplicate at all.
+func testRebalance(t *testing.T, bin string, sz sizes) {
+	rebalance(t, bin, "rebalance", sz.rebalanceEvents, sz.produceFor, false)
+}
+
+// testSigkillRebalance is testRebalance with the leaving instance killed
+// with SIGKILL (full sizes only). Requests the receiver answered but the
+// killed instance had not recorded yet are sent again, so duplicates are
+// reported, not bounded.
+func testSigkillRebalance(t *testing.T, bin string, sz sizes) {
+	if sz.sigkillRebalanceEvents == 0 {
+		t.Skip("full sizes only (CHAOS_FULL=1)")
+	}
+	rebalance(t, bin, "rebalance-sigkill", sz.sigkillRebalanceEvents, sz.produceFor, true)
+}
+
+func rebalance(t *testing.T, bin, name string, events int, produceFor time.Duration, sigkill bool) {
+	e := newEnv(t, name, bin, envOptions{failRate: 0.2, daemonEnv: []string{"FEEDBACKD_DELIVERY_DEDUPE_WINDOW=10m"}})
+	d := e.startDaemon()
+	e.createTenants(d, tenants)
+	leaving := e.startDaemon()
+	e.startDaemon()
+	r := e.begin(planOptions{events: events, tenants: tenants, skipEvery: 50}, perSecond(events, produceFor))
+	r.waitDelivered(0.3)
+	if sigkill {
+		leaving.kill()
+		t.Logf("%s: %s killed with SIGKILL at %d delivered", name, leaving.name, e.recv.deliveredCount())
+	} else {
+		at := e.recv.deliveredCount()
+		if !leaving.stop() {
+			t.Errorf("%s did not exit within a minute of SIGTERM", leaving.name)
+		}
+		t.Logf("%s: %s stopped with SIGTERM at %d delivered (exit: %s)", name, leaving.name, at, leaving.cmd.ProcessState)
+	}
+	r.waitDelivered(0.55)
+	joined := e.startDaemon()
+	t.Logf("%s: %s joined at %d delivered", name, joined.name, e.recv.deliveredCount())
+	if sigkill {
+		r.finish(expect{})
+	} else {
+		r.finish(expect{noDuplicates: true})
+	}
+}
+
+// perSecond spreads events over d.
+func perSecond(events int, d time.Duration) int { return max(int(float64(events)/d.Seconds()), 1) }
+
+// run is a scenario under way: its events being produced and read back.
+type run struct {
+	*env
+	plan     *plan
+	dlq      *dlqReader
+	adm      *kadm.Client
+	produced atomic.Int64
+	prodDone chan error
+	start    time.Time
+}
+
+// begin starts reading the DLQ and producing the plan's records, at most
+// perSecond a second (0: as fast as possible).
+func (e *env) begin(o planOptions, perSecond int) *run {
+	e.t.Helper()
+	r := &run{env: e, plan: newPlan(e.name, o), start: time.Now(), prodDone: make(chan error, 1)}
+	r.dlq = startDLQReader(e.t, e.seeds)
+	acl, err := kgo.NewClient(kgo.SeedBrokers(e.seeds...))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.t.Cleanup(acl.Close)
+	r.adm = kadm.NewClient(acl)
+	p, err := kgo.NewClient(kgo.SeedBrokers(e.seeds...), kgo.ProducerLinger(5*time.Millisecond))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.t.Cleanup(p.Close)
+	ctx := contextFor(e.t)
+	go func() { r.prodDone <- produce(ctx, p, r.plan, perSecond, &r.produced) }()
+	e.t.Logf("%s: producing %d records (%d valid, %d malformed, %d for an organisation without config)",
+		e.name, len(r.plan.items), r.plan.valid, r.plan.count(malformed), r.plan.count(skipped))
+	return r
+}
+
+func (p *plan) count(k kind) int {
+	n := 0
+	for _, it := range p.items {
+		if it.kind == k {
+			n++
+		}
+	}
+	return n
+}
+
+// stallTimeout is how long nothing may change before a wait gives up.
+const stallTimeout = 3 * time.Minute
+
+// waitDelivered waits until a share of the valid events was delivered.
+func (r *run) waitDelivered(share float64) {
+	r.t.Helper()
+	want := int(share * float64(r.plan.valid))
+	last, lastAt, logged := -1, time.Now(), time.Now()
+	for {
+		n := r.recv.deliveredCount()
+		if n >= want {
+			return
+		}
+		if n != last {
+			last, lastAt = n, time.Now()
+		} else if time.Since(lastAt) > stallTimeout {
+			r.t.Fatalf("%s: no delivery for %s while waiting for %d (%.0f%%) delivered; %d so far", r.name, stallTimeout, want, 100*share, n)
+		}
+		if time.Since(logged) > 10*time.Second {
+			r.t.Logf("%s: %d/%d delivered, %d/%d produced", r.name, n, r.plan.valid, r.produced.Load(), len(r.plan.items))
+			logged = time.Now()
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// waitProduced waits until every record was produced.
+func (r *run) waitProduced() {
+	r.t.Helper()
+	select {
+	case err := <-r.prodDone:
+		r.prodDone <- err
+		if err != nil {
+			r.t.Fatalf("%s: %v", r.name, err)
+		}
+	case <-time.After(10 * time.Minute):
+		r.t.Fatalf("%s: producing took more than 10 minutes (%d/%d)", r.name, r.produced.Load(), len(r.plan.items))
+	}
+}
+
+// expect is what a scenario requires beyond "nothing lost".
+type expect struct {
+	maxDupRate   float64 // duplicates / produced must be below it (0: not checked)
+	noDuplicates bool
+}
+
+// finish waits until every event is accounted for and the group has
+// committed every record, then stops the instances (SIGTERM), reconciles,
+// prints the scenario's line and checks it.
+func (r *run) finish(want expect) {
+	r.t.Helper()
+	r.waitProduced()
+	ctx := contextFor(r.t)
+	var lag int64 = -1
+	last, lastAt, logged := "", time.Now(), time.Now()
+	for {
+		byID, byValue, _ := r.dlq.snapshot()
+		t := count(r.plan, r.recv.receipts(), byID, byValue, true)
+		lctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		l, err := pending(lctx, r.adm)
+		cancel()
+		if err == nil {
+			lag = l
+		}
+		if t.lost == 0 && lag == 0 {
+			break
+		}
+		state := fmt.Sprintf("%d unaccounted, %d records not committed", t.lost, lag)
+		if state != last {
+			last, lastAt = state, time.Now()
+		} else if time.Since(lastAt) > stallTimeout {
+			r.t.Errorf("%s: no progress for %s: %s", r.name, stallTimeout, state)
+			break
+		}
+		if time.Since(logged) > 10*time.Second {
+			r.t.Logf("%s: waiting: %s (%d delivered)", r.name, state, t.delivered)
+			logged = time.Now()
+		}
+		time.Sleep(time.Second)
+	}
+	r.stopAll()
+	time.Sleep(time.Second) // the DLQ reader catches up with the last dead letters
+	byID, byValue, _ := r.dlq.snapshot()
+	t := count(r.plan, r.recv.receipts(), byID, byValue, lag == 0)
+	line := t.line(r.name, time.Since(r.start))
+	summary.mu.Lock()
+	summary.lines = append(summary.lines, line)
+	summary.mu.Unlock()
+	r.t.Log(line)
+	r.t.Log(t.detail())
+
+	if t.lost > 0 {
+		r.t.Errorf("%s: %d events lost (neither delivered, dead-lettered nor skipped), e.g. %s", r.name, t.lost, strings.Join(t.lostIDs[:min(len(t.lostIDs), 20)], " "))
+	}
+	for _, p := range t.problems {
+		r.t.Errorf("%s: %s", r.name, p)
+	}
+	if want.noDuplicates && t.duplicates > 0 {
+		r.t.Errorf("%s: %d duplicates; with delivery.dedupe_window on there must be none", r.name, t.duplicates)
+	}
+	if want.maxDupRate > 0 && t.rate() >= want.maxDupRate {
+		r.t.Errorf("%s: duplicates %.3f%% of events; must stay below %.1f%%", r.name, 100*t.rate(), 100*want.maxDupRate)
+	}
+}
+
+// build is feedbackd, built once per test binary run (without -race, even
+// when the tests run with it).
+var build struct {
+	once sync.Once
+	dir  string
+	bin  string
+	err  error
+}
+
+func feedbackd(t *testing.T) string {
+	t.Helper()
+	build.once.Do(func() {
+		out, err := exec.Command("go", "env", "GOMOD").Output()
+		if err != nil || strings.TrimSpace(string(out)) == "" {
+			build.err = fmt.Errorf("go env GOMOD: %v", err)
+			return
+		}
+		root := filepath.Dir(strings.TrimSpace(string(out)))
+		if build.dir, build.err = os.MkdirTemp("", "feedbackd-chaos-bin"); build.err != nil {
+			return
+		}
+		build.bin = filepath.Join(build.dir, "feedbackd")
+		cmd := exec.Command("go", "build", "-o", build.bin, "./cmd/feedbackd")
+		cmd.Dir = root
+		cmd.Env = append(os.Environ(), "GOFLAGS="+withoutRace(os.Getenv("GOFLAGS")))
+		if out, err := cmd.CombinedOutput(); err != nil {
+			build.err = fmt.Errorf("go build ./cmd/feedbackd: %v\n%s", err, out)
+		}
+	})
+	if build.err != nil {
+		t.Fatal(build.err)
+	}
+	return build.bin
+}
+
+func withoutRace(goflags string) string {
+	var keep []string
+	for _, f := range strings.Fields(goflags) {
+		if f != "-race" {
+			keep = append(keep, f)
+		}
+	}
+	return strings.Join(keep, " ")
+}
