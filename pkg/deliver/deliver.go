@@ -10,12 +10,14 @@
 // whatever the endpoint does (trickling its answer, never finishing a TLS
 // handshake, sending an endless body); at most 64 KiB of response headers
 // and MaxResponseBytes of body are read, and a longer or broken body closes
-// the connection. Once a status line and headers have arrived, the status
-// alone decides: what then happens to the body (cut, reset, bad chunking,
-// a trickle ended by the deadline) does not change the verdict, because the
-// endpoint has answered. An attempt without a valid answer gets one of the
-// classes listed with classTimeout and is retried, unless the address is
-// forbidden or the URL invalid.
+// the connection. A connection still being set up when its attempt ends
+// (net/http finishes it, to pool it) gets at most min(Timeout, 10s) to
+// connect and as long again for its TLS handshake. Once a status line and
+// headers have arrived, the status alone decides: what then happens to the
+// body (cut, reset, bad chunking, a trickle ended by the deadline) does not
+// change the verdict, because the endpoint has answered. An attempt without
+// a valid answer gets one of the classes listed with classTimeout and is
+// retried, unless the address is forbidden or the URL invalid.
 package deliver
 
 import (
@@ -131,13 +133,24 @@ func New(opts Options) *Client {
 	if opts.Guard == nil {
 		opts.Guard = &netguard.Guard{}
 	}
+	// The transport finishes a dial after the attempt that started it has
+	// ended, to pool the connection; so connecting and the TLS handshake
+	// each get a bound of their own, no longer than an attempt: an endpoint
+	// that never completes a handshake cannot pile up sockets behind
+	// attempts that have already returned.
+	setup := min(opts.Timeout, 10*time.Second)
+	guard := opts.Guard
 	tr := &http.Transport{
-		DialContext:            opts.Guard.DialContext,
+		DialContext: func(ctx context.Context, network, address string) (net.Conn, error) {
+			ctx, cancel := context.WithTimeout(ctx, setup)
+			defer cancel()
+			return guard.DialContext(ctx, network, address)
+		},
 		ForceAttemptHTTP2:      true,
 		MaxIdleConns:           4096,
 		MaxIdleConnsPerHost:    opts.MaxIdleConnsPerHost,
 		IdleConnTimeout:        90 * time.Second,
-		TLSHandshakeTimeout:    10 * time.Second,
+		TLSHandshakeTimeout:    setup,
 		ExpectContinueTimeout:  time.Second,
 		MaxResponseHeaderBytes: 64 << 10,
 		TLSClientConfig:        opts.TLSConfig,
