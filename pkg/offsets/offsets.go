@@ -26,6 +26,11 @@ type Partition struct {
 	idle    chan struct{}
 	next    kgo.EpochOffset // commit point: every record below it is settled
 	closed  bool
+	// Records at or above fresh were produced after this member got the
+	// partition, so no earlier owner can have processed them; freshKnown
+	// is false until the first fetch tells.
+	fresh      int64
+	freshKnown bool
 }
 
 type state uint8
@@ -97,6 +102,27 @@ func (p *Partition) mark(offset int64, to state) {
 		p.next = kgo.EpochOffset{Epoch: e.epoch, Offset: e.offset + 1}
 		p.start++
 	}
+}
+
+// Fetched notes the partition's high watermark from a fetch; the first
+// call after the assignment bounds the records an earlier owner may have
+// processed (see MayBeReread). Later calls change nothing.
+func (p *Partition) Fetched(highWatermark int64) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.freshKnown && highWatermark >= 0 {
+		p.fresh, p.freshKnown = highWatermark, true
+	}
+}
+
+// MayBeReread reports whether the record at offset may have been processed
+// already by an earlier owner of the partition (a crash or a rebalance
+// before its offset was committed): it existed before the first fetch of
+// this assignment. True while that is unknown.
+func (p *Partition) MayBeReread(offset int64) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return !p.freshKnown || offset < p.fresh
 }
 
 // Closed reports whether the partition was revoked.

@@ -123,3 +123,24 @@ func BenchmarkAddSettle(b *testing.B) {
 	}
 	_ = Committable([]*Partition{p})
 }
+
+func TestMayBeReread(t *testing.T) {
+	p := &Partition{Topic: "t", ID: 0}
+	if !p.MayBeReread(1 << 40) {
+		t.Fatal("before the first fetch every record may be a re-read")
+	}
+	p.Fetched(-1) // unknown watermark: still unknown
+	if !p.MayBeReread(1 << 40) {
+		t.Fatal("an unknown watermark bounded re-reads")
+	}
+	p.Fetched(100)
+	p.Fetched(200) // only the first fetch of the assignment counts
+	for _, c := range []struct {
+		offset int64
+		want   bool
+	}{{0, true}, {99, true}, {100, false}, {150, false}, {250, false}} {
+		if got := p.MayBeReread(c.offset); got != c.want {
+			t.Errorf("MayBeReread(%d) = %v, want %v", c.offset, got, c.want)
+		}
+	}
+}

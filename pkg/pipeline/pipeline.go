@@ -234,7 +234,14 @@ func (p *Pipeline) Run(ctx context.Context) error {
 				p.metrics.fetchErrors.Inc()
 			}
 		})
-		fetches.EachRecord(func(r *kgo.Record) { p.dispatch(ctx, r) })
+		fetches.EachPartition(func(fp kgo.FetchTopicPartition) {
+			if part := p.tracker.Get(fp.Topic, fp.Partition); part != nil && fp.Err == nil {
+				part.Fetched(fp.HighWatermark)
+			}
+			for _, r := range fp.Records {
+				p.dispatch(ctx, r)
+			}
+		})
 		if time.Since(lastCommit) >= p.opts.CommitInterval {
 			p.commit(ctx, p.tracker.All())
 			lastCommit = time.Now()

@@ -58,7 +58,7 @@ func (p *Pipeline) process(ctx context.Context, j job, s *slot) bool {
 	if reason := t.Config.SkipReason(ev.Channel, ev.CampaignID); reason != "" {
 		return p.skip(ev, st, reason)
 	}
-	if p.opts.Dedupe != nil && p.opts.Dedupe.Delivered(ctx, st.WebhookID) {
+	if p.opts.Dedupe != nil && p.mayBeDelivered(j) && p.opts.Dedupe.Delivered(ctx, st.WebhookID) {
 		p.log.Info("already delivered: not sent again", p.attrs(ev, st)...)
 		return true
 	}
@@ -141,6 +141,17 @@ func (p *Pipeline) decode(j job) (*event.Event, *retry.State, error) {
 		st.WebhookID = ev.ID
 	}
 	return ev, st, nil
+}
+
+// mayBeDelivered reports whether the record's event may have been
+// delivered already, so that the dedupe check is worth a Redis round trip:
+// it was read before (an earlier owner of the partition may have processed
+// it), or it is a retry or replayed record, whose event may have been
+// delivered through a re-read of its original. An input record produced
+// after this member got its partition cannot have been.
+func (p *Pipeline) mayBeDelivered(j job) bool {
+	return j.state != nil || j.badState != nil || j.part.MayBeReread(j.rec.Offset) ||
+		dlq.Header(j.rec.Headers, dlq.HeaderReplayJob) != ""
 }
 
 // readReplayHistory takes the attempts made before a replay from the
