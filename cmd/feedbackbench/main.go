@@ -43,7 +43,10 @@ as a separate process; registers --tenants webhook configs; then measures:
   ceiling      the receiver's rate from a Go client, same payload and
                concurrency, no Kafka
   throughput   feedbackd's deliveries/s draining --events events
-  latency      p50/p95/p99 from produce to arrival at half the ceiling
+  latency      p50/p95/p99 from produce to arrival at half the ceiling,
+               and again at half feedbackd's measured rate
+  allocations  feedbackd's Go allocations (count, bytes) per delivery,
+               from its go_memstats_* metrics over the throughput phase
   cpu          feedbackd's CPU seconds per 1,000 deliveries
   peak RSS     feedbackd's VmHWM
 With --slow-tenant or --dead-tenant, throughput is measured twice: healthy,
@@ -89,6 +92,12 @@ type result struct {
 	P95MS             float64 `json:"p95_ms"`
 	P99MS             float64 `json:"p99_ms"`
 	CPUPer1000        float64 `json:"cpu_s_per_1000"`
+	AllocsPerDelivery float64 `json:"allocs_per_delivery"`
+	BytesPerDelivery  float64 `json:"alloc_bytes_per_delivery"`
+	SustainedPerSec   float64 `json:"latency_sustained_per_s"`
+	SustainedP50MS    float64 `json:"sustained_p50_ms"`
+	SustainedP95MS    float64 `json:"sustained_p95_ms"`
+	SustainedP99MS    float64 `json:"sustained_p99_ms"`
 	PeakRSSMiB        float64 `json:"peak_rss_mib"`
 	Backlog           int     `json:"backlog,omitempty"`
 	BacklogPerSec     float64 `json:"backlog_deliveries_per_s,omitempty"`
@@ -197,11 +206,15 @@ func bench(o options) (res result, err error) {
 	res.CeilingPerSec = e.ceiling()
 	logf("ceiling: %.0f/s", res.CeilingPerSec)
 
+	m0 := e.daemon.memstats(e.http)
 	rate, cpu, err := e.throughput(o.events, false)
 	if err != nil {
 		return res, err
 	}
+	m1 := e.daemon.memstats(e.http)
 	res.DeliveriesPerSec, res.CPUPer1000 = rate, cpu
+	res.AllocsPerDelivery = (m1.mallocs - m0.mallocs) / float64(o.events)
+	res.BytesPerDelivery = (m1.bytes - m0.bytes) / float64(o.events)
 	res.Ratio = rate / res.CeilingPerSec
 	if o.slowTenant || o.deadTenant {
 		others, _, err := e.throughput(o.events, true)
@@ -212,7 +225,13 @@ func bench(o options) (res result, err error) {
 	}
 
 	res.OfferedPerSec = res.CeilingPerSec / 2
-	if err := e.latency(res.OfferedPerSec, &res); err != nil {
+	if res.P50MS, res.P95MS, res.P99MS, err = e.latency(res.OfferedPerSec); err != nil {
+		return res, err
+	}
+	// Half the ceiling may be more than feedbackd sustains here, which
+	// measures a growing queue: also measure at half feedbackd's own rate.
+	res.SustainedPerSec = rate / 2
+	if res.SustainedP50MS, res.SustainedP95MS, res.SustainedP99MS, err = e.latency(res.SustainedPerSec); err != nil {
 		return res, err
 	}
 	res.PeakRSSMiB = e.daemon.peakRSS()
@@ -384,6 +403,35 @@ func (d *daemonProc) cpu() float64 {
 	utime, _ := strconv.ParseFloat(f[11], 64)
 	stime, _ := strconv.ParseFloat(f[12], 64)
 	return (utime + stime) / 100 // USER_HZ
+}
+
+// memstats are the Go runtime's allocation counters of the process.
+type memstats struct{ mallocs, bytes float64 }
+
+// memstats reads go_memstats_mallocs_total and go_memstats_alloc_bytes_total
+// from the daemon's /metrics (zero if it cannot).
+func (d *daemonProc) memstats(c *http.Client) memstats {
+	var m memstats
+	resp, err := c.Get(d.api + "/metrics")
+	if err != nil {
+		return m
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		name, val, ok := strings.Cut(sc.Text(), " ")
+		if !ok {
+			continue
+		}
+		switch name {
+		case "go_memstats_mallocs_total":
+			m.mallocs, _ = strconv.ParseFloat(val, 64)
+		case "go_memstats_alloc_bytes_total":
+			m.bytes, _ = strconv.ParseFloat(val, 64)
+		}
+	}
+	return m
 }
 
 // peakRSS is the process's VmHWM in MiB.
@@ -667,9 +715,11 @@ func (o options) scenario() string {
 
 // latency offers events at a fixed rate for the phase's duration and
 // reads the receiver's produce-to-arrival percentiles.
-func (e *env) latency(rate float64, res *result) error {
+// latency offers rate events/s for --duration and returns the p50, p95
+// and p99 from produce to arrival, in milliseconds.
+func (e *env) latency(rate float64) (p50, p95, p99 float64, err error) {
 	if err := e.reset(); err != nil {
-		return err
+		return 0, 0, 0, err
 	}
 	logf("latency: offering %.0f events/s for %s", rate, e.o.duration)
 	ctx := context.Background()
@@ -689,15 +739,15 @@ func (e *env) latency(rate float64, res *result) error {
 		}
 	}
 	if err := e.producer.Flush(ctx); err != nil {
-		return err
+		return 0, 0, 0, err
 	}
 	s, err := e.waitFor("latency", int64(sent), e.daemon)
 	if err != nil {
-		return err
+		return 0, 0, 0, err
 	}
-	res.P50MS, res.P95MS, res.P99MS = float64(s.P50)/1e6, float64(s.P95)/1e6, float64(s.P99)/1e6
-	logf("latency: p50 %.1f ms, p95 %.1f ms, p99 %.1f ms over %d deliveries", res.P50MS, res.P95MS, res.P99MS, s.Sample)
-	return nil
+	p50, p95, p99 = float64(s.P50)/1e6, float64(s.P95)/1e6, float64(s.P99)/1e6
+	logf("latency: p50 %.1f ms, p95 %.1f ms, p99 %.1f ms over %d deliveries", p50, p95, p99, s.Sample)
+	return p50, p95, p99, nil
 }
 
 // drainBacklog stops feedbackd, produces the backlog, starts a fresh
@@ -754,7 +804,9 @@ func printTable(r result) {
 		fmt.Fprintf(w, "other tenants with the %s\t%.0f deliveries/s (%.2f x healthy)\n", r.Scenario, r.OthersPerSec, r.OthersVsHealthy)
 	}
 	fmt.Fprintf(w, "latency at %.0f/s (p50/p95/p99)\t%.1f / %.1f / %.1f ms\n", r.OfferedPerSec, r.P50MS, r.P95MS, r.P99MS)
+	fmt.Fprintf(w, "latency at %.0f/s, half feedbackd's rate\t%.1f / %.1f / %.1f ms\n", r.SustainedPerSec, r.SustainedP50MS, r.SustainedP95MS, r.SustainedP99MS)
 	fmt.Fprintf(w, "CPU per 1,000 deliveries\t%.3f s\n", r.CPUPer1000)
+	fmt.Fprintf(w, "allocations per delivery\t%.0f (%.0f bytes), whole process\n", r.AllocsPerDelivery, r.BytesPerDelivery)
 	fmt.Fprintf(w, "peak RSS\t%.0f MiB\n", r.PeakRSSMiB)
 	if r.Backlog > 0 {
 		fmt.Fprintf(w, "backlog of %d\t%.0f deliveries/s, peak RSS %.0f MiB\n", r.Backlog, r.BacklogPerSec, r.BacklogPeakRSSMiB)
