@@ -2,6 +2,7 @@ package configstore
 
 import (
 	"crypto/rand"
+	"strings"
 	"testing"
 	"time"
 
@@ -79,6 +80,14 @@ func BenchmarkLookupRedis(b *testing.B) {
 	for b.Loop() {
 		if _, err := s.Lookup(ctx, benchOrg, benchSandbox); err != nil {
 			b.Fatal(err)
+		}
+	}
+}
+
+func TestAppendKeyIsWebhookKey(t *testing.T) {
+	for _, k := range [][2]string{{"", ""}, {"org1", "sb1"}, {benchOrg, benchSandbox}, {strings.Repeat("o", 128), strings.Repeat("s", 128)}} {
+		if got, want := string(appendKey(nil, k[0], k[1])), webhook.Key(k[0], k[1]); got != want {
+			t.Fatalf("appendKey(%q, %q) = %q, webhook.Key = %q", k[0], k[1], got, want)
 		}
 	}
 }

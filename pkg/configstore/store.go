@@ -120,8 +120,11 @@ func (s *Store) lockKey(key string) string  { return s.opts.KeyPrefix + "lock:" 
 // while Redis does not hold the configs, ErrCorrupt for an unusable stored
 // config, or a Redis error: only ErrNotFound is a final answer.
 func (s *Store) Lookup(ctx context.Context, org, sandboxID string) (*webhook.Target, error) {
-	key := webhook.Key(org, sandboxID)
-	if t, ok := s.cache.get(key); ok {
+	// A cache hit builds the key on the stack, so it does not allocate;
+	// tenant ids are at most 128 characters (schema).
+	var buf [2*128 + 1]byte
+	k := appendKey(buf[:0], org, sandboxID)
+	if t, ok := s.cache.get(k); ok {
 		s.metrics.lookups.WithLabelValues("local", hitOrMiss(t)).Inc()
 		if t == nil {
 			return nil, ErrNotFound
@@ -129,6 +132,7 @@ func (s *Store) Lookup(ctx context.Context, org, sandboxID string) (*webhook.Tar
 		return t, nil
 	}
 	s.metrics.lookups.WithLabelValues("local", "miss").Inc()
+	key := string(k)
 	gen := s.cache.generation()
 	stored, err := s.read(ctx, key)
 	switch {
@@ -147,6 +151,13 @@ func (s *Store) Lookup(ctx context.Context, org, sandboxID string) (*webhook.Tar
 	}
 	s.cache.put(key, t, gen)
 	return t, nil
+}
+
+// appendKey appends webhook.Key(org, sandboxID) to dst.
+func appendKey(dst []byte, org, sandboxID string) []byte {
+	dst = append(dst, org...)
+	dst = append(dst, '/')
+	return append(dst, sandboxID...)
 }
 
 func hitOrMiss(t *webhook.Target) string {
