@@ -132,7 +132,9 @@ func Run(ctx context.Context, cfg Config, opts Options) error {
 
 	var dd pipeline.Deduper
 	if cfg.Delivery.DedupeWindow > 0 {
-		dd = dedupe.New(rdb, cfg.Redis.KeyPrefix, cfg.Delivery.DedupeWindow, reg)
+		delivered := dedupe.New(rdb, cfg.Redis.KeyPrefix, cfg.Delivery.DedupeWindow, reg)
+		defer delivered.Close()
+		dd = delivered
 	}
 
 	// franz-go's own metrics (connections, bytes, errors, buffered records)

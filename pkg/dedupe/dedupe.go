@@ -12,6 +12,7 @@ package dedupe
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -21,13 +22,28 @@ import (
 )
 
 // Store checks and records delivered webhook ids. It is safe for
-// concurrent use; it owns no goroutine and needs no Close.
+// concurrent use. Records are written in batches by one goroutine (one
+// round trip for all the ids recorded meanwhile), which Close stops.
 type Store struct {
 	rdb     redis.Cmdable
 	prefix  string
 	window  time.Duration
 	metrics *Metrics
+	records chan record
+	quit    chan struct{}
+	done    chan struct{}
 }
+
+type record struct {
+	id   string
+	done chan error
+}
+
+// maxBatch bounds the ids written in one round trip.
+const maxBatch = 512
+
+// ErrClosed is returned by Record after Close.
+var ErrClosed = errors.New("dedupe store closed")
 
 // Metrics are the package's Prometheus metrics.
 type Metrics struct {
@@ -52,13 +68,25 @@ func newMetrics(reg prometheus.Registerer) *Metrics {
 	return m
 }
 
-// New returns a Store keeping ids under keyPrefix+"delivered:" for window.
-// reg may be nil.
+// New returns a Store keeping ids under keyPrefix+"delivered:" for window,
+// and starts its writer; call Close when done. reg may be nil.
 func New(rdb redis.Cmdable, keyPrefix string, window time.Duration, reg prometheus.Registerer) *Store {
 	if reg == nil {
 		reg = prometheus.NewRegistry()
 	}
-	return &Store{rdb: rdb, prefix: keyPrefix + "delivered:", window: window, metrics: newMetrics(reg)}
+	s := &Store{
+		rdb: rdb, prefix: keyPrefix + "delivered:", window: window, metrics: newMetrics(reg),
+		records: make(chan record), quit: make(chan struct{}), done: make(chan struct{}),
+	}
+	go s.write()
+	return s
+}
+
+// Close stops the writer after the batch it is writing; later Records
+// return ErrClosed. It must be called once.
+func (s *Store) Close() {
+	close(s.quit)
+	<-s.done
 }
 
 // Delivered reports whether id was delivered within the window. On a Redis
@@ -76,12 +104,64 @@ func (s *Store) Delivered(ctx context.Context, id string) bool {
 	return false
 }
 
-// Record remembers that id was delivered, for the window. The error is
-// counted as well as returned; the caller need not act on it.
+// Record remembers that id was delivered, for the window, and returns once
+// Redis has it, ctx ended or the store is closed. The error is counted as
+// well as returned; the caller need not act on it.
 func (s *Store) Record(ctx context.Context, id string) error {
-	if err := s.rdb.SetNX(ctx, s.prefix+id, 1, s.window).Err(); err != nil {
+	r := record{id: id, done: make(chan error, 1)}
+	var err error
+	select {
+	case s.records <- r:
+		select {
+		case err = <-r.done:
+		case <-ctx.Done():
+			err = ctx.Err()
+		}
+	case <-ctx.Done():
+		err = ctx.Err()
+	case <-s.quit:
+		err = ErrClosed
+	}
+	if err != nil {
 		s.metrics.errors.WithLabelValues("record").Inc()
 		return fmt.Errorf("dedupe record: %w", err)
 	}
 	return nil
+}
+
+// write writes the ids recorded while the previous batch was in flight in
+// one pipelined round trip, until Close.
+func (s *Store) write() {
+	defer close(s.done)
+	batch := make([]record, 0, maxBatch)
+	cmds := make([]*redis.BoolCmd, 0, maxBatch)
+	for {
+		select {
+		case r := <-s.records:
+			batch = append(batch[:0], r)
+		case <-s.quit:
+			return
+		}
+	more:
+		for len(batch) < maxBatch {
+			select {
+			case r := <-s.records:
+				batch = append(batch, r)
+			default:
+				break more
+			}
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		cmds = cmds[:0]
+		_, _ = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for _, r := range batch {
+				cmds = append(cmds, p.SetNX(ctx, s.prefix+r.id, 1, s.window))
+			}
+			return nil
+		})
+		cancel()
+		for i, r := range batch {
+			r.done <- cmds[i].Err()
+		}
+	}
 }

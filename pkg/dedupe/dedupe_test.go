@@ -1,6 +1,9 @@
 package dedupe
 
 import (
+	"errors"
+	"strconv"
+	"sync"
 	"testing"
 	"time"
 
@@ -14,6 +17,7 @@ func TestRememberedForTheWindow(t *testing.T) {
 	r := testenv.StartRedis(t)
 	reg := prometheus.NewRegistry()
 	s := New(r.Client, "t:", 2*time.Second, reg)
+	t.Cleanup(s.Close)
 	ctx := t.Context()
 
 	if s.Delivered(ctx, "msg-1") {
@@ -47,6 +51,7 @@ func TestRememberedForTheWindow(t *testing.T) {
 func TestRedisDownNeverHoldsAnEventBack(t *testing.T) {
 	r := testenv.StartRedis(t)
 	s := New(r.Client, "t:", time.Minute, nil)
+	t.Cleanup(s.Close)
 	ctx := t.Context()
 	if err := s.Record(ctx, "msg-1"); err != nil {
 		t.Fatal(err)
@@ -73,4 +78,30 @@ func value(t *testing.T, c prometheus.Counter) float64 {
 		t.Fatal(err)
 	}
 	return m.GetCounter().GetValue()
+}
+
+// Concurrent records are written in batches, each one acknowledged only
+// once Redis has it; after Close, Record fails instead of hanging.
+func TestConcurrentRecordsAndClose(t *testing.T) {
+	r := testenv.StartRedis(t)
+	s := New(r.Client, "t:", time.Minute, nil)
+	ctx := t.Context()
+	const n = 2000
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			if err := s.Record(ctx, "id-"+strconv.Itoa(i)); err != nil {
+				t.Errorf("record %d: %v", i, err)
+			}
+		})
+	}
+	wg.Wait()
+	keys, err := r.Client.Keys(ctx, "t:delivered:*").Result()
+	if err != nil || len(keys) != n {
+		t.Fatalf("%d keys in Redis (%v), want %d", len(keys), err, n)
+	}
+	s.Close()
+	if err := s.Record(ctx, "late"); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Record after Close = %v, want ErrClosed", err)
+	}
 }
