@@ -46,7 +46,7 @@ unit: ## go test ./... with the race detector (unit, integration and end-to-end)
 
 # Fuzz targets as package:target: event parsing, config validation, URL
 # hosts, webhook signatures, admin tokens and JWKS, endpoint JWTs.
-FUZZ := pkg/event:FuzzParseAndBody pkg/webhook:FuzzDecode pkg/netguard:FuzzParseHost \
+FUZZ := pkg/event:FuzzParseAndBody pkg/event:FuzzParseFastMatchesSchema pkg/webhook:FuzzDecode pkg/netguard:FuzzParseHost \
 	pkg/signature:FuzzVerify pkg/adminauth:FuzzVerify pkg/adminauth:FuzzParseJWKS pkg/endpointauth:FuzzToken
 
 fuzz-short: ## run each fuzz target for FUZZTIME (default 5s)
