@@ -113,10 +113,13 @@ func Run(ctx context.Context, cfg Config, opts Options) error {
 	sender := deliver.New(deliver.Options{
 		Timeout:          cfg.Delivery.Timeout,
 		MaxResponseBytes: cfg.Delivery.MaxResponseBytes,
-		Guard:            guard,
-		UserAgent:        "feedbackd/" + opts.Version,
-		TLSConfig:        opts.DeliveryTLS,
-		Registerer:       reg,
+		// Every slot may hold a connection to the same host (tenants often
+		// share a receiver): keep them all for reuse rather than dial again.
+		MaxIdleConnsPerHost: cfg.Delivery.Concurrency,
+		Guard:               guard,
+		UserAgent:           "feedbackd/" + opts.Version,
+		TLSConfig:           opts.DeliveryTLS,
+		Registerer:          reg,
 	})
 	defer sender.Close()
 
