@@ -59,7 +59,7 @@ func (p *Pipeline) process(ctx context.Context, j job, s *slot) bool {
 		return p.skip(ev, st, reason)
 	}
 	if p.opts.Dedupe != nil && p.mayBeDelivered(j) && p.opts.Dedupe.Delivered(ctx, st.WebhookID) {
-		p.log.Info("already delivered: not sent again", p.attrs(ev, st)...)
+		p.logEvent(slog.LevelInfo, "already delivered: not sent again", ev, st)
 		return true
 	}
 
@@ -85,7 +85,7 @@ func (p *Pipeline) process(ctx context.Context, j job, s *slot) bool {
 	case deliver.Delivered:
 		if p.opts.Dedupe != nil {
 			if err := p.opts.Dedupe.Record(ctx, st.WebhookID); err != nil {
-				p.log.Warn("delivered id not remembered: a re-read would send it again", p.attrs(ev, st, slog.String("err", err.Error()))...)
+				p.logEvent(slog.LevelWarn, "delivered id not remembered: a re-read would send it again", ev, st, slog.String("err", err.Error()))
 			}
 		}
 		p.delivered(ev, st, res)
@@ -299,7 +299,7 @@ func (p *Pipeline) deferRetry(ctx context.Context, j job, ev *event.Event, st *r
 	written, settled := p.requeue(ctx, j, ev, st, p.opts.Policy.TierFor(delay), delay)
 	if written {
 		p.metrics.deferred.WithLabelValues(reason).Inc()
-		p.log.Debug("deferred without an attempt", p.attrs(ev, st, slog.String("reason", reason), slog.Duration("in", delay.Round(time.Millisecond)))...)
+		p.logEvent(slog.LevelDebug, "deferred without an attempt", ev, st, slog.String("reason", reason), slog.Duration("in", delay.Round(time.Millisecond)))
 	}
 	return settled
 }
@@ -314,18 +314,18 @@ func (p *Pipeline) attempted(ev *event.Event, st *retry.State, res deliver.Resul
 	outcome := res.Outcome()
 	p.metrics.attempts.WithLabelValues(ev.Channel, outcome).Inc()
 	p.metrics.attemptDuration.WithLabelValues(outcome).Observe(res.Duration.Seconds())
-	p.log.Debug("attempt", p.attrs(ev, st, slog.String("outcome", outcome), slog.Duration("took", res.Duration))...)
+	p.logEvent(slog.LevelDebug, "attempt", ev, st, slog.String("outcome", outcome), slog.Duration("took", res.Duration))
 }
 
 func (p *Pipeline) delivered(ev *event.Event, st *retry.State, res deliver.Result) {
 	p.metrics.deliveries.WithLabelValues(ev.Channel, ev.Status, "delivered").Inc()
 	p.metrics.endToEnd.WithLabelValues(ev.Channel).Observe(time.Since(st.OriginTime).Seconds())
-	p.log.Info("delivered", p.attrs(ev, st)...)
+	p.logEvent(slog.LevelInfo, "delivered", ev, st)
 }
 
 func (p *Pipeline) skip(ev *event.Event, st *retry.State, reason string) bool {
 	p.metrics.skipped.WithLabelValues(reason).Inc()
-	p.log.Info("skipped", p.attrs(ev, st, slog.String("reason", reason))...)
+	p.logEvent(slog.LevelInfo, "skipped", ev, st, slog.String("reason", reason))
 	return true
 }
 
@@ -333,8 +333,8 @@ func (p *Pipeline) scheduleRetry(ctx context.Context, j job, ev *event.Event, st
 	written, settled := p.requeue(ctx, j, ev, st, tier, delay)
 	if written {
 		p.metrics.retries.Inc()
-		p.log.Info("retry scheduled", p.attrs(ev, st, slog.Duration("in", delay.Round(time.Millisecond)),
-			slog.String("topic", retry.Topic(p.opts.RetryPrefix, tier)))...)
+		p.logEvent(slog.LevelInfo, "retry scheduled", ev, st, slog.Duration("in", delay.Round(time.Millisecond)),
+			slog.String("topic", retry.Topic(p.opts.RetryPrefix, tier)))
 	}
 	return settled
 }
@@ -350,7 +350,7 @@ func (p *Pipeline) requeue(ctx context.Context, j job, ev *event.Event, st *retr
 	case ctx.Err() != nil:
 		return false, false
 	case err != nil:
-		p.log.Error("cannot write retry record; dead-lettering", p.attrs(ev, st, slog.String("err", err.Error()))...)
+		p.logEvent(slog.LevelError, "cannot write retry record; dead-lettering", ev, st, slog.String("err", err.Error()))
 		st.LastError = "retry_not_writable"
 		return false, p.deadLetter(ctx, j, ev, st, dlq.ReasonRetriesExhausted)
 	}
@@ -367,7 +367,7 @@ func (p *Pipeline) deadLetter(ctx context.Context, j job, ev *event.Event, st *r
 	}
 	err := p.produce(ctx, e.Record(p.opts.DLQTopic, j.rec))
 	if err != nil && ctx.Err() == nil {
-		p.log.Warn("dead letter refused by the broker; writing it without its value", p.attrs(ev, st, slog.String("err", err.Error()))...)
+		p.logEvent(slog.LevelWarn, "dead letter refused by the broker; writing it without its value", ev, st, slog.String("err", err.Error()))
 		e.ValueOmitted = max(len(j.rec.Value), 1)
 		err = p.produce(ctx, e.Record(p.opts.DLQTopic, j.rec))
 	}
@@ -378,7 +378,7 @@ func (p *Pipeline) deadLetter(ctx context.Context, j job, ev *event.Event, st *r
 		// Not even the headers fit: nothing more can be done here. The
 		// record stays at its source offset until retention removes it.
 		p.metrics.produceErrors.Inc()
-		p.log.Error("DEAD LETTER LOST: the broker refuses it", p.attrs(ev, st, slog.String("reason", reason), slog.String("err", err.Error()))...)
+		p.logEvent(slog.LevelError, "DEAD LETTER LOST: the broker refuses it", ev, st, slog.String("reason", reason), slog.String("err", err.Error()))
 		return true
 	}
 	p.metrics.dlq.WithLabelValues(reason).Inc()
@@ -386,7 +386,7 @@ func (p *Pipeline) deadLetter(ctx context.Context, j job, ev *event.Event, st *r
 		p.metrics.deliveries.WithLabelValues(ev.Channel, ev.Status, "dead_lettered").Inc()
 		p.metrics.endToEnd.WithLabelValues(ev.Channel).Observe(time.Since(st.OriginTime).Seconds())
 	}
-	p.log.Info("dead-lettered", p.attrs(ev, st, append([]any{slog.String("reason", reason)}, extra...)...)...)
+	p.logEvent(slog.LevelInfo, "dead-lettered", ev, st, append([]any{slog.String("reason", reason)}, extra...)...)
 	return true
 }
 
@@ -440,6 +440,15 @@ func foreignHeaders(r *kgo.Record) []kgo.RecordHeader {
 		}
 	}
 	return out
+}
+
+// logEvent logs msg about one event at level, with its identifying
+// attributes; nothing is built when the level is off (the hot path logs
+// each attempt at debug and each outcome at info).
+func (p *Pipeline) logEvent(level slog.Level, msg string, ev *event.Event, st *retry.State, extra ...any) {
+	if p.log.Enabled(context.Background(), level) {
+		p.log.Log(context.Background(), level, msg, p.attrs(ev, st, extra...)...)
+	}
 }
 
 func (p *Pipeline) attrs(ev *event.Event, st *retry.State, extra ...any) []any {
