@@ -15,11 +15,13 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -92,17 +94,21 @@ type result struct {
 	P95MS             float64 `json:"p95_ms"`
 	P99MS             float64 `json:"p99_ms"`
 	CPUPer1000        float64 `json:"cpu_s_per_1000"`
-	AllocsPerDelivery float64 `json:"allocs_per_delivery"`
-	BytesPerDelivery  float64 `json:"alloc_bytes_per_delivery"`
-	SustainedPerSec   float64 `json:"latency_sustained_per_s"`
-	SustainedP50MS    float64 `json:"sustained_p50_ms"`
-	SustainedP95MS    float64 `json:"sustained_p95_ms"`
-	SustainedP99MS    float64 `json:"sustained_p99_ms"`
-	PeakRSSMiB        float64 `json:"peak_rss_mib"`
-	Backlog           int     `json:"backlog,omitempty"`
-	BacklogPerSec     float64 `json:"backlog_deliveries_per_s,omitempty"`
-	BacklogPeakRSSMiB float64 `json:"backlog_peak_rss_mib,omitempty"`
-	FeedbackdCPUCores float64 `json:"feedbackd_cpu_cores"`
+	// CPU seconds per 1,000 deliveries of what shares the machine in the
+	// throughput phase: the receiver, redis-server, and this process
+	// (kfake broker and producer).
+	OthersCPUPer1000  map[string]float64 `json:"others_cpu_s_per_1000,omitempty"`
+	AllocsPerDelivery float64            `json:"allocs_per_delivery"`
+	BytesPerDelivery  float64            `json:"alloc_bytes_per_delivery"`
+	SustainedPerSec   float64            `json:"latency_sustained_per_s"`
+	SustainedP50MS    float64            `json:"sustained_p50_ms"`
+	SustainedP95MS    float64            `json:"sustained_p95_ms"`
+	SustainedP99MS    float64            `json:"sustained_p99_ms"`
+	PeakRSSMiB        float64            `json:"peak_rss_mib"`
+	Backlog           int                `json:"backlog,omitempty"`
+	BacklogPerSec     float64            `json:"backlog_deliveries_per_s,omitempty"`
+	BacklogPeakRSSMiB float64            `json:"backlog_peak_rss_mib,omitempty"`
+	FeedbackdCPUCores float64            `json:"feedbackd_cpu_cores"`
 }
 
 func main() {
@@ -164,10 +170,14 @@ type env struct {
 	brokers  []string
 	redis    string
 	receiver string // host:port
+	others   []proc // receiver, redis-server and this process (broker, producer), for their CPU
 	cleanup  []func()
 	daemon   *daemonProc
 	producer *kgo.Client
 	http     *http.Client
+	// othersPer1000 is the others' CPU per 1,000 deliveries in the healthy
+	// throughput phase.
+	othersPer1000 map[string]float64
 }
 
 func (e *env) close() {
@@ -213,6 +223,7 @@ func bench(o options) (res result, err error) {
 	}
 	m1 := e.daemon.memstats(e.http)
 	res.DeliveriesPerSec, res.CPUPer1000 = rate, cpu
+	res.OthersCPUPer1000 = e.othersPer1000
 	res.AllocsPerDelivery = (m1.mallocs - m0.mallocs) / float64(o.events)
 	res.BytesPerDelivery = (m1.bytes - m0.bytes) / float64(o.events)
 	res.Ratio = rate / res.CeilingPerSec
@@ -256,6 +267,7 @@ func (e *env) startBroker() error {
 	}
 	e.cleanup = append(e.cleanup, c.Close)
 	e.brokers = c.ListenAddrs()
+	e.others = append(e.others, proc{"broker+producer", os.Getpid()})
 	logf("broker: kfake on %s", e.brokers[0])
 	return nil
 }
@@ -278,6 +290,7 @@ func (e *env) startRedis() error {
 		return fmt.Errorf("redis-server (apt-get install redis-server, or --redis): %w", err)
 	}
 	e.cleanup = append(e.cleanup, func() { _ = cmd.Process.Kill(); _ = cmd.Wait(); os.RemoveAll(dir) })
+	e.others = append(e.others, proc{"redis", cmd.Process.Pid})
 	e.redis = fmt.Sprintf("127.0.0.1:%d", port)
 	for range 100 {
 		if c, err := net.Dial("tcp", e.redis); err == nil {
@@ -310,6 +323,7 @@ func (e *env) startReceiver() error {
 		return fmt.Errorf("receiver did not start: %w", err)
 	}
 	e.receiver = strings.TrimSpace(line)
+	e.others = append(e.others, proc{"receiver", cmd.Process.Pid})
 	logf("receiver: %s (own process, pid %d, latency %s)", e.receiver, cmd.Process.Pid, e.o.latency)
 	return nil
 }
@@ -393,8 +407,12 @@ func (d *daemonProc) stop() {
 }
 
 // cpu is the process's user+system CPU time so far, in seconds.
-func (d *daemonProc) cpu() float64 {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", d.cmd.Process.Pid))
+func (d *daemonProc) cpu() float64 { return procCPU(d.cmd.Process.Pid) }
+
+// procCPU is a process's user+system CPU time so far, in seconds (0 if it
+// cannot be read).
+func procCPU(pid int) float64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
 		return 0
 	}
@@ -652,6 +670,7 @@ func (e *env) throughput(n int, withBad bool) (rate, cpuPer1000 float64, err err
 	}
 	logf("%s: producing %d events over %d tenants", what, n, e.o.tenants)
 	cpu0 := e.daemon.cpu()
+	others0 := e.othersCPU()
 	profiled := make(chan error, 1)
 	if e.daemon.pprof != "" && !withBad {
 		go func() { profiled <- e.profile(e.o.pprof, 5*time.Second) }()
@@ -669,9 +688,29 @@ func (e *env) throughput(n int, withBad bool) (rate, cpuPer1000 float64, err err
 		return 0, 0, err
 	}
 	cpu1 := e.daemon.cpu()
+	if !withBad {
+		e.othersPer1000 = map[string]float64{}
+		for name, c := range e.othersCPU() {
+			e.othersPer1000[name] = (c - others0[name]) / float64(s.Count) * 1000
+		}
+	}
 	rate = float64(s.Count-1) / (float64(s.Last-s.First) / 1e9)
 	logf("%s: %.0f deliveries/s", what, rate)
 	return rate, (cpu1 - cpu0) / float64(s.Count) * 1000, nil
+}
+
+// proc is a process whose CPU time the bench reads.
+type proc struct {
+	name string
+	pid  int
+}
+
+func (e *env) othersCPU() map[string]float64 {
+	m := map[string]float64{}
+	for _, p := range e.others {
+		m[p.name] = procCPU(p.pid)
+	}
+	return m
 }
 
 // profile saves a CPU profile of feedbackd taken over d.
@@ -806,6 +845,14 @@ func printTable(r result) {
 	fmt.Fprintf(w, "latency at %.0f/s (p50/p95/p99)\t%.1f / %.1f / %.1f ms\n", r.OfferedPerSec, r.P50MS, r.P95MS, r.P99MS)
 	fmt.Fprintf(w, "latency at %.0f/s, half feedbackd's rate\t%.1f / %.1f / %.1f ms\n", r.SustainedPerSec, r.SustainedP50MS, r.SustainedP95MS, r.SustainedP99MS)
 	fmt.Fprintf(w, "CPU per 1,000 deliveries\t%.3f s\n", r.CPUPer1000)
+	if len(r.OthersCPUPer1000) > 0 {
+		names := slices.Sorted(maps.Keys(r.OthersCPUPer1000))
+		parts := make([]string, len(names))
+		for i, n := range names {
+			parts[i] = fmt.Sprintf("%s %.3f s", n, r.OthersCPUPer1000[n])
+		}
+		fmt.Fprintf(w, "  sharing the machine, per 1,000\t%s\n", strings.Join(parts, ", "))
+	}
 	fmt.Fprintf(w, "allocations per delivery\t%.0f (%.0f bytes), whole process\n", r.AllocsPerDelivery, r.BytesPerDelivery)
 	fmt.Fprintf(w, "peak RSS\t%.0f MiB\n", r.PeakRSSMiB)
 	if r.Backlog > 0 {
