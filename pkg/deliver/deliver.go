@@ -116,10 +116,13 @@ type Options struct {
 // Client sends attempts. It is safe for concurrent use and keeps
 // connections alive per endpoint.
 type Client struct {
-	http   *http.Client
-	opts   Options
-	tokens *endpointauth.TokenCache
+	http      *http.Client
+	opts      Options
+	tokens    *endpointauth.TokenCache
+	userAgent []string // the User-Agent header's value, shared by requests
 }
+
+var contentTypeJSON = []string{"application/json"}
 
 // New builds a Client. Proxies from the environment are ignored on purpose:
 // a proxy would dial on our behalf and bypass the address check.
@@ -159,7 +162,8 @@ func New(opts Options) *Client {
 		Transport: tr,
 		// Never follow redirects: a 3xx is the endpoint's answer.
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-		Timeout:       opts.Timeout,
+		// No Timeout here: Send bounds every attempt (and the OAuth2 token
+		// request made within it) with its context, one timer instead of two.
 	}
 	if opts.Registerer == nil {
 		opts.Registerer = prometheus.NewRegistry()
@@ -168,7 +172,7 @@ func New(opts Options) *Client {
 		Name: "feedbackd_oauth2_token_requests_total",
 		Help: "Access-token requests to tenants' OAuth2 token endpoints, by result (ok, error).",
 	}, []string{"result"})
-	return &Client{opts: opts, http: hc, tokens: endpointauth.NewTokenCache(hc, fetches)}
+	return &Client{opts: opts, http: hc, tokens: endpointauth.NewTokenCache(hc, fetches), userAgent: []string{opts.UserAgent}}
 }
 
 // Close drops idle connections.
@@ -209,11 +213,15 @@ func (c *Client) attempt(ctx context.Context, t *webhook.Target, id string, body
 		h[k] = v
 	}
 	ts := now.Unix()
-	h["Content-Type"] = []string{"application/json"}
-	h["User-Agent"] = []string{c.opts.UserAgent}
-	h["Webhook-Id"] = []string{id}
-	h["Webhook-Timestamp"] = []string{strconv.FormatInt(ts, 10)}
-	h["Webhook-Signature"] = []string{string(t.AppendSignatures(make([]byte, 0, 48), id, ts, body, now))}
+	// The transport only reads headers, so constant values are shared and
+	// the per-request ones share one backing array.
+	h["Content-Type"] = contentTypeJSON
+	h["User-Agent"] = c.userAgent
+	v := [...]string{id, strconv.FormatInt(ts, 10), string(t.AppendSignatures(make([]byte, 0, 48), id, ts, body, now))}
+	vals := v[:]
+	h["Webhook-Id"] = vals[0:1:1]
+	h["Webhook-Timestamp"] = vals[1:2:2]
+	h["Webhook-Signature"] = vals[2:3:3]
 	var token string
 	switch {
 	case t.JWT != nil:
