@@ -1,11 +1,15 @@
 package e2e
 
 import (
+	"context"
+	"log/slog"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kfake"
 
 	"github.com/feedbackd/feedbackd/pkg/daemon"
@@ -130,5 +134,43 @@ func TestBrokerRestartMidStream(t *testing.T) {
 	t.Logf("%d requests for %d events, %d duplicates", rc.count(), total, dups)
 	if d := h.dlq(0); len(d) != 0 {
 		t.Errorf("%d events dead-lettered across the broker restart", len(d))
+	}
+}
+
+// A configs topic that cannot be read at start-up holds start-up, with a
+// clear log line, instead of routing events with no configs (each would be
+// skipped as no_config); once it can be read, consumption starts.
+func TestStartupWaitsForTheConfigsTopic(t *testing.T) {
+	h := start(t, nil)
+	h.stopDaemon()
+	h.cfg.Kafka.CreateTopics = false
+	h.cfg.Kafka.Topics.Configs = "feedback.configs.not-yet"
+	h.produceEvent(newEvent("early", "org1", "sb1", "email", "sent"))
+
+	var logs syncBuffer
+	reg := prometheus.NewRegistry()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- daemon.Run(ctx, h.cfg, daemon.Options{
+			Logger: slog.New(slog.NewJSONHandler(&logs, nil)), Registry: reg,
+		})
+	}()
+	t.Cleanup(func() { cancel(); <-done })
+	h.eventually("the waiting log line", 30*time.Second, func() bool {
+		return strings.Contains(logs.String(), "waiting for the webhook configs")
+	})
+	if n := metricOf(t, reg, "feedbackd_events_consumed_total", nil); n != 0 {
+		t.Fatalf("%v events consumed before the configs were read", n)
+	}
+
+	if _, err := kadm.NewClient(h.producer).CreateTopic(context.Background(), 1, 1, map[string]*string{"cleanup.policy": kadm.StringPtr("compact")}, "feedback.configs.not-yet"); err != nil {
+		t.Fatal(err)
+	}
+	h.eventually("consumption after the configs topic appeared", 30*time.Second, func() bool {
+		return metricOf(t, reg, "feedbackd_events_consumed_total", nil) == 1
+	})
+	if !strings.Contains(logs.String(), "webhook configs loaded; consuming events") {
+		t.Errorf("no log line saying consumption started:\n%s", logs.String())
 	}
 }
