@@ -8,7 +8,7 @@ LDFLAGS  := -X main.version=$(VERSION) -X main.revision=$(REVISION)
 TOOLS    := redis-server=redis-server kcat=kcat curl=curl docker-compose=docker-compose promtool=prometheus prometheus=prometheus
 FUZZTIME ?= 5s
 
-.PHONY: help run build test deps check unit fuzz-short fuzz bench rules-check compose-check clean
+.PHONY: help run build test deps check unit fuzz-short fuzz bench chaos rules-check compose-check clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -41,7 +41,7 @@ check: ## go vet, gofmt and go mod tidy leave nothing to fix
 	if ! cmp -s go.mod /tmp/feedbackd.go.mod.bak || ! cmp -s go.sum /tmp/feedbackd.go.sum.bak; then \
 	  echo "go mod tidy changed go.mod/go.sum: commit the result"; exit 1; fi
 
-unit: ## go test ./... with the race detector (unit, integration and end-to-end)
+unit: ## go test ./... with the race detector (unit, integration, end-to-end, short chaos suite)
 	FEEDBACKD_REQUIRE_TOOLS=1 $(GO) test -race -count=1 -timeout 8m ./...
 
 # Fuzz targets as package:target: event parsing, config validation, URL
@@ -63,6 +63,12 @@ bench: deps build ## Go benchmarks of the hot path, then feedbackbench end to en
 	$(GO) test -run '^$$' -bench . -benchmem ./pkg/...
 	$(GO) build -o bin/ ./cmd/feedbackbench
 	bin/feedbackbench --feedbackd bin/feedbackd $(BENCHFLAGS)
+
+CHAOS_RUNS ?= 1
+
+chaos: deps ## chaos suite at full size, CHAOS_RUNS times: kill -9, Redis loss, dropped broker connections, rebalances, bad records
+	@set -e; for i in $$(seq 1 $(CHAOS_RUNS)); do echo "make chaos: run $$i of $(CHAOS_RUNS)"; \
+	  CHAOS_FULL=1 FEEDBACKD_REQUIRE_TOOLS=1 $(GO) test -count=1 -v -timeout 30m -run '^TestChaos$$' ./test/chaos; done
 
 rules-check: ## promtool: check the alert rules and run their unit tests
 	promtool check rules config/prometheus/alerts.yml

@@ -320,3 +320,36 @@ func contextFor(t testing.TB) context.Context {
 	t.Cleanup(cancel)
 	return ctx
 }
+
+// metric sums the samples of a counter or gauge over the instances still
+// running (those killed took theirs with them), read from /metrics.
+func (e *env) metric(name string) float64 {
+	e.mu.Lock()
+	ds := append([]*daemon(nil), e.daemons...)
+	e.mu.Unlock()
+	var sum float64
+	for _, d := range ds {
+		select {
+		case <-d.done:
+			continue
+		default:
+		}
+		resp, err := e.http.Get(d.api + "/metrics")
+		if err != nil {
+			continue
+		}
+		raw, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		for _, line := range strings.Split(string(raw), "\n") {
+			rest, ok := strings.CutPrefix(line, name)
+			if !ok || (rest != "" && rest[0] != '{' && rest[0] != ' ') {
+				continue
+			}
+			var v float64
+			if _, err := fmt.Sscan(rest[strings.LastIndexByte(rest, ' ')+1:], &v); err == nil {
+				sum += v
+			}
+		}
+	}
+	return sum
+}
