@@ -9,6 +9,9 @@
 //
 // By default it runs short (a few thousand events, one kill; this is what
 // `make test` runs); CHAOS_FULL=1 runs full sizes (`make chaos`).
+// CHAOS_LOG_DIR=dir keeps feedbackd's logs there (otherwise they go to the
+// test's temporary directory and their tails are shown on failure), and
+// CHAOS_LOG_LEVEL=info makes them say what became of every event.
 package chaos
 
 import (
@@ -18,6 +21,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
+	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -164,7 +169,7 @@ func testKill9(t *testing.T, bin string, sz sizes) {
 	for k := 1; k <= sz.kills; k++ {
 		r.waitDelivered(float64(k) / float64(sz.kills+1))
 		time.Sleep(rand.N(200 * time.Millisecond))
-		d.kill()
+		e.kill(d)
 		t.Logf("kill9: %s killed with SIGKILL (%d/%d) at %d delivered", d.name, k, sz.kills, e.recv.deliveredCount())
 		d = e.startDaemon()
 	}
@@ -258,7 +263,7 @@ func rebalance(t *testing.T, bin, name string, events int, produceFor time.Durat
 	r := e.begin(planOptions{events: events, tenants: tenants, skipEvery: 50}, perSecond(events, produceFor))
 	r.waitDelivered(0.3)
 	if sigkill {
-		leaving.kill()
+		e.kill(leaving)
 		t.Logf("%s: %s killed with SIGKILL at %d delivered", name, leaving.name, e.recv.deliveredCount())
 	} else {
 		at := e.recv.deliveredCount()
@@ -417,6 +422,9 @@ func (r *run) finish(want expect) {
 	summary.mu.Unlock()
 	r.t.Log(line)
 	r.t.Logf("%s; duplicates suppressed by the instances still running at the end: %.0f", t.detail(), suppressed)
+	if t.duplicates > 0 {
+		r.t.Log(r.whenDuplicated())
+	}
 
 	if t.lost > 0 {
 		r.t.Errorf("%s: %d events lost (neither delivered, dead-lettered nor skipped), e.g. %s", r.name, t.lost, strings.Join(t.lostIDs[:min(len(t.lostIDs), 20)], " "))
@@ -478,4 +486,67 @@ func withoutRace(goflags string) string {
 		}
 	}
 	return strings.Join(keep, " ")
+}
+
+// whenDuplicated says when the duplicates' deliveries happened relative to
+// the kills: a first delivery around a kill (the request may reach the
+// receiver just after the sender died) was in flight at it; two deliveries
+// close together away from any kill are two copies of the event processed
+// at once; the rest is "other".
+func (r *run) whenDuplicated() string {
+	rc := r.recv.receipts()
+	r.mu.Lock()
+	kills := append([]time.Time(nil), r.kills...)
+	r.mu.Unlock()
+	const near = time.Second
+	var inFlight []time.Duration // kill minus first delivery
+	together, other := 0, 0
+	var examples []string
+	ids := make([]string, 0, len(rc.okAt))
+	for id := range rc.okAt {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	for _, id := range ids {
+		at := rc.okAt[id]
+		found := false
+		for _, k := range kills {
+			if d := k.Sub(at[0]); d >= -near && d <= near && at[1].After(k) {
+				inFlight = append(inFlight, d)
+				found = true
+				break
+			}
+		}
+		switch {
+		case found:
+			continue
+		case at[1].Sub(at[0]) < near:
+			together++
+		default:
+			other++
+		}
+		if len(examples) < 6 {
+			var rel []string
+			for _, a := range at {
+				rel = append(rel, a.Sub(r.start).Round(time.Millisecond).String())
+			}
+			examples = append(examples, fmt.Sprintf("%s at %s", id, strings.Join(rel, ", ")))
+		}
+	}
+	var ks []string
+	for _, k := range kills {
+		ks = append(ks, k.Sub(r.start).Round(time.Millisecond).String())
+	}
+	spread := ""
+	if len(inFlight) > 0 {
+		slices.Sort(inFlight)
+		spread = fmt.Sprintf(" (first delivery %s to %s before the kill, median %s)",
+			inFlight[0].Round(time.Millisecond), inFlight[len(inFlight)-1].Round(time.Millisecond), inFlight[len(inFlight)/2].Round(time.Millisecond))
+	}
+	s := fmt.Sprintf("duplicated webhook-ids: %d in flight at a kill%s, %d delivered twice within %s away from any kill, %d other; kills at [%s]",
+		len(inFlight), spread, together, near, other, strings.Join(ks, " "))
+	if len(examples) > 0 {
+		s += "; not at a kill, e.g. " + strings.Join(examples, "; ") + " (times from the start of producing)"
+	}
+	return s
 }

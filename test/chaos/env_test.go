@@ -2,6 +2,7 @@ package chaos
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -50,7 +51,8 @@ type env struct {
 	mu      sync.Mutex
 	daemons []*daemon
 	started int
-	env     []string // extra FEEDBACKD_* settings of every instance
+	kills   []time.Time // when an instance was killed with SIGKILL
+	env     []string    // extra FEEDBACKD_* settings of every instance
 }
 
 // envOptions adjust a scenario's world before anything starts.
@@ -149,7 +151,7 @@ func (e *env) startDaemon(extra ...string) *daemon {
 		// "busy" when an instance takes a third of the limit.
 		"FEEDBACKD_DELIVERY_ENDPOINT_CONCURRENCY=4096",
 		"FEEDBACKD_SHUTDOWN_TIMEOUT=20s",
-		"FEEDBACKD_LOG_LEVEL=warn",
+		"FEEDBACKD_LOG_LEVEL="+cmp.Or(os.Getenv("CHAOS_LOG_LEVEL"), "warn"),
 	)
 	d.cmd.Env = append(append(d.cmd.Env, e.env...), extra...)
 	d.cmd.Stdout, d.cmd.Stderr = logf, logf
@@ -191,6 +193,14 @@ func (e *env) waitReady(d *daemon) {
 func (d *daemon) kill() {
 	_ = d.cmd.Process.Signal(syscall.SIGKILL)
 	<-d.done
+}
+
+// kill stops d with SIGKILL and notes when.
+func (e *env) kill(d *daemon) {
+	e.mu.Lock()
+	e.kills = append(e.kills, time.Now())
+	e.mu.Unlock()
+	d.kill()
 }
 
 // stop asks the process to drain and leave (SIGTERM), killing it if it has

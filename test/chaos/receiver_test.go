@@ -31,6 +31,7 @@ type receiver struct {
 	ok        map[string]int         // 2xx answers per webhook-id
 	attempts  map[string]int         // requests per webhook-id
 	firstBody map[string][32]byte    // body of the first 2xx, to compare duplicates with
+	okAt      map[string][]time.Time // when each 2xx was answered
 	delivered int                    // webhook-ids answered 2xx at least once
 	answered  [2]int                 // 200s, 500s
 	problems  []string               // first few
@@ -51,7 +52,7 @@ func startReceiver(t *testing.T, failRate float64) *receiver {
 	rc := &receiver{
 		addr: l.Addr().String(), failRate: failRate,
 		tenants: map[string]tenantCheck{}, ok: map[string]int{}, attempts: map[string]int{},
-		firstBody: map[string][32]byte{},
+		firstBody: map[string][32]byte{}, okAt: map[string][]time.Time{},
 	}
 	rc.srv = &http.Server{Handler: rc, ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = rc.srv.Serve(l) }()
@@ -98,6 +99,7 @@ func (rc *receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rc.mu.Lock()
 	rc.attempts[id]++
 	if !fail {
+		rc.okAt[id] = append(rc.okAt[id], time.Now())
 		rc.ok[id]++
 		if rc.ok[id] == 1 {
 			rc.delivered++
@@ -155,6 +157,7 @@ func check(tn tenantCheck, id string, raw []byte, h http.Header) string {
 // receipts is a copy of the receiver's counts.
 type receipts struct {
 	ok, attempts   map[string]int
+	okAt           map[string][]time.Time // of webhook-ids answered 2xx more than once
 	delivered      int
 	ok200, fail500 int
 	problems       []string
@@ -167,8 +170,12 @@ func (rc *receiver) receipts() receipts {
 	r := receipts{ok: make(map[string]int, len(rc.ok)), attempts: make(map[string]int, len(rc.attempts)),
 		delivered: rc.delivered, ok200: rc.answered[0], fail500: rc.answered[1],
 		problems: append([]string(nil), rc.problems...), nproblems: rc.nproblems}
+	r.okAt = map[string][]time.Time{}
 	for k, v := range rc.ok {
 		r.ok[k] = v
+		if v > 1 {
+			r.okAt[k] = append([]time.Time(nil), rc.okAt[k]...)
+		}
 	}
 	for k, v := range rc.attempts {
 		r.attempts[k] = v
