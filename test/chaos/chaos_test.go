@@ -328,16 +328,6 @@ func (e *env) begin(o planOptions, perSecond int) *run {
 	return r
 }
 
-func (p *plan) count(k kind) int {
-	n := 0
-	for _, it := range p.items {
-		if it.kind == k {
-			n++
-		}
-	}
-	return n
-}
-
 // stallTimeout is how long nothing may change before a wait gives up.
 const stallTimeout = 3 * time.Minute
 

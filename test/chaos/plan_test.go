@@ -71,6 +71,17 @@ func newPlan(scenario string, o planOptions) *plan {
 	return p
 }
 
+// count is how many records of kind k the plan has.
+func (p *plan) count(k kind) int {
+	n := 0
+	for _, it := range p.items {
+		if it.kind == k {
+			n++
+		}
+	}
+	return n
+}
+
 // eventJSON is a valid event of about 700 bytes whose eventId is id and
 // whose requestId is "req-" + id (the receiver checks both).
 func eventJSON(id, org string, n int) []byte {

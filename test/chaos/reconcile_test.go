@@ -196,7 +196,7 @@ func count(p *plan, rc receipts, byID, byValue map[string][]deadLetter, settled 
 			t.dlqDuplicates += len(dls) - 1
 			t.reasons["invalid_event"]++
 		case skipped:
-			if n := rc.ok[it.id] + rc.attempts[it.id]; n > 0 {
+			if n := rc.attempts[it.id]; n > 0 {
 				problem("%s is for an organisation without config but reached the receiver %d times", it.id, n)
 			}
 			if dls := byID[it.id]; len(dls) > 0 {
