@@ -151,6 +151,7 @@ func Run(ctx context.Context, cfg Config, opts Options) error {
 		Concurrency:     cfg.Delivery.Concurrency,
 		Admission:       admit,
 		Dedupe:          dd,
+		ClaimTTL:        cfg.Delivery.Timeout + 5*time.Second,
 		Dependency:      func(ctx context.Context) error { return rdb.Ping(ctx).Err() },
 		MaxParked:       cfg.Delivery.MaxParked,
 		ShutdownTimeout: cfg.Shutdown.Timeout,

@@ -2,6 +2,13 @@
 // a window, so that a record read again after a crash or a rebalance (its
 // offset was not committed yet) is not sent a second time.
 //
+// A record that may have been delivered already is claimed before its
+// attempt: the claim says an attempt for the id is in flight, so that two
+// copies of one event (a re-read input record and the retry record written
+// before the crash) are not sent at the same time. A claim ends when the
+// attempt is recorded as delivered, when it is released after a failed
+// attempt, or when it expires (its holder crashed).
+//
 // It narrows at-least-once delivery, it does not make it exactly-once: an
 // attempt cut short by a crash after the endpoint received it but before
 // the answer came back is sent again, with the same webhook-id. Redis
@@ -12,6 +19,7 @@ package dedupe
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"time"
@@ -45,6 +53,38 @@ const maxBatch = 512
 // ErrClosed is returned by Record after Close.
 var ErrClosed = errors.New("dedupe store closed")
 
+// delivered is the value of a delivered id's key; a claim's value is its
+// token, which starts with "c:".
+const delivered = "1"
+
+// claimScript sets KEYS[1] to the claim token ARGV[1] for ARGV[2] ms if it
+// is not set, and returns "claimed", or the value it holds ("1": delivered;
+// "c:...": claimed by another attempt).
+var claimScript = redis.NewScript(`
+if redis.call("SET", KEYS[1], ARGV[1], "NX", "PX", ARGV[2]) then return "claimed" end
+return redis.call("GET", KEYS[1]) or "claimed-expired"`)
+
+// releaseScript deletes KEYS[1] if it still holds the claim token ARGV[1].
+var releaseScript = redis.NewScript(`
+if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("DEL", KEYS[1]) end
+return 0`)
+
+// Claim is the answer to a claim.
+type Claim struct {
+	State State
+	token string
+}
+
+// State says what a claim found.
+type State int
+
+const (
+	Claimed   State = iota // the attempt may go; Release the claim unless it is recorded as delivered
+	Delivered              // the id was delivered within the window: do not send it again
+	InFlight               // another attempt for the id holds a claim: try again later
+	Unknown                // Redis did not answer: the attempt goes ahead unclaimed (counted)
+)
+
 // Metrics are the package's Prometheus metrics.
 type Metrics struct {
 	suppressed prometheus.Counter
@@ -60,11 +100,12 @@ func newMetrics(reg prometheus.Registerer) *Metrics {
 		}),
 		errors: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "feedbackd_dedupe_errors_total",
-			Help: "Dedupe checks (op=check: the attempt went ahead unchecked) and records (op=record) that failed because Redis did not answer.",
+			Help: "Dedupe checks (op=check: the attempt went ahead unchecked), records (op=record) and claim releases (op=release: the claim expires by itself) that failed because Redis did not answer.",
 		}, []string{"op"}),
 	}
 	m.errors.WithLabelValues("check")
 	m.errors.WithLabelValues("record")
+	m.errors.WithLabelValues("release")
 	return m
 }
 
@@ -89,19 +130,37 @@ func (s *Store) Close() {
 	<-s.done
 }
 
-// Delivered reports whether id was delivered within the window. On a Redis
-// error it reports false (the attempt should go ahead) and counts it.
-func (s *Store) Delivered(ctx context.Context, id string) bool {
-	n, err := s.rdb.Exists(ctx, s.prefix+id).Result()
-	if err != nil {
+// Claim claims id for an attempt that lasts at most ttl, unless it was
+// delivered within the window or another attempt holds it. On a Redis error
+// the answer is Unknown, counted: the attempt should go ahead.
+func (s *Store) Claim(ctx context.Context, id string, ttl time.Duration) Claim {
+	token := "c:" + rand.Text()
+	res, err := claimScript.Run(ctx, s.rdb, []string{s.prefix + id}, token, ttl.Milliseconds()).Text()
+	switch {
+	case err != nil:
 		s.metrics.errors.WithLabelValues("check").Inc()
-		return false
-	}
-	if n > 0 {
+		return Claim{State: Unknown}
+	case res == "claimed":
+		return Claim{State: Claimed, token: token}
+	case res == delivered:
 		s.metrics.suppressed.Inc()
-		return true
+		return Claim{State: Delivered}
+	default: // another claim, or one that expired just now: try later
+		return Claim{State: InFlight}
 	}
-	return false
+}
+
+// Release ends a claim whose attempt did not deliver, so that the next
+// attempt for the id need not wait for it to expire. Releasing anything but
+// a Claimed claim, or a claim that expired and was taken by another attempt
+// since, does nothing.
+func (s *Store) Release(ctx context.Context, id string, c Claim) {
+	if c.State != Claimed {
+		return
+	}
+	if err := releaseScript.Run(ctx, s.rdb, []string{s.prefix + id}, c.token).Err(); err != nil {
+		s.metrics.errors.WithLabelValues("release").Inc() // it expires by itself
+	}
 }
 
 // Record remembers that id was delivered, for the window, and returns once
@@ -134,7 +193,7 @@ func (s *Store) Record(ctx context.Context, id string) error {
 func (s *Store) write() {
 	defer close(s.done)
 	batch := make([]record, 0, maxBatch)
-	cmds := make([]*redis.BoolCmd, 0, maxBatch)
+	cmds := make([]*redis.StatusCmd, 0, maxBatch)
 	for {
 		select {
 		case r := <-s.records:
@@ -155,7 +214,7 @@ func (s *Store) write() {
 		cmds = cmds[:0]
 		_, _ = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 			for _, r := range batch {
-				cmds = append(cmds, p.SetNX(ctx, s.prefix+r.id, 1, s.window))
+				cmds = append(cmds, p.Set(ctx, s.prefix+r.id, delivered, s.window)) // over its claim, if any
 			}
 			return nil
 		})

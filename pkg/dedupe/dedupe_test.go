@@ -20,20 +20,29 @@ func TestRememberedForTheWindow(t *testing.T) {
 	t.Cleanup(s.Close)
 	ctx := t.Context()
 
-	if s.Delivered(ctx, "msg-1") {
-		t.Fatal("an id never recorded is reported delivered")
+	claim := func(id string) State { return s.Claim(ctx, id, time.Minute).State }
+	c := s.Claim(ctx, "msg-1", time.Minute)
+	if c.State != Claimed {
+		t.Fatalf("first claim of an id: %v, want Claimed", c.State)
+	}
+	if got := claim("msg-1"); got != InFlight {
+		t.Fatalf("second claim while the first is held: %v, want InFlight", got)
 	}
 	if err := s.Record(ctx, "msg-1"); err != nil {
 		t.Fatal(err)
 	}
-	if !s.Delivered(ctx, "msg-1") {
-		t.Fatal("a recorded id is not reported delivered")
+	if got := claim("msg-1"); got != Delivered {
+		t.Fatalf("claim of a recorded id: %v, want Delivered", got)
 	}
-	if s.Delivered(ctx, "msg-2") {
-		t.Fatal("another id is reported delivered")
+	s.Release(ctx, "msg-1", c) // a claim overwritten by Record is not released
+	if got := claim("msg-1"); got != Delivered {
+		t.Fatalf("after releasing a recorded claim: %v, want Delivered", got)
 	}
-	if got := value(t, s.metrics.suppressed); got != 1 {
-		t.Fatalf("suppressed = %v, want 1", got)
+	if got := claim("msg-2"); got != Claimed {
+		t.Fatalf("another id: %v, want Claimed", got)
+	}
+	if got := value(t, s.metrics.suppressed); got != 2 {
+		t.Fatalf("suppressed = %v, want 2", got)
 	}
 	ttl, err := r.Client.PTTL(ctx, "t:delivered:msg-1").Result()
 	if err != nil || ttl <= 0 || ttl > 2*time.Second {
@@ -43,8 +52,8 @@ func TestRememberedForTheWindow(t *testing.T) {
 	// After the window the id is forgotten.
 	r.Client.PExpire(ctx, "t:delivered:msg-1", time.Millisecond)
 	time.Sleep(20 * time.Millisecond)
-	if s.Delivered(ctx, "msg-1") {
-		t.Fatal("an id is still reported delivered after its window")
+	if got := claim("msg-1"); got != Claimed {
+		t.Fatalf("an id after its window: %v, want Claimed", got)
 	}
 }
 
@@ -58,8 +67,8 @@ func TestRedisDownNeverHoldsAnEventBack(t *testing.T) {
 	}
 	r.Kill()
 
-	if s.Delivered(ctx, "msg-1") {
-		t.Fatal("with Redis down the check must let the attempt go")
+	if got := s.Claim(ctx, "msg-1", time.Minute).State; got != Unknown {
+		t.Fatalf("claim with Redis down: %v, want Unknown (the attempt goes ahead)", got)
 	}
 	if err := s.Record(ctx, "msg-2"); err == nil {
 		t.Fatal("Record with Redis down returned no error")
@@ -103,5 +112,33 @@ func TestConcurrentRecordsAndClose(t *testing.T) {
 	s.Close()
 	if err := s.Record(ctx, "late"); !errors.Is(err, ErrClosed) {
 		t.Fatalf("Record after Close = %v, want ErrClosed", err)
+	}
+}
+
+// A failed attempt releases its claim, so the next attempt goes at once; a
+// claim whose holder crashed expires; a release never drops another's claim.
+func TestClaimReleaseAndExpiry(t *testing.T) {
+	r := testenv.StartRedis(t)
+	s := New(r.Client, "t:", time.Minute, nil)
+	t.Cleanup(s.Close)
+	ctx := t.Context()
+
+	first := s.Claim(ctx, "a", time.Minute)
+	s.Release(ctx, "a", first)
+	second := s.Claim(ctx, "a", time.Minute)
+	if second.State != Claimed {
+		t.Fatalf("claim after a release: %v, want Claimed", second.State)
+	}
+	s.Release(ctx, "a", first) // stale: must not drop the second claim
+	if got := s.Claim(ctx, "a", time.Minute).State; got != InFlight {
+		t.Fatalf("a stale release dropped the current claim: %v, want InFlight", got)
+	}
+
+	if got := s.Claim(ctx, "b", 50*time.Millisecond).State; got != Claimed {
+		t.Fatalf("claim b: %v", got)
+	}
+	time.Sleep(100 * time.Millisecond) // its holder crashed
+	if got := s.Claim(ctx, "b", time.Minute).State; got != Claimed {
+		t.Fatalf("claim after the holder's claim expired: %v, want Claimed", got)
 	}
 }

@@ -81,7 +81,7 @@ func newMetrics(reg prometheus.Registerer, inputTopics []string) *Metrics {
 		}),
 		deferred: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "feedbackd_deliveries_deferred_total",
-			Help: "Events put back in a retry tier without an attempt, by reason: circuit_open (the endpoint's breaker is open), endpoint_busy (its in-flight limit is reached and too many events already wait for it).",
+			Help: "Events put back in a retry tier without an attempt, by reason: circuit_open (the endpoint's breaker is open), endpoint_busy (its in-flight limit is reached and too many events already wait for it), in_flight (another attempt for the same webhook-id is in flight: a copy read again after a crash).",
 		}, []string{"reason"}),
 		parked: f.NewGauge(prometheus.GaugeOpts{
 			Name: "feedbackd_deliveries_parked",
@@ -124,7 +124,7 @@ func newMetrics(reg prometheus.Registerer, inputTopics []string) *Metrics {
 		m.consumed.WithLabelValues(t)
 		m.lag.WithLabelValues(t)
 	}
-	for _, r := range []string{deferCircuitOpen, deferEndpointBusy} {
+	for _, r := range []string{deferCircuitOpen, deferEndpointBusy, deferInFlight} {
 		m.deferred.WithLabelValues(r)
 	}
 	for _, r := range dlq.Reasons {

@@ -27,6 +27,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/feedbackd/feedbackd/pkg/admission"
+	"github.com/feedbackd/feedbackd/pkg/dedupe"
 	"github.com/feedbackd/feedbackd/pkg/deliver"
 	"github.com/feedbackd/feedbackd/pkg/offsets"
 	"github.com/feedbackd/feedbackd/pkg/retry"
@@ -52,12 +53,14 @@ type Admitter interface {
 	Failure(ctx context.Context, endpoint string) (openUntil time.Time, opened bool)
 }
 
-// Deduper remembers delivered webhook ids (see package dedupe). Its
-// errors never hold an event back.
+// Deduper remembers delivered webhook ids and claims ids for attempts (see
+// package dedupe). Its errors never hold an event back.
 type Deduper interface {
-	// Delivered reports whether id was delivered recently; false when it
-	// cannot tell.
-	Delivered(ctx context.Context, id string) bool
+	// Claim claims id for an attempt lasting at most ttl, or says it was
+	// delivered or is being attempted elsewhere (Unknown if it cannot tell).
+	Claim(ctx context.Context, id string, ttl time.Duration) dedupe.Claim
+	// Release ends a claim whose attempt did not deliver.
+	Release(ctx context.Context, id string, c dedupe.Claim)
 	// Record remembers that id was delivered.
 	Record(ctx context.Context, id string) error
 }
@@ -77,6 +80,9 @@ type Options struct {
 	Concurrency int      // deliveries in flight, all partitions together
 	Admission   Admitter // nil: no per-endpoint limits
 	Dedupe      Deduper  // nil: no duplicate suppression
+	// ClaimTTL bounds a dedupe claim: longer than one attempt can last.
+	// Default: 1 minute.
+	ClaimTTL time.Duration
 	// Dependency, if set, is checked every second; while it fails,
 	// fetching is paused (records already read still run) and it is
 	// checked again with backoff. feedbackd passes a Redis ping.
@@ -126,6 +132,9 @@ func New(kafkaOpts []kgo.Opt, configs Configs, sender Sender, opts Options) (*Pi
 	}
 	if opts.MaxParked <= 0 {
 		opts.MaxParked = opts.Concurrency
+	}
+	if opts.ClaimTTL <= 0 {
+		opts.ClaimTTL = time.Minute
 	}
 	if opts.CommitInterval <= 0 {
 		opts.CommitInterval = time.Second

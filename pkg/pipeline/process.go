@@ -12,6 +12,7 @@ import (
 
 	"github.com/feedbackd/feedbackd/pkg/admission"
 	"github.com/feedbackd/feedbackd/pkg/configstore"
+	"github.com/feedbackd/feedbackd/pkg/dedupe"
 	"github.com/feedbackd/feedbackd/pkg/deliver"
 	"github.com/feedbackd/feedbackd/pkg/dlq"
 	"github.com/feedbackd/feedbackd/pkg/event"
@@ -58,11 +59,6 @@ func (p *Pipeline) process(ctx context.Context, j job, s *slot) bool {
 	if reason := t.Config.SkipReason(ev.Channel, ev.CampaignID); reason != "" {
 		return p.skip(ev, st, reason)
 	}
-	if p.opts.Dedupe != nil && p.mayBeDelivered(j) && p.opts.Dedupe.Delivered(ctx, st.WebhookID) {
-		p.logEvent(slog.LevelInfo, "already delivered: not sent again", ev, st)
-		return true
-	}
-
 	d, ok := p.admit(j, s, t.Endpoint)
 	switch {
 	case !ok:
@@ -70,9 +66,22 @@ func (p *Pipeline) process(ctx context.Context, j job, s *slot) bool {
 	case d.Verdict == admission.Open:
 		return p.deferRetry(ctx, j, ev, st, time.Until(d.Until), deferCircuitOpen)
 	case d.Verdict == admission.Busy:
-		return p.deferRetry(ctx, j, ev, st, p.opts.Policy.Schedule[min(st.Deferrals, len(p.opts.Policy.Schedule)-1)], deferEndpointBusy)
+		return p.deferRetry(ctx, j, ev, st, p.deferral(st), deferEndpointBusy)
+	}
+	claim := p.claim(ctx, j, st)
+	switch claim.State {
+	case dedupe.Delivered:
+		d.Release()
+		p.logEvent(slog.LevelInfo, "already delivered: not sent again", ev, st)
+		return true
+	case dedupe.InFlight:
+		d.Release()
+		return p.deferRetry(ctx, j, ev, st, p.deferral(st), deferInFlight)
 	}
 	res := p.sender.Send(ctx, t, st.WebhookID, ev.Body(make([]byte, 0, len(ev.Raw)+32)))
+	if res.Verdict != deliver.Delivered && p.opts.Dedupe != nil {
+		p.opts.Dedupe.Release(ctx, st.WebhookID, claim) // the next attempt need not wait for it
+	}
 	if res.Verdict == deliver.Aborted {
 		d.Release()
 		return false
@@ -143,6 +152,23 @@ func (p *Pipeline) decode(j job) (*event.Event, *retry.State, error) {
 	return ev, st, nil
 }
 
+// claim claims the event's webhook-id for this attempt if it may have been
+// delivered already (see mayBeDelivered); without dedupe, or for an event
+// that cannot have been, the answer is Unknown and the attempt goes ahead.
+func (p *Pipeline) claim(ctx context.Context, j job, st *retry.State) dedupe.Claim {
+	if p.opts.Dedupe == nil || !p.mayBeDelivered(j) {
+		return dedupe.Claim{State: dedupe.Unknown}
+	}
+	return p.opts.Dedupe.Claim(ctx, st.WebhookID, p.opts.ClaimTTL)
+}
+
+// deferral is how long an event waits when its endpoint is busy or another
+// attempt for it is in flight: the retry schedule's delays, one more per
+// deferral.
+func (p *Pipeline) deferral(st *retry.State) time.Duration {
+	return p.opts.Policy.Schedule[min(st.Deferrals, len(p.opts.Policy.Schedule)-1)]
+}
+
 // mayBeDelivered reports whether the record's event may have been
 // delivered already, so that the dedupe check is worth a Redis round trip:
 // it was read before (an earlier owner of the partition may have processed
@@ -189,6 +215,7 @@ func (p *Pipeline) lookup(ctx context.Context, ev *event.Event) (*webhook.Target
 const (
 	deferCircuitOpen  = "circuit_open"
 	deferEndpointBusy = "endpoint_busy"
+	deferInFlight     = "in_flight" // another attempt for the same webhook-id holds its claim
 )
 
 var errRevoked = errors.New("partition revoked")

@@ -174,3 +174,35 @@ func TestStartupWaitsForTheConfigsTopic(t *testing.T) {
 		t.Errorf("no log line saying consumption started:\n%s", logs.String())
 	}
 }
+
+// A crash after a failed attempt's retry record was written, but before the
+// input offset was committed, leaves two copies of the event: the input
+// record, read again, and the retry record. Their attempts are serialized
+// by a claim on the webhook-id, so the endpoint gets the event once.
+func TestCopiesAfterACrashAreNotSentTogether(t *testing.T) {
+	h := start(t, nil)
+	rc := newReceiver(t, func(n int, d delivery) int {
+		if n == 1 {
+			return 503
+		}
+		time.Sleep(2 * time.Second) // long enough for the other copy to come due
+		return 200
+	})
+	h.createWebhook(webhookConfig("org1", "sb1", rc.URL))
+	h.produceEvent(newEvent("forked", "org1", "sb1", "email", "sent"))
+	h.eventually("the retry record", 20*time.Second, func() bool { return h.metric("feedbackd_retries_scheduled_total", nil) == 1 })
+
+	h.stopDaemon()
+	h.cfg.Kafka.Group = "feedbackd-after-crash" // reads both copies again
+	h.startDaemon()
+	h.eventually("a delivery", 30*time.Second, func() bool { return rc.countFor("forked") >= 2 })
+	h.eventually("the other copy deferred while the first was in flight", 30*time.Second, func() bool {
+		return h.metric("feedbackd_deliveries_deferred_total", map[string]string{"reason": "in_flight"}) >= 1
+	})
+	h.eventually("the other copy suppressed", 30*time.Second, func() bool {
+		return h.metric("feedbackd_duplicates_suppressed_total", nil) >= 1
+	})
+	if n := rc.countFor("forked"); n != 2 {
+		t.Fatalf("the endpoint got %d requests for the event, want 2 (one 503, one 200)", n)
+	}
+}
