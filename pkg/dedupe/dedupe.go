@@ -150,6 +150,13 @@ func (s *Store) Claim(ctx context.Context, id string, ttl time.Duration) Claim {
 	}
 }
 
+// Delivered reports whether id was recorded as delivered within the
+// window; false if Redis does not answer.
+func (s *Store) Delivered(ctx context.Context, id string) bool {
+	v, err := s.rdb.Get(ctx, s.prefix+id).Result()
+	return err == nil && v == delivered
+}
+
 // Release ends a claim whose attempt did not deliver, so that the next
 // attempt for the id need not wait for it to expire. Releasing anything but
 // a Claimed claim, or a claim that expired and was taken by another attempt

@@ -34,6 +34,9 @@ func TestRememberedForTheWindow(t *testing.T) {
 	if got := claim("msg-1"); got != Delivered {
 		t.Fatalf("claim of a recorded id: %v, want Delivered", got)
 	}
+	if !s.Delivered(ctx, "msg-1") || s.Delivered(ctx, "msg-2") {
+		t.Fatal("Delivered does not tell a recorded id from an unknown one")
+	}
 	s.Release(ctx, "msg-1", c) // a claim overwritten by Record is not released
 	if got := claim("msg-1"); got != Delivered {
 		t.Fatalf("after releasing a recorded claim: %v, want Delivered", got)

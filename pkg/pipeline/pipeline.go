@@ -59,6 +59,8 @@ type Deduper interface {
 	// Claim claims id for an attempt lasting at most ttl, or says it was
 	// delivered or is being attempted elsewhere (Unknown if it cannot tell).
 	Claim(ctx context.Context, id string, ttl time.Duration) dedupe.Claim
+	// Delivered reports whether id was recorded as delivered.
+	Delivered(ctx context.Context, id string) bool
 	// Release ends a claim whose attempt did not deliver.
 	Release(ctx context.Context, id string, c dedupe.Claim)
 	// Record remembers that id was delivered.

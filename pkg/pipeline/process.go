@@ -66,7 +66,7 @@ func (p *Pipeline) process(ctx context.Context, j job, s *slot) bool {
 	case d.Verdict == admission.Open:
 		return p.deferRetry(ctx, j, ev, st, time.Until(d.Until), deferCircuitOpen)
 	case d.Verdict == admission.Busy:
-		return p.deferRetry(ctx, j, ev, st, p.deferral(st), deferEndpointBusy)
+		return p.deferRetry(ctx, j, ev, st, p.opts.Policy.Schedule[min(st.Deferrals, len(p.opts.Policy.Schedule)-1)], deferEndpointBusy)
 	}
 	claim := p.claim(ctx, j, st)
 	switch claim.State {
@@ -76,7 +76,7 @@ func (p *Pipeline) process(ctx context.Context, j job, s *slot) bool {
 		return true
 	case dedupe.InFlight:
 		d.Release()
-		return p.deferRetry(ctx, j, ev, st, p.deferral(st), deferInFlight)
+		return p.waitForClaim(ctx, j, ev, st)
 	}
 	res := p.sender.Send(ctx, t, st.WebhookID, ev.Body(make([]byte, 0, len(ev.Raw)+32)))
 	if res.Verdict != deliver.Delivered && p.opts.Dedupe != nil {
@@ -101,7 +101,13 @@ func (p *Pipeline) process(ctx context.Context, j job, s *slot) bool {
 		return true
 	case deliver.Retry:
 		tier, delay, ok := p.opts.Policy.Next(st.Attempts, res.RetryAfter)
-		if !ok {
+		switch {
+		case ok:
+		case p.opts.Dedupe != nil && p.mayBeDelivered(j) && p.opts.Dedupe.Delivered(ctx, st.WebhookID):
+			// Another copy of the event, left by a crash, was delivered.
+			p.logEvent(slog.LevelInfo, "retries exhausted but delivered by another copy: not dead-lettered", ev, st)
+			return true
+		default:
 			return p.deadLetter(ctx, j, ev, st, dlq.ReasonRetriesExhausted)
 		}
 		return p.scheduleRetry(ctx, j, ev, st, tier, delay)
@@ -160,13 +166,6 @@ func (p *Pipeline) claim(ctx context.Context, j job, st *retry.State) dedupe.Cla
 		return dedupe.Claim{State: dedupe.Unknown}
 	}
 	return p.opts.Dedupe.Claim(ctx, st.WebhookID, p.opts.ClaimTTL)
-}
-
-// deferral is how long an event waits when its endpoint is busy or another
-// attempt for it is in flight: the retry schedule's delays, one more per
-// deferral.
-func (p *Pipeline) deferral(st *retry.State) time.Duration {
-	return p.opts.Policy.Schedule[min(st.Deferrals, len(p.opts.Policy.Schedule)-1)]
 }
 
 // mayBeDelivered reports whether the record's event may have been
@@ -327,6 +326,22 @@ func (p *Pipeline) deferRetry(ctx context.Context, j job, ev *event.Event, st *r
 	if written {
 		p.metrics.deferred.WithLabelValues(reason).Inc()
 		p.logEvent(slog.LevelDebug, "deferred without an attempt", ev, st, slog.String("reason", reason), slog.Duration("in", delay.Round(time.Millisecond)))
+	}
+	return settled
+}
+
+// waitForClaim puts the event back in the first retry tier, without an
+// attempt, while another attempt for its webhook-id holds the claim. Unlike
+// deferRetry it is not bounded by the schedule's span and leaves the
+// deferral count alone: the claim ends when that attempt does, or expires
+// (ClaimTTL) if its instance crashed, and the event is then suppressed
+// (delivered) or attempted.
+func (p *Pipeline) waitForClaim(ctx context.Context, j job, ev *event.Event, st *retry.State) bool {
+	delay := p.opts.Policy.Schedule[0]
+	written, settled := p.requeue(ctx, j, ev, st, p.opts.Policy.TierFor(delay), delay)
+	if written {
+		p.metrics.deferred.WithLabelValues(deferInFlight).Inc()
+		p.logEvent(slog.LevelDebug, "another attempt for this webhook-id is in flight; checking again later", ev, st, slog.Duration("in", delay))
 	}
 	return settled
 }
