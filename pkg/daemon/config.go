@@ -39,6 +39,9 @@ type KafkaConfig struct {
 	CreateTopics bool          `mapstructure:"create_topics"`
 	Partitions   int32         `mapstructure:"partitions"`
 	LagInterval  time.Duration `mapstructure:"lag_interval"`
+	// SessionTimeout is how long the group waits for a member that stopped
+	// answering (crashed) before its partitions move to the others.
+	SessionTimeout time.Duration `mapstructure:"session_timeout"`
 }
 
 // TopicsConfig names the topics.
@@ -154,9 +157,10 @@ func Defaults() Config {
 				DLQ:         "feedback.dlq",
 				Configs:     "feedback.configs",
 			},
-			CreateTopics: true,
-			Partitions:   6,
-			LagInterval:  15 * time.Second,
+			CreateTopics:   true,
+			Partitions:     6,
+			LagInterval:    15 * time.Second,
+			SessionTimeout: 45 * time.Second,
 		},
 		Redis: RedisConfig{Addr: "127.0.0.1:6379", KeyPrefix: "feedbackd:"},
 		HTTP:  HTTPConfig{Addr: ":8080"},
@@ -209,6 +213,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Kafka.Partitions < 1 {
 		bad("kafka.partitions", "must be at least 1")
+	}
+	if c.Kafka.SessionTimeout < time.Second || c.Kafka.SessionTimeout > 30*time.Minute {
+		bad("kafka.session_timeout", "%s is outside 1s..30m (brokers also bound it: group.min/max.session.timeout.ms)", c.Kafka.SessionTimeout)
 	}
 	if c.Kafka.LagInterval < 100*time.Millisecond {
 		bad("kafka.lag_interval", "must be at least 100ms")

@@ -35,6 +35,7 @@ func TestValidateNamesTheKey(t *testing.T) {
 		{"kafka.group", func(c *Config) { c.Kafka.Group = "" }},
 		{"kafka.topics.input", func(c *Config) { c.Kafka.Topics.Input = []string{"feedback.dlq"} }},
 		{"kafka.partitions", func(c *Config) { c.Kafka.Partitions = 0 }},
+		{"kafka.session_timeout", func(c *Config) { c.Kafka.SessionTimeout = 0 }},
 		{"redis.addr", func(c *Config) { c.Redis.Addr = "localhost" }},
 		{"redis.addr", func(c *Config) { c.Redis.Addr = "redis://:bad:port:/x" }},
 		{"http.addr", func(c *Config) { c.HTTP.Addr = "8080" }},

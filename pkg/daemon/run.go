@@ -142,7 +142,7 @@ func Run(ctx context.Context, cfg Config, opts Options) error {
 
 	// franz-go's own metrics (connections, bytes, errors, buffered records)
 	// for the client that carries the data: feedbackd_kafka_*.
-	pipe, err := pipeline.New(append(kopts("pipeline"), kgo.WithHooks(kafkaMetrics(reg))), store, sender, pipeline.Options{
+	pipe, err := pipeline.New(append(kopts("pipeline"), kgo.WithHooks(kafkaMetrics(reg)), kgo.SessionTimeout(cfg.Kafka.SessionTimeout)), store, sender, pipeline.Options{
 		Group:           cfg.Kafka.Group,
 		InputTopics:     cfg.Kafka.Topics.Input,
 		RetryPrefix:     cfg.Kafka.Topics.RetryPrefix,

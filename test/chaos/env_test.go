@@ -19,7 +19,6 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kfake"
-	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/feedbackd/feedbackd/test/testenv"
 )
@@ -29,8 +28,8 @@ const (
 	// secretsKey encrypts secrets at rest (32 bytes, base64).
 	secretsKey = "Y2hhb3Mtc2VjcmV0cy1rZXktMzItYnl0ZXMtbG9uZyE="
 	group      = "feedbackd"
-	// sessionTimeout is the consumer-group session timeout the broker
-	// imposes (see shortSessions).
+	// sessionTimeout is feedbackd's kafka.session_timeout: how long a
+	// killed instance's partitions wait before they move.
 	sessionTimeout = 10 * time.Second
 )
 
@@ -74,7 +73,6 @@ func newEnv(t *testing.T, name, bin string, o envOptions) *env {
 	}
 	opts := append([]kfake.Opt{kfake.DataDir(filepath.Join(t.TempDir(), "kafka"))}, o.kafkaOpts...)
 	e.kafka = testenv.StartKafka(t, opts...)
-	shortSessions(e.kafka.Cluster, sessionTimeout)
 	e.seeds = e.kafka.Seeds
 	e.redis = testenv.StartRedis(t)
 	e.recv = startReceiver(t, o.failRate)
@@ -85,21 +83,6 @@ func newEnv(t *testing.T, name, bin string, o envOptions) *env {
 		}
 	})
 	return e
-}
-
-// shortSessions makes the broker cap every member's session timeout, as
-// if feedbackd were configured with session.timeout.ms = d: a member
-// killed with SIGKILL is then replaced after d instead of franz-go's
-// default of 45 s. feedbackd has no setting for it; the broker is the
-// only place to choose it.
-func shortSessions(c *kfake.Cluster, d time.Duration) {
-	ms := int32(d.Milliseconds())
-	c.ControlKey(kmsg.JoinGroup.Int16(), func(req kmsg.Request) (kmsg.Response, error, bool) {
-		if jg, ok := req.(*kmsg.JoinGroupRequest); ok && jg.SessionTimeoutMillis > ms {
-			jg.SessionTimeoutMillis = ms
-		}
-		return nil, nil, false // the broker handles it as usual
-	})
 }
 
 // daemon is one feedbackd process.
@@ -143,6 +126,7 @@ func (e *env) startDaemon(extra ...string) *daemon {
 		"FEEDBACKD_DELIVERY_ALLOW_PRIVATE_NETWORKS=true",
 		// Short, so that a 4th failure dead-letters the event within the run.
 		"FEEDBACKD_RETRY_SCHEDULE=1s,2s,3s",
+		"FEEDBACKD_KAFKA_SESSION_TIMEOUT="+sessionTimeout.String(),
 		// Breakers would open on runs of random 500s and defer events past
 		// the short schedule (dead-lettering them as circuit_open): that is
 		// their design, not what this suite reconciles.
