@@ -216,6 +216,13 @@ func bench(o options) (res result, err error) {
 	res.CeilingPerSec = e.ceiling()
 	logf("ceiling: %.0f/s", res.CeilingPerSec)
 
+	// Warm up first (connections to the receiver, the group's fetch
+	// sessions, feedbackd's caches), so that the healthy figure is not the
+	// only one that pays for them.
+	logf("warm-up: %d events, not measured", max(o.events/10, 1000))
+	if _, _, err := e.throughput(max(o.events/10, 1000), false); err != nil {
+		return res, err
+	}
 	m0 := e.daemon.memstats(e.http)
 	rate, cpu, err := e.throughput(o.events, false)
 	if err != nil {
