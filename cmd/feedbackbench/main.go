@@ -544,6 +544,10 @@ var channels = []struct{ topic, channel, status string }{
 // round-robin, its requestId carrying the produce time for latency.
 func payload(n int) []byte { return eventFor(n, n%4, time.Now().UnixNano(), 0) }
 
+// eventIDs numbers events over the whole run: each phase's events are new
+// ones, never suppressed as already delivered by an earlier phase.
+var eventIDs atomic.Int64
+
 func eventFor(n, ch int, sentNS int64, tenant int) []byte {
 	c := channels[ch]
 	return fmt.Appendf(nil, `{"eventId":"bench-%d","requestId":"t%d","imsOrg":%q,"sandbox":{"id":"prod","name":"Production"},`+
@@ -553,7 +557,7 @@ func eventFor(n, ch int, sentNS int64, tenant int) []byte {
 		`"messageDeliveryFeedback":{"feedbackStatus":{"value":%q},"offers":null,"retryCount":0,`+
 		`"messageFailure":{"category":"none","type":"none","code":"none","reason":"benchmark event with a realistic size"}},`+
 		`"identityMap":{"email":[{"id":"recipient-%d@example.com","primary":true}]}}`,
-		n, sentNS, org(tenant), c.channel, n, c.status, n)
+		eventIDs.Add(1), sentNS, org(tenant), c.channel, n, c.status, n)
 }
 
 // produce writes events [from, to) at full speed, tenant picked by pick.
