@@ -160,11 +160,14 @@ func (s *Store) Delivered(ctx context.Context, id string) bool {
 // Release ends a claim whose attempt did not deliver, so that the next
 // attempt for the id need not wait for it to expire. Releasing anything but
 // a Claimed claim, or a claim that expired and was taken by another attempt
-// since, does nothing.
+// since, does nothing. It still works once ctx has ended (an attempt cut
+// short by shutdown releases its claim), for up to 2 seconds.
 func (s *Store) Release(ctx context.Context, id string, c Claim) {
 	if c.State != Claimed {
 		return
 	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+	defer cancel()
 	if err := releaseScript.Run(ctx, s.rdb, []string{s.prefix + id}, c.token).Err(); err != nil {
 		s.metrics.errors.WithLabelValues("release").Inc() // it expires by itself
 	}

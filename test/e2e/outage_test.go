@@ -33,6 +33,9 @@ func TestRereadRecordsAreNotSentAgain(t *testing.T) {
 	h.startDaemon()
 	h.produceEvent(newEvent("dd-marker", "org1", "sb1", "email", "delivered"))
 	h.eventually("the marker after the re-read", 30*time.Second, func() bool { return rc.countFor("dd-marker") == 1 })
+	h.eventually("every re-read record settled", 30*time.Second, func() bool {
+		return h.metric("feedbackd_duplicates_suppressed_total", nil) >= total
+	})
 	if got := rc.count(); got != total+1 {
 		t.Fatalf("%d requests after the re-read, want %d: re-read records were sent again", got, total+1)
 	}
