@@ -143,15 +143,17 @@ func Run(ctx context.Context, cfg Config, opts Options) error {
 	// franz-go's own metrics (connections, bytes, errors, buffered records)
 	// for the client that carries the data: feedbackd_kafka_*.
 	pipe, err := pipeline.New(append(kopts("pipeline"), kgo.WithHooks(kafkaMetrics(reg)), kgo.SessionTimeout(cfg.Kafka.SessionTimeout)), store, sender, pipeline.Options{
-		Group:           cfg.Kafka.Group,
-		InputTopics:     cfg.Kafka.Topics.Input,
-		RetryPrefix:     cfg.Kafka.Topics.RetryPrefix,
-		DLQTopic:        cfg.Kafka.Topics.DLQ,
-		Policy:          cfg.RetryPolicy(),
-		Concurrency:     cfg.Delivery.Concurrency,
-		Admission:       admit,
-		Dedupe:          dd,
-		ClaimTTL:        cfg.Delivery.Timeout + 5*time.Second,
+		Group:       cfg.Kafka.Group,
+		InputTopics: cfg.Kafka.Topics.Input,
+		RetryPrefix: cfg.Kafka.Topics.RetryPrefix,
+		DLQTopic:    cfg.Kafka.Topics.DLQ,
+		Policy:      cfg.RetryPolicy(),
+		Concurrency: cfg.Delivery.Concurrency,
+		Admission:   admit,
+		Dedupe:      dd,
+		// An attempt lasts at most delivery.timeout; recording its outcome
+		// may wait for Redis a little longer.
+		ClaimTTL:        cfg.Delivery.Timeout + 15*time.Second,
 		Dependency:      func(ctx context.Context) error { return rdb.Ping(ctx).Err() },
 		MaxParked:       cfg.Delivery.MaxParked,
 		ShutdownTimeout: cfg.Shutdown.Timeout,

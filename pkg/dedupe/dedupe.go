@@ -1,6 +1,8 @@
-// Package dedupe remembers which webhook ids were delivered, in Redis, for
-// a window, so that a record read again after a crash or a rebalance (its
-// offset was not committed yet) is not sent a second time.
+// Package dedupe remembers which events were delivered, in Redis, for a
+// window, so that a record read again after a crash or a rebalance (its
+// offset was not committed yet) is not sent a second time. Events are named
+// by a key the caller chooses (feedbackd: tenant, input record timestamp
+// and webhook-id), kept under <prefix>delivered:<key>.
 //
 // A record that may have been delivered already is claimed before its
 // attempt: the claim says an attempt for the id is in flight, so that two
@@ -22,6 +24,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -145,8 +148,11 @@ func (s *Store) Claim(ctx context.Context, id string, ttl time.Duration) Claim {
 	case res == delivered:
 		s.metrics.suppressed.Inc()
 		return Claim{State: Delivered}
-	default: // another claim, or one that expired just now: try later
+	case strings.HasPrefix(res, "c:"), res == "claimed-expired": // another attempt's claim: try later
 		return Claim{State: InFlight}
+	default: // a value feedbackd never writes: do not wait for it
+		s.metrics.errors.WithLabelValues("check").Inc()
+		return Claim{State: Unknown}
 	}
 }
 

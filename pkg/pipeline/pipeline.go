@@ -53,18 +53,19 @@ type Admitter interface {
 	Failure(ctx context.Context, endpoint string) (openUntil time.Time, opened bool)
 }
 
-// Deduper remembers delivered webhook ids and claims ids for attempts (see
-// package dedupe). Its errors never hold an event back.
+// Deduper remembers delivered events and claims them for attempts (see
+// package dedupe); key names one event (tenant, input record timestamp,
+// webhook-id). Its errors never hold an event back.
 type Deduper interface {
-	// Claim claims id for an attempt lasting at most ttl, or says it was
+	// Claim claims key for an attempt lasting at most ttl, or says it was
 	// delivered or is being attempted elsewhere (Unknown if it cannot tell).
-	Claim(ctx context.Context, id string, ttl time.Duration) dedupe.Claim
-	// Delivered reports whether id was recorded as delivered.
-	Delivered(ctx context.Context, id string) bool
+	Claim(ctx context.Context, key string, ttl time.Duration) dedupe.Claim
+	// Delivered reports whether key was recorded as delivered.
+	Delivered(ctx context.Context, key string) bool
 	// Release ends a claim whose attempt did not deliver.
-	Release(ctx context.Context, id string, c dedupe.Claim)
-	// Record remembers that id was delivered.
-	Record(ctx context.Context, id string) error
+	Release(ctx context.Context, key string, c dedupe.Claim)
+	// Record remembers that key was delivered.
+	Record(ctx context.Context, key string) error
 }
 
 // Sender makes one delivery attempt.

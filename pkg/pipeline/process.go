@@ -68,7 +68,7 @@ func (p *Pipeline) process(ctx context.Context, j job, s *slot) bool {
 	case d.Verdict == admission.Busy:
 		return p.deferRetry(ctx, j, ev, st, p.opts.Policy.Schedule[min(st.Deferrals, len(p.opts.Policy.Schedule)-1)], deferEndpointBusy)
 	}
-	claim := p.claim(ctx, j, st)
+	claim := p.claim(ctx, j, ev, st)
 	switch claim.State {
 	case dedupe.Delivered:
 		d.Release()
@@ -80,7 +80,7 @@ func (p *Pipeline) process(ctx context.Context, j job, s *slot) bool {
 	}
 	res := p.sender.Send(ctx, t, st.WebhookID, ev.Body(make([]byte, 0, len(ev.Raw)+32)))
 	if res.Verdict != deliver.Delivered && p.opts.Dedupe != nil {
-		p.opts.Dedupe.Release(ctx, st.WebhookID, claim) // the next attempt need not wait for it
+		p.opts.Dedupe.Release(ctx, dedupeKey(ev, st), claim) // the next attempt need not wait for it
 	}
 	if res.Verdict == deliver.Aborted {
 		d.Release()
@@ -93,7 +93,7 @@ func (p *Pipeline) process(ctx context.Context, j job, s *slot) bool {
 	switch res.Verdict {
 	case deliver.Delivered:
 		if p.opts.Dedupe != nil {
-			if err := p.opts.Dedupe.Record(ctx, st.WebhookID); err != nil {
+			if err := p.opts.Dedupe.Record(ctx, dedupeKey(ev, st)); err != nil {
 				p.logEvent(slog.LevelWarn, "delivered id not remembered: a re-read would send it again", ev, st, slog.String("err", err.Error()))
 			}
 		}
@@ -103,7 +103,7 @@ func (p *Pipeline) process(ctx context.Context, j job, s *slot) bool {
 		tier, delay, ok := p.opts.Policy.Next(st.Attempts, res.RetryAfter)
 		switch {
 		case ok:
-		case p.opts.Dedupe != nil && p.mayBeDelivered(j) && p.opts.Dedupe.Delivered(ctx, st.WebhookID):
+		case p.opts.Dedupe != nil && p.mayBeDelivered(j) && p.opts.Dedupe.Delivered(ctx, dedupeKey(ev, st)):
 			// Another copy of the event, left by a crash, was delivered.
 			p.logEvent(slog.LevelInfo, "retries exhausted but delivered by another copy: not dead-lettered", ev, st)
 			return true
@@ -161,11 +161,20 @@ func (p *Pipeline) decode(j job) (*event.Event, *retry.State, error) {
 // claim claims the event's webhook-id for this attempt if it may have been
 // delivered already (see mayBeDelivered); without dedupe, or for an event
 // that cannot have been, the answer is Unknown and the attempt goes ahead.
-func (p *Pipeline) claim(ctx context.Context, j job, st *retry.State) dedupe.Claim {
+func (p *Pipeline) claim(ctx context.Context, j job, ev *event.Event, st *retry.State) dedupe.Claim {
 	if p.opts.Dedupe == nil || !p.mayBeDelivered(j) {
 		return dedupe.Claim{State: dedupe.Unknown}
 	}
-	return p.opts.Dedupe.Claim(ctx, st.WebhookID, p.opts.ClaimTTL)
+	return p.opts.Dedupe.Claim(ctx, dedupeKey(ev, st), p.opts.ClaimTTL)
+}
+
+// dedupeKey names one event for duplicate suppression: its tenant, the
+// timestamp of the input record it came from (retry records carry it) and
+// its webhook-id. Every copy of an event has the same key; two events that
+// share an eventId in different tenants, or a derived id after a topic was
+// recreated, do not.
+func dedupeKey(ev *event.Event, st *retry.State) string {
+	return ev.Org + "/" + ev.SandboxID + "/" + strconv.FormatInt(st.OriginTime.UnixMilli(), 10) + "/" + st.WebhookID
 }
 
 // mayBeDelivered reports whether the record's event may have been

@@ -1,0 +1,40 @@
+package pipeline
+
+import (
+	"testing"
+	"time"
+
+	"github.com/feedbackd/feedbackd/pkg/event"
+	"github.com/feedbackd/feedbackd/pkg/retry"
+)
+
+// Every copy of an event shares its dedupe key; different events that share
+// an eventId (other tenants, or an input record recreated at a reused
+// offset) do not.
+func TestDedupeKey(t *testing.T) {
+	at := time.UnixMilli(1_764_000_000_123)
+	input := &retry.State{WebhookID: "evt-42", OriginTime: at}
+	// A retry record carries the input record's timestamp in milliseconds.
+	parsed, err := retry.ParseState(retry.State{WebhookID: "evt-42", OriginTime: at, DueAt: at, Attempts: 1}.AppendHeaders(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	orgA := &event.Event{Org: "orgA", SandboxID: "prod"}
+	orgB := &event.Event{Org: "orgB", SandboxID: "prod"}
+	if a, b := dedupeKey(orgA, input), dedupeKey(orgA, &parsed); a != b {
+		t.Errorf("an input record and its retry record: %q != %q", a, b)
+	}
+	for _, c := range []struct {
+		name string
+		ev   *event.Event
+		st   *retry.State
+	}{
+		{"another tenant", orgB, input},
+		{"another sandbox", &event.Event{Org: "orgA", SandboxID: "dev"}, input},
+		{"another input record", orgA, &retry.State{WebhookID: "evt-42", OriginTime: at.Add(time.Millisecond)}},
+	} {
+		if dedupeKey(c.ev, c.st) == dedupeKey(orgA, input) {
+			t.Errorf("%s has the same dedupe key", c.name)
+		}
+	}
+}
