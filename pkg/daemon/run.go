@@ -233,29 +233,22 @@ func Run(ctx context.Context, cfg Config, opts Options) error {
 func waitForConfigs(ctx context.Context, store *configstore.Store, topic string, log *slog.Logger) {
 	start := time.Now()
 	nextLog := start.Add(5 * time.Second)
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
 	for !store.Loaded() {
 		if time.Now().After(nextLog) {
 			log.Warn("waiting for the webhook configs: no event is consumed until the configs topic is read into Redis (is Kafka or Redis down?)",
 				"topic", topic, "waited", time.Since(start).Round(time.Second))
 			nextLog = time.Now().Add(10 * time.Second)
 		}
-		if !sleep(ctx, 50*time.Millisecond) {
+		select {
+		case <-ctx.Done():
 			return
+		case <-tick.C:
 		}
 	}
 	if waited := time.Since(start); waited > 5*time.Second {
 		log.Info("webhook configs loaded; consuming events", "waited", waited.Round(time.Second))
-	}
-}
-
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
 	}
 }
 
