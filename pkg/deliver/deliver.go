@@ -10,9 +10,9 @@
 // whatever the endpoint does (trickling its answer, never finishing a TLS
 // handshake, sending an endless body); at most 64 KiB of response headers
 // and MaxResponseBytes of body are read, and a longer or broken body closes
-// the connection. A connection still being set up when its attempt ends
-// (net/http finishes it, to pool it) gets at most min(Timeout, 10s) to
-// connect and as long again for its TLS handshake. Once a status line and
+// the connection; connecting and the TLS handshake end with the attempt
+// too. Requests are HTTP/1.1 (see transport), made on the caller's
+// goroutine over kept-alive connections. Once a status line and
 // headers have arrived, the status alone decides: what then happens to the
 // body (cut, reset, bad chunking, a trickle ended by the deadline) does not
 // change the verdict, because the endpoint has answered. An attempt without
@@ -21,7 +21,6 @@
 package deliver
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -29,10 +28,8 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/http/httptrace"
 	"net/url"
 	"strconv"
-	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -116,13 +113,11 @@ type Options struct {
 // Client sends attempts. It is safe for concurrent use and keeps
 // connections alive per endpoint.
 type Client struct {
-	http      *http.Client
-	opts      Options
-	tokens    *endpointauth.TokenCache
-	userAgent []string // the User-Agent header's value, shared by requests
+	tr     *transport
+	http   *http.Client // OAuth2 token requests
+	opts   Options
+	tokens *endpointauth.TokenCache
 }
-
-var contentTypeJSON = []string{"application/json"}
 
 // New builds a Client. Proxies from the environment are ignored on purpose:
 // a proxy would dial on our behalf and bypass the address check.
@@ -136,34 +131,27 @@ func New(opts Options) *Client {
 	if opts.Guard == nil {
 		opts.Guard = &netguard.Guard{}
 	}
-	// The transport finishes a dial after the attempt that started it has
-	// ended, to pool the connection; so connecting and the TLS handshake
-	// each get a bound of their own, no longer than an attempt: an endpoint
-	// that never completes a handshake cannot pile up sockets behind
-	// attempts that have already returned.
+	// Token requests are rare: net/http's transport, with the same address
+	// check, the same bounds on setting up a connection (it finishes a
+	// dial after the request that started it has ended, to pool it) and
+	// the attempt's deadline from the context.
 	setup := min(opts.Timeout, 10*time.Second)
 	guard := opts.Guard
-	tr := &http.Transport{
-		DialContext: func(ctx context.Context, network, address string) (net.Conn, error) {
-			ctx, cancel := context.WithTimeout(ctx, setup)
-			defer cancel()
-			return guard.DialContext(ctx, network, address)
-		},
-		ForceAttemptHTTP2:      true,
-		MaxIdleConns:           4096,
-		MaxIdleConnsPerHost:    opts.MaxIdleConnsPerHost,
-		IdleConnTimeout:        90 * time.Second,
-		TLSHandshakeTimeout:    setup,
-		ExpectContinueTimeout:  time.Second,
-		MaxResponseHeaderBytes: 64 << 10,
-		TLSClientConfig:        opts.TLSConfig,
-	}
 	hc := &http.Client{
-		Transport: tr,
-		// Never follow redirects: a 3xx is the endpoint's answer.
+		Transport: &http.Transport{
+			DialContext: func(ctx context.Context, network, address string) (net.Conn, error) {
+				ctx, cancel := context.WithTimeout(ctx, setup)
+				defer cancel()
+				return guard.DialContext(ctx, network, address)
+			},
+			ForceAttemptHTTP2:      true,
+			MaxIdleConnsPerHost:    4,
+			IdleConnTimeout:        90 * time.Second,
+			TLSHandshakeTimeout:    setup,
+			MaxResponseHeaderBytes: 64 << 10,
+			TLSClientConfig:        opts.TLSConfig,
+		},
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-		// No Timeout here: Send bounds every attempt (and the OAuth2 token
-		// request made within it) with its context, one timer instead of two.
 	}
 	if opts.Registerer == nil {
 		opts.Registerer = prometheus.NewRegistry()
@@ -172,11 +160,20 @@ func New(opts Options) *Client {
 		Name: "feedbackd_oauth2_token_requests_total",
 		Help: "Access-token requests to tenants' OAuth2 token endpoints, by result (ok, error).",
 	}, []string{"result"})
-	return &Client{opts: opts, http: hc, tokens: endpointauth.NewTokenCache(hc, fetches), userAgent: []string{opts.UserAgent}}
+	return &Client{
+		tr:     newTransport(guard.DialContext, opts.TLSConfig, opts.MaxIdleConnsPerHost),
+		http:   hc,
+		opts:   opts,
+		tokens: endpointauth.NewTokenCache(hc, fetches),
+	}
 }
 
-// Close drops idle connections.
-func (c *Client) Close() { c.http.CloseIdleConnections() }
+// Close closes idle connections. Attempts in flight finish; their
+// connections are closed when they do.
+func (c *Client) Close() {
+	c.tr.close()
+	c.http.CloseIdleConnections()
+}
 
 // Send makes one attempt: it signs body for webhook id with the target's
 // secrets at the current time, authenticates as the target's auth says,
@@ -185,43 +182,38 @@ func (c *Client) Close() { c.http.CloseIdleConnections() }
 // replaced once, within the attempt.
 func (c *Client) Send(ctx context.Context, t *webhook.Target, id string, body []byte) Result {
 	start := time.Now()
-	ctx, cancel := context.WithTimeout(ctx, c.opts.Timeout)
-	defer cancel()
-	r, token := c.attempt(ctx, t, id, body)
+	// One deadline bounds the attempt. No context is derived from ctx for
+	// it unless a connection is dialled or a token fetched: on the hot path
+	// the connection's deadline is the timer.
+	deadline := start.Add(c.opts.Timeout)
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		deadline = d
+	}
+	r, token := c.attempt(ctx, deadline, t, id, body)
 	if r.Status == http.StatusUnauthorized && token != "" {
 		c.tokens.Invalidate(t.OAuth2, token)
-		r, _ = c.attempt(ctx, t, id, body)
+		r, _ = c.attempt(ctx, deadline, t, id, body)
 	}
 	r.Duration = time.Since(start)
 	return r
 }
 
 // attempt sends one request; it returns the OAuth2 token it used, if any.
-func (c *Client) attempt(ctx context.Context, t *webhook.Target, id string, body []byte) (Result, string) {
-	now := time.Now()
-	// answered tells a response head that could not be parsed from no
-	// response at all. Only the webhook request is traced: an OAuth2 token
-	// request made with ctx does not count.
-	var answered atomic.Bool
-	traced := httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{GotFirstResponseByte: func() { answered.Store(true) }})
-	req, err := http.NewRequestWithContext(traced, http.MethodPost, t.Config.URL, bytes.NewReader(body))
-	if err != nil {
+func (c *Client) attempt(ctx context.Context, deadline time.Time, t *webhook.Target, id string, body []byte) (Result, string) {
+	if t.URL == nil {
 		return Result{Verdict: Unreachable, Class: classInvalidURL}, ""
 	}
-	h := make(http.Header, len(t.Header)+7)
-	for k, v := range t.Header { // custom first: reserved headers below win
-		h[k] = v
-	}
+	now := time.Now()
 	ts := now.Unix()
-	// The transport only reads headers, so constant values are shared and
-	// the per-request ones share one backing array.
-	h["Content-Type"] = contentTypeJSON
-	h["User-Agent"] = c.userAgent
-	v := [...]string{id, strconv.FormatInt(ts, 10), string(t.AppendSignatures(make([]byte, 0, 48), id, ts, body, now))}
-	vals := v[:]
-	h["Webhook-Id"] = vals[0:1:1]
-	h["Webhook-Timestamp"] = vals[1:2:2]
-	h["Webhook-Signature"] = vals[2:3:3]
+	var sig [128]byte
+	var fields [6]field
+	req := request{url: t.URL, custom: t.Header, body: body, fields: append(fields[:0],
+		field{"Content-Type", "application/json"},
+		field{"User-Agent", c.opts.UserAgent},
+		field{"Webhook-Id", id},
+		field{"Webhook-Timestamp", strconv.FormatInt(ts, 10)},
+		field{"Webhook-Signature", string(t.AppendSignatures(sig[:0], id, ts, body, now))},
+	)}
 	var token string
 	switch {
 	case t.JWT != nil:
@@ -229,28 +221,27 @@ func (c *Client) attempt(ctx context.Context, t *webhook.Target, id string, body
 		if err != nil {
 			return Result{Verdict: Unreachable, Class: classAuthConfig}, ""
 		}
-		h["Authorization"] = []string{"Bearer " + jwt}
+		req.fields = append(req.fields, field{"Authorization", "Bearer " + jwt})
 	case t.OAuth2 != nil:
-		if token, err = c.tokens.Token(ctx, t.OAuth2); err != nil {
+		tctx, cancel := context.WithDeadline(ctx, deadline)
+		var err error
+		token, err = c.tokens.Token(tctx, t.OAuth2)
+		cancel()
+		if err != nil {
 			if errors.Is(ctx.Err(), context.Canceled) {
 				return Result{Verdict: Aborted, Class: classCanceled}, ""
 			}
 			return Result{Verdict: Retry, Class: classOAuth2Token}, ""
 		}
-		h["Authorization"] = []string{"Bearer " + token}
+		req.fields = append(req.fields, field{"Authorization", "Bearer " + token})
 	}
-	req.Header = h
-
-	resp, err := c.http.Do(req)
+	// The status alone is the answer; at most MaxResponseBytes of the body
+	// are read, so that the connection can be reused.
+	status, h, answered, err := c.tr.post(ctx, deadline, &req, c.opts.MaxResponseBytes)
 	if err != nil {
-		return classify(ctx, err, answered.Load()), token
+		return classify(ctx, err, answered), token
 	}
-	// Read a bounded amount so the connection can be reused; a longer body
-	// is cut and the connection closed. The read ends with ctx at the
-	// latest. Its error is ignored on purpose: the status is the answer.
-	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, c.opts.MaxResponseBytes))
-	resp.Body.Close()
-	return judge(resp.StatusCode, resp.Header, now), token
+	return judge(status, h, now), token
 }
 
 // judge applies the status rules to an HTTP response.

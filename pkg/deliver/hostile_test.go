@@ -75,7 +75,7 @@ func TestHostileEndpoints(t *testing.T) {
 			Retry, 0, classBadResponse, 1},
 		{"endless 1xx responses", answer(func(c net.Conn) { endless(c, "", []byte("HTTP/1.1 102 Processing\r\n\r\n")) }),
 			Retry, 0, classBadResponse, 1},
-		{"HTTP/2 200 with a 1 GiB body", h2(func(w http.ResponseWriter, r *http.Request) {
+		{"HTTP/2 server, 200 with a 1 GiB body (spoken over HTTP/1.1)", h2(func(w http.ResponseWriter, r *http.Request) {
 			for n := 0; n < 1<<30; n += len(chunk) {
 				if _, err := w.Write(chunk); err != nil {
 					return
@@ -124,8 +124,8 @@ func TestHostileEndpoints(t *testing.T) {
 		{"500 then closed mid-body", answer(func(c net.Conn) {
 			io.WriteString(c, "HTTP/1.1 500 Internal Server Error\r\nContent-Length: 1000\r\n\r\nabc")
 		}), Retry, 500, "http_500", 1},
-		{"HTTP/2 stream reset before answering", h2(func(w http.ResponseWriter, r *http.Request) { panic(http.ErrAbortHandler) }),
-			Retry, 0, classNetwork, 1},
+		{"HTTP/2 server aborts before answering (spoken over HTTP/1.1)", h2(func(w http.ResponseWriter, r *http.Request) { panic(http.ErrAbortHandler) }),
+			Retry, 0, classClosed, 1},
 
 		// Answers that are not HTTP.
 		{"200 with invalid chunked encoding: the status is the answer", answer(func(c net.Conn) {
@@ -221,7 +221,8 @@ func httpServer(t *testing.T, h http.Handler) endpoint {
 	return endpoint{url: srv.URL + "/hook", requests: n.Load}
 }
 
-// h2 serves h with net/http over HTTP/2 with a certificate the client trusts.
+// h2 serves h with net/http, HTTP/2 enabled, with a certificate the
+// client trusts. The client offers HTTP/1.1 only, so that is what is spoken.
 func h2(h http.HandlerFunc) func(t *testing.T) endpoint {
 	return func(t *testing.T) endpoint {
 		var n atomic.Int32

@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"net/http"
+	"net/url"
 	"slices"
 	"time"
 
@@ -39,6 +40,7 @@ func (c *Config) SkipReason(channel, campaignID string) string {
 // Target. Its String method shows no secret.
 type Target struct {
 	Config Config
+	URL    *url.URL    // Config.URL parsed; nil if it does not parse
 	Header http.Header // custom headers only
 	// Endpoint identifies the URL for per-endpoint limits and circuit
 	// breakers: a hash, since a URL may carry credentials.
@@ -59,6 +61,7 @@ func (t *Target) String() string { return "webhook.Target{" + t.Config.Key() + "
 func NewTarget(s *Stored) (*Target, error) {
 	sum := sha256.Sum256([]byte(s.URL))
 	t := &Target{Config: s.Config, Header: make(http.Header, len(s.Headers)), Endpoint: hex.EncodeToString(sum[:12])}
+	t.URL, _ = url.Parse(s.URL) // a URL that does not parse is dead-lettered at delivery
 	for k, v := range s.Headers {
 		t.Header.Set(k, v)
 	}

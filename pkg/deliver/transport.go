@@ -1,0 +1,409 @@
+package deliver
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"errors"
+	"io"
+	"math"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"sync"
+	"time"
+)
+
+// transport makes webhook POSTs over HTTP/1.1 on the calling goroutine and
+// keeps idle connections per endpoint. It is safe for concurrent use; a
+// connection carries one exchange at a time.
+//
+// Why not net/http's Transport: it runs a read and a write goroutine per
+// connection and hands every request and answer between them and the
+// caller over channels. Against a fast receiver that is most of the cost
+// of a delivery, about twice the CPU per request of an exchange made on
+// the caller's goroutine (BenchmarkSend). A webhook attempt needs little
+// of the rest: one request at a time, never a redirect, a proxy or HTTP/2.
+// The answer's head is still parsed by net/http (http.ReadResponse), so
+// status lines, headers, chunking and Content-Length are read by the
+// standard library's code.
+type transport struct {
+	dial        func(ctx context.Context, network, address string) (net.Conn, error)
+	tlsConfig   *tls.Config // https; offers http/1.1 only
+	maxHead     int64       // bytes of status lines and headers, 1xx answers included
+	maxIdle     int         // idle connections kept per endpoint
+	idleTimeout time.Duration
+	checkIdle   time.Duration // an idle connection is checked before reuse after this long
+
+	mu     sync.Mutex
+	idle   map[poolKey][]*conn // most recently used last
+	nIdle  int
+	sweep  *time.Timer // closes expired idle connections; nil while none are idle
+	closed bool
+}
+
+const (
+	maxIdleTotal = 4096 // idle connections kept over all endpoints
+	max1xx       = 5    // informational answers read before the final one
+)
+
+var (
+	errHeadTooLarge = errors.New("answer head too large")
+	errTooMany1xx   = errors.New("too many 1xx answers")
+	errHeaderValue  = errors.New("header value holds a control character")
+	aLongTimeAgo    = time.Unix(1, 0)
+)
+
+// poolKey names the connections that can carry a request to a URL.
+type poolKey struct {
+	https bool
+	host  string // URL host, port included if the URL has one
+}
+
+// field is one request header.
+type field struct{ name, value string }
+
+// request is one webhook POST.
+type request struct {
+	url    *url.URL
+	custom http.Header // the endpoint's own headers, written first
+	fields []field     // feedbackd's headers
+	body   []byte
+}
+
+func newTransport(dial func(context.Context, string, string) (net.Conn, error), tlsConfig *tls.Config, maxIdle int) *transport {
+	cfg := &tls.Config{}
+	if tlsConfig != nil {
+		cfg = tlsConfig.Clone()
+	}
+	cfg.NextProtos = []string{"http/1.1"}
+	return &transport{
+		dial: dial, tlsConfig: cfg, maxHead: 64 << 10, maxIdle: maxIdle, idleTimeout: 90 * time.Second,
+		// Servers close idle connections after seconds (Node.js 5 s, nginx
+		// 75 s), rarely sooner without saying so in their answer; checking
+		// costs a system call, so only connections idle for a second are.
+		checkIdle: time.Second,
+		idle:      map[poolKey][]*conn{},
+	}
+}
+
+// post sends req on an idle or new connection and reads the answer: the
+// final status and headers, and at most maxBody bytes of the body, which
+// are discarded. answered reports whether the endpoint sent any byte of an
+// answer. The exchange ends at deadline or when ctx ends, whichever comes
+// first: connecting, the TLS handshake, writing and reading. The
+// connection is kept for reuse only when the answer was read whole and the
+// endpoint did not ask to close it.
+func (t *transport) post(ctx context.Context, deadline time.Time, req *request, maxBody int64) (status int, h http.Header, answered bool, err error) {
+	u := req.url
+	if u.Scheme != "http" && u.Scheme != "https" || u.Hostname() == "" || !isASCII(u.Host) {
+		return 0, nil, false, &url.Error{Op: "parse", URL: "", Err: errors.New("unsupported URL")}
+	}
+	key := poolKey{https: u.Scheme == "https", host: u.Host}
+	c, err := t.get(ctx, deadline, key, u)
+	if err != nil {
+		return 0, nil, false, err
+	}
+	_ = c.SetDeadline(deadline)
+	stop := context.AfterFunc(ctx, func() { _ = c.SetDeadline(aLongTimeAgo) })
+	resp, reusable, err := c.exchange(req, t.maxHead, maxBody)
+	answered = c.lim.read > 0
+	if !stop() || err != nil || !reusable {
+		c.Close()
+	} else {
+		t.put(key, c)
+	}
+	if err != nil {
+		// If the deadline or ctx cut the exchange short, what was read by
+		// then (a partial status line, say) is not what the endpoint meant.
+		switch {
+		case ctx.Err() != nil:
+			err = ctx.Err()
+		case !time.Now().Before(deadline):
+			err = context.DeadlineExceeded
+		}
+		return 0, nil, answered, err
+	}
+	return resp.StatusCode, resp.Header, true, nil
+}
+
+// get takes the most recently used idle connection for key that is still
+// usable, or dials a new one.
+func (t *transport) get(ctx context.Context, deadline time.Time, key poolKey, u *url.URL) (*conn, error) {
+	for {
+		t.mu.Lock()
+		cs := t.idle[key]
+		if len(cs) == 0 {
+			t.mu.Unlock()
+			break
+		}
+		c := cs[len(cs)-1]
+		cs[len(cs)-1] = nil
+		t.idle[key] = cs[:len(cs)-1]
+		t.nIdle--
+		t.mu.Unlock()
+		if time.Since(c.idleSince) < t.checkIdle || c.alive() {
+			return c, nil
+		}
+		c.Close()
+	}
+	ctx, cancel := context.WithDeadline(ctx, deadline)
+	defer cancel()
+	return t.dialConn(ctx, key, u)
+}
+
+// dialConn connects to the endpoint of u, with TLS for https, until ctx
+// ends.
+func (t *transport) dialConn(ctx context.Context, key poolKey, u *url.URL) (*conn, error) {
+	port := u.Port()
+	if port == "" {
+		port = "80"
+		if key.https {
+			port = "443"
+		}
+	}
+	nc, err := t.dial(ctx, "tcp", net.JoinHostPort(u.Hostname(), port))
+	if err != nil {
+		return nil, err
+	}
+	c := &conn{Conn: nc, tcp: nc}
+	if key.https {
+		cfg := t.tlsConfig.Clone()
+		if cfg.ServerName == "" {
+			cfg.ServerName = u.Hostname()
+		}
+		tc := tls.Client(nc, cfg)
+		if err := tc.HandshakeContext(ctx); err != nil {
+			nc.Close()
+			return nil, err
+		}
+		c.Conn = tc
+	}
+	c.lim.r = c.Conn
+	c.r = bufio.NewReaderSize(&c.lim, 4<<10)
+	return c, nil
+}
+
+// put keeps c for the next request to key, unless enough are kept.
+func (t *transport) put(key poolKey, c *conn) {
+	c.idleSince = time.Now()
+	t.mu.Lock()
+	if t.closed || len(t.idle[key]) >= t.maxIdle || t.nIdle >= maxIdleTotal {
+		t.mu.Unlock()
+		c.Close()
+		return
+	}
+	t.idle[key] = append(t.idle[key], c)
+	t.nIdle++
+	if t.sweep == nil {
+		t.sweep = time.AfterFunc(t.idleTimeout/2, t.closeExpired)
+	}
+	t.mu.Unlock()
+}
+
+// closeExpired closes the connections idle for idleTimeout or more. It
+// runs every idleTimeout/2 while any connection is idle.
+func (t *transport) closeExpired() {
+	cutoff := time.Now().Add(-t.idleTimeout)
+	var expired []*conn
+	t.mu.Lock()
+	for key, cs := range t.idle {
+		n := 0 // oldest first
+		for n < len(cs) && cs[n].idleSince.Before(cutoff) {
+			n++
+		}
+		if n == 0 {
+			continue
+		}
+		expired = append(expired, cs[:n]...)
+		if n == len(cs) {
+			delete(t.idle, key)
+		} else {
+			t.idle[key] = append(cs[:0], cs[n:]...)
+			clear(cs[len(cs)-n:])
+		}
+		t.nIdle -= n
+	}
+	t.sweep = nil
+	if t.nIdle > 0 && !t.closed {
+		t.sweep = time.AfterFunc(t.idleTimeout/2, t.closeExpired)
+	}
+	t.mu.Unlock()
+	for _, c := range expired {
+		c.Close()
+	}
+}
+
+// close closes the idle connections; connections in use are closed when
+// their exchange ends. The transport must not be used afterwards.
+func (t *transport) close() {
+	t.mu.Lock()
+	idle := t.idle
+	t.idle, t.nIdle, t.closed = map[poolKey][]*conn{}, 0, true
+	if t.sweep != nil {
+		t.sweep.Stop()
+		t.sweep = nil
+	}
+	t.mu.Unlock()
+	for _, cs := range idle {
+		for _, c := range cs {
+			c.Close()
+		}
+	}
+}
+
+// conn is a connection to an endpoint, TLS or not.
+type conn struct {
+	net.Conn           // what requests are written to
+	tcp       net.Conn // the socket under TLS, for alive
+	r         *bufio.Reader
+	lim       limitReader // between Conn and r
+	buf       []byte      // the request being written
+	idleSince time.Time
+}
+
+// exchange writes req and reads the answer. reusable says whether the
+// connection may carry another request.
+func (c *conn) exchange(req *request, maxHead, maxBody int64) (resp *http.Response, reusable bool, err error) {
+	c.buf, err = appendRequest(c.buf[:0], req)
+	if err != nil {
+		return nil, false, err
+	}
+	_, err = c.Write(c.buf)
+	if cap(c.buf) > 64<<10 { // one large event must not pin its size per connection
+		c.buf = nil
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	c.lim.n, c.lim.read = maxHead, 0
+	for n := 0; ; n++ {
+		if resp, err = http.ReadResponse(c.r, nil); err != nil {
+			return nil, false, err
+		}
+		if resp.StatusCode < 100 || resp.StatusCode > 199 || resp.StatusCode == http.StatusSwitchingProtocols {
+			break
+		}
+		if n == max1xx {
+			return nil, false, errTooMany1xx
+		}
+	}
+	c.lim.n = math.MaxInt64
+	// Read what the endpoint sent, up to maxBody, so that the connection
+	// can carry the next request. The body is never closed: Close would
+	// read all of it.
+	lr := io.LimitedReader{R: resp.Body, N: maxBody}
+	n, err := io.Copy(io.Discard, &lr)
+	whole := err == nil && n < maxBody
+	if err == nil && n == maxBody {
+		var one [1]byte
+		k, err := resp.Body.Read(one[:])
+		whole = k == 0 && err == io.EOF
+	}
+	return resp, whole && !resp.Close && c.r.Buffered() == 0 && resp.StatusCode != http.StatusSwitchingProtocols, nil
+}
+
+// appendRequest appends req's head and body to b. It refuses header
+// values with control characters (request smuggling); names come from
+// feedbackd or from validated configs.
+func appendRequest(b []byte, req *request) ([]byte, error) {
+	u := req.url
+	b = append(b, "POST "...)
+	if u.Opaque != "" {
+		b = append(b, u.RequestURI()...)
+	} else {
+		path := u.EscapedPath()
+		if path == "" {
+			path = "/"
+		}
+		b = append(b, path...)
+		if u.ForceQuery || u.RawQuery != "" {
+			b = append(b, '?')
+			b = append(b, u.RawQuery...)
+		}
+	}
+	b = append(b, " HTTP/1.1\r\nHost: "...)
+	host := u.Host
+	if host[len(host)-1] == ':' {
+		host = host[:len(host)-1]
+	}
+	b = append(b, host...)
+	b = append(b, "\r\n"...)
+	ok := true
+	for name, values := range req.custom {
+		if reserved(name, req.fields) {
+			continue
+		}
+		for _, v := range values {
+			b, ok = appendField(b, name, v, ok)
+		}
+	}
+	for _, f := range req.fields {
+		b, ok = appendField(b, f.name, f.value, ok)
+	}
+	if !ok {
+		return b, errHeaderValue
+	}
+	b = append(b, "Content-Length: "...)
+	b = strconv.AppendInt(b, int64(len(req.body)), 10)
+	b = append(b, "\r\n\r\n"...)
+	return append(b, req.body...), nil
+}
+
+// reserved reports whether a custom header (canonical name) is one the
+// transport or feedbackd sets: configs cannot hold them, this makes sure.
+func reserved(name string, fields []field) bool {
+	switch name {
+	case "Host", "Content-Length", "Transfer-Encoding", "Connection":
+		return true
+	}
+	for _, f := range fields {
+		if f.name == name {
+			return true
+		}
+	}
+	return false
+}
+
+func appendField(b []byte, name, value string, ok bool) ([]byte, bool) {
+	for i := 0; i < len(value); i++ {
+		if c := value[i]; c < ' ' && c != '\t' || c == 0x7f {
+			ok = false
+		}
+	}
+	b = append(b, name...)
+	b = append(b, ": "...)
+	b = append(b, value...)
+	return append(b, "\r\n"...), ok
+}
+
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return false
+		}
+	}
+	return true
+}
+
+// limitReader counts the bytes of an exchange and fails a read once the
+// head has taken n.
+type limitReader struct {
+	r    io.Reader
+	n    int64 // bytes the head may still take
+	read int64 // bytes read in this exchange
+}
+
+func (l *limitReader) Read(p []byte) (int, error) {
+	if l.n <= 0 {
+		return 0, errHeadTooLarge
+	}
+	if int64(len(p)) > l.n {
+		p = p[:l.n]
+	}
+	n, err := l.r.Read(p)
+	l.n -= int64(n)
+	l.read += int64(n)
+	return n, err
+}

@@ -1,0 +1,235 @@
+package deliver
+
+import (
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/feedbackd/feedbackd/pkg/netguard"
+)
+
+// counted is an HTTP/1.1 test server that counts the connections it
+// accepted and the requests it served, and closes idle connections after
+// idle (0: never).
+type counted struct {
+	*httptest.Server
+	conns, closed, requests atomic.Int32
+	proto                   atomic.Value // the last request's protocol
+}
+
+func newCounted(t *testing.T, tls bool, idle time.Duration, h http.HandlerFunc) *counted {
+	t.Helper()
+	s := &counted{}
+	s.Server = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.requests.Add(1)
+		s.proto.Store(r.Proto)
+		if h != nil {
+			h(w, r)
+		}
+	}))
+	s.Config.IdleTimeout = idle
+	s.Config.ConnState = func(_ net.Conn, st http.ConnState) {
+		switch st {
+		case http.StateNew:
+			s.conns.Add(1)
+		case http.StateClosed:
+			s.closed.Add(1)
+		}
+	}
+	s.Config.ErrorLog = quietLog()
+	if tls {
+		s.EnableHTTP2 = true
+		s.StartTLS()
+	} else {
+		s.Start()
+	}
+	t.Cleanup(s.Close)
+	return s
+}
+
+func (s *counted) client(t *testing.T) *Client {
+	t.Helper()
+	var cfg = (*http.Transport)(nil)
+	if s.TLS != nil {
+		cfg = s.Server.Client().Transport.(*http.Transport)
+	}
+	o := Options{Timeout: 2 * time.Second, Guard: &netguard.Guard{AllowPrivate: true}, MaxResponseBytes: 1 << 10, UserAgent: "feedbackd/test"}
+	if cfg != nil {
+		o.TLSConfig = cfg.TLSClientConfig.Clone()
+	}
+	c := New(o)
+	t.Cleanup(c.Close)
+	return c
+}
+
+func TestTransportReusesConnections(t *testing.T) {
+	for _, tls := range []bool{false, true} {
+		name := map[bool]string{false: "http", true: "https offering HTTP/2"}[tls]
+		t.Run(name, func(t *testing.T) {
+			s := newCounted(t, tls, 0, nil)
+			c := s.client(t)
+			tg, _ := target(t, s.URL+"/hook?tenant=a", nil)
+			for range 5 {
+				if r := c.Send(context.Background(), tg, "msg_1", []byte(`{}`)); r.Verdict != Delivered {
+					t.Fatalf("Send = %+v", r)
+				}
+			}
+			if n := s.conns.Load(); n != 1 {
+				t.Errorf("5 sequential attempts used %d connections, want 1", n)
+			}
+			if p := s.proto.Load(); p != "HTTP/1.1" {
+				t.Errorf("protocol %v, want HTTP/1.1", p)
+			}
+		})
+	}
+}
+
+// Each case makes two attempts in a row; the second must not fail because
+// of what the first left on the connection, and must reuse it only when
+// that is safe.
+func TestTransportReuseRules(t *testing.T) {
+	big := make([]byte, 4<<10) // over MaxResponseBytes (1 KiB)
+	tests := []struct {
+		name      string
+		idle      time.Duration // the server closes idle connections after this
+		pause     time.Duration // between the two attempts
+		handler   http.HandlerFunc
+		wantConns int32
+	}{
+		{"empty answers", 0, 0, nil, 1},
+		{"answer with a short body", 0, 0, func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok") }, 1},
+		{"chunked answer", 0, 0, func(w http.ResponseWriter, _ *http.Request) {
+			io.WriteString(w, "a")
+			w.(http.Flusher).Flush()
+			io.WriteString(w, "b")
+		}, 1},
+		{"1xx answers first", 0, 0, func(w http.ResponseWriter, _ *http.Request) {
+			w.Header().Set("Link", "</style.css>; rel=preload")
+			w.WriteHeader(http.StatusEarlyHints)
+			w.WriteHeader(http.StatusOK)
+		}, 1},
+		{"Connection: close", 0, 0, func(w http.ResponseWriter, _ *http.Request) { w.Header().Set("Connection", "close") }, 2},
+		{"body over MaxResponseBytes", 0, 0, func(w http.ResponseWriter, _ *http.Request) { w.Write(big) }, 2},
+		{"server closed the idle connection", 50 * time.Millisecond, 300 * time.Millisecond, nil, 2},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := newCounted(t, false, tt.idle, tt.handler)
+			c := s.client(t)
+			c.tr.checkIdle = time.Hour // no liveness check: the reuse rules alone must hold
+			if tt.idle > 0 {
+				c.tr.checkIdle = 0 // check every idle connection before reuse
+			}
+			tg, _ := target(t, s.URL+"/hook", nil)
+			for i := range 2 {
+				if i == 1 {
+					time.Sleep(tt.pause)
+				}
+				if r := c.Send(context.Background(), tg, "msg_1", []byte(`{}`)); r.Verdict != Delivered || r.Status != 200 {
+					t.Fatalf("attempt %d: Send = %+v", i+1, r)
+				}
+			}
+			if n := s.conns.Load(); n != tt.wantConns {
+				t.Errorf("%d connections, want %d", n, tt.wantConns)
+			}
+		})
+	}
+}
+
+func TestTransportConcurrentAttempts(t *testing.T) {
+	release := make(chan struct{})
+	var inHandler atomic.Int32
+	s := newCounted(t, false, 0, func(w http.ResponseWriter, r *http.Request) {
+		if inHandler.Add(1) == 16 {
+			close(release)
+		}
+		<-release
+		io.Copy(io.Discard, r.Body)
+	})
+	c := s.client(t)
+	tg, _ := target(t, s.URL+"/hook", nil)
+	var wg sync.WaitGroup
+	for range 16 {
+		wg.Go(func() {
+			if r := c.Send(context.Background(), tg, "msg_1", make([]byte, 700)); r.Verdict != Delivered {
+				t.Errorf("Send = %+v", r)
+			}
+		})
+	}
+	wg.Wait()
+	for range 16 { // every connection went back to the pool: no new ones
+		wg.Go(func() { c.Send(context.Background(), tg, "msg_2", []byte(`{}`)) })
+		wg.Wait()
+	}
+	if n := s.conns.Load(); n != 16 {
+		t.Errorf("%d connections, want 16", n)
+	}
+	if n := s.requests.Load(); n != 32 {
+		t.Errorf("%d requests, want 32", n)
+	}
+}
+
+func TestTransportClosesIdleConnections(t *testing.T) {
+	s := newCounted(t, false, 0, nil)
+	tg, _ := target(t, s.URL+"/hook", nil)
+
+	c := s.client(t)
+	c.tr.idleTimeout = 100 * time.Millisecond
+	if r := c.Send(context.Background(), tg, "msg_1", []byte(`{}`)); r.Verdict != Delivered {
+		t.Fatalf("Send = %+v", r)
+	}
+	waitFor(t, "the idle connection to be closed after its idle timeout", func() bool { return s.closed.Load() == 1 })
+
+	c = s.client(t)
+	if r := c.Send(context.Background(), tg, "msg_2", []byte(`{}`)); r.Verdict != Delivered {
+		t.Fatalf("Send = %+v", r)
+	}
+	c.Close()
+	waitFor(t, "Close to close the idle connection", func() bool { return s.closed.Load() == 2 })
+}
+
+func TestTransportRefusesControlCharacters(t *testing.T) {
+	s := newCounted(t, false, 0, nil)
+	c := s.client(t)
+	tg, _ := target(t, s.URL+"/hook", nil)
+	r := c.Send(context.Background(), tg, "msg_1\r\nX-Injected: yes", []byte(`{}`))
+	if r.Verdict != Retry || r.Status != 0 {
+		t.Errorf("Send = %+v, want a retried attempt without an answer", r)
+	}
+	if n := s.requests.Load(); n != 0 {
+		t.Errorf("the server read %d requests, want 0", n)
+	}
+}
+
+func TestTransportCancel(t *testing.T) {
+	s := newCounted(t, false, 0, hang)
+	c := s.client(t)
+	tg, _ := target(t, s.URL+"/hook", nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(100*time.Millisecond, cancel)
+	start := time.Now()
+	r := c.Send(ctx, tg, "msg_1", []byte(`{}`))
+	if r.Verdict != Aborted || r.Class != classCanceled {
+		t.Errorf("Send = %+v, want aborted", r)
+	}
+	if took := time.Since(start); took > time.Second {
+		t.Errorf("cancel ended the attempt after %v", took)
+	}
+}
+
+func waitFor(t *testing.T, what string, ok func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !ok() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
