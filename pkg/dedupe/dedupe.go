@@ -25,6 +25,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -33,22 +34,36 @@ import (
 )
 
 // Store checks and records delivered webhook ids. It is safe for
-// concurrent use. Records are written in batches by one goroutine (one
-// round trip for all the ids recorded meanwhile), which Close stops.
+// concurrent use. Records are written in batches by one goroutine, which
+// Close stops: it waits Linger after the first id of a batch for others to
+// join, then writes them all in one pipelined round trip.
 type Store struct {
 	rdb     redis.Cmdable
 	prefix  string
 	window  time.Duration
 	metrics *Metrics
-	records chan record
+	kick    chan struct{} // a batch is pending (capacity 1)
 	quit    chan struct{}
 	done    chan struct{}
+
+	mu      sync.Mutex
+	pending *batch // the ids waiting for the writer; nil if none
+	closed  bool
 }
 
-type record struct {
-	id   string
-	done chan error
+// batch is ids written in one round trip; done is closed once they are,
+// with err set if they are not.
+type batch struct {
+	ids  []string
+	done chan struct{}
+	err  error
 }
+
+// Linger is how long the writer waits for a batch to fill. Under load a
+// round trip for every few ids costs Redis (and feedbackd) more than the
+// ids themselves; the wait delays only the release of a delivered event's
+// slot, not its delivery.
+const Linger = time.Millisecond
 
 // maxBatch bounds the ids written in one round trip.
 const maxBatch = 512
@@ -120,15 +135,18 @@ func New(rdb redis.Cmdable, keyPrefix string, window time.Duration, reg promethe
 	}
 	s := &Store{
 		rdb: rdb, prefix: keyPrefix + "delivered:", window: window, metrics: newMetrics(reg),
-		records: make(chan record), quit: make(chan struct{}), done: make(chan struct{}),
+		kick: make(chan struct{}, 1), quit: make(chan struct{}), done: make(chan struct{}),
 	}
 	go s.write()
 	return s
 }
 
-// Close stops the writer after the batch it is writing; later Records
+// Close writes the ids recorded so far and stops the writer; later Records
 // return ErrClosed. It must be called once.
 func (s *Store) Close() {
+	s.mu.Lock()
+	s.closed = true
+	s.mu.Unlock()
 	close(s.quit)
 	<-s.done
 }
@@ -183,19 +201,26 @@ func (s *Store) Release(ctx context.Context, id string, c Claim) {
 // Redis has it, ctx ended or the store is closed. The error is counted as
 // well as returned; the caller need not act on it.
 func (s *Store) Record(ctx context.Context, id string) error {
-	r := record{id: id, done: make(chan error, 1)}
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		s.metrics.errors.WithLabelValues("record").Inc()
+		return fmt.Errorf("dedupe record: %w", ErrClosed)
+	}
+	b := s.pending
+	if b == nil {
+		b = &batch{done: make(chan struct{})}
+		s.pending = b
+		s.kick <- struct{}{} // cannot block: only the first id of a batch sends
+	}
+	b.ids = append(b.ids, id)
+	s.mu.Unlock()
 	var err error
 	select {
-	case s.records <- r:
-		select {
-		case err = <-r.done:
-		case <-ctx.Done():
-			err = ctx.Err()
-		}
+	case <-b.done:
+		err = b.err
 	case <-ctx.Done():
 		err = ctx.Err()
-	case <-s.quit:
-		err = ErrClosed
 	}
 	if err != nil {
 		s.metrics.errors.WithLabelValues("record").Inc()
@@ -204,39 +229,61 @@ func (s *Store) Record(ctx context.Context, id string) error {
 	return nil
 }
 
-// write writes the ids recorded while the previous batch was in flight in
-// one pipelined round trip, until Close.
+// write writes each pending batch, Linger after its first id, until Close;
+// then it writes the last one.
 func (s *Store) write() {
 	defer close(s.done)
-	batch := make([]record, 0, maxBatch)
-	cmds := make([]*redis.StatusCmd, 0, maxBatch)
-	for {
+	linger := time.NewTimer(Linger)
+	var cmds []*redis.StatusCmd
+	for stop := false; !stop; {
 		select {
-		case r := <-s.records:
-			batch = append(batch[:0], r)
-		case <-s.quit:
-			return
-		}
-	more:
-		for len(batch) < maxBatch {
+		case <-s.kick:
+			linger.Reset(Linger)
 			select {
-			case r := <-s.records:
-				batch = append(batch, r)
+			case <-linger.C:
+			case <-s.quit:
+				stop = true
+			}
+		case <-s.quit:
+			stop = true
+		}
+		s.mu.Lock()
+		b := s.pending
+		s.pending = nil
+		if stop {
+			select { // a kick for the batch taken here must not outlive it
+			case <-s.kick:
 			default:
-				break more
 			}
 		}
+		s.mu.Unlock()
+		if b != nil {
+			cmds = s.writeBatch(b, cmds)
+		}
+	}
+}
+
+// writeBatch writes b's ids, maxBatch per round trip, and closes b.done.
+func (s *Store) writeBatch(b *batch, cmds []*redis.StatusCmd) []*redis.StatusCmd {
+	for ids := b.ids; len(ids) > 0 && b.err == nil; {
+		n := min(len(ids), maxBatch)
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		cmds = cmds[:0]
 		_, _ = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-			for _, r := range batch {
-				cmds = append(cmds, p.Set(ctx, s.prefix+r.id, delivered, s.window)) // over its claim, if any
+			for _, id := range ids[:n] {
+				cmds = append(cmds, p.Set(ctx, s.prefix+id, delivered, s.window)) // over its claim, if any
 			}
 			return nil
 		})
 		cancel()
-		for i, r := range batch {
-			r.done <- cmds[i].Err()
+		for _, c := range cmds {
+			if err := c.Err(); err != nil {
+				b.err = err
+				break
+			}
 		}
+		ids = ids[n:]
 	}
+	close(b.done)
+	return cmds
 }
