@@ -120,6 +120,7 @@ type Pipeline struct {
 	mu       sync.Mutex     // orders inflight.Add before the final Wait
 	closed   bool
 	inflight sync.WaitGroup
+	workers  goroutines // runs the jobs
 	run      context.Context // Run's context: no new work once it ends
 	work     context.Context // deliveries; cancelled when a drain times out
 	stopWork context.CancelFunc
@@ -161,6 +162,7 @@ func New(kafkaOpts []kgo.Opt, configs Configs, sender Sender, opts Options) (*Pi
 		slots:    make(chan struct{}, opts.Concurrency),
 		freed:    make(chan struct{}, 1),
 		parkedBy: map[string]int{},
+		workers:  goroutines{next: make(chan func()), stop: make(chan struct{})},
 	}
 	p.work, p.stopWork = context.WithCancel(context.Background())
 	p.parking, p.unpark = context.WithCancel(p.work)
@@ -296,6 +298,7 @@ func (p *Pipeline) shutdown() error {
 		p.stopWork()
 		<-drained
 	}
+	p.workers.close()
 	p.holds.dropAll()
 	// Leaving the group calls revoked, which commits what is settled while
 	// this member still owns the partitions.
@@ -353,7 +356,7 @@ func (p *Pipeline) start(ctx context.Context, j job) {
 	p.inflight.Add(1)
 	p.mu.Unlock()
 	p.metrics.inflight.Inc()
-	go func() {
+	p.workers.goFunc(func() {
 		s := &slot{p: p, held: true}
 		defer func() {
 			s.release()
@@ -364,8 +367,41 @@ func (p *Pipeline) start(ctx context.Context, j job) {
 		} else {
 			j.part.Abandon(j.rec.Offset)
 		}
-	}()
+	})
 }
+
+// goroutines runs each function on a goroutine of its own, reusing an
+// idle one that finished an earlier function when there is one. A job's
+// goroutine grows its stack (parsing, HTTP); a new goroutine per record
+// would grow and copy it again every time. Idle goroutines are as many as
+// ran at once at most (bounded by Concurrency and MaxParked) and wait until
+// close.
+type goroutines struct {
+	next chan func() // unbuffered: a send succeeds only if one is idle
+	stop chan struct{}
+}
+
+func (g *goroutines) goFunc(f func()) {
+	select {
+	case g.next <- f:
+	default:
+		go g.loop(f)
+	}
+}
+
+func (g *goroutines) loop(f func()) {
+	for {
+		f()
+		select {
+		case f = <-g.next:
+		case <-g.stop:
+			return
+		}
+	}
+}
+
+// close ends the idle goroutines; functions running finish first.
+func (g *goroutines) close() { close(g.stop) }
 
 // slot is a job's delivery slot, which it gives up while it waits for a
 // busy endpoint. It is used by one goroutine.
