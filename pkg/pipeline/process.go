@@ -135,9 +135,6 @@ func (p *Pipeline) decode(j job) (*event.Event, *retry.State, error) {
 			Source:     dlq.Source(r.Topic, r.Partition, r.Offset),
 			OriginTime: r.Timestamp,
 		}
-		if st.WebhookID == "" {
-			st.WebhookID = event.DeriveID(r.Topic, r.Partition, r.Offset)
-		}
 	}
 	readReplayHistory(r, st)
 	if j.badState != nil {
@@ -145,15 +142,20 @@ func (p *Pipeline) decode(j job) (*event.Event, *retry.State, error) {
 		return nil, st, j.badState
 	}
 	ev, err := event.Parse(r.Value)
-	if err != nil {
+	switch {
+	case err != nil:
 		var ie *event.InvalidError
 		if errors.As(err, &ie) {
 			p.metrics.invalid.WithLabelValues(ie.Reason).Inc()
 		}
-		return nil, st, err
-	}
-	if ev.ID != "" {
+	case ev.ID != "":
 		st.WebhookID = ev.ID
+	}
+	if st.WebhookID == "" {
+		st.WebhookID = event.DeriveID(r.Topic, r.Partition, r.Offset)
+	}
+	if err != nil {
+		return nil, st, err
 	}
 	return ev, st, nil
 }
@@ -191,6 +193,9 @@ func (p *Pipeline) mayBeDelivered(j job) bool {
 // readReplayHistory takes the attempts made before a replay from the
 // headers the replay added (they are forwarded to retry records too).
 func readReplayHistory(r *kgo.Record, st *retry.State) {
+	if len(r.Headers) == 0 { // a fresh input record: nothing to parse (nor errors to allocate)
+		return
+	}
 	if n, err := strconv.Atoi(dlq.Header(r.Headers, dlq.HeaderReplayPriorAttempts)); err == nil && n > 0 {
 		st.PriorAttempts = n
 	}
