@@ -246,10 +246,13 @@ func (c *Client) attempt(ctx context.Context, deadline time.Time, t *webhook.Tar
 
 // judge applies the status rules to an HTTP response.
 func judge(status int, h http.Header, now time.Time) Result {
-	r := Result{Status: status, Class: "http_" + strconv.Itoa(status)}
+	r := Result{Status: status}
+	if status >= 200 && status < 300 {
+		r.Verdict = Delivered
+		return r
+	}
+	r.Class = "http_" + strconv.Itoa(status)
 	switch {
-	case status >= 200 && status < 300:
-		r.Verdict, r.Class = Delivered, ""
 	case status == http.StatusRequestTimeout, status == http.StatusTooEarly,
 		status == http.StatusTooManyRequests, status >= 500:
 		r.Verdict = Retry

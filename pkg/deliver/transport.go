@@ -105,12 +105,18 @@ func (t *transport) post(ctx context.Context, deadline time.Time, req *request, 
 	if err != nil {
 		return 0, nil, false, err
 	}
+	// The deadline first, then ctx: a cancellation after the check below
+	// sets a deadline in the past that this one cannot overwrite.
 	_ = c.SetDeadline(deadline)
-	stop := context.AfterFunc(ctx, func() { _ = c.SetDeadline(aLongTimeAgo) })
+	c.watch(ctx)
+	if err := ctx.Err(); err != nil {
+		t.put(key, c)
+		return 0, nil, false, err
+	}
 	resp, reusable, err := c.exchange(req, t.maxHead, maxBody)
 	answered = c.lim.read > 0
-	if !stop() || err != nil || !reusable {
-		c.Close()
+	if ctx.Err() != nil || err != nil || !reusable {
+		c.close()
 	} else {
 		t.put(key, c)
 	}
@@ -146,7 +152,7 @@ func (t *transport) get(ctx context.Context, deadline time.Time, key poolKey, u 
 		if time.Since(c.idleSince) < t.checkIdle || c.alive() {
 			return c, nil
 		}
-		c.Close()
+		c.close()
 	}
 	ctx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
@@ -191,7 +197,7 @@ func (t *transport) put(key poolKey, c *conn) {
 	t.mu.Lock()
 	if t.closed || len(t.idle[key]) >= t.maxIdle || t.nIdle >= maxIdleTotal {
 		t.mu.Unlock()
-		c.Close()
+		c.close()
 		return
 	}
 	t.idle[key] = append(t.idle[key], c)
@@ -231,7 +237,7 @@ func (t *transport) closeExpired() {
 	}
 	t.mu.Unlock()
 	for _, c := range expired {
-		c.Close()
+		c.close()
 	}
 }
 
@@ -248,19 +254,47 @@ func (t *transport) close() {
 	t.mu.Unlock()
 	for _, cs := range idle {
 		for _, c := range cs {
-			c.Close()
+			c.close()
 		}
 	}
 }
 
-// conn is a connection to an endpoint, TLS or not.
+// conn is a connection to an endpoint, TLS or not. It is used by one
+// goroutine at a time, except for the cancellation watch.
 type conn struct {
 	net.Conn           // what requests are written to
 	tcp       net.Conn // the socket under TLS, for alive
 	r         *bufio.Reader
 	lim       limitReader // between Conn and r
 	buf       []byte      // the request being written
+	scratch   []byte      // the answer's body is read into it and dropped
 	idleSince time.Time
+	watched   context.Context // the context whose end cuts the exchange short
+	unwatch   func() bool
+}
+
+// watch makes the end of ctx set a deadline in the past on the connection,
+// cutting short the exchange in progress. The watch stays until another
+// context is watched or the connection is closed: the pipeline makes every
+// attempt with the same context, and registering with it per attempt made
+// all of them contend for its lock.
+func (c *conn) watch(ctx context.Context) {
+	if c.watched == ctx {
+		return
+	}
+	if c.unwatch != nil {
+		c.unwatch()
+	}
+	c.watched = ctx
+	c.unwatch = context.AfterFunc(ctx, func() { _ = c.SetDeadline(aLongTimeAgo) })
+}
+
+// close closes the connection and ends its watch.
+func (c *conn) close() {
+	if c.unwatch != nil {
+		c.unwatch()
+	}
+	c.Close()
 }
 
 // exchange writes req and reads the answer. reusable says whether the
@@ -293,15 +327,31 @@ func (c *conn) exchange(req *request, maxHead, maxBody int64) (resp *http.Respon
 	// Read what the endpoint sent, up to maxBody, so that the connection
 	// can carry the next request. The body is never closed: Close would
 	// read all of it.
-	lr := io.LimitedReader{R: resp.Body, N: maxBody}
-	n, err := io.Copy(io.Discard, &lr)
-	whole := err == nil && n < maxBody
-	if err == nil && n == maxBody {
-		var one [1]byte
-		k, err := resp.Body.Read(one[:])
-		whole = k == 0 && err == io.EOF
-	}
+	whole := c.discard(resp.Body, maxBody)
 	return resp, whole && !resp.Close && c.r.Buffered() == 0 && resp.StatusCode != http.StatusSwitchingProtocols, nil
+}
+
+// discard reads body up to max bytes and reports whether it ended there.
+func (c *conn) discard(body io.Reader, max int64) (whole bool) {
+	if c.scratch == nil {
+		c.scratch = make([]byte, 4<<10)
+	}
+	for n := int64(0); ; {
+		buf := c.scratch
+		if left := max - n; left < int64(len(buf)) {
+			buf = buf[:left+1] // one byte more tells a body that ends at max from a longer one
+		}
+		k, err := body.Read(buf)
+		n += int64(k)
+		switch {
+		case n > max:
+			return false
+		case err == io.EOF:
+			return true
+		case err != nil:
+			return false
+		}
+	}
 }
 
 // appendRequest appends req's head and body to b. It refuses header

@@ -115,6 +115,8 @@ func TestTransportReuseRules(t *testing.T) {
 			w.WriteHeader(http.StatusOK)
 		}, 1},
 		{"Connection: close", 0, 0, func(w http.ResponseWriter, _ *http.Request) { w.Header().Set("Connection", "close") }, 2},
+		{"body of exactly MaxResponseBytes", 0, 0, func(w http.ResponseWriter, _ *http.Request) { w.Write(big[:1<<10]) }, 1},
+		{"body one byte over MaxResponseBytes", 0, 0, func(w http.ResponseWriter, _ *http.Request) { w.Write(big[:1<<10+1]) }, 2},
 		{"body over MaxResponseBytes", 0, 0, func(w http.ResponseWriter, _ *http.Request) { w.Write(big) }, 2},
 		{"server closed the idle connection", 50 * time.Millisecond, 300 * time.Millisecond, nil, 2},
 	}
@@ -207,19 +209,42 @@ func TestTransportRefusesControlCharacters(t *testing.T) {
 	}
 }
 
+// Cancelling the context ends the exchange in progress, on a new
+// connection and on one reused with the same context (whose watch was set
+// by an earlier attempt).
 func TestTransportCancel(t *testing.T) {
-	s := newCounted(t, false, 0, hang)
-	c := s.client(t)
+	var hangs atomic.Bool
+	s := newCounted(t, false, 0, func(w http.ResponseWriter, r *http.Request) {
+		if hangs.Load() {
+			hang(w, r)
+		}
+	})
 	tg, _ := target(t, s.URL+"/hook", nil)
-	ctx, cancel := context.WithCancel(context.Background())
-	time.AfterFunc(100*time.Millisecond, cancel)
-	start := time.Now()
-	r := c.Send(ctx, tg, "msg_1", []byte(`{}`))
-	if r.Verdict != Aborted || r.Class != classCanceled {
-		t.Errorf("Send = %+v, want aborted", r)
+	for _, reused := range []bool{false, true} {
+		c := s.client(t)
+		ctx, cancel := context.WithCancel(context.Background())
+		hangs.Store(false)
+		if reused {
+			if r := c.Send(ctx, tg, "msg_0", []byte(`{}`)); r.Verdict != Delivered {
+				t.Fatalf("first attempt: %+v", r)
+			}
+		}
+		hangs.Store(true)
+		time.AfterFunc(100*time.Millisecond, cancel)
+		start := time.Now()
+		r := c.Send(ctx, tg, "msg_1", []byte(`{}`))
+		if r.Verdict != Aborted || r.Class != classCanceled {
+			t.Errorf("reused %v: Send = %+v, want aborted", reused, r)
+		}
+		if took := time.Since(start); took > time.Second {
+			t.Errorf("reused %v: cancel ended the attempt after %v", reused, took)
+		}
+		if r := c.Send(ctx, tg, "msg_2", []byte(`{}`)); r.Verdict != Aborted {
+			t.Errorf("reused %v: an attempt with an ended context: %+v, want aborted", reused, r)
+		}
 	}
-	if took := time.Since(start); took > time.Second {
-		t.Errorf("cancel ended the attempt after %v", took)
+	if n := s.conns.Load(); n != 2 {
+		t.Errorf("%d connections, want 2 (one per client)", n)
 	}
 }
 
