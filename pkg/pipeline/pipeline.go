@@ -120,7 +120,7 @@ type Pipeline struct {
 	mu       sync.Mutex     // orders inflight.Add before the final Wait
 	closed   bool
 	inflight sync.WaitGroup
-	workers  goroutines // runs the jobs
+	workers  goroutines      // runs the jobs
 	run      context.Context // Run's context: no new work once it ends
 	work     context.Context // deliveries; cancelled when a drain times out
 	stopWork context.CancelFunc
@@ -234,7 +234,8 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	go p.watchDependency(ctx)
 
 	lastCommit := time.Now()
-	for p.waitForSlot(ctx) {
+	gather := time.NewTimer(0)
+	for p.waitForSlots(ctx, gather) {
 		pctx, cancel := context.WithTimeout(ctx, p.opts.CommitInterval)
 		fetches := p.cl.PollRecords(pctx, min(p.freeSlots(), 1024))
 		cancel()
@@ -268,15 +269,37 @@ func (p *Pipeline) Run(ctx context.Context) error {
 // freeSlots is how many more records may start now (at least 1).
 func (p *Pipeline) freeSlots() int { return max(cap(p.slots)-len(p.slots), 1) }
 
-// waitForSlot blocks while every slot is taken; it reports false once ctx
-// has ended.
-func (p *Pipeline) waitForSlot(ctx context.Context) bool {
+// pollBatch is how many free slots a poll waits for, up to pollGather,
+// once at least one is free: when every slot is busy, polling as soon as
+// one frees up made a poll per record, which cost more than the record.
+const (
+	pollBatch  = 16
+	pollGather = time.Millisecond
+)
+
+// waitForSlots blocks while every slot is taken, then gives other slots
+// up to pollGather to free up, until pollBatch are (timer is the one it
+// uses to wait). It reports false once ctx has ended.
+func (p *Pipeline) waitForSlots(ctx context.Context, timer *time.Timer) bool {
 	for len(p.slots) == cap(p.slots) {
 		select {
 		case <-p.freed:
 		case <-ctx.Done():
+			return false
 		}
-		if ctx.Err() != nil {
+	}
+	want := min(pollBatch, cap(p.slots))
+	if p.freeSlots() >= want {
+		return ctx.Err() == nil
+	}
+	timer.Reset(pollGather)
+	defer timer.Stop()
+	for p.freeSlots() < want {
+		select {
+		case <-p.freed:
+		case <-timer.C:
+			return ctx.Err() == nil
+		case <-ctx.Done():
 			return false
 		}
 	}

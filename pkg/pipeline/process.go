@@ -370,7 +370,9 @@ func (p *Pipeline) attempted(ev *event.Event, st *retry.State, res deliver.Resul
 	outcome := res.Outcome()
 	p.metrics.attempts.WithLabelValues(ev.Channel, outcome).Inc()
 	p.metrics.attemptDuration.WithLabelValues(outcome).Observe(res.Duration.Seconds())
-	p.logEvent(slog.LevelDebug, "attempt", ev, st, slog.String("outcome", outcome), slog.Duration("took", res.Duration))
+	if p.log.Enabled(context.Background(), slog.LevelDebug) { // the extra attributes would be built for nothing
+		p.logEvent(slog.LevelDebug, "attempt", ev, st, slog.String("outcome", outcome), slog.Duration("took", res.Duration))
+	}
 }
 
 func (p *Pipeline) delivered(ev *event.Event, st *retry.State, res deliver.Result) {
