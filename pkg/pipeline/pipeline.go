@@ -113,6 +113,7 @@ type Pipeline struct {
 	holds   *holds
 
 	slots    chan struct{} // one token per delivery in flight
+	settling chan struct{} // one token per job settling after its attempt, as many as slots
 	freed    chan struct{} // signalled when a slot is released
 	parked   atomic.Int64  // jobs waiting for a busy endpoint
 	parkMu   sync.Mutex
@@ -160,6 +161,7 @@ func New(kafkaOpts []kgo.Opt, configs Configs, sender Sender, opts Options) (*Pi
 		log:      opts.Logger,
 		tracker:  offsets.NewTracker(),
 		slots:    make(chan struct{}, opts.Concurrency),
+		settling: make(chan struct{}, opts.Concurrency),
 		freed:    make(chan struct{}, 1),
 		parkedBy: map[string]int{},
 		workers:  goroutines{next: make(chan func()), stop: make(chan struct{})},
@@ -382,7 +384,7 @@ func (p *Pipeline) start(ctx context.Context, j job) {
 	p.workers.goFunc(func() {
 		s := &slot{p: p, held: true}
 		defer func() {
-			s.release()
+			s.done()
 			p.inflight.Done()
 		}()
 		if p.process(p.work, j, s) {
@@ -427,10 +429,39 @@ func (g *goroutines) loop(f func()) {
 func (g *goroutines) close() { close(g.stop) }
 
 // slot is a job's delivery slot, which it gives up while it waits for a
-// busy endpoint. It is used by one goroutine.
+// busy endpoint, and trades for a settling place after its attempt. It is
+// used by one goroutine.
 type slot struct {
-	p    *Pipeline
-	held bool
+	p        *Pipeline
+	held     bool
+	settling bool
+}
+
+// settle trades the delivery slot for a settling place, if one is free,
+// once the attempt is over: recording the delivery and writing a retry or
+// dead letter wait on Redis and Kafka, not on the endpoint, and should not
+// hold back the next delivery. Settling places are as many as slots, so the
+// jobs past their attempt are bounded too; when none is free the job keeps
+// its slot.
+func (s *slot) settle() {
+	if !s.held || s.settling {
+		return
+	}
+	select {
+	case s.p.settling <- struct{}{}:
+		s.settling = true
+		s.release()
+	default:
+	}
+}
+
+// done gives up what the job holds.
+func (s *slot) done() {
+	s.release()
+	if s.settling {
+		s.settling = false
+		<-s.p.settling
+	}
 }
 
 func (s *slot) release() {

@@ -79,6 +79,7 @@ func (p *Pipeline) process(ctx context.Context, j job, s *slot) bool {
 		return p.waitForClaim(ctx, j, ev, st)
 	}
 	res := p.sender.Send(ctx, t, st.WebhookID, ev.Body(make([]byte, 0, len(ev.Raw)+32)))
+	s.settle()
 	if res.Verdict != deliver.Delivered && p.opts.Dedupe != nil {
 		p.opts.Dedupe.Release(ctx, dedupeKey(ev, st), claim) // the next attempt need not wait for it
 	}
@@ -233,22 +234,37 @@ const (
 
 var errRevoked = errors.New("partition revoked")
 
+// busyWait bounds how long a job for a busy endpoint waits for a place
+// while holding its delivery slot, once no more jobs may wait without one.
+// An endpoint that is busy because it is fast and popular frees a place
+// within milliseconds, so its events are not deferred; a slow one holds a
+// slot per event for at most this long before the event is.
+const busyWait = 100 * time.Millisecond
+
 // admit asks admission control whether the attempt may go now. While the
 // endpoint has its in-flight share taken, the job waits for a place
-// without its delivery slot if fewer than MaxParked jobs wait already;
-// otherwise the answer stays Busy. ok is false if the job is to be
-// abandoned: the drain started, or its partition was revoked meanwhile.
+// without its delivery slot if fewer than MaxParked jobs wait already, or
+// else for up to busyWait with it; after that the answer stays Busy. ok is
+// false if the job is to be abandoned: the drain started, or its partition
+// was revoked meanwhile.
 func (p *Pipeline) admit(j job, s *slot, ep string) (d admission.Decision, ok bool) {
 	if p.opts.Admission == nil {
 		return admission.Decision{Verdict: admission.Go, Release: func() {}}, true
 	}
+	var waitUntil time.Time // of the wait with the slot
 	for {
 		d = p.opts.Admission.Admit(p.parking, ep)
 		if d.Verdict != admission.Busy {
 			return d, true
 		}
 		if !p.tryPark(ep) {
-			return d, true
+			if waitUntil.IsZero() {
+				waitUntil = time.Now().Add(busyWait)
+			}
+			if p.waitWithSlot(ep, waitUntil) {
+				continue
+			}
+			return d, p.parking.Err() == nil
 		}
 		s.release()
 		err := p.waitForPlace(j, ep)
@@ -282,6 +298,14 @@ func (p *Pipeline) leavePark(ep string) {
 		delete(p.parkedBy, ep)
 	}
 	p.metrics.parked.Dec()
+}
+
+// waitWithSlot waits, holding the job's slot, until the endpoint may take
+// one more attempt (true), until, or until the drain starts.
+func (p *Pipeline) waitWithSlot(ep string, until time.Time) bool {
+	ctx, cancel := context.WithDeadline(p.parking, until)
+	defer cancel()
+	return p.opts.Admission.Wait(ctx, ep) == nil
 }
 
 // waitForPlace waits until the endpoint may take one more attempt, the
