@@ -32,6 +32,11 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/feedbackd/feedbackd/pkg/deliver"
+	"github.com/feedbackd/feedbackd/pkg/netguard"
+	"github.com/feedbackd/feedbackd/pkg/signature"
+	"github.com/feedbackd/feedbackd/pkg/webhook"
 )
 
 const usage = `feedbackbench: measure feedbackd end to end on this machine.
@@ -42,9 +47,14 @@ Usage:
 It starts a broker (kfake in this process, unless --brokers), redis-server
 (unless --redis), a receiver in its own process and feedbackd (--feedbackd)
 as a separate process; registers --tenants webhook configs; then measures:
-  ceiling      the receiver's rate from a Go client, same payload and
-               concurrency, no Kafka
-  throughput   feedbackd's deliveries/s draining --events events
+  ceiling      the receiver's rate from a plain net/http client sending
+               feedbackd's requests (same body size and headers), same
+               concurrency, no Kafka; and the rate of feedbackd's own
+               sender (pkg/deliver) alone
+  throughput   feedbackd's deliveries/s draining --events events, in
+               --rounds rounds, each between two ceiling rounds and
+               compared with their mean (the machine's speed drifts);
+               the median round and ratio count
   latency      p50/p95/p99 from produce to arrival at half the ceiling,
                and again at half feedbackd's measured rate
   allocations  feedbackd's Go allocations (count, bytes) per delivery,
@@ -72,8 +82,27 @@ type options struct {
 	backlog     int
 	concurrency int
 	duration    time.Duration
+	rounds      int // healthy throughput rounds, each between two ceiling rounds
 	jsonOut     bool
 	pprof       string
+}
+
+// round is one healthy throughput round between two ceiling rounds; its
+// ratio is to their mean.
+type round struct {
+	CeilingBefore    float64 `json:"ceiling_before_per_s"`
+	DeliveriesPerSec float64 `json:"deliveries_per_s"`
+	CeilingAfter     float64 `json:"ceiling_after_per_s"`
+	Ratio            float64 `json:"ratio"`
+}
+
+// median of xs, which is not empty.
+func median(xs []float64) float64 {
+	s := slices.Sorted(slices.Values(xs))
+	if n := len(s); n%2 == 0 {
+		return (s[n/2-1] + s[n/2]) / 2
+	}
+	return s[len(s)/2]
 }
 
 // result is one run's figures; JSON field names are stable for comparison
@@ -84,16 +113,28 @@ type result struct {
 	Events            int     `json:"events"`
 	ReceiverLatencyMS float64 `json:"receiver_latency_ms"`
 	Scenario          string  `json:"scenario"`
-	CeilingPerSec     float64 `json:"ceiling_per_s"`
-	DeliveriesPerSec  float64 `json:"deliveries_per_s"`
-	Ratio             float64 `json:"ratio"`
-	OthersPerSec      float64 `json:"others_per_s,omitempty"`
-	OthersVsHealthy   float64 `json:"others_vs_healthy,omitempty"`
-	OfferedPerSec     float64 `json:"latency_offered_per_s"`
-	P50MS             float64 `json:"p50_ms"`
-	P95MS             float64 `json:"p95_ms"`
-	P99MS             float64 `json:"p99_ms"`
-	CPUPer1000        float64 `json:"cpu_s_per_1000"`
+	// Rounds are the healthy throughput rounds, each with the raw ceiling
+	// (a plain net/http client sending feedbackd's requests, no Kafka)
+	// measured just before and just after it; a round's ratio is its rate
+	// over the mean of the two. CeilingPerSec is the best ceiling round,
+	// DeliveriesPerSec and Ratio the medians of the rounds, WorstRatio the
+	// lowest. SenderCeilingPerSec is the best round of
+	// feedbackd's own sender (signing, its transport) without Kafka, Redis
+	// or parsing, and SenderRatio the median rate's share of it.
+	Rounds              []round `json:"rounds"`
+	CeilingPerSec       float64 `json:"ceiling_per_s"`
+	SenderCeilingPerSec float64 `json:"sender_ceiling_per_s"`
+	DeliveriesPerSec    float64 `json:"deliveries_per_s"`
+	Ratio               float64 `json:"ratio"`
+	WorstRatio          float64 `json:"ratio_worst_round"`
+	SenderRatio         float64 `json:"ratio_to_sender"`
+	OthersPerSec        float64 `json:"others_per_s,omitempty"`
+	OthersVsHealthy     float64 `json:"others_vs_healthy,omitempty"`
+	OfferedPerSec       float64 `json:"latency_offered_per_s"`
+	P50MS               float64 `json:"p50_ms"`
+	P95MS               float64 `json:"p95_ms"`
+	P99MS               float64 `json:"p99_ms"`
+	CPUPer1000          float64 `json:"cpu_s_per_1000"`
 	// CPU seconds per 1,000 deliveries of what shares the machine in the
 	// throughput phase: the receiver, redis-server, and this process
 	// (kfake broker and producer).
@@ -132,7 +173,8 @@ func run() int {
 	fs.BoolVar(&o.deadTenant, "dead-tenant", false, "one tenant's endpoint refuses connections")
 	fs.IntVar(&o.backlog, "backlog", 0, "also drain this many events produced while feedbackd is stopped")
 	fs.IntVar(&o.concurrency, "concurrency", 256, "delivery.concurrency, and the ceiling client's concurrency")
-	fs.DurationVar(&o.duration, "duration", 5*time.Second, "length of the ceiling and latency phases")
+	fs.DurationVar(&o.duration, "duration", 5*time.Second, "length of a ceiling round and of the latency phases")
+	fs.IntVar(&o.rounds, "rounds", 3, "healthy throughput rounds of --events, each compared with the mean of the ceilings measured just before and after it")
 	fs.BoolVar(&o.jsonOut, "json", false, "print the result as JSON")
 	fs.StringVar(&o.pprof, "pprof", "", "write a CPU profile of feedbackd during the throughput run to this file")
 	if err := fs.Parse(os.Args[1:]); err != nil {
@@ -141,8 +183,8 @@ func run() int {
 		}
 		return 2
 	}
-	if o.tenants < 1 || o.events < 1 || (o.slowTenant && o.deadTenant) || ((o.slowTenant || o.deadTenant) && o.tenants < 2) {
-		fmt.Fprintln(os.Stderr, "feedbackbench: --tenants and --events must be positive; --slow-tenant and --dead-tenant exclude each other and need --tenants >= 2")
+	if o.tenants < 1 || o.events < 1 || o.rounds < 1 || (o.slowTenant && o.deadTenant) || ((o.slowTenant || o.deadTenant) && o.tenants < 2) {
+		fmt.Fprintln(os.Stderr, "feedbackbench: --tenants, --events and --rounds must be positive; --slow-tenant and --dead-tenant exclude each other and need --tenants >= 2")
 		return 2
 	}
 	res, err := bench(o)
@@ -175,9 +217,6 @@ type env struct {
 	daemon   *daemonProc
 	producer *kgo.Client
 	http     *http.Client
-	// othersPer1000 is the others' CPU per 1,000 deliveries in the healthy
-	// throughput phase.
-	othersPer1000 map[string]float64
 }
 
 func (e *env) close() {
@@ -212,34 +251,68 @@ func bench(o options) (res result, err error) {
 	e.producer = p
 	e.cleanup = append(e.cleanup, p.Close)
 
-	logf("ceiling: %d concurrent POSTs of %d bytes for %s", o.concurrency, len(payload(0)), o.duration)
-	res.CeilingPerSec = e.ceiling()
-	logf("ceiling: %.0f/s", res.CeilingPerSec)
-
-	// Warm up first (connections to the receiver, the group's fetch
-	// sessions, feedbackd's caches), so that the healthy figure is not the
-	// only one that pays for them.
-	logf("warm-up: %d events, not measured", max(o.events/10, 1000))
-	if _, _, err := e.throughput(max(o.events/10, 1000), false); err != nil {
-		return res, err
-	}
-	m0 := e.daemon.memstats(e.http)
-	rate, cpu, err := e.throughput(o.events, false)
+	logf("ceiling: %d concurrent POSTs of %d bytes, rounds of %s", o.concurrency, len(payload(0)), o.duration)
+	post, closeSender, err := e.senderPost()
 	if err != nil {
 		return res, err
 	}
-	m1 := e.daemon.memstats(e.http)
-	res.DeliveriesPerSec, res.CPUPer1000 = rate, cpu
-	res.OthersCPUPer1000 = e.othersPer1000
-	res.AllocsPerDelivery = (m1.mallocs - m0.mallocs) / float64(o.events)
-	res.BytesPerDelivery = (m1.bytes - m0.bytes) / float64(o.events)
-	res.Ratio = rate / res.CeilingPerSec
-	if o.slowTenant || o.deadTenant {
-		others, _, err := e.throughput(o.events, true)
+	for range o.rounds {
+		res.SenderCeilingPerSec = max(res.SenderCeilingPerSec, e.ceiling("feedbackd's sender alone", post))
+	}
+	closeSender()
+
+	// Warm up first (connections to the receiver, the group's fetch
+	// sessions, feedbackd's caches), so that the measured rounds do not pay
+	// for them.
+	logf("warm-up: %d events, not measured", max(o.events/10, 1000))
+	if _, err := e.throughput(max(o.events/10, 1000), false, false); err != nil {
+		return res, err
+	}
+	// The machine is shared and its speed drifts by tens of percent from
+	// minute to minute, so a ceiling measured once is a poor yardstick for
+	// a throughput measured later: each throughput round runs between two
+	// ceiling rounds and is compared with their mean, the ceiling's
+	// estimate for the time in between.
+	post, closeNetHTTP := e.netHTTPPost()
+	defer closeNetHTTP()
+	before := e.ceiling("net/http client", post)
+	res.CeilingPerSec = before
+	m0 := e.daemon.memstats(e.http)
+	var total phase
+	for i := range o.rounds {
+		ph, err := e.throughput(o.events, false, i == 0)
 		if err != nil {
 			return res, err
 		}
-		res.OthersPerSec, res.OthersVsHealthy = others, others/rate
+		total.add(ph)
+		after := e.ceiling("net/http client", post)
+		r := round{CeilingBefore: before, DeliveriesPerSec: ph.rate, CeilingAfter: after, Ratio: ph.rate / ((before + after) / 2)}
+		logf("round %d of %d: %.0f deliveries/s, ceiling %.0f/s before and %.0f/s after: ratio %.2f", i+1, o.rounds, r.DeliveriesPerSec, before, after, r.Ratio)
+		res.Rounds = append(res.Rounds, r)
+		res.CeilingPerSec = max(res.CeilingPerSec, after)
+		before = after
+	}
+	m1 := e.daemon.memstats(e.http)
+	rates, ratios := make([]float64, len(res.Rounds)), make([]float64, len(res.Rounds))
+	for i, r := range res.Rounds {
+		rates[i], ratios[i] = r.DeliveriesPerSec, r.Ratio
+	}
+	rate := median(rates)
+	res.DeliveriesPerSec, res.Ratio, res.WorstRatio = rate, median(ratios), slices.Min(ratios)
+	res.SenderRatio = rate / res.SenderCeilingPerSec
+	res.CPUPer1000 = total.cpu / float64(total.deliveries) * 1000
+	res.OthersCPUPer1000 = map[string]float64{}
+	for name, c := range total.others {
+		res.OthersCPUPer1000[name] = c / float64(total.deliveries) * 1000
+	}
+	res.AllocsPerDelivery = (m1.mallocs - m0.mallocs) / float64(total.deliveries)
+	res.BytesPerDelivery = (m1.bytes - m0.bytes) / float64(total.deliveries)
+	if o.slowTenant || o.deadTenant {
+		ph, err := e.throughput(o.events, true, false)
+		if err != nil {
+			return res, err
+		}
+		res.OthersPerSec, res.OthersVsHealthy = ph.rate, ph.rate/rate
 	}
 
 	res.OfferedPerSec = res.CeilingPerSec / 2
@@ -625,42 +698,121 @@ func (e *env) waitFor(what string, want int64, d *daemonProc) (stats, error) {
 	}
 }
 
-// ceiling is the receiver's rate for the same payload and concurrency from
-// a plain Go client, no Kafka.
-func (e *env) ceiling() float64 {
-	tr := &http.Transport{MaxIdleConnsPerHost: e.o.concurrency, MaxConnsPerHost: e.o.concurrency}
-	defer tr.CloseIdleConnections()
-	client := &http.Client{Transport: tr, Timeout: 30 * time.Second}
-	body := payload(0)
+// ceiling is the receiver's rate over --duration with --concurrency
+// goroutines each calling post in a loop (post reports success).
+func (e *env) ceiling(what string, post func(g, n int) bool) float64 {
 	var count atomic.Int64
 	deadline := time.Now().Add(e.o.duration)
 	var wg sync.WaitGroup
-	for i := range e.o.concurrency {
-		url := fmt.Sprintf("http://%s/t/%d", e.receiver, i%max(e.o.tenants, 1))
+	start := time.Now()
+	for g := range e.o.concurrency {
 		wg.Go(func() {
-			for time.Now().Before(deadline) {
-				resp, err := client.Post(url, "application/json", bytes.NewReader(body))
-				if err != nil {
-					continue
+			for n := 0; time.Now().Before(deadline); n++ {
+				if post(g, n) {
+					count.Add(1)
 				}
-				_, _ = io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-				count.Add(1)
 			}
 		})
 	}
-	start := time.Now()
 	wg.Wait()
+	rate := float64(count.Load()) / time.Since(start).Seconds()
 	_ = e.reset()
-	return float64(count.Load()) / time.Since(start).Seconds()
+	logf("ceiling, %s: %.0f/s", what, rate)
+	return rate
+}
+
+// netHTTPPost is the raw ceiling's request: a plain net/http client POSTs
+// what feedbackd would send to tenant g%tenants: the same body size and the
+// same headers (webhook-id, -timestamp, -signature of the same lengths, no
+// Accept-Encoding), so that the receiver parses the same request.
+func (e *env) netHTTPPost() (post func(g, n int) bool, closeIdle func()) {
+	tr := &http.Transport{MaxIdleConnsPerHost: e.o.concurrency, MaxConnsPerHost: e.o.concurrency, DisableCompression: true}
+	client := &http.Client{Transport: tr, Timeout: 30 * time.Second}
+	body := payload(0)
+	headers := make([]http.Header, e.o.concurrency)
+	urls := make([]string, e.o.concurrency)
+	for g := range headers {
+		urls[g] = fmt.Sprintf("http://%s/t/%d", e.receiver, g%e.o.tenants)
+		headers[g] = http.Header{
+			"Content-Type":      {"application/json"},
+			"User-Agent":        {"feedbackd/bench"},
+			"Webhook-Id":        {fmt.Sprintf("bench-%d", 1_000_000+g)},
+			"Webhook-Timestamp": {strconv.FormatInt(time.Now().Unix(), 10)},
+			"Webhook-Signature": {"v1," + strings.Repeat("A", 43) + "="},
+		}
+	}
+	return func(g, _ int) bool {
+		req, err := http.NewRequest(http.MethodPost, urls[g], bytes.NewReader(body))
+		if err != nil {
+			return false
+		}
+		req.Header = headers[g]
+		resp, err := client.Do(req)
+		if err != nil {
+			return false
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	}, tr.CloseIdleConnections
+}
+
+// senderPost is the second ceiling's request: feedbackd's own sender
+// (pkg/deliver: signing, its HTTP/1.1 transport) makes the attempt, as the
+// pipeline would for tenant g%tenants, without Kafka, Redis or parsing.
+func (e *env) senderPost() (post func(g, n int) bool, closeIdle func(), err error) {
+	c := deliver.New(deliver.Options{
+		Timeout: 30 * time.Second, Guard: &netguard.Guard{AllowPrivate: true}, UserAgent: "feedbackd/bench",
+		MaxIdleConnsPerHost: e.o.concurrency,
+	})
+	secret, err := signature.NewSecret()
+	if err != nil {
+		return nil, nil, err
+	}
+	targets := make([]*webhook.Target, e.o.tenants)
+	for i := range targets {
+		cfg := webhook.Config{URL: fmt.Sprintf("http://%s/t/%d", e.receiver, i)}
+		if targets[i], err = webhook.NewTarget(&webhook.Stored{Config: cfg, Secrets: []webhook.Secret{{Value: secret}}}); err != nil {
+			return nil, nil, err
+		}
+	}
+	body := payload(0)
+	ids := make([]string, e.o.concurrency)
+	for g := range ids {
+		ids[g] = "bench-" + strconv.Itoa(2_000_000+g)
+	}
+	ctx := context.Background()
+	return func(g, _ int) bool {
+		return c.Send(ctx, targets[g%len(targets)], ids[g], body).Verdict == deliver.Delivered
+	}, c.Close, nil
+}
+
+// phase is what one throughput run measured.
+type phase struct {
+	rate       float64            // deliveries/s, first to last arrival
+	deliveries int64              // counted by the receiver
+	cpu        float64            // feedbackd's CPU seconds
+	others     map[string]float64 // CPU seconds of what shares the machine
+}
+
+func (p *phase) add(q phase) {
+	p.deliveries += q.deliveries
+	p.cpu += q.cpu
+	if p.others == nil {
+		p.others = map[string]float64{}
+	}
+	for name, c := range q.others {
+		p.others[name] += c
+	}
 }
 
 // throughput produces n events and measures the healthy tenants' delivery
-// rate, first to last arrival, and feedbackd's CPU per 1,000 deliveries.
-// With withBad, tenant 0 (slow or dead) gets its share of events.
-func (e *env) throughput(n int, withBad bool) (rate, cpuPer1000 float64, err error) {
+// rate, first to last arrival, and the CPU feedbackd and the others used.
+// With withBad, tenant 0 (slow or dead) gets its share of events. With
+// profile, a CPU profile of feedbackd is taken meanwhile (--pprof).
+func (e *env) throughput(n int, withBad, profile bool) (phase, error) {
 	if err := e.reset(); err != nil {
-		return 0, 0, err
+		return phase{}, err
 	}
 	pick := e.o.healthyTenant
 	if withBad {
@@ -683,31 +835,32 @@ func (e *env) throughput(n int, withBad bool) (rate, cpuPer1000 float64, err err
 	cpu0 := e.daemon.cpu()
 	others0 := e.othersCPU()
 	profiled := make(chan error, 1)
-	if e.daemon.pprof != "" && !withBad {
+	if e.daemon.pprof != "" && profile {
 		go func() { profiled <- e.profile(e.o.pprof, 5*time.Second) }()
 	} else {
 		profiled <- nil
 	}
 	if err := e.produce(0, n, pick); err != nil {
-		return 0, 0, err
+		return phase{}, err
 	}
 	s, err := e.waitFor(what, want, e.daemon)
 	if perr := <-profiled; perr != nil {
 		logf("pprof: %v", perr)
 	}
 	if err != nil {
-		return 0, 0, err
+		return phase{}, err
 	}
-	cpu1 := e.daemon.cpu()
-	if !withBad {
-		e.othersPer1000 = map[string]float64{}
-		for name, c := range e.othersCPU() {
-			e.othersPer1000[name] = (c - others0[name]) / float64(s.Count) * 1000
-		}
+	ph := phase{
+		rate:       float64(s.Count-1) / (float64(s.Last-s.First) / 1e9),
+		deliveries: s.Count,
+		cpu:        e.daemon.cpu() - cpu0,
+		others:     map[string]float64{},
 	}
-	rate = float64(s.Count-1) / (float64(s.Last-s.First) / 1e9)
-	logf("%s: %.0f deliveries/s", what, rate)
-	return rate, (cpu1 - cpu0) / float64(s.Count) * 1000, nil
+	for name, c := range e.othersCPU() {
+		ph.others[name] = c - others0[name]
+	}
+	logf("%s: %.0f deliveries/s", what, ph.rate)
+	return ph, nil
 }
 
 // proc is a process whose CPU time the bench reads.
@@ -847,9 +1000,13 @@ func printTable(r result) {
 	w := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
 	fmt.Fprintf(w, "machine\t%s\n", r.Machine)
 	fmt.Fprintf(w, "scenario\t%s, %d tenants, receiver latency %gms, %d events\n", r.Scenario, r.Tenants, r.ReceiverLatencyMS, r.Events)
-	fmt.Fprintf(w, "raw HTTP ceiling\t%.0f/s\n", r.CeilingPerSec)
-	fmt.Fprintf(w, "feedbackd end to end\t%.0f deliveries/s\n", r.DeliveriesPerSec)
-	fmt.Fprintf(w, "ratio\t%.2f\n", r.Ratio)
+	for i, rd := range r.Rounds {
+		fmt.Fprintf(w, "round %d\t%.0f deliveries/s; raw ceiling %.0f/s before, %.0f/s after: ratio %.2f\n", i+1, rd.DeliveriesPerSec, rd.CeilingBefore, rd.CeilingAfter, rd.Ratio)
+	}
+	fmt.Fprintf(w, "raw HTTP ceiling (net/http client)\t%.0f/s, best round\n", r.CeilingPerSec)
+	fmt.Fprintf(w, "feedbackd's sender alone, no Kafka\t%.0f/s, best round\n", r.SenderCeilingPerSec)
+	fmt.Fprintf(w, "feedbackd end to end\t%.0f deliveries/s, median round\n", r.DeliveriesPerSec)
+	fmt.Fprintf(w, "ratio to the raw ceiling\t%.2f median, %.2f worst round (%.2f of its sender alone)\n", r.Ratio, r.WorstRatio, r.SenderRatio)
 	if r.OthersPerSec > 0 {
 		fmt.Fprintf(w, "other tenants with the %s\t%.0f deliveries/s (%.2f x healthy)\n", r.Scenario, r.OthersPerSec, r.OthersVsHealthy)
 	}
