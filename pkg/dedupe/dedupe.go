@@ -2,7 +2,14 @@
 // window, so that a record read again after a crash or a rebalance (its
 // offset was not committed yet) is not sent a second time. Events are named
 // by a key the caller chooses (feedbackd: tenant, input record timestamp
-// and webhook-id), kept under <prefix>delivered:<key>.
+// and webhook-id).
+//
+// Delivered events are kept as 16-byte hashes of their keys in one Redis set
+// per tenth of the window, <prefix>delivered:<start>+<width> (Unix
+// milliseconds), which expires a window after it ends: recording a batch of
+// deliveries is one SADD, and an event costs Redis about 60 bytes. A check
+// looks at the sets of the last window, give or take a tenth (clocks of
+// instances may differ). Claims are keys of their own, <prefix>claim:<key>.
 //
 // A record that may have been delivered already is claimed before its
 // attempt: the claim says an attempt for the id is in flight, so that two
@@ -22,8 +29,10 @@ package dedupe
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -41,6 +50,7 @@ type Store struct {
 	rdb     redis.Cmdable
 	prefix  string
 	window  time.Duration
+	width   time.Duration // of a delivered set: a tenth of the window
 	metrics *Metrics
 	kick    chan struct{} // a batch is pending (capacity 1)
 	quit    chan struct{}
@@ -71,16 +81,23 @@ const maxBatch = 512
 // ErrClosed is returned by Record after Close.
 var ErrClosed = errors.New("dedupe store closed")
 
-// delivered is the value of a delivered id's key; a claim's value is its
-// token, which starts with "c:".
-const delivered = "1"
-
-// claimScript sets KEYS[1] to the claim token ARGV[1] for ARGV[2] ms if it
-// is not set, and returns "claimed", or the value it holds ("1": delivered;
-// "c:...": claimed by another attempt).
+// claimScript returns "delivered" if one of the delivered sets KEYS[2..]
+// holds the hash ARGV[3]; else it sets the claim KEYS[1] to the token
+// ARGV[1] for ARGV[2] ms if it is not set, and returns "claimed", or the
+// token it holds (another attempt's, "c:...").
 var claimScript = redis.NewScript(`
+for i = 2, #KEYS do
+  if redis.call("SISMEMBER", KEYS[i], ARGV[3]) == 1 then return "delivered" end
+end
 if redis.call("SET", KEYS[1], ARGV[1], "NX", "PX", ARGV[2]) then return "claimed" end
 return redis.call("GET", KEYS[1]) or "claimed-expired"`)
+
+// deliveredScript returns 1 if one of the sets KEYS holds the hash ARGV[1].
+var deliveredScript = redis.NewScript(`
+for i = 1, #KEYS do
+  if redis.call("SISMEMBER", KEYS[i], ARGV[1]) == 1 then return 1 end
+end
+return 0`)
 
 // releaseScript deletes KEYS[1] if it still holds the claim token ARGV[1].
 var releaseScript = redis.NewScript(`
@@ -127,14 +144,14 @@ func newMetrics(reg prometheus.Registerer) *Metrics {
 	return m
 }
 
-// New returns a Store keeping ids under keyPrefix+"delivered:" for window,
-// and starts its writer; call Close when done. reg may be nil.
+// New returns a Store keeping delivered ids under keyPrefix for window, and
+// starts its writer; call Close when done. reg may be nil.
 func New(rdb redis.Cmdable, keyPrefix string, window time.Duration, reg prometheus.Registerer) *Store {
 	if reg == nil {
 		reg = prometheus.NewRegistry()
 	}
 	s := &Store{
-		rdb: rdb, prefix: keyPrefix + "delivered:", window: window, metrics: newMetrics(reg),
+		rdb: rdb, prefix: keyPrefix, window: window, width: max(window/10, time.Millisecond), metrics: newMetrics(reg),
 		kick: make(chan struct{}, 1), quit: make(chan struct{}), done: make(chan struct{}),
 	}
 	go s.write()
@@ -151,19 +168,51 @@ func (s *Store) Close() {
 	<-s.done
 }
 
+// bucket is the start of the delivered set that t falls in.
+func (s *Store) bucket(t time.Time) int64 {
+	w := s.width.Milliseconds()
+	return t.UnixMilli() / w * w
+}
+
+func (s *Store) deliveredKey(start int64) string {
+	return s.prefix + "delivered:" + strconv.FormatInt(start, 10) + "+" + strconv.FormatInt(s.width.Milliseconds(), 10)
+}
+
+// windowKeys are the delivered sets an id recorded within the window may be in,
+// by any instance: from a window ago to now, and one more set on each side
+// for instances whose clocks differ by up to a tenth of the window.
+func (s *Store) windowKeys(now time.Time) []string {
+	w := s.width.Milliseconds()
+	first, last := s.bucket(now.Add(-s.window))-w, s.bucket(now)+w
+	keys := make([]string, 0, (last-first)/w+2)
+	for b := first; b <= last; b += w {
+		keys = append(keys, s.deliveredKey(b))
+	}
+	return keys
+}
+
+// hash is what a delivered set holds for id: 16 bytes of its SHA-256.
+func hash(id string) string {
+	sum := sha256.Sum256([]byte(id))
+	return string(sum[:16])
+}
+
+func (s *Store) claimKey(id string) string { return s.prefix + "claim:" + id }
+
 // Claim claims id for an attempt that lasts at most ttl, unless it was
 // delivered within the window or another attempt holds it. On a Redis error
 // the answer is Unknown, counted: the attempt should go ahead.
 func (s *Store) Claim(ctx context.Context, id string, ttl time.Duration) Claim {
 	token := "c:" + rand.Text()
-	res, err := claimScript.Run(ctx, s.rdb, []string{s.prefix + id}, token, ttl.Milliseconds()).Text()
+	keys := append([]string{s.claimKey(id)}, s.windowKeys(time.Now())...)
+	res, err := claimScript.Run(ctx, s.rdb, keys, token, ttl.Milliseconds(), hash(id)).Text()
 	switch {
 	case err != nil:
 		s.metrics.errors.WithLabelValues("check").Inc()
 		return Claim{State: Unknown}
 	case res == "claimed":
 		return Claim{State: Claimed, token: token}
-	case res == delivered:
+	case res == "delivered":
 		s.metrics.suppressed.Inc()
 		return Claim{State: Delivered}
 	case strings.HasPrefix(res, "c:"), res == "claimed-expired": // another attempt's claim: try later
@@ -177,8 +226,8 @@ func (s *Store) Claim(ctx context.Context, id string, ttl time.Duration) Claim {
 // Delivered reports whether id was recorded as delivered within the
 // window; false if Redis does not answer.
 func (s *Store) Delivered(ctx context.Context, id string) bool {
-	v, err := s.rdb.Get(ctx, s.prefix+id).Result()
-	return err == nil && v == delivered
+	n, err := deliveredScript.Run(ctx, s.rdb, s.windowKeys(time.Now()), hash(id)).Int()
+	return err == nil && n == 1
 }
 
 // Release ends a claim whose attempt did not deliver, so that the next
@@ -192,7 +241,7 @@ func (s *Store) Release(ctx context.Context, id string, c Claim) {
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
 	defer cancel()
-	if err := releaseScript.Run(ctx, s.rdb, []string{s.prefix + id}, c.token).Err(); err != nil {
+	if err := releaseScript.Run(ctx, s.rdb, []string{s.claimKey(id)}, c.token).Err(); err != nil {
 		s.metrics.errors.WithLabelValues("release").Inc() // it expires by itself
 	}
 }
@@ -234,7 +283,7 @@ func (s *Store) Record(ctx context.Context, id string) error {
 func (s *Store) write() {
 	defer close(s.done)
 	linger := time.NewTimer(Linger)
-	var cmds []*redis.StatusCmd
+	var args []any
 	for stop := false; !stop; {
 		select {
 		case <-s.kick:
@@ -258,32 +307,33 @@ func (s *Store) write() {
 		}
 		s.mu.Unlock()
 		if b != nil {
-			cmds = s.writeBatch(b, cmds)
+			args = s.writeBatch(b, args)
 		}
 	}
 }
 
-// writeBatch writes b's ids, maxBatch per round trip, and closes b.done.
-func (s *Store) writeBatch(b *batch, cmds []*redis.StatusCmd) []*redis.StatusCmd {
+// writeBatch adds b's ids to the current delivered set, maxBatch per
+// round trip, and closes b.done. The set expires a window after it ends.
+func (s *Store) writeBatch(b *batch, args []any) []any {
+	now := time.Now()
+	start := s.bucket(now)
+	key := s.deliveredKey(start)
+	expireAt := time.UnixMilli(start).Add(s.width + s.window + s.width)
 	for ids := b.ids; len(ids) > 0 && b.err == nil; {
 		n := min(len(ids), maxBatch)
+		args = args[:0]
+		for _, id := range ids[:n] {
+			args = append(args, hash(id))
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		cmds = cmds[:0]
-		_, _ = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-			for _, id := range ids[:n] {
-				cmds = append(cmds, p.Set(ctx, s.prefix+id, delivered, s.window)) // over its claim, if any
-			}
+		_, b.err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+			p.SAdd(ctx, key, args...)
+			p.PExpireAt(ctx, key, expireAt)
 			return nil
 		})
 		cancel()
-		for _, c := range cmds {
-			if err := c.Err(); err != nil {
-				b.err = err
-				break
-			}
-		}
 		ids = ids[n:]
 	}
 	close(b.done)
-	return cmds
+	return args
 }

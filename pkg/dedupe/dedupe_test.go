@@ -16,7 +16,8 @@ import (
 func TestRememberedForTheWindow(t *testing.T) {
 	r := testenv.StartRedis(t)
 	reg := prometheus.NewRegistry()
-	s := New(r.Client, "t:", 2*time.Second, reg)
+	const window = time.Second
+	s := New(r.Client, "t:", window, reg)
 	t.Cleanup(s.Close)
 	ctx := t.Context()
 
@@ -31,13 +32,14 @@ func TestRememberedForTheWindow(t *testing.T) {
 	if err := s.Record(ctx, "msg-1"); err != nil {
 		t.Fatal(err)
 	}
+	recorded := time.Now()
 	if got := claim("msg-1"); got != Delivered {
 		t.Fatalf("claim of a recorded id: %v, want Delivered", got)
 	}
 	if !s.Delivered(ctx, "msg-1") || s.Delivered(ctx, "msg-2") {
 		t.Fatal("Delivered does not tell a recorded id from an unknown one")
 	}
-	s.Release(ctx, "msg-1", c) // a claim overwritten by Record is not released
+	s.Release(ctx, "msg-1", c) // the claim ends; the delivery is still remembered
 	if got := claim("msg-1"); got != Delivered {
 		t.Fatalf("after releasing a recorded claim: %v, want Delivered", got)
 	}
@@ -47,16 +49,31 @@ func TestRememberedForTheWindow(t *testing.T) {
 	if got := value(t, s.metrics.suppressed); got != 2 {
 		t.Fatalf("suppressed = %v, want 2", got)
 	}
-	ttl, err := r.Client.PTTL(ctx, "t:delivered:msg-1").Result()
-	if err != nil || ttl <= 0 || ttl > 2*time.Second {
-		t.Fatalf("key TTL = %v (%v), want within the 2s window", ttl, err)
+	// One set holds the batch: a 16-byte hash per id, expiring within a
+	// window and two tenths of it.
+	keys, err := r.Client.Keys(ctx, "t:delivered:*").Result()
+	if err != nil || len(keys) != 1 {
+		t.Fatalf("delivered sets %v (%v), want 1", keys, err)
+	}
+	members, _ := r.Client.SMembers(ctx, keys[0]).Result()
+	if len(members) != 1 || len(members[0]) != 16 {
+		t.Fatalf("set members %q, want one 16-byte hash", members)
+	}
+	if ttl, err := r.Client.PTTL(ctx, keys[0]).Result(); err != nil || ttl <= 0 || ttl > window+window/5 {
+		t.Fatalf("set TTL = %v (%v), want within %v", ttl, err, window+window/5)
 	}
 
-	// After the window the id is forgotten.
-	r.Client.PExpire(ctx, "t:delivered:msg-1", time.Millisecond)
-	time.Sleep(20 * time.Millisecond)
+	// Still remembered within the window; forgotten after it.
+	time.Sleep(time.Until(recorded.Add(window * 8 / 10)))
+	if !s.Delivered(ctx, "msg-1") {
+		t.Fatal("forgotten within the window")
+	}
+	time.Sleep(time.Until(recorded.Add(window + window*3/10)))
 	if got := claim("msg-1"); got != Claimed {
 		t.Fatalf("an id after its window: %v, want Claimed", got)
+	}
+	if n, _ := r.Client.Exists(ctx, keys[0]).Result(); n != 0 {
+		t.Fatal("the delivered set outlived its window")
 	}
 }
 
@@ -109,8 +126,20 @@ func TestConcurrentRecordsAndClose(t *testing.T) {
 	}
 	wg.Wait()
 	keys, err := r.Client.Keys(ctx, "t:delivered:*").Result()
-	if err != nil || len(keys) != n {
-		t.Fatalf("%d keys in Redis (%v), want %d", len(keys), err, n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var recorded int64
+	for _, k := range keys {
+		recorded += r.Client.SCard(ctx, k).Val()
+	}
+	if recorded != n {
+		t.Fatalf("%d ids in the delivered sets %v, want %d", recorded, keys, n)
+	}
+	for i := range n {
+		if !s.Delivered(ctx, "id-"+strconv.Itoa(i)) {
+			t.Fatalf("id-%d not delivered", i)
+		}
 	}
 	s.Close()
 	if err := s.Record(ctx, "late"); !errors.Is(err, ErrClosed) {
