@@ -32,8 +32,8 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -43,9 +43,9 @@ import (
 )
 
 // Store checks and records delivered webhook ids. It is safe for
-// concurrent use. Records are written in batches by one goroutine, which
-// Close stops: it waits Linger after the first id of a batch for others to
-// join, then writes them all in one pipelined round trip.
+// concurrent use. Records and claims are made in batches by one goroutine,
+// which Close stops: it waits Linger after the first of a batch for others
+// to join, then makes them all in one pipelined round trip.
 type Store struct {
 	rdb     redis.Cmdable
 	prefix  string
@@ -57,47 +57,38 @@ type Store struct {
 	done    chan struct{}
 
 	mu      sync.Mutex
-	pending *batch // the ids waiting for the writer; nil if none
+	pending *batch // waiting for the writer; nil if none
 	closed  bool
 }
 
-// batch is ids written in one round trip; done is closed once they are,
-// with err set if they are not.
+// batch is what one round trip records and claims. done is closed once it
+// is made; err is set if the records were not written.
 type batch struct {
-	ids  []string
-	done chan struct{}
-	err  error
+	records []string
+	claims  []*claimOp
+	done    chan struct{}
+	err     error
+}
+
+// claimOp is one claim of a batch, and its answer.
+type claimOp struct {
+	id    string
+	token string
+	ttl   time.Duration
+	state State
 }
 
 // Linger is how long the writer waits for a batch to fill. Under load a
-// round trip for every few ids costs Redis (and feedbackd) more than the
-// ids themselves; the wait delays only the release of a delivered event's
-// slot, not its delivery.
+// round trip for every few operations costs Redis (and feedbackd) more
+// than the operations themselves; the wait delays the end of a delivered
+// event's processing, and the attempt of a claimed one, by as much.
 const Linger = time.Millisecond
 
-// maxBatch bounds the ids written in one round trip.
+// maxBatch bounds the ids of one SADD.
 const maxBatch = 512
 
 // ErrClosed is returned by Record after Close.
 var ErrClosed = errors.New("dedupe store closed")
-
-// claimScript returns "delivered" if one of the delivered sets KEYS[2..]
-// holds the hash ARGV[3]; else it sets the claim KEYS[1] to the token
-// ARGV[1] for ARGV[2] ms if it is not set, and returns "claimed", or the
-// token it holds (another attempt's, "c:...").
-var claimScript = redis.NewScript(`
-for i = 2, #KEYS do
-  if redis.call("SISMEMBER", KEYS[i], ARGV[3]) == 1 then return "delivered" end
-end
-if redis.call("SET", KEYS[1], ARGV[1], "NX", "PX", ARGV[2]) then return "claimed" end
-return redis.call("GET", KEYS[1]) or "claimed-expired"`)
-
-// deliveredScript returns 1 if one of the sets KEYS holds the hash ARGV[1].
-var deliveredScript = redis.NewScript(`
-for i = 1, #KEYS do
-  if redis.call("SISMEMBER", KEYS[i], ARGV[1]) == 1 then return 1 end
-end
-return 0`)
 
 // releaseScript deletes KEYS[1] if it still holds the claim token ARGV[1].
 var releaseScript = redis.NewScript(`
@@ -158,8 +149,8 @@ func New(rdb redis.Cmdable, keyPrefix string, window time.Duration, reg promethe
 	return s
 }
 
-// Close writes the ids recorded so far and stops the writer; later Records
-// return ErrClosed. It must be called once.
+// Close makes the records and claims pending and stops the writer; later
+// Records return ErrClosed and Claims Unknown. It must be called once.
 func (s *Store) Close() {
 	s.mu.Lock()
 	s.closed = true
@@ -178,9 +169,10 @@ func (s *Store) deliveredKey(start int64) string {
 	return s.prefix + "delivered:" + strconv.FormatInt(start, 10) + "+" + strconv.FormatInt(s.width.Milliseconds(), 10)
 }
 
-// windowKeys are the delivered sets an id recorded within the window may be in,
-// by any instance: from a window ago to now, and one more set on each side
-// for instances whose clocks differ by up to a tenth of the window.
+// windowKeys are the delivered sets an id recorded within the window may
+// be in, by any instance: from a window ago to now, and one more set on
+// each side for instances whose clocks differ by up to a tenth of the
+// window.
 func (s *Store) windowKeys(now time.Time) []string {
 	w := s.width.Milliseconds()
 	first, last := s.bucket(now.Add(-s.window))-w, s.bucket(now)+w
@@ -199,35 +191,64 @@ func hash(id string) string {
 
 func (s *Store) claimKey(id string) string { return s.prefix + "claim:" + id }
 
+// pendingLocked is the batch to add an operation to, nil after Close.
+// Called with s.mu held.
+func (s *Store) pendingLocked() *batch {
+	if s.closed {
+		return nil
+	}
+	if s.pending == nil {
+		s.pending = &batch{done: make(chan struct{})}
+		s.kick <- struct{}{} // cannot block: only the first of a batch sends
+	}
+	return s.pending
+}
+
 // Claim claims id for an attempt that lasts at most ttl, unless it was
 // delivered within the window or another attempt holds it. On a Redis error
 // the answer is Unknown, counted: the attempt should go ahead.
 func (s *Store) Claim(ctx context.Context, id string, ttl time.Duration) Claim {
-	token := "c:" + rand.Text()
-	keys := append([]string{s.claimKey(id)}, s.windowKeys(time.Now())...)
-	res, err := claimScript.Run(ctx, s.rdb, keys, token, ttl.Milliseconds(), hash(id)).Text()
-	switch {
-	case err != nil:
-		s.metrics.errors.WithLabelValues("check").Inc()
-		return Claim{State: Unknown}
-	case res == "claimed":
-		return Claim{State: Claimed, token: token}
-	case res == "delivered":
-		s.metrics.suppressed.Inc()
-		return Claim{State: Delivered}
-	case strings.HasPrefix(res, "c:"), res == "claimed-expired": // another attempt's claim: try later
-		return Claim{State: InFlight}
-	default: // a value feedbackd never writes: do not wait for it
-		s.metrics.errors.WithLabelValues("check").Inc()
-		return Claim{State: Unknown}
+	op := &claimOp{id: id, token: "c:" + rand.Text(), ttl: ttl, state: Unknown}
+	s.mu.Lock()
+	b := s.pendingLocked()
+	if b != nil {
+		b.claims = append(b.claims, op)
 	}
+	s.mu.Unlock()
+	if b != nil {
+		select {
+		case <-b.done:
+		case <-ctx.Done():
+			b = nil // op belongs to the writer until done
+		}
+	}
+	state := Unknown
+	if b != nil {
+		state = op.state
+	}
+	switch state {
+	case Claimed:
+		return Claim{State: Claimed, token: op.token}
+	case Delivered:
+		s.metrics.suppressed.Inc()
+	case Unknown:
+		s.metrics.errors.WithLabelValues("check").Inc()
+	}
+	return Claim{State: state}
 }
 
 // Delivered reports whether id was recorded as delivered within the
 // window; false if Redis does not answer.
 func (s *Store) Delivered(ctx context.Context, id string) bool {
-	n, err := deliveredScript.Run(ctx, s.rdb, s.windowKeys(time.Now()), hash(id)).Int()
-	return err == nil && n == 1
+	var seen []*redis.BoolCmd
+	h := hash(id)
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for _, k := range s.windowKeys(time.Now()) {
+			seen = append(seen, p.SIsMember(ctx, k, h))
+		}
+		return nil
+	})
+	return err == nil && slices.ContainsFunc(seen, func(c *redis.BoolCmd) bool { return c.Val() })
 }
 
 // Release ends a claim whose attempt did not deliver, so that the next
@@ -251,25 +272,19 @@ func (s *Store) Release(ctx context.Context, id string, c Claim) {
 // well as returned; the caller need not act on it.
 func (s *Store) Record(ctx context.Context, id string) error {
 	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
-		s.metrics.errors.WithLabelValues("record").Inc()
-		return fmt.Errorf("dedupe record: %w", ErrClosed)
+	b := s.pendingLocked()
+	if b != nil {
+		b.records = append(b.records, id)
 	}
-	b := s.pending
-	if b == nil {
-		b = &batch{done: make(chan struct{})}
-		s.pending = b
-		s.kick <- struct{}{} // cannot block: only the first id of a batch sends
-	}
-	b.ids = append(b.ids, id)
 	s.mu.Unlock()
-	var err error
-	select {
-	case <-b.done:
-		err = b.err
-	case <-ctx.Done():
-		err = ctx.Err()
+	err := ErrClosed
+	if b != nil {
+		select {
+		case <-b.done:
+			err = b.err
+		case <-ctx.Done():
+			err = ctx.Err()
+		}
 	}
 	if err != nil {
 		s.metrics.errors.WithLabelValues("record").Inc()
@@ -278,12 +293,11 @@ func (s *Store) Record(ctx context.Context, id string) error {
 	return nil
 }
 
-// write writes each pending batch, Linger after its first id, until Close;
-// then it writes the last one.
+// write makes each pending batch, Linger after its first operation, until
+// Close; then it makes the last one.
 func (s *Store) write() {
 	defer close(s.done)
 	linger := time.NewTimer(Linger)
-	var args []any
 	for stop := false; !stop; {
 		select {
 		case <-s.kick:
@@ -307,33 +321,87 @@ func (s *Store) write() {
 		}
 		s.mu.Unlock()
 		if b != nil {
-			args = s.writeBatch(b, args)
+			s.writeBatch(b)
 		}
 	}
 }
 
-// writeBatch adds b's ids to the current delivered set, maxBatch per
-// round trip, and closes b.done. The set expires a window after it ends.
-func (s *Store) writeBatch(b *batch, args []any) []any {
+// writeBatch makes b and closes b.done. One pipelined round trip adds its
+// records to the current delivered set, which expires a window after it
+// ends, and looks for its claims' ids in the sets of the window; a second
+// one sets the claims of the ids not found, unless another claim holds
+// them. Check and set need not be atomic: both copies of an event claim,
+// and a claim is kept after its attempt delivers, so a copy finds either
+// the record or the other's claim.
+func (s *Store) writeBatch(b *batch) {
+	defer close(b.done)
 	now := time.Now()
 	start := s.bucket(now)
 	key := s.deliveredKey(start)
-	expireAt := time.UnixMilli(start).Add(s.width + s.window + s.width)
-	for ids := b.ids; len(ids) > 0 && b.err == nil; {
-		n := min(len(ids), maxBatch)
-		args = args[:0]
-		for _, id := range ids[:n] {
-			args = append(args, hash(id))
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		_, b.err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-			p.SAdd(ctx, key, args...)
-			p.PExpireAt(ctx, key, expireAt)
-			return nil
-		})
-		cancel()
-		ids = ids[n:]
+	var window []string
+	if len(b.claims) > 0 {
+		window = s.windowKeys(now)
 	}
-	close(b.done)
-	return args
+	var writes []redis.Cmder
+	seen := make([][]*redis.BoolCmd, len(b.claims))
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_, _ = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for ids := b.records; len(ids) > 0; {
+			n := min(len(ids), maxBatch)
+			members := make([]any, n)
+			for i, id := range ids[:n] {
+				members[i] = hash(id)
+			}
+			writes = append(writes, p.SAdd(ctx, key, members...))
+			ids = ids[n:]
+		}
+		if len(b.records) > 0 {
+			writes = append(writes, p.PExpireAt(ctx, key, time.UnixMilli(start).Add(s.width+s.window+s.width)))
+		}
+		for i, c := range b.claims {
+			h := hash(c.id)
+			for _, k := range window {
+				seen[i] = append(seen[i], p.SIsMember(ctx, k, h))
+			}
+		}
+		return nil
+	})
+	for _, w := range writes {
+		if err := w.Err(); err != nil {
+			b.err = err
+			break
+		}
+	}
+	var claiming []*claimOp
+	for i, c := range b.claims {
+		switch {
+		case slices.ContainsFunc(seen[i], func(c *redis.BoolCmd) bool { return c.Err() != nil }):
+			c.state = Unknown
+		case slices.ContainsFunc(seen[i], func(c *redis.BoolCmd) bool { return c.Val() }):
+			c.state = Delivered
+		default:
+			claiming = append(claiming, c)
+		}
+	}
+	if len(claiming) == 0 {
+		return
+	}
+	set := make([]*redis.BoolCmd, len(claiming))
+	_, _ = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, c := range claiming {
+			set[i] = p.SetNX(ctx, s.claimKey(c.id), c.token, c.ttl)
+		}
+		return nil
+	})
+	for i, c := range claiming {
+		switch {
+		case set[i].Err() != nil:
+			c.state = Unknown
+		case set[i].Val():
+			c.state = Claimed
+		default:
+			c.state = InFlight
+		}
+	}
 }

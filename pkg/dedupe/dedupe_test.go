@@ -174,3 +174,45 @@ func TestClaimReleaseAndExpiry(t *testing.T) {
 		t.Fatalf("claim after the holder's claim expired: %v, want Claimed", got)
 	}
 }
+
+// Claims made at once are batched: of those for one id exactly one gets
+// it; each of the others' ids is claimed; an id recorded in the same batch
+// is delivered.
+func TestConcurrentClaims(t *testing.T) {
+	r := testenv.StartRedis(t)
+	s := New(r.Client, "t:", time.Minute, nil)
+	t.Cleanup(s.Close)
+	ctx := t.Context()
+	if err := s.Record(ctx, "done"); err != nil {
+		t.Fatal(err)
+	}
+	const n = 50
+	var mu sync.Mutex
+	got := map[string]map[State]int{}
+	var wg sync.WaitGroup
+	for i := range n {
+		for _, id := range []string{"same", "own-" + strconv.Itoa(i), "done"} {
+			wg.Go(func() {
+				st := s.Claim(ctx, id, time.Minute).State
+				mu.Lock()
+				defer mu.Unlock()
+				if got[id] == nil {
+					got[id] = map[State]int{}
+				}
+				got[id][st]++
+			})
+		}
+	}
+	wg.Wait()
+	if g := got["same"]; g[Claimed] != 1 || g[InFlight] != n-1 {
+		t.Errorf("claims of one id: %v, want 1 Claimed and %d InFlight", g, n-1)
+	}
+	if g := got["done"]; g[Delivered] != n {
+		t.Errorf("claims of a recorded id: %v, want %d Delivered", g, n)
+	}
+	for i := range n {
+		if g := got["own-"+strconv.Itoa(i)]; g[Claimed] != 1 {
+			t.Errorf("claim of own-%d: %v, want Claimed", i, g)
+		}
+	}
+}
