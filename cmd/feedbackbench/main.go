@@ -61,9 +61,10 @@ as a separate process; registers --tenants webhook configs; then measures:
                from its go_memstats_* metrics over the throughput phase
   cpu          feedbackd's CPU seconds per 1,000 deliveries
   peak RSS     feedbackd's VmHWM
-With --slow-tenant or --dead-tenant, throughput is measured twice: healthy,
-then with one tenant's endpoint slow (answers after 10 s) or refusing
-connections, and the other tenants' rate is compared with the healthy one.
+With --slow-tenant or --dead-tenant, --rounds more rounds give one tenant's
+endpoint (slow: answers after 10 s; dead: refuses connections) its share of
+events, and the other tenants' ratio to the ceiling is compared with the
+healthy one.
 With --backlog N, feedbackd is stopped, N events are produced, and it is
 started again to drain them (its peak RSS is then that run's).
 
@@ -128,13 +129,18 @@ type result struct {
 	Ratio               float64 `json:"ratio"`
 	WorstRatio          float64 `json:"ratio_worst_round"`
 	SenderRatio         float64 `json:"ratio_to_sender"`
-	OthersPerSec        float64 `json:"others_per_s,omitempty"`
-	OthersVsHealthy     float64 `json:"others_vs_healthy,omitempty"`
-	OfferedPerSec       float64 `json:"latency_offered_per_s"`
-	P50MS               float64 `json:"p50_ms"`
-	P95MS               float64 `json:"p95_ms"`
-	P99MS               float64 `json:"p99_ms"`
-	CPUPer1000          float64 `json:"cpu_s_per_1000"`
+	// BadRounds are the rounds with the slow or dead tenant getting its
+	// share, timed like Rounds; their rates are the other tenants'.
+	// OthersPerSec is their median rate, OthersVsHealthy their median
+	// ratio over the healthy one.
+	BadRounds       []round `json:"bad_rounds,omitempty"`
+	OthersPerSec    float64 `json:"others_per_s,omitempty"`
+	OthersVsHealthy float64 `json:"others_vs_healthy,omitempty"`
+	OfferedPerSec   float64 `json:"latency_offered_per_s"`
+	P50MS           float64 `json:"p50_ms"`
+	P95MS           float64 `json:"p95_ms"`
+	P99MS           float64 `json:"p99_ms"`
+	CPUPer1000      float64 `json:"cpu_s_per_1000"`
 	// CPU seconds per 1,000 deliveries of what shares the machine in the
 	// throughput phase: the receiver, redis-server, and this process
 	// (kfake broker and producer).
@@ -308,11 +314,26 @@ func bench(o options) (res result, err error) {
 	res.AllocsPerDelivery = (m1.mallocs - m0.mallocs) / float64(total.deliveries)
 	res.BytesPerDelivery = (m1.bytes - m0.bytes) / float64(total.deliveries)
 	if o.slowTenant || o.deadTenant {
-		ph, err := e.throughput(o.events, true, false)
-		if err != nil {
-			return res, err
+		// As many rounds again with the bad tenant getting its share, each
+		// between ceiling rounds too: the other tenants' rate is compared
+		// with the healthy one as a share of the ceiling, which the drift
+		// of the machine's speed does not change.
+		others := make([]float64, o.rounds)
+		for i := range o.rounds {
+			ph, err := e.throughput(o.events, true, false)
+			if err != nil {
+				return res, err
+			}
+			after := e.ceiling("net/http client", post)
+			r := round{CeilingBefore: before, DeliveriesPerSec: ph.rate, CeilingAfter: after, Ratio: ph.rate / ((before + after) / 2)}
+			logf("round %d of %d with the %s: %.0f deliveries/s to the others, ceiling %.0f/s before and %.0f/s after: ratio %.2f",
+				i+1, o.rounds, o.scenario(), r.DeliveriesPerSec, before, after, r.Ratio)
+			res.BadRounds = append(res.BadRounds, r)
+			others[i], ratios[i] = ph.rate, r.Ratio
+			res.CeilingPerSec = max(res.CeilingPerSec, after)
+			before = after
 		}
-		res.OthersPerSec, res.OthersVsHealthy = ph.rate, ph.rate/rate
+		res.OthersPerSec, res.OthersVsHealthy = median(others), median(ratios)/res.Ratio
 	}
 
 	res.OfferedPerSec = res.CeilingPerSec / 2
@@ -1007,8 +1028,11 @@ func printTable(r result) {
 	fmt.Fprintf(w, "feedbackd's sender alone, no Kafka\t%.0f/s, best round\n", r.SenderCeilingPerSec)
 	fmt.Fprintf(w, "feedbackd end to end\t%.0f deliveries/s, median round\n", r.DeliveriesPerSec)
 	fmt.Fprintf(w, "ratio to the raw ceiling\t%.2f median, %.2f worst round (%.2f of its sender alone)\n", r.Ratio, r.WorstRatio, r.SenderRatio)
+	for i, rd := range r.BadRounds {
+		fmt.Fprintf(w, "round %d with the %s\t%.0f deliveries/s to the others; raw ceiling %.0f/s before, %.0f/s after: ratio %.2f\n", i+1, r.Scenario, rd.DeliveriesPerSec, rd.CeilingBefore, rd.CeilingAfter, rd.Ratio)
+	}
 	if r.OthersPerSec > 0 {
-		fmt.Fprintf(w, "other tenants with the %s\t%.0f deliveries/s (%.2f x healthy)\n", r.Scenario, r.OthersPerSec, r.OthersVsHealthy)
+		fmt.Fprintf(w, "other tenants with the %s\t%.0f deliveries/s, median round; %.2f x healthy (median ratios)\n", r.Scenario, r.OthersPerSec, r.OthersVsHealthy)
 	}
 	fmt.Fprintf(w, "latency at %.0f/s (p50/p95/p99)\t%.1f / %.1f / %.1f ms\n", r.OfferedPerSec, r.P50MS, r.P95MS, r.P99MS)
 	fmt.Fprintf(w, "latency at %.0f/s, half feedbackd's rate\t%.1f / %.1f / %.1f ms\n", r.SustainedPerSec, r.SustainedP50MS, r.SustainedP95MS, r.SustainedP99MS)
