@@ -151,9 +151,15 @@ func TestRedisFlushIsRebuiltFromTopic(t *testing.T) {
 		tg, err := s.Lookup(ctx, "org1", "sb2")
 		return err == nil && tg.Config.URL == "https://sb2.example"
 	})
-	if _, err := s.Lookup(ctx, "org1", "sb3"); !errors.Is(err, ErrNotFound) {
-		t.Fatalf("deleted config after rebuild: %v", err)
-	}
+	// The rebuild writes the configs before it marks Redis loaded: until
+	// then a missing config is "not loaded", never found.
+	waitFor(t, "the deleted config reported missing", func() bool {
+		_, err := s.Lookup(ctx, "org1", "sb3")
+		if err == nil {
+			t.Fatal("deleted config found after rebuild")
+		}
+		return errors.Is(err, ErrNotFound)
+	})
 }
 
 func TestOlderOffsetNeverOverwrites(t *testing.T) {
