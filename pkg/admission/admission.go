@@ -88,6 +88,10 @@ type Controller struct {
 type endpoint struct {
 	n       int
 	waiters []chan struct{}
+	// ended is when an attempt last ended, or the first in flight began;
+	// latency is how long attempts took, smoothed (zero: none ended yet).
+	ended   time.Time
+	latency time.Duration
 }
 
 type openState struct {
@@ -195,7 +199,7 @@ func (c *Controller) take(ep string) (release func(), ok bool) {
 	defer c.mu.Unlock()
 	e := c.inflight[ep]
 	if e == nil {
-		e = &endpoint{}
+		e = &endpoint{ended: time.Now()}
 		c.inflight[ep] = e
 	}
 	if e.n >= c.share() {
@@ -203,14 +207,21 @@ func (c *Controller) take(ep string) (release func(), ok bool) {
 	}
 	e.n++
 	var once sync.Once
-	return func() { once.Do(func() { c.release(ep) }) }, true
+	start := time.Now()
+	return func() { once.Do(func() { c.release(ep, start) }) }, true
 }
 
-func (c *Controller) release(ep string) {
+func (c *Controller) release(ep string, start time.Time) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	e := c.inflight[ep]
 	e.n--
+	e.ended = time.Now()
+	if took := e.ended.Sub(start); e.latency == 0 {
+		e.latency = took
+	} else {
+		e.latency = (7*e.latency + took) / 8
+	}
 	if len(e.waiters) > 0 {
 		close(e.waiters[0])
 		e.waiters = e.waiters[1:]
@@ -218,6 +229,21 @@ func (c *Controller) release(ep string) {
 	if e.n == 0 && len(e.waiters) == 0 {
 		delete(c.inflight, ep)
 	}
+}
+
+// Latency is how long attempts to ep take here while it has some in
+// flight: smoothed over those that ended, and at least the time since one
+// last ended (or, before one has, since the first began), so that an
+// endpoint that stops answering soon looks slow. Zero if none is in
+// flight.
+func (c *Controller) Latency(ep string) time.Duration {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e := c.inflight[ep]
+	if e == nil {
+		return 0
+	}
+	return max(e.latency, time.Since(e.ended))
 }
 
 // Wait blocks until ep may have one more attempt in flight here, or ctx

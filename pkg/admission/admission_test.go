@@ -238,3 +238,30 @@ func TestRedisDownFailsOpen(t *testing.T) {
 	d.Release()
 	c.Success(ctx, "ep")
 }
+
+// Latency is the attempts' smoothed latency, and at least the time since
+// one last ended.
+func TestLatency(t *testing.T) {
+	c := New(nil, Options{Limit: 2}) // no Redis: limits are local
+	if l := c.Latency("ep"); l != 0 {
+		t.Fatalf("idle endpoint: %v, want 0", l)
+	}
+	releases := admitN(t, c, "ep", 2)
+	time.Sleep(50 * time.Millisecond) // nothing ends: it looks slower and slower
+	if l := c.Latency("ep"); l < 50*time.Millisecond {
+		t.Fatalf("two attempts in flight for 50ms: %v, want at least 50ms", l)
+	}
+	for range 40 { // then attempts end quickly, one after the other
+		releases[0]()
+		releases[0] = admitN(t, c, "ep", 1)[0]
+		releases[0], releases[1] = releases[1], releases[0]
+	}
+	if l := c.Latency("ep"); l >= 25*time.Millisecond {
+		t.Fatalf("an endpoint whose attempts end quickly: %v, want under 25ms", l)
+	}
+	releases[0]()
+	releases[1]()
+	if l := c.Latency("ep"); l != 0 {
+		t.Fatalf("none in flight: %v, want 0", l)
+	}
+}

@@ -49,6 +49,9 @@ type Configs interface {
 type Admitter interface {
 	Admit(ctx context.Context, endpoint string) admission.Decision
 	Wait(ctx context.Context, endpoint string) error
+	// Latency is how long attempts to the endpoint take while it has some
+	// in flight; zero if none is.
+	Latency(endpoint string) time.Duration
 	Success(ctx context.Context, endpoint string) (closed bool)
 	Failure(ctx context.Context, endpoint string) (openUntil time.Time, opened bool)
 }

@@ -235,16 +235,19 @@ const (
 var errRevoked = errors.New("partition revoked")
 
 // busyWait bounds how long a job for a busy endpoint waits for a place
-// while holding its delivery slot, once no more jobs may wait without one.
-// An endpoint that is busy because it is fast and popular frees a place
-// within milliseconds, so its events are not deferred; a slow one holds a
-// slot per event for at most this long before the event is.
+// holding its delivery slot, once no more jobs may wait without one, and
+// only for an endpoint whose attempts take less than that. An endpoint
+// that is busy because it is fast and popular frees places every fraction
+// of a millisecond: its events wait their turn instead of being deferred,
+// and fetching slows down to its pace. A slow one's events are deferred at
+// once, so it holds no slots but its in-flight share.
 const busyWait = 100 * time.Millisecond
 
 // admit asks admission control whether the attempt may go now. While the
 // endpoint has its in-flight share taken, the job waits for a place
 // without its delivery slot if fewer than MaxParked jobs wait already, or
-// else for up to busyWait with it; after that the answer stays Busy. ok is
+// else with it for up to busyWait if the endpoint is fast; after that the
+// answer stays Busy. ok is
 // false if the job is to be abandoned: the drain started, or its partition
 // was revoked meanwhile.
 func (p *Pipeline) admit(j job, s *slot, ep string) (d admission.Decision, ok bool) {
@@ -261,7 +264,7 @@ func (p *Pipeline) admit(j job, s *slot, ep string) (d admission.Decision, ok bo
 			if waitUntil.IsZero() {
 				waitUntil = time.Now().Add(busyWait)
 			}
-			if p.waitWithSlot(ep, waitUntil) {
+			if p.opts.Admission.Latency(ep) < busyWait && p.waitWithSlot(ep, waitUntil) {
 				continue
 			}
 			return d, p.parking.Err() == nil
