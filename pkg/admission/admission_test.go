@@ -36,17 +36,6 @@ func admitN(t *testing.T, c *Controller, ep string, n int) []func() {
 	return releases
 }
 
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 func TestLimitIsSharedByInstances(t *testing.T) {
 	r := testenv.StartRedis(t)
 	a := newController(t, r.Client, Options{Limit: 4})
@@ -77,7 +66,7 @@ func TestLimitIsSharedByInstances(t *testing.T) {
 
 	// A second instance joins: each may have half the limit in flight.
 	b := newController(t, r.Client, Options{Limit: 4})
-	eventually(t, "both instances to see each other", func() bool {
+	testenv.Eventually(t, "both instances to see each other", 10*time.Second, func() bool {
 		a.mu.Lock()
 		defer a.mu.Unlock()
 		b.mu.Lock()
@@ -183,7 +172,7 @@ func TestBreakerOpensForAllInstancesAndProbesOnce(t *testing.T) {
 	// A successful probe closes it everywhere.
 	time.Sleep(time.Until(until))
 	var probe Decision
-	eventually(t, "a probe", func() bool {
+	testenv.Eventually(t, "a probe", 10*time.Second, func() bool {
 		probe = a.Admit(ctx, "ep")
 		return probe.Verdict == Probe
 	})
@@ -191,7 +180,7 @@ func TestBreakerOpensForAllInstancesAndProbesOnce(t *testing.T) {
 	if !a.Success(ctx, "ep") {
 		t.Fatal("successful probe did not report closing the breaker")
 	}
-	eventually(t, "instance b to see the breaker closed", func() bool {
+	testenv.Eventually(t, "instance b to see the breaker closed", 10*time.Second, func() bool {
 		d := b.Admit(ctx, "ep")
 		if d.Release != nil {
 			d.Release()

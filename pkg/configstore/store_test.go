@@ -49,19 +49,8 @@ func (e *env) instance(t *testing.T, ttl time.Duration) *Store {
 	done := make(chan struct{})
 	go func() { defer close(done); _ = s.Run(ctx) }()
 	t.Cleanup(func() { cancel(); <-done })
-	waitFor(t, "configs loaded", s.Loaded)
+	testenv.Eventually(t, "configs loaded", 20*time.Second, s.Loaded)
 	return s
-}
-
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
 
 func stored(t *testing.T, org, sb, url string) *webhook.Stored {
@@ -95,7 +84,7 @@ func TestCreateUpdateDeleteAcrossInstances(t *testing.T) {
 	if tg, err := a.Lookup(ctx, "org1", "sb1"); err != nil || tg.Config.URL != "https://one.example" {
 		t.Fatalf("a lookup after create: %v %v", tg, err)
 	}
-	waitFor(t, "b sees the new config", func() bool {
+	testenv.Eventually(t, "b sees the new config", 20*time.Second, func() bool {
 		tg, err := b.Lookup(ctx, "org1", "sb1")
 		return err == nil && tg.Config.URL == "https://one.example"
 	})
@@ -103,7 +92,7 @@ func TestCreateUpdateDeleteAcrossInstances(t *testing.T) {
 	if _, err := b.Update(ctx, "org1", "sb1", func(s *webhook.Stored) error { s.URL = "https://edited.example"; return nil }); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "a sees the edit", func() bool {
+	testenv.Eventually(t, "a sees the edit", 20*time.Second, func() bool {
 		tg, err := a.Lookup(ctx, "org1", "sb1")
 		return err == nil && tg.Config.URL == "https://edited.example"
 	})
@@ -116,7 +105,7 @@ func TestCreateUpdateDeleteAcrossInstances(t *testing.T) {
 	if err := a.Delete(ctx, "org1", "sb1"); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "b sees the delete", func() bool {
+	testenv.Eventually(t, "b sees the delete", 20*time.Second, func() bool {
 		_, err := b.Lookup(ctx, "org1", "sb1")
 		return errors.Is(err, ErrNotFound)
 	})
@@ -147,13 +136,13 @@ func TestRedisFlushIsRebuiltFromTopic(t *testing.T) {
 	if _, err := s.Lookup(ctx, "org1", "sb1"); errors.Is(err, ErrNotFound) {
 		t.Fatalf("lookup right after flush = %v, want ErrNotLoaded (or a rebuilt config)", err)
 	}
-	waitFor(t, "configs rebuilt", func() bool {
+	testenv.Eventually(t, "configs rebuilt", 20*time.Second, func() bool {
 		tg, err := s.Lookup(ctx, "org1", "sb2")
 		return err == nil && tg.Config.URL == "https://sb2.example"
 	})
 	// The rebuild writes the configs before it marks Redis loaded: until
 	// then a missing config is "not loaded", never found.
-	waitFor(t, "the deleted config reported missing", func() bool {
+	testenv.Eventually(t, "the deleted config reported missing", 20*time.Second, func() bool {
 		_, err := s.Lookup(ctx, "org1", "sb3")
 		if err == nil {
 			t.Fatal("deleted config found after rebuild")
@@ -196,7 +185,7 @@ func TestRedisRestoredFromOlderSnapshotIsRebuilt(t *testing.T) {
 	}
 	e.redis.Kill()
 	e.redis.Restart(t) // loads the snapshot: "new" is missing, the marker is not
-	waitFor(t, "the config written after the snapshot", func() bool {
+	testenv.Eventually(t, "the config written after the snapshot", 20*time.Second, func() bool {
 		tg, err := s.Lookup(ctx, "org1", "new")
 		return err == nil && tg.Config.URL == "https://new.example"
 	})

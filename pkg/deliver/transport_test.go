@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/feedbackd/feedbackd/pkg/netguard"
+	"github.com/feedbackd/feedbackd/test/testenv"
 )
 
 // counted is an HTTP/1.1 test server that counts the connections it
@@ -186,14 +187,14 @@ func TestTransportClosesIdleConnections(t *testing.T) {
 	if r := c.Send(context.Background(), tg, "msg_1", []byte(`{}`)); r.Verdict != Delivered {
 		t.Fatalf("Send = %+v", r)
 	}
-	waitFor(t, "the idle connection to be closed after its idle timeout", func() bool { return s.closed.Load() == 1 })
+	testenv.Eventually(t, "the idle connection to be closed after its idle timeout", 5*time.Second, func() bool { return s.closed.Load() == 1 })
 
 	c = s.client(t)
 	if r := c.Send(context.Background(), tg, "msg_2", []byte(`{}`)); r.Verdict != Delivered {
 		t.Fatalf("Send = %+v", r)
 	}
 	c.Close()
-	waitFor(t, "Close to close the idle connection", func() bool { return s.closed.Load() == 2 })
+	testenv.Eventually(t, "Close to close the idle connection", 5*time.Second, func() bool { return s.closed.Load() == 2 })
 }
 
 func TestTransportRefusesControlCharacters(t *testing.T) {
@@ -245,16 +246,5 @@ func TestTransportCancel(t *testing.T) {
 	}
 	if n := s.conns.Load(); n != 2 {
 		t.Errorf("%d connections, want 2 (one per client)", n)
-	}
-}
-
-func waitFor(t *testing.T, what string, ok func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !ok() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
 	}
 }
