@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
 
@@ -243,6 +244,9 @@ func validateURL(ctx context.Context, raw string, p Policy) error {
 	}
 	if u.User != nil {
 		return errors.New("must not contain credentials; use headers or auth instead")
+	}
+	if strings.ContainsFunc(u.Host, func(r rune) bool { return r >= utf8.RuneSelf }) {
+		return errors.New("host must be ASCII: write an internationalized domain name in its xn-- form")
 	}
 	if u.Fragment != "" {
 		return errors.New("must not contain a fragment")

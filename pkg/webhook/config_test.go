@@ -41,6 +41,7 @@ func TestDecodeFieldErrors(t *testing.T) {
 		{"http refused", edit(`https://hooks`, `http://hooks`), "url", Policy{}},
 		{"relative url", edit(`https://hooks.example.com/feedback`, `/feedback`), "url", Policy{}},
 		{"credentials in url", edit(`https://hooks`, `https://u:p@hooks`), "url", Policy{}},
+		{"internationalized host", edit(`hooks.example.com`, `hooks.bücher.example`), "url", Policy{}},
 		{"loopback ip", edit(`hooks.example.com`, `127.0.0.1`), "url", Policy{}},
 		{"metadata ip", edit(`hooks.example.com`, `169.254.169.254`), "url", Policy{}},
 		{"mapped loopback", edit(`hooks.example.com`, `[::ffff:127.0.0.1]`), "url", Policy{}},
