@@ -52,14 +52,16 @@ as a separate process; registers --tenants webhook configs; then measures:
                concurrency, no Kafka; and the rate of feedbackd's own
                sender (pkg/deliver) alone
   throughput   feedbackd's deliveries/s draining --events events, in
-               --rounds rounds, each between two ceiling rounds and
-               compared with their mean (the machine's speed drifts);
-               the median round and ratio count
+               --rounds rounds after a warm-up round (a tenth of --events),
+               each between two ceiling rounds of --duration and compared
+               with their mean (the machine's speed drifts); the median
+               round and ratio count, and the worst is shown
   latency      p50/p95/p99 from produce to arrival at half the ceiling,
                and again at half feedbackd's measured rate
   allocations  feedbackd's Go allocations (count, bytes) per delivery,
                from its go_memstats_* metrics over the throughput phase
-  cpu          feedbackd's CPU seconds per 1,000 deliveries
+  cpu          CPU seconds per 1,000 deliveries of feedbackd, and of the
+               receiver, redis-server and this process (broker, producer)
   peak RSS     feedbackd's VmHWM
 With --slow-tenant or --dead-tenant, --rounds more rounds give one tenant's
 endpoint (slow: answers after 10 s; dead: refuses connections) its share of
@@ -168,7 +170,8 @@ func main() {
 func run() int {
 	var o options
 	fs := flag.NewFlagSet("feedbackbench", flag.ContinueOnError)
-	fs.Usage = func() { fmt.Fprint(os.Stderr, usage); fs.PrintDefaults() }
+	fs.SetOutput(io.Discard) // errors and --help are answered below
+	fs.Usage = func() {}
 	fs.StringVar(&o.feedbackd, "feedbackd", "bin/feedbackd", "feedbackd binary to run")
 	fs.StringVar(&o.brokers, "brokers", "", "Kafka seed brokers (comma-separated); default: kfake in this process")
 	fs.StringVar(&o.redis, "redis", "", "Redis host:port; default: start redis-server")
@@ -185,8 +188,12 @@ func run() int {
 	fs.StringVar(&o.pprof, "pprof", "", "write a CPU profile of feedbackd during the throughput run to this file")
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
+			fs.SetOutput(os.Stdout)
+			fmt.Print(usage)
+			fs.PrintDefaults()
 			return 0
 		}
+		fmt.Fprintf(os.Stderr, "feedbackbench: %v\nRun feedbackbench --help for the flags.\n", err)
 		return 2
 	}
 	if o.tenants < 1 || o.events < 1 || o.rounds < 1 || (o.slowTenant && o.deadTenant) || ((o.slowTenant || o.deadTenant) && o.tenants < 2) {

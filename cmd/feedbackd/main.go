@@ -52,7 +52,7 @@ func main() { os.Exit(run()) }
 
 func run() int {
 	flags := pflag.NewFlagSet("feedbackd", pflag.ContinueOnError)
-	flags.Usage = func() { fmt.Fprint(os.Stderr, usage+flags.FlagUsages()) }
+	flags.Usage = func() {} // --help is answered below, on stdout
 	configFile := flags.String("config", "", "configuration file (default: "+defaultConfigFile+" if it exists; embedded mode reads one only when given)")
 	flags.String("http-addr", "", "admin API, health and metrics listen address (http.addr)")
 	flags.StringSlice("kafka-brokers", nil, "Kafka seed brokers (kafka.brokers)")
@@ -72,8 +72,10 @@ func run() int {
 
 	if err := flags.Parse(os.Args[1:]); err != nil {
 		if errors.Is(err, pflag.ErrHelp) {
+			fmt.Print(usage + flags.FlagUsages())
 			return 0
 		}
+		fmt.Fprintf(os.Stderr, "feedbackd: %v\nRun feedbackd --help for the flags.\n", err)
 		return 2
 	}
 	if *showVersion {
