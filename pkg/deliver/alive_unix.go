@@ -2,7 +2,10 @@
 
 package deliver
 
-import "syscall"
+import (
+	"syscall"
+	"time"
+)
 
 // alive reports whether an idle connection can carry another request: the
 // endpoint has neither closed it nor sent anything since its last answer.
@@ -16,6 +19,9 @@ func (c *conn) alive() bool {
 	if err != nil {
 		return false
 	}
+	// The last exchange's deadline may have passed while the connection
+	// was idle; the read below would fail on it at once.
+	_ = c.tcp.SetReadDeadline(time.Time{})
 	alive := false
 	err = rc.Read(func(fd uintptr) bool {
 		var b [1]byte

@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"strconv"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -101,17 +102,35 @@ func (t *transport) post(ctx context.Context, deadline time.Time, req *request, 
 		return 0, nil, false, &url.Error{Op: "parse", URL: "", Err: errors.New("unsupported URL")}
 	}
 	key := poolKey{https: u.Scheme == "https", host: u.Host}
-	c, err := t.get(ctx, deadline, key, u)
-	if err != nil {
-		return 0, nil, false, err
+	for fresh := false; ; fresh = true {
+		c, reused, err := t.get(ctx, deadline, key, u, fresh)
+		if err != nil {
+			return 0, nil, false, err
+		}
+		resp, answered, err := t.exchange(ctx, deadline, key, c, req, maxBody)
+		if err != nil && reused && !answered && closedBeforeAnswer(err) && ctx.Err() == nil && time.Now().Before(deadline) {
+			// The endpoint had closed the idle connection (a keep-alive
+			// timeout racing our request): once more on a new one, as the
+			// attempt would otherwise be retried later anyway.
+			continue
+		}
+		if err != nil {
+			return 0, nil, answered, err
+		}
+		return resp.StatusCode, resp.Header, true, nil
 	}
-	// The deadline first, then ctx: a cancellation after the check below
-	// sets a deadline in the past that this one cannot overwrite.
-	_ = c.SetDeadline(deadline)
+}
+
+// exchange makes req on c, then keeps c for reuse or closes it.
+func (t *transport) exchange(ctx context.Context, deadline time.Time, key poolKey, c *conn, req *request, maxBody int64) (resp *http.Response, answered bool, err error) {
+	// ctx's watch first, then the deadline, then ctx: a cancellation
+	// after the check sets a deadline in the past that this one cannot
+	// overwrite, and one before it is seen by the check.
 	c.watch(ctx)
+	_ = c.SetDeadline(deadline)
 	if err := ctx.Err(); err != nil {
 		t.put(key, c)
-		return 0, nil, false, err
+		return nil, false, err
 	}
 	resp, reusable, err := c.exchange(req, t.maxHead, maxBody)
 	answered = c.lim.read > 0
@@ -129,15 +148,21 @@ func (t *transport) post(ctx context.Context, deadline time.Time, req *request, 
 		case !time.Now().Before(deadline):
 			err = context.DeadlineExceeded
 		}
-		return 0, nil, answered, err
 	}
-	return resp.StatusCode, resp.Header, true, nil
+	return resp, answered, err
+}
+
+// closedBeforeAnswer reports whether err says the connection was closed
+// or reset before any answer came.
+func closedBeforeAnswer(err error) bool {
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
 }
 
 // get takes the most recently used idle connection for key that is still
-// usable, or dials a new one.
-func (t *transport) get(ctx context.Context, deadline time.Time, key poolKey, u *url.URL) (*conn, error) {
-	for {
+// usable (reused), or dials a new one; with fresh, it dials.
+func (t *transport) get(ctx context.Context, deadline time.Time, key poolKey, u *url.URL, fresh bool) (c *conn, reused bool, err error) {
+	for !fresh {
 		t.mu.Lock()
 		cs := t.idle[key]
 		if len(cs) == 0 {
@@ -150,13 +175,14 @@ func (t *transport) get(ctx context.Context, deadline time.Time, key poolKey, u 
 		t.nIdle--
 		t.mu.Unlock()
 		if time.Since(c.idleSince) < t.checkIdle || c.alive() {
-			return c, nil
+			return c, true, nil
 		}
 		c.close()
 	}
 	ctx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
-	return t.dialConn(ctx, key, u)
+	c, err = t.dialConn(ctx, key, u)
+	return c, false, err
 }
 
 // dialConn connects to the endpoint of u, with TLS for https, until ctx
@@ -271,6 +297,8 @@ type conn struct {
 	idleSince time.Time
 	watched   context.Context // the context whose end cuts the exchange short
 	unwatch   func() bool
+	watchMu   sync.Mutex
+	watchGen  uint64 // the watch in force; an earlier one's callback does nothing
 }
 
 // watch makes the end of ctx set a deadline in the past on the connection,
@@ -283,10 +311,20 @@ func (c *conn) watch(ctx context.Context) {
 		return
 	}
 	if c.unwatch != nil {
-		c.unwatch()
+		c.unwatch() // its callback may still run (its context ended): the generation stops it
 	}
+	c.watchMu.Lock()
+	c.watchGen++
+	gen := c.watchGen
+	c.watchMu.Unlock()
 	c.watched = ctx
-	c.unwatch = context.AfterFunc(ctx, func() { _ = c.SetDeadline(aLongTimeAgo) })
+	c.unwatch = context.AfterFunc(ctx, func() {
+		c.watchMu.Lock()
+		defer c.watchMu.Unlock()
+		if c.watchGen == gen {
+			_ = c.SetDeadline(aLongTimeAgo)
+		}
+	})
 }
 
 // close closes the connection and ends its watch.
@@ -300,6 +338,7 @@ func (c *conn) close() {
 // exchange writes req and reads the answer. reusable says whether the
 // connection may carry another request.
 func (c *conn) exchange(req *request, maxHead, maxBody int64) (resp *http.Response, reusable bool, err error) {
+	c.lim.n, c.lim.read = maxHead, 0
 	c.buf, err = appendRequest(c.buf[:0], req)
 	if err != nil {
 		return nil, false, err
@@ -311,7 +350,6 @@ func (c *conn) exchange(req *request, maxHead, maxBody int64) (resp *http.Respon
 	if err != nil {
 		return nil, false, err
 	}
-	c.lim.n, c.lim.read = maxHead, 0
 	for n := 0; ; n++ {
 		if resp, err = http.ReadResponse(c.r, nil); err != nil {
 			return nil, false, err

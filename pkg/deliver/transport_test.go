@@ -119,6 +119,8 @@ func TestTransportReuseRules(t *testing.T) {
 		{"body of exactly MaxResponseBytes", 0, 0, func(w http.ResponseWriter, _ *http.Request) { w.Write(big[:1<<10]) }, 1},
 		{"body one byte over MaxResponseBytes", 0, 0, func(w http.ResponseWriter, _ *http.Request) { w.Write(big[:1<<10+1]) }, 2},
 		{"body over MaxResponseBytes", 0, 0, func(w http.ResponseWriter, _ *http.Request) { w.Write(big) }, 2},
+		// Closed while idle: found by the check, or else by the request
+		// (then made again on a new connection, within the attempt).
 		{"server closed the idle connection", 50 * time.Millisecond, 300 * time.Millisecond, nil, 2},
 	}
 	for _, tt := range tests {
@@ -126,9 +128,6 @@ func TestTransportReuseRules(t *testing.T) {
 			s := newCounted(t, false, tt.idle, tt.handler)
 			c := s.client(t)
 			c.tr.checkIdle = time.Hour // no liveness check: the reuse rules alone must hold
-			if tt.idle > 0 {
-				c.tr.checkIdle = 0 // check every idle connection before reuse
-			}
 			tg, _ := target(t, s.URL+"/hook", nil)
 			for i := range 2 {
 				if i == 1 {
@@ -142,6 +141,61 @@ func TestTransportReuseRules(t *testing.T) {
 				t.Errorf("%d connections, want %d", n, tt.wantConns)
 			}
 		})
+	}
+}
+
+// An idle connection the server closed is found before reuse once idle for
+// checkIdle, even when the last attempt's deadline has passed meanwhile.
+func TestTransportChecksIdleConnections(t *testing.T) {
+	for _, closed := range []bool{false, true} {
+		t.Run(map[bool]string{false: "open", true: "closed by the server"}[closed], func(t *testing.T) {
+			idle := time.Duration(0)
+			if closed {
+				idle = 100 * time.Millisecond
+			}
+			s := newCounted(t, false, idle, nil)
+			c := New(Options{Timeout: 300 * time.Millisecond, Guard: &netguard.Guard{AllowPrivate: true}})
+			t.Cleanup(c.Close)
+			c.tr.checkIdle = 200 * time.Millisecond
+			tg, _ := target(t, s.URL+"/hook", nil)
+			for i := range 2 {
+				if i == 1 {
+					time.Sleep(600 * time.Millisecond) // past checkIdle and the first attempt's deadline
+				}
+				if r := c.Send(context.Background(), tg, "msg_1", []byte(`{}`)); r.Verdict != Delivered {
+					t.Fatalf("attempt %d: Send = %+v", i+1, r)
+				}
+			}
+			want := map[bool]int32{false: 1, true: 2}[closed]
+			if n := s.conns.Load(); n != want {
+				t.Errorf("%d connections, want %d", n, want)
+			}
+			if n := s.requests.Load(); n != 2 {
+				t.Errorf("the server read %d requests, want 2", n)
+			}
+		})
+	}
+}
+
+// Attempts each with a context of their own, cancelled after it, share
+// connections: a context's end cuts short its own exchange only.
+func TestTransportContextPerAttempt(t *testing.T) {
+	s := newCounted(t, false, 0, nil)
+	c := s.client(t)
+	tg, _ := target(t, s.URL+"/hook", nil)
+	for i := range 500 {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		if i%2 == 1 {
+			ctx = context.Background()
+		}
+		r := c.Send(ctx, tg, "msg_1", []byte(`{}`))
+		cancel()
+		if r.Verdict != Delivered {
+			t.Fatalf("attempt %d: Send = %+v", i+1, r)
+		}
+	}
+	if n := s.conns.Load(); n != 1 {
+		t.Errorf("%d connections, want 1", n)
 	}
 }
 
