@@ -83,15 +83,24 @@ type Controller struct {
 	open      map[string]openState // breakers open or half-open, from Redis
 	suspect   map[string]bool      // endpoints that failed here since their last success
 	instances int                  // live instances, at least 1
+	// For Slow: the latency of attempts per endpoint, smoothed, kept for a
+	// minute after the last one, and its sum; attempts in flight here;
+	// when one last ended, or the first began since none were.
+	latency    map[string]*latency
+	latencySum time.Duration
+	running    int
+	ended      time.Time
 }
 
 type endpoint struct {
 	n       int
-	waiters []chan struct{}
-	// ended is when an attempt last ended, or the first in flight began;
-	// latency is how long attempts took, smoothed (zero: none ended yet).
-	ended   time.Time
-	latency time.Duration
+	waiters []*waiter // handed places in order
+	ended   time.Time // when an attempt last ended, or the first in flight began
+}
+
+type latency struct {
+	avg  time.Duration
+	seen time.Time
 }
 
 type openState struct {
@@ -105,6 +114,7 @@ func New(rdb *redis.Client, opts Options) *Controller {
 	return &Controller{
 		opts: opts, rdb: rdb, instance: rand.Text(), metrics: newMetrics(opts.Registerer),
 		inflight: map[string]*endpoint{}, open: map[string]openState{}, suspect: map[string]bool{}, instances: 1,
+		latency: map[string]*latency{},
 	}
 }
 
@@ -122,7 +132,7 @@ type Verdict int
 
 const (
 	Go    Verdict = iota // attempt now, then call Release
-	Busy                 // this instance has the endpoint's share in flight: Wait, or come back later
+	Busy                 // this instance has the endpoint's share in flight (or callers wait for it): Wait, or come back later
 	Open                 // the endpoint's breaker is open: no attempt before Until
 	Probe                // half-open: this attempt is the probe; call Release after
 )
@@ -135,7 +145,8 @@ type Decision struct {
 }
 
 // Admit decides whether an attempt to endpoint ep may go now. It never
-// waits; after Busy, Wait waits for a free place.
+// waits, and never takes a place before a caller of Wait; after Busy, Wait
+// waits for one.
 func (c *Controller) Admit(ctx context.Context, ep string) Decision {
 	now := time.Now()
 	c.mu.Lock()
@@ -193,85 +204,195 @@ if untilms and untilms > tonumber(ARGV[3]) then return cur end
 if redis.call("SET", KEYS[2], ARGV[2], "NX", "PX", ARGV[4]) then return "probe" end
 return "taken"`)
 
-// take reserves an in-flight place for ep if this instance's share allows.
-func (c *Controller) take(ep string) (release func(), ok bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
+// waiter is a caller of Wait; ch is closed once it is handed a place,
+// which it holds from start.
+type waiter struct {
+	ch    chan struct{}
+	start time.Time
+}
+
+// entry is ep's in-flight state, created if need be. Called with c.mu held.
+func (c *Controller) entry(ep string) *endpoint {
 	e := c.inflight[ep]
 	if e == nil {
 		e = &endpoint{ended: time.Now()}
 		c.inflight[ep] = e
 	}
-	if e.n >= c.share() {
-		return nil, false
-	}
-	e.n++
-	var once sync.Once
-	start := time.Now()
-	return func() { once.Do(func() { c.release(ep, start) }) }, true
+	return e
 }
 
+// grant hands free places to waiters, first come first served. Called with
+// c.mu held.
+func (c *Controller) grant(e *endpoint) {
+	for len(e.waiters) > 0 && e.n < c.share() {
+		w := e.waiters[0]
+		e.waiters = e.waiters[1:]
+		w.start = c.hold(e)
+		close(w.ch)
+	}
+}
+
+// hold counts one more place held at e, from now. Called with c.mu held.
+func (c *Controller) hold(e *endpoint) time.Time {
+	now := time.Now()
+	e.n++
+	if c.running++; c.running == 1 {
+		c.ended = now
+	}
+	return now
+}
+
+// take reserves an in-flight place for ep if this instance's share allows
+// and nobody waits for one.
+func (c *Controller) take(ep string) (release func(), ok bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e := c.entry(ep)
+	c.grant(e) // the share may have grown
+	if len(e.waiters) > 0 || e.n >= c.share() {
+		return nil, false
+	}
+	return c.place(ep, c.hold(e)), true
+}
+
+// place is the idempotent release of a place at ep held from start.
+func (c *Controller) place(ep string, start time.Time) func() {
+	var once sync.Once
+	return func() { once.Do(func() { c.release(ep, start) }) }
+}
+
+// release gives a place back, or hands it to the first waiter.
 func (c *Controller) release(ep string, start time.Time) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	e := c.inflight[ep]
+	now := time.Now()
 	e.n--
-	e.ended = time.Now()
-	if took := e.ended.Sub(start); e.latency == 0 {
-		e.latency = took
-	} else {
-		e.latency = (7*e.latency + took) / 8
+	c.running--
+	e.ended, c.ended = now, now
+	l := c.latency[ep]
+	if l == nil {
+		l = &latency{}
+		c.latency[ep] = l
 	}
-	if len(e.waiters) > 0 {
-		close(e.waiters[0])
-		e.waiters = e.waiters[1:]
-	}
+	old := l.avg
+	l.avg, l.seen = smooth(old, now.Sub(start), 8), now
+	c.latencySum += l.avg - old
+	c.grant(e)
 	if e.n == 0 && len(e.waiters) == 0 {
 		delete(c.inflight, ep)
 	}
 }
 
-// Latency is how long attempts to ep take here while it has some in
-// flight: smoothed over those that ended, and at least the time since one
-// last ended (or, before one has, since the first began), so that an
-// endpoint that stops answering soon looks slow. Zero if none is in
-// flight.
-func (c *Controller) Latency(ep string) time.Duration {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	e := c.inflight[ep]
-	if e == nil {
-		return 0
+// smooth adds x to the moving average avg of about n values (avg zero:
+// none yet).
+func smooth(avg, x time.Duration, n int64) time.Duration {
+	if avg == 0 {
+		return x
 	}
-	return max(e.latency, time.Since(e.ended))
+	return avg + (x-avg)/time.Duration(n)
 }
 
-// Wait blocks until ep may have one more attempt in flight here, or ctx
-// ends (its error is returned). Admit again after it: another caller may
-// have taken the place first.
-func (c *Controller) Wait(ctx context.Context, ep string) error {
-	c.mu.Lock()
-	e := c.inflight[ep]
-	if e == nil || e.n < c.share() {
-		c.mu.Unlock()
-		return nil
-	}
-	ch := make(chan struct{})
-	e.waiters = append(e.waiters, ch)
-	c.mu.Unlock()
-	select {
-	case <-ch:
-		return nil
-	case <-ctx.Done():
-	}
+// Slow reports whether ep's attempts take much longer here than the other
+// endpoints' (over SlowFactor times, and over MinSlow): its smoothed
+// latency, or if longer the time since one of its attempts last ended (an
+// endpoint that stops answering soon looks slow), against the mean of the
+// others' smoothed latencies, or if longer and others have attempts in
+// flight, the time since any attempt ended (when everything stalls, the
+// endpoint is not the cause). An
+// endpoint with no other to compare with is not slow. An endpoint that is
+// busy but not slow frees places about as fast as the others do, so
+// waiting for one costs little more than waiting for any delivery.
+func (c *Controller) Slow(ep string) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	i := slices.Index(e.waiters, ch)
-	if i < 0 {
-		return nil // woken meanwhile: the place is there to take
+	e := c.inflight[ep]
+	if e == nil || e.n == 0 {
+		return false
 	}
-	e.waiters = slices.Delete(e.waiters, i, i+1)
-	return ctx.Err()
+	now := time.Now()
+	own := now.Sub(e.ended)
+	others, sum := len(c.latency), c.latencySum
+	if l := c.latency[ep]; l != nil {
+		own = max(own, l.avg)
+		others, sum = others-1, sum-l.avg
+	}
+	if others == 0 {
+		return false
+	}
+	ref := sum / time.Duration(others)
+	if c.running > e.n { // others have attempts in flight: are they stalled too?
+		ref = max(ref, now.Sub(c.ended))
+	}
+	return own > MinSlow && own > SlowFactor*ref
+}
+
+// An endpoint is slow if its attempts take over SlowFactor times as long
+// as the others', and over MinSlow.
+const (
+	SlowFactor = 4
+	MinSlow    = 10 * time.Millisecond
+)
+
+// forgetLatencies drops the latencies of endpoints without an attempt for
+// a minute. Called with c.mu held.
+func (c *Controller) forgetLatencies(now time.Time) {
+	for ep, l := range c.latency {
+		if now.Sub(l.seen) > time.Minute {
+			if e := c.inflight[ep]; e == nil || e.n == 0 {
+				c.latencySum -= l.avg
+				delete(c.latency, ep)
+			}
+		}
+	}
+}
+
+// Wait waits its turn for a place at ep, first come first served, until
+// ctx ends (its error is returned; no place is held). The place it hands
+// over is a Decision like Admit's, Go with its Release; but if ep's
+// breaker opened meanwhile, the place is given back and the Decision is
+// Open (until now at the earliest: Admit again then to probe).
+func (c *Controller) Wait(ctx context.Context, ep string) (Decision, error) {
+	c.mu.Lock()
+	e := c.entry(ep)
+	c.grant(e)
+	var w *waiter
+	if len(e.waiters) == 0 && e.n < c.share() {
+		e.n++
+		w = &waiter{start: time.Now()}
+		c.mu.Unlock()
+	} else {
+		w = &waiter{ch: make(chan struct{})}
+		e.waiters = append(e.waiters, w)
+		c.mu.Unlock()
+		select {
+		case <-w.ch:
+		case <-ctx.Done():
+			c.mu.Lock()
+			if i := slices.Index(e.waiters, w); i >= 0 {
+				e.waiters = slices.Delete(e.waiters, i, i+1)
+				if e.n == 0 && len(e.waiters) == 0 {
+					delete(c.inflight, ep)
+				}
+				c.mu.Unlock()
+				return Decision{}, ctx.Err()
+			}
+			c.mu.Unlock() // handed a place meanwhile: it is ours
+		}
+	}
+	release := c.place(ep, w.start)
+	c.mu.Lock()
+	st, isOpen := c.open[ep]
+	c.mu.Unlock()
+	if isOpen {
+		release()
+		until := time.Now()
+		if st.until.After(until) {
+			until = st.until
+		}
+		return Decision{Verdict: Open, Until: until}, nil
+	}
+	return Decision{Verdict: Go, Release: release}, nil
 }
 
 // Success reports that ep answered (any status but a retryable one). It
@@ -375,6 +496,9 @@ func (c *Controller) Run(ctx context.Context) error {
 	t := time.NewTicker(c.opts.Refresh)
 	defer t.Stop()
 	for {
+		c.mu.Lock()
+		c.forgetLatencies(time.Now())
+		c.mu.Unlock()
 		if err := c.refresh(ctx); err != nil && ctx.Err() == nil {
 			c.opts.Logger.Debug("admission state not refreshed", "err", err)
 		}

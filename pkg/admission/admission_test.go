@@ -46,23 +46,30 @@ func TestLimitIsSharedByInstances(t *testing.T) {
 	}
 	admitN(t, a, "other", 1) // other endpoints are not affected
 
-	// Wait returns once a place is free.
-	waited := make(chan error, 1)
-	go func() { waited <- a.Wait(t.Context(), "ep") }()
+	// Wait returns once it is handed a place; Admit does not take one
+	// before it.
+	type waited struct {
+		d   Decision
+		err error
+	}
+	w := make(chan waited, 1)
+	go func() { d, err := a.Wait(t.Context(), "ep"); w <- waited{d, err} }()
 	select {
-	case err := <-waited:
-		t.Fatalf("Wait returned %v with no free place", err)
+	case r := <-w:
+		t.Fatalf("Wait returned %+v with no free place", r)
 	case <-time.After(50 * time.Millisecond):
 	}
 	releases[0]()
 	releases[0]() // idempotent: frees one place only
-	if err := <-waited; err != nil {
-		t.Fatal(err)
+	got := <-w
+	if got.err != nil || got.d.Verdict != Go {
+		t.Fatalf("Wait after a release = %+v, want Go", got)
 	}
-	admitN(t, a, "ep", 1)
 	if d := a.Admit(t.Context(), "ep"); d.Verdict != Busy {
-		t.Fatalf("after one release and one admit: verdict %v, want Busy", d.Verdict)
+		t.Fatalf("after a place was handed to a waiter: verdict %v, want Busy", d.Verdict)
 	}
+	got.d.Release()
+	admitN(t, a, "ep", 1)
 
 	// A second instance joins: each may have half the limit in flight.
 	b := newController(t, r.Client, Options{Limit: 4})
@@ -85,7 +92,7 @@ func TestWaitGivesUpWithItsContext(t *testing.T) {
 	release := admitN(t, c, "ep", 1)[0]
 	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Millisecond)
 	defer cancel()
-	if err := c.Wait(ctx, "ep"); err == nil {
+	if _, err := c.Wait(ctx, "ep"); err == nil {
 		t.Fatal("Wait returned nil with no free place")
 	}
 	c.mu.Lock()
@@ -228,29 +235,159 @@ func TestRedisDownFailsOpen(t *testing.T) {
 	c.Success(ctx, "ep")
 }
 
-// Latency is the attempts' smoothed latency, and at least the time since
-// one last ended.
-func TestLatency(t *testing.T) {
-	c := New(nil, Options{Limit: 2}) // no Redis: limits are local
-	if l := c.Latency("ep"); l != 0 {
-		t.Fatalf("idle endpoint: %v, want 0", l)
+// An endpoint is slow when its attempts take over SlowFactor times as long
+// as everyone's, or it stops answering for that long.
+func TestSlow(t *testing.T) {
+	c := New(nil, Options{Limit: 4}) // no Redis: limits are local
+	if c.Slow("a") {
+		t.Fatal("an idle endpoint is slow")
 	}
-	releases := admitN(t, c, "ep", 2)
-	time.Sleep(50 * time.Millisecond) // nothing ends: it looks slower and slower
-	if l := c.Latency("ep"); l < 50*time.Millisecond {
-		t.Fatalf("two attempts in flight for 50ms: %v, want at least 50ms", l)
+	// Attempts to a and b take about as long: neither is slow.
+	for range 20 {
+		for _, ep := range []string{"a", "b"} {
+			rel := admitN(t, c, ep, 1)[0]
+			time.Sleep(time.Millisecond)
+			rel()
+		}
 	}
-	for range 40 { // then attempts end quickly, one after the other
-		releases[0]()
-		releases[0] = admitN(t, c, "ep", 1)[0]
-		releases[0], releases[1] = releases[1], releases[0]
+	ra, rb := admitN(t, c, "a", 1)[0], admitN(t, c, "b", 1)[0]
+	if c.Slow("a") || c.Slow("b") {
+		t.Fatal("endpoints as fast as everyone are slow")
 	}
-	if l := c.Latency("ep"); l >= 25*time.Millisecond {
-		t.Fatalf("an endpoint whose attempts end quickly: %v, want under 25ms", l)
+	// b stops answering: after SlowFactor times everyone's latency and
+	// MinSlow, it is slow; a is not.
+	ra()
+	time.Sleep(MinSlow + 50*time.Millisecond)
+	for range 5 { // a goes on answering quickly
+		rel := admitN(t, c, "a", 1)[0]
+		time.Sleep(time.Millisecond)
+		rel()
 	}
-	releases[0]()
-	releases[1]()
-	if l := c.Latency("ep"); l != 0 {
-		t.Fatalf("none in flight: %v, want 0", l)
+	ra = admitN(t, c, "a", 1)[0]
+	if !c.Slow("b") {
+		t.Fatal("an endpoint that stopped answering is not slow")
+	}
+	if c.Slow("a") {
+		t.Fatal("a fast endpoint is slow")
+	}
+	ra()
+	rb()
+	if c.Slow("b") {
+		t.Fatal("an endpoint with nothing in flight is slow")
+	}
+
+	// When every attempt stalls, none is slow: the endpoints are not the
+	// cause.
+	ra, rb = admitN(t, c, "a", 1)[0], admitN(t, c, "b", 1)[0]
+	time.Sleep(MinSlow + 50*time.Millisecond)
+	if c.Slow("a") || c.Slow("b") {
+		t.Fatal("endpoints stalled together are slow")
+	}
+	ra()
+	rb()
+}
+
+// An endpoint that answers, but several times slower than the others, is
+// slow: its events should not hold delivery slots while they wait.
+func TestSlowButAnswering(t *testing.T) {
+	c := New(nil, Options{Limit: 4})
+	for range 8 {
+		for ep, took := range map[string]time.Duration{"fast": time.Millisecond, "medium": 30 * time.Millisecond} {
+			rel := admitN(t, c, ep, 1)[0]
+			time.Sleep(took)
+			rel()
+		}
+	}
+	rf, rm := admitN(t, c, "fast", 1)[0], admitN(t, c, "medium", 1)[0]
+	defer rf()
+	defer rm()
+	if !c.Slow("medium") {
+		t.Fatal("an endpoint 30 times slower than the other is not slow")
+	}
+	if c.Slow("fast") {
+		t.Fatal("the fast endpoint is slow")
+	}
+}
+
+// An endpoint with no other to compare with is never slow: a single busy
+// tenant waits its turn.
+func TestSlowAlone(t *testing.T) {
+	c := New(nil, Options{Limit: 4})
+	for range 5 {
+		rel := admitN(t, c, "only", 1)[0]
+		time.Sleep(time.Millisecond)
+		rel()
+	}
+	rel := admitN(t, c, "only", 1)[0]
+	time.Sleep(MinSlow + 50*time.Millisecond)
+	if c.Slow("only") {
+		t.Fatal("the only endpoint is slow")
+	}
+	rel()
+}
+
+// Waiters are handed places first come first served, and new callers of
+// Admit never take one before them.
+func TestWaitersInOrder(t *testing.T) {
+	c := New(nil, Options{Limit: 1}) // no Redis: limits are local
+	release := admitN(t, c, "ep", 1)[0]
+	const n = 5
+	order := make(chan int, n)
+	for i := range n {
+		go func() {
+			d, err := c.Wait(t.Context(), "ep")
+			if err != nil || d.Verdict != Go {
+				t.Errorf("waiter %d: %+v %v", i, d, err)
+				return
+			}
+			order <- i
+			time.Sleep(5 * time.Millisecond)
+			if c.Admit(t.Context(), "ep").Verdict != Busy {
+				t.Errorf("Admit took a place with waiters queued")
+			}
+			d.Release()
+		}()
+		testenv.Eventually(t, "the waiter queued", 10*time.Second, func() bool {
+			c.mu.Lock()
+			defer c.mu.Unlock()
+			return len(c.inflight["ep"].waiters) == i+1
+		})
+	}
+	release()
+	for want := range n {
+		if got := <-order; got != want {
+			t.Fatalf("waiter %d served %d-th", got, want+1)
+		}
+	}
+}
+
+// A waiter handed a place after the endpoint's breaker opened gives it
+// back and is told Open.
+func TestWaitSeesAnOpenBreaker(t *testing.T) {
+	c := New(nil, Options{Limit: 1})
+	release := admitN(t, c, "ep", 1)[0]
+	type waited struct {
+		d   Decision
+		err error
+	}
+	w := make(chan waited, 1)
+	go func() { d, err := c.Wait(t.Context(), "ep"); w <- waited{d, err} }()
+	testenv.Eventually(t, "the waiter queued", 10*time.Second, func() bool {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		return len(c.inflight["ep"].waiters) == 1
+	})
+	c.mu.Lock()
+	c.open["ep"] = openState{until: time.Now().Add(time.Minute), cooldown: time.Minute}
+	c.mu.Unlock()
+	release()
+	r := <-w
+	if r.err != nil || r.d.Verdict != Open || r.d.Until.Before(time.Now().Add(50*time.Second)) {
+		t.Fatalf("Wait = %+v, want Open until the breaker ends", r)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.inflight) != 0 {
+		t.Fatalf("places left held: %+v", c.inflight)
 	}
 }

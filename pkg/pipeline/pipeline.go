@@ -48,10 +48,13 @@ type Configs interface {
 // in-flight limits and circuit breakers (see package admission).
 type Admitter interface {
 	Admit(ctx context.Context, endpoint string) admission.Decision
-	Wait(ctx context.Context, endpoint string) error
-	// Latency is how long attempts to the endpoint take while it has some
-	// in flight; zero if none is.
-	Latency(endpoint string) time.Duration
+	// Wait waits its turn for a place, first come first served, and
+	// answers like Admit (Go, or Open if the breaker opened meanwhile);
+	// an error means ctx ended and no place is held.
+	Wait(ctx context.Context, endpoint string) (admission.Decision, error)
+	// Slow reports whether the endpoint's attempts take much longer than
+	// everyone's (or it stopped answering).
+	Slow(endpoint string) bool
 	Success(ctx context.Context, endpoint string) (closed bool)
 	Failure(ctx context.Context, endpoint string) (openUntil time.Time, opened bool)
 }

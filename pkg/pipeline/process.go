@@ -234,49 +234,55 @@ const (
 
 var errRevoked = errors.New("partition revoked")
 
-// busyWait bounds how long a job for a busy endpoint waits for a place
-// holding its delivery slot, once no more jobs may wait without one, and
-// only for an endpoint whose attempts take less than that. An endpoint
-// that is busy because it is fast and popular frees places every fraction
-// of a millisecond: its events wait their turn instead of being deferred,
-// and fetching slows down to its pace. A slow one's events are deferred at
-// once, so it holds no slots but its in-flight share.
-const busyWait = 100 * time.Millisecond
-
 // admit asks admission control whether the attempt may go now. While the
-// endpoint has its in-flight share taken, the job waits for a place
-// without its delivery slot if fewer than MaxParked jobs wait already, or
-// else with it for up to busyWait if the endpoint is fast; after that the
-// answer stays Busy. ok is
-// false if the job is to be abandoned: the drain started, or its partition
-// was revoked meanwhile.
+// endpoint has its in-flight share taken, the job waits its turn for a
+// place: without its delivery slot if fewer than MaxParked jobs wait
+// already, or else with it unless the endpoint is slow (see
+// admission.Controller.Slow). An endpoint that is busy but not slow frees
+// places as fast as any delivery frees a slot, so waiting for it costs the
+// others nothing, and fetching slows down to its pace (a single busy
+// tenant is not deferred); a slow one's events are deferred, and it holds
+// no slots beyond its in-flight share. ok is false if the job is to be
+// abandoned: the drain started, or its partition was revoked meanwhile.
 func (p *Pipeline) admit(j job, s *slot, ep string) (d admission.Decision, ok bool) {
 	if p.opts.Admission == nil {
 		return admission.Decision{Verdict: admission.Go, Release: func() {}}, true
 	}
-	var waitUntil time.Time // of the wait with the slot
-	for {
-		d = p.opts.Admission.Admit(p.parking, ep)
-		if d.Verdict != admission.Busy {
-			return d, true
-		}
-		if !p.tryPark(ep) {
-			if waitUntil.IsZero() {
-				waitUntil = time.Now().Add(busyWait)
-			}
-			if p.opts.Admission.Latency(ep) < busyWait && p.waitWithSlot(ep, waitUntil) {
-				continue
-			}
-			return d, p.parking.Err() == nil
-		}
+	d = p.opts.Admission.Admit(p.parking, ep)
+	switch {
+	case d.Verdict != admission.Busy:
+		return d, true
+	case p.tryPark(ep):
 		s.release()
-		err := p.waitForPlace(j, ep)
+		waited, err := p.waitTurn(j, ep, time.Second, func() bool { return false })
 		p.leavePark(ep)
-		if err != nil || !s.acquire(p.parking) {
+		if err != nil {
+			return d, false
+		}
+		if !s.acquire(p.parking) {
+			if waited.Release != nil {
+				waited.Release()
+			}
+			return d, false
+		}
+		return waited, true
+	case !p.opts.Admission.Slow(ep):
+		slow := func() bool { return p.opts.Admission.Slow(ep) }
+		switch waited, err := p.waitTurn(j, ep, slowCheck, slow); {
+		case err == nil:
+			return waited, true
+		case !errors.Is(err, errSlow):
 			return d, false
 		}
 	}
+	return d, p.parking.Err() == nil
 }
+
+// slowCheck is how often a job waiting with its slot checks that the
+// endpoint has not become slow.
+const slowCheck = 100 * time.Millisecond
+
+var errSlow = errors.New("endpoint slow")
 
 // tryPark counts a job waiting for ep, if there is room: MaxParked in all,
 // half of that for one endpoint, so that one slow endpoint cannot take
@@ -303,30 +309,36 @@ func (p *Pipeline) leavePark(ep string) {
 	p.metrics.parked.Dec()
 }
 
-// waitWithSlot waits, holding the job's slot, until the endpoint may take
-// one more attempt (true), until, or until the drain starts.
-func (p *Pipeline) waitWithSlot(ep string, until time.Time) bool {
-	ctx, cancel := context.WithDeadline(p.parking, until)
-	defer cancel()
-	return p.opts.Admission.Wait(ctx, ep) == nil
-}
-
-// waitForPlace waits until the endpoint may take one more attempt, the
-// drain starts or the job's partition is revoked.
-func (p *Pipeline) waitForPlace(j job, ep string) error {
-	for {
-		ctx, cancel := context.WithTimeout(p.parking, time.Second)
-		err := p.opts.Admission.Wait(ctx, ep)
-		cancel()
-		switch {
-		case err == nil:
-			return nil
-		case p.parking.Err() != nil:
-			return p.parking.Err()
-		case j.part.Closed():
-			return errRevoked
+// waitTurn waits for the endpoint's place (see Admitter.Wait) until the
+// drain starts (its error), the job's partition is revoked (errRevoked) or
+// giveUp says so (errSlow), both checked every interval.
+func (p *Pipeline) waitTurn(j job, ep string, every time.Duration, giveUp func() bool) (admission.Decision, error) {
+	ctx, cancel := context.WithCancelCause(p.parking)
+	defer cancel(nil)
+	go func() {
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				switch {
+				case j.part.Closed():
+					cancel(errRevoked)
+					return
+				case giveUp():
+					cancel(errSlow)
+					return
+				}
+			}
 		}
+	}()
+	d, err := p.opts.Admission.Wait(ctx, ep)
+	if err != nil {
+		return d, context.Cause(ctx)
 	}
+	return d, nil
 }
 
 // report tells admission control how the endpoint answered: a retryable
