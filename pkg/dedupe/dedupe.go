@@ -4,19 +4,23 @@
 // by a key the caller chooses (feedbackd: tenant, input record timestamp
 // and webhook-id).
 //
-// Delivered events are kept as 16-byte hashes of their keys in one Redis set
-// per tenth of the window, <prefix>delivered:<start>+<width> (Unix
-// milliseconds), which expires a window after it ends: recording a batch of
-// deliveries is one SADD, and an event costs Redis about 60 bytes. A check
-// looks at the sets of the last window, give or take a tenth (clocks of
-// instances may differ). Claims are keys of their own, <prefix>claim:<key>.
+// Delivered events are kept as 16-byte hashes of their keys in Redis sets,
+// one per tenth of the window and shard of the hash,
+// <prefix>delivered:<start>+<width>:<shard> (Unix milliseconds), which
+// expire a window after they end: recording a batch of deliveries is an
+// SADD per shard, and an event costs Redis about 80 bytes. A check looks at
+// the sets of the last window, give or take a tenth (clocks of instances
+// may differ). Changing the window changes the sets' names: what was
+// recorded before is not seen. Claims are keys of their own,
+// <prefix>claim:<key>.
 //
 // A record that may have been delivered already is claimed before its
 // attempt: the claim says an attempt for the id is in flight, so that two
 // copies of one event (a re-read input record and the retry record written
-// before the crash) are not sent at the same time. A claim ends when the
-// attempt is recorded as delivered, when it is released after a failed
-// attempt, or when it expires (its holder crashed).
+// before the crash) are not sent at the same time. A claim is released
+// after an attempt that did not deliver, and otherwise expires (its
+// attempt delivered, and a copy checking later finds the record; or its
+// holder crashed).
 //
 // It narrows at-least-once delivery, it does not make it exactly-once: an
 // attempt cut short by a crash after the endpoint received it but before
@@ -165,28 +169,38 @@ func (s *Store) bucket(t time.Time) int64 {
 	return t.UnixMilli() / w * w
 }
 
-func (s *Store) deliveredKey(start int64) string {
-	return s.prefix + "delivered:" + strconv.FormatInt(start, 10) + "+" + strconv.FormatInt(s.width.Milliseconds(), 10)
+// shards split each tenth of the window into this many sets, by hash, so
+// that no set grows large: Redis frees an expired set on its main thread
+// (unless lazyfree-lazy-expire is on), and a set of a million ids took
+// 0.2 s.
+const shards = 16
+
+// deliveredKey names the delivered set of shard for the tenth of the
+// window starting at start.
+func (s *Store) deliveredKey(start int64, shard byte) string {
+	return s.prefix + "delivered:" + strconv.FormatInt(start, 10) + "+" + strconv.FormatInt(s.width.Milliseconds(), 10) +
+		":" + strconv.Itoa(int(shard))
 }
 
-// windowKeys are the delivered sets an id recorded within the window may
-// be in, by any instance: from a window ago to now, and one more set on
-// each side for instances whose clocks differ by up to a tenth of the
-// window.
-func (s *Store) windowKeys(now time.Time) []string {
+// windowKeys are the delivered sets of shard an id recorded within the
+// window may be in, by any instance: from a window ago to now, and one
+// more set on each side for instances whose clocks differ by up to a tenth
+// of the window.
+func (s *Store) windowKeys(now time.Time, shard byte) []string {
 	w := s.width.Milliseconds()
 	first, last := s.bucket(now.Add(-s.window))-w, s.bucket(now)+w
 	keys := make([]string, 0, (last-first)/w+2)
 	for b := first; b <= last; b += w {
-		keys = append(keys, s.deliveredKey(b))
+		keys = append(keys, s.deliveredKey(b, shard))
 	}
 	return keys
 }
 
-// hash is what a delivered set holds for id: 16 bytes of its SHA-256.
-func hash(id string) string {
+// hash is what a delivered set holds for id, 16 bytes of its SHA-256, and
+// its shard.
+func hash(id string) (string, byte) {
 	sum := sha256.Sum256([]byte(id))
-	return string(sum[:16])
+	return string(sum[:16]), sum[16] % shards
 }
 
 func (s *Store) claimKey(id string) string { return s.prefix + "claim:" + id }
@@ -241,9 +255,9 @@ func (s *Store) Claim(ctx context.Context, id string, ttl time.Duration) Claim {
 // window; false if Redis does not answer.
 func (s *Store) Delivered(ctx context.Context, id string) bool {
 	var seen []*redis.BoolCmd
-	h := hash(id)
+	h, shard := hash(id)
 	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for _, k := range s.windowKeys(time.Now()) {
+		for _, k := range s.windowKeys(time.Now(), shard) {
 			seen = append(seen, p.SIsMember(ctx, k, h))
 		}
 		return nil
@@ -337,31 +351,31 @@ func (s *Store) writeBatch(b *batch) {
 	defer close(b.done)
 	now := time.Now()
 	start := s.bucket(now)
-	key := s.deliveredKey(start)
-	var window []string
-	if len(b.claims) > 0 {
-		window = s.windowKeys(now)
+	expireAt := time.UnixMilli(start).Add(s.width + s.window + s.width)
+	var members [shards][]any
+	for _, id := range b.records {
+		h, shard := hash(id)
+		members[shard] = append(members[shard], h)
 	}
 	var writes []redis.Cmder
 	seen := make([][]*redis.BoolCmd, len(b.claims))
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	_, _ = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for ids := b.records; len(ids) > 0; {
-			n := min(len(ids), maxBatch)
-			members := make([]any, n)
-			for i, id := range ids[:n] {
-				members[i] = hash(id)
+		for shard, m := range members {
+			key := s.deliveredKey(start, byte(shard))
+			for len(m) > 0 {
+				n := min(len(m), maxBatch)
+				writes = append(writes, p.SAdd(ctx, key, m[:n]...))
+				m = m[n:]
 			}
-			writes = append(writes, p.SAdd(ctx, key, members...))
-			ids = ids[n:]
-		}
-		if len(b.records) > 0 {
-			writes = append(writes, p.PExpireAt(ctx, key, time.UnixMilli(start).Add(s.width+s.window+s.width)))
+			if len(members[shard]) > 0 {
+				writes = append(writes, p.PExpireAt(ctx, key, expireAt))
+			}
 		}
 		for i, c := range b.claims {
-			h := hash(c.id)
-			for _, k := range window {
+			h, shard := hash(c.id)
+			for _, k := range s.windowKeys(now, shard) {
 				seen[i] = append(seen[i], p.SIsMember(ctx, k, h))
 			}
 		}
