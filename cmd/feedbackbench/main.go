@@ -90,13 +90,35 @@ type options struct {
 	pprof       string
 }
 
-// round is one healthy throughput round between two ceiling rounds; its
-// ratio is to their mean.
+// round is one throughput round between two ceiling rounds; its ratios
+// are to their means.
 type round struct {
 	CeilingBefore    float64 `json:"ceiling_before_per_s"`
+	SenderBefore     float64 `json:"sender_before_per_s"`
 	DeliveriesPerSec float64 `json:"deliveries_per_s"`
 	CeilingAfter     float64 `json:"ceiling_after_per_s"`
+	SenderAfter      float64 `json:"sender_after_per_s"`
 	Ratio            float64 `json:"ratio"`
+	SenderRatio      float64 `json:"ratio_to_sender"`
+}
+
+// ceilingPoint is one ceiling round of each client.
+type ceilingPoint struct{ raw, sender float64 }
+
+func newRound(before ceilingPoint, rate float64, after ceilingPoint) round {
+	return round{
+		CeilingBefore: before.raw, SenderBefore: before.sender, DeliveriesPerSec: rate, CeilingAfter: after.raw, SenderAfter: after.sender,
+		Ratio: rate / ((before.raw + after.raw) / 2), SenderRatio: rate / ((before.sender + after.sender) / 2),
+	}
+}
+
+// column is f of each round.
+func column(rs []round, f func(round) float64) []float64 {
+	out := make([]float64, len(rs))
+	for i, r := range rs {
+		out[i] = f(r)
+	}
+	return out
 }
 
 // median of xs, which is not empty.
@@ -121,9 +143,10 @@ type result struct {
 	// measured just before and just after it; a round's ratio is its rate
 	// over the mean of the two. CeilingPerSec is the best ceiling round,
 	// DeliveriesPerSec and Ratio the medians of the rounds, WorstRatio the
-	// lowest. SenderCeilingPerSec is the best round of
-	// feedbackd's own sender (signing, its transport) without Kafka, Redis
-	// or parsing, and SenderRatio the median rate's share of it.
+	// lowest. The same rounds also measure feedbackd's own sender
+	// (signing, its transport) without Kafka, Redis or parsing:
+	// SenderCeilingPerSec is its best round, SenderRatio the median of the
+	// rounds' rates over the mean of the sender's rounds around them.
 	Rounds              []round `json:"rounds"`
 	CeilingPerSec       float64 `json:"ceiling_per_s"`
 	SenderCeilingPerSec float64 `json:"sender_ceiling_per_s"`
@@ -264,15 +287,21 @@ func bench(o options) (res result, err error) {
 	e.producer = p
 	e.cleanup = append(e.cleanup, p.Close)
 
-	logf("ceiling: %d concurrent POSTs of %d bytes, rounds of %s", o.concurrency, len(payload(0)), o.duration)
-	post, closeSender, err := e.senderPost()
+	logf("ceilings: %d concurrent POSTs of %d bytes, rounds of %s", o.concurrency, len(payload(0)), o.duration)
+	netHTTP, closeNetHTTP := e.netHTTPPost()
+	defer closeNetHTTP()
+	sender, closeSender, err := e.senderPost()
 	if err != nil {
 		return res, err
 	}
-	for range o.rounds {
-		res.SenderCeilingPerSec = max(res.SenderCeilingPerSec, e.ceiling("feedbackd's sender alone", post))
+	defer closeSender()
+	// ceilings measures both: the raw ceiling, and feedbackd's sender alone.
+	ceilings := func() ceilingPoint {
+		c := ceilingPoint{raw: e.ceiling("net/http client", netHTTP), sender: e.ceiling("feedbackd's sender alone", sender)}
+		res.CeilingPerSec = max(res.CeilingPerSec, c.raw)
+		res.SenderCeilingPerSec = max(res.SenderCeilingPerSec, c.sender)
+		return c
 	}
-	closeSender()
 
 	// Warm up first (connections to the receiver, the group's fetch
 	// sessions, feedbackd's caches), so that the measured rounds do not pay
@@ -286,33 +315,36 @@ func bench(o options) (res result, err error) {
 	// a throughput measured later: each throughput round runs between two
 	// ceiling rounds and is compared with their mean, the ceiling's
 	// estimate for the time in between.
-	post, closeNetHTTP := e.netHTTPPost()
-	defer closeNetHTTP()
-	before := e.ceiling("net/http client", post)
-	res.CeilingPerSec = before
-	m0 := e.daemon.memstats(e.http)
-	var total phase
-	for i := range o.rounds {
-		ph, err := e.throughput(o.events, false, i == 0)
-		if err != nil {
-			return res, err
+	before := ceilings()
+	rounds := func(n int, withBad bool) ([]round, phase, error) {
+		var rs []round
+		var total phase
+		for i := range n {
+			ph, err := e.throughput(o.events, withBad, i == 0 && !withBad)
+			if err != nil {
+				return nil, total, err
+			}
+			total.add(ph)
+			after := ceilings()
+			r := newRound(before, ph.rate, after)
+			logf("round %d of %d%s: %.0f deliveries/s, raw ceiling %.0f/s before and %.0f/s after: ratio %.2f (%.2f of the sender alone)",
+				i+1, n, map[bool]string{true: " with the " + o.scenario()}[withBad], r.DeliveriesPerSec, before.raw, after.raw, r.Ratio, r.SenderRatio)
+			rs = append(rs, r)
+			before = after
 		}
-		total.add(ph)
-		after := e.ceiling("net/http client", post)
-		r := round{CeilingBefore: before, DeliveriesPerSec: ph.rate, CeilingAfter: after, Ratio: ph.rate / ((before + after) / 2)}
-		logf("round %d of %d: %.0f deliveries/s, ceiling %.0f/s before and %.0f/s after: ratio %.2f", i+1, o.rounds, r.DeliveriesPerSec, before, after, r.Ratio)
-		res.Rounds = append(res.Rounds, r)
-		res.CeilingPerSec = max(res.CeilingPerSec, after)
-		before = after
+		return rs, total, nil
+	}
+	m0 := e.daemon.memstats(e.http)
+	rs, total, err := rounds(o.rounds, false)
+	if err != nil {
+		return res, err
 	}
 	m1 := e.daemon.memstats(e.http)
-	rates, ratios := make([]float64, len(res.Rounds)), make([]float64, len(res.Rounds))
-	for i, r := range res.Rounds {
-		rates[i], ratios[i] = r.DeliveriesPerSec, r.Ratio
-	}
-	rate := median(rates)
+	res.Rounds = rs
+	rate := median(column(rs, func(r round) float64 { return r.DeliveriesPerSec }))
+	ratios := column(rs, func(r round) float64 { return r.Ratio })
 	res.DeliveriesPerSec, res.Ratio, res.WorstRatio = rate, median(ratios), slices.Min(ratios)
-	res.SenderRatio = rate / res.SenderCeilingPerSec
+	res.SenderRatio = median(column(rs, func(r round) float64 { return r.SenderRatio }))
 	res.CPUPer1000 = total.cpu / float64(total.deliveries) * 1000
 	res.OthersCPUPer1000 = map[string]float64{}
 	for name, c := range total.others {
@@ -321,26 +353,17 @@ func bench(o options) (res result, err error) {
 	res.AllocsPerDelivery = (m1.mallocs - m0.mallocs) / float64(total.deliveries)
 	res.BytesPerDelivery = (m1.bytes - m0.bytes) / float64(total.deliveries)
 	if o.slowTenant || o.deadTenant {
-		// As many rounds again with the bad tenant getting its share, each
-		// between ceiling rounds too: the other tenants' rate is compared
-		// with the healthy one as a share of the ceiling, which the drift
-		// of the machine's speed does not change.
-		others := make([]float64, o.rounds)
-		for i := range o.rounds {
-			ph, err := e.throughput(o.events, true, false)
-			if err != nil {
-				return res, err
-			}
-			after := e.ceiling("net/http client", post)
-			r := round{CeilingBefore: before, DeliveriesPerSec: ph.rate, CeilingAfter: after, Ratio: ph.rate / ((before + after) / 2)}
-			logf("round %d of %d with the %s: %.0f deliveries/s to the others, ceiling %.0f/s before and %.0f/s after: ratio %.2f",
-				i+1, o.rounds, o.scenario(), r.DeliveriesPerSec, before, after, r.Ratio)
-			res.BadRounds = append(res.BadRounds, r)
-			others[i], ratios[i] = ph.rate, r.Ratio
-			res.CeilingPerSec = max(res.CeilingPerSec, after)
-			before = after
+		// As many rounds again with the bad tenant getting its share, timed
+		// the same way: the other tenants' rate is compared with the
+		// healthy one as a share of the ceiling, which the drift of the
+		// machine's speed does not change.
+		bad, _, err := rounds(o.rounds, true)
+		if err != nil {
+			return res, err
 		}
-		res.OthersPerSec, res.OthersVsHealthy = median(others), median(ratios)/res.Ratio
+		res.BadRounds = bad
+		res.OthersPerSec = median(column(bad, func(r round) float64 { return r.DeliveriesPerSec }))
+		res.OthersVsHealthy = median(column(bad, func(r round) float64 { return r.Ratio })) / res.Ratio
 	}
 
 	res.OfferedPerSec = res.CeilingPerSec / 2
@@ -1029,12 +1052,14 @@ func printTable(r result) {
 	fmt.Fprintf(w, "machine\t%s\n", r.Machine)
 	fmt.Fprintf(w, "scenario\t%s, %d tenants, receiver latency %gms, %d events\n", r.Scenario, r.Tenants, r.ReceiverLatencyMS, r.Events)
 	for i, rd := range r.Rounds {
-		fmt.Fprintf(w, "round %d\t%.0f deliveries/s; raw ceiling %.0f/s before, %.0f/s after: ratio %.2f\n", i+1, rd.DeliveriesPerSec, rd.CeilingBefore, rd.CeilingAfter, rd.Ratio)
+		fmt.Fprintf(w, "round %d\t%.0f deliveries/s; raw ceiling %.0f/s before, %.0f/s after: ratio %.2f; sender alone %.0f/s, %.0f/s: %.2f\n",
+			i+1, rd.DeliveriesPerSec, rd.CeilingBefore, rd.CeilingAfter, rd.Ratio, rd.SenderBefore, rd.SenderAfter, rd.SenderRatio)
 	}
 	fmt.Fprintf(w, "raw HTTP ceiling (net/http client)\t%.0f/s, best round\n", r.CeilingPerSec)
 	fmt.Fprintf(w, "feedbackd's sender alone, no Kafka\t%.0f/s, best round\n", r.SenderCeilingPerSec)
 	fmt.Fprintf(w, "feedbackd end to end\t%.0f deliveries/s, median round\n", r.DeliveriesPerSec)
-	fmt.Fprintf(w, "ratio to the raw ceiling\t%.2f median, %.2f worst round (%.2f of its sender alone)\n", r.Ratio, r.WorstRatio, r.SenderRatio)
+	fmt.Fprintf(w, "ratio to the raw ceiling\t%.2f median, %.2f worst round\n", r.Ratio, r.WorstRatio)
+	fmt.Fprintf(w, "ratio to feedbackd's sender alone\t%.2f median\n", r.SenderRatio)
 	for i, rd := range r.BadRounds {
 		fmt.Fprintf(w, "round %d with the %s\t%.0f deliveries/s to the others; raw ceiling %.0f/s before, %.0f/s after: ratio %.2f\n", i+1, r.Scenario, rd.DeliveriesPerSec, rd.CeilingBefore, rd.CeilingAfter, rd.Ratio)
 	}
