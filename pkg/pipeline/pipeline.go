@@ -405,8 +405,8 @@ func (p *Pipeline) start(ctx context.Context, j job) {
 // idle one that finished an earlier function when there is one. A job's
 // goroutine grows its stack (parsing, HTTP); a new goroutine per record
 // would grow and copy it again every time. Idle goroutines are as many as
-// ran at once at most (bounded by Concurrency and MaxParked) and wait until
-// close.
+// ran at once at most (jobs holding a slot, parked or settling: twice
+// Concurrency plus MaxParked) and wait until close.
 type goroutines struct {
 	next chan func() // unbuffered: a send succeeds only if one is idle
 	stop chan struct{}
