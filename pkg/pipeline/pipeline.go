@@ -98,7 +98,10 @@ type Options struct {
 	Dependency func(ctx context.Context) error
 	// MaxParked bounds the jobs waiting, without a slot, for a busy
 	// endpoint, and one endpoint may have half of them; beyond that they
-	// are deferred to a retry tier. Default: Concurrency.
+	// wait with their slot, or are deferred to a retry tier if the
+	// endpoint is slow. A parked job handed its place goes on without a
+	// slot if none is free, so attempts in flight are at most Concurrency
+	// plus MaxParked. Default: Concurrency.
 	MaxParked       int
 	ShutdownTimeout time.Duration // how long Run drains in-flight work on stop
 	CommitInterval  time.Duration
@@ -478,15 +481,17 @@ func (s *slot) release() {
 	}
 }
 
-// acquire waits for a slot; it reports false if ctx ended first.
-func (s *slot) acquire(ctx context.Context) bool {
+// take takes a slot if one is free, without waiting. A job handed its
+// endpoint's place after waiting without a slot goes on without one if
+// none is free: the slots may all be held by jobs waiting for the place it
+// holds, and waiting for one of theirs would deadlock. Such jobs are
+// bounded by MaxParked.
+func (s *slot) take() {
 	select {
 	case s.p.slots <- struct{}{}:
 		s.held = true
 		s.p.metrics.inflight.Inc()
-		return true
-	case <-ctx.Done():
-		return false
+	default:
 	}
 }
 

@@ -259,12 +259,7 @@ func (p *Pipeline) admit(j job, s *slot, ep string) (d admission.Decision, ok bo
 		if err != nil {
 			return d, false
 		}
-		if !s.acquire(p.parking) {
-			if waited.Release != nil {
-				waited.Release()
-			}
-			return d, false
-		}
+		s.take()
 		return waited, true
 	case !p.opts.Admission.Slow(ep):
 		slow := func() bool { return p.opts.Admission.Slow(ep) }

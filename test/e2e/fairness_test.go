@@ -97,3 +97,34 @@ func TestCircuitBreakerSharedProbesAndRecovers(t *testing.T) {
 	}
 	t.Logf("%d failed attempts while down, %v deferrals, breaker opened %v times", failures, deferred, opened)
 }
+
+// One busy tenant with many more events than slots, places and parking
+// together: every event is delivered and none deferred (a lone tenant is
+// never slow), through every way of waiting for its endpoint (parked
+// without a slot, or with one). The deadlock feedbackbench once hit this
+// way is a narrow race; TestHandedPlaceGoesOnWithoutAFreeSlot in
+// pkg/pipeline builds it on purpose.
+func TestBusyTenantAloneNeverStalls(t *testing.T) {
+	const events = 1000
+	h := start(t, func(c *daemon.Config) {
+		c.Delivery.Concurrency = 4
+		c.Delivery.MaxParked = 4 // two for one endpoint
+		c.Delivery.EndpointConcurrency = 1
+	})
+	rc := newReceiver(t, func(n int, _ delivery) int {
+		if n%7 == 0 {
+			time.Sleep(time.Millisecond)
+		}
+		return 200
+	})
+	h.createWebhook(webhookConfig("busy", "sb", rc.URL))
+	for i := range events {
+		h.produceEvent(newEvent(fmt.Sprintf("busy-%d", i), "busy", "sb", "email", "sent"))
+	}
+	h.eventually("every event delivered", 60*time.Second, func() bool {
+		return h.metric("feedbackd_deliveries_total", map[string]string{"result": "delivered"}) == events
+	})
+	if n := h.metric("feedbackd_deliveries_deferred_total", nil); n != 0 {
+		t.Errorf("%v events deferred", n)
+	}
+}
