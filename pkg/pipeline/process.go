@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"math/rand/v2"
 	"strconv"
 	"time"
 
@@ -355,10 +356,13 @@ func (p *Pipeline) report(ctx context.Context, ev *event.Event, t *webhook.Targe
 	}
 }
 
-// deferRetry puts the event back in a retry tier, due after delay, without
-// an attempt: its endpoint cannot take it now. Deferrals do not use up the
-// retry schedule, but an event is deferred for at most the schedule's span
-// (its sum); after that it is dead-lettered.
+// deferRetry puts the event back in a retry tier, due after delay and up
+// to half as long again, without an attempt: its endpoint cannot take it
+// now. The spread keeps the events deferred during one open period of a
+// breaker (all told to wait until it ends) from coming back together, a
+// burst of reads and re-deferrals the other tenants would feel. Deferrals
+// do not use up the retry schedule, but an event is deferred for at most
+// the schedule's span (its sum); after that it is dead-lettered.
 func (p *Pipeline) deferRetry(ctx context.Context, j job, ev *event.Event, st *retry.State, delay time.Duration, reason string) bool {
 	now := time.Now()
 	if st.Deferrals == 0 {
@@ -370,6 +374,7 @@ func (p *Pipeline) deferRetry(ctx context.Context, j job, ev *event.Event, st *r
 	}
 	st.Deferrals++
 	delay = max(delay, 0)
+	delay += rand.N(delay/2 + 1)
 	written, settled := p.requeue(ctx, j, ev, st, p.opts.Policy.TierFor(delay), delay)
 	if written {
 		p.metrics.deferred.WithLabelValues(reason).Inc()
