@@ -158,7 +158,9 @@ func testMalformed(t *testing.T, bin string, sz sizes) {
 // default (on, 10m). What was delivered and recorded is not sent again.
 // What is, inherently, is every request in flight at the kill (the
 // receiver answers it, the instance is gone before it reads the answer):
-// up to delivery.concurrency per kill. That count depends on where the
+// up to delivery.concurrency per kill (and delivery.max_parked more, jobs
+// that waited for a busy endpoint and found no free slot: an endpoint is
+// busy here only if it has every slot). That count depends on where the
 // requests queue rather than on feedbackd, and at the default of 256 it is
 // allowed to reach 1.5 % of 50,000 events over three kills (measured:
 // 0.27 to 0.63 %). So this scenario runs with delivery.concurrency=64,
