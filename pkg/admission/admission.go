@@ -358,8 +358,7 @@ func (c *Controller) Wait(ctx context.Context, ep string) (Decision, error) {
 	c.grant(e)
 	var w *waiter
 	if len(e.waiters) == 0 && e.n < c.share() {
-		e.n++
-		w = &waiter{start: time.Now()}
+		w = &waiter{start: c.hold(e)}
 		c.mu.Unlock()
 	} else {
 		w = &waiter{ch: make(chan struct{})}

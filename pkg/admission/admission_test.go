@@ -391,3 +391,24 @@ func TestWaitSeesAnOpenBreaker(t *testing.T) {
 		t.Fatalf("places left held: %+v", c.inflight)
 	}
 }
+
+// A place Wait hands over at once counts like one Admit hands over: once
+// given back, stalled attempts elsewhere still read as a stall, not as one
+// slow endpoint.
+func TestWaitCountsItsPlace(t *testing.T) {
+	c := New(nil, Options{Limit: 4})
+	for range 3 {
+		d, err := c.Wait(context.Background(), "a")
+		if err != nil || d.Verdict != Go {
+			t.Fatalf("Wait = %v, %v", d.Verdict, err)
+		}
+		d.Release()
+	}
+	rb, rc := admitN(t, c, "b", 1)[0], admitN(t, c, "c", 1)[0]
+	defer rb()
+	defer rc()
+	time.Sleep(MinSlow + 50*time.Millisecond)
+	if c.Slow("b") || c.Slow("c") {
+		t.Fatal("endpoints stalled together are slow")
+	}
+}
