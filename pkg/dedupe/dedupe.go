@@ -229,16 +229,13 @@ func (s *Store) Claim(ctx context.Context, id string, ttl time.Duration) Claim {
 		b.claims = append(b.claims, op)
 	}
 	s.mu.Unlock()
+	state := Unknown
 	if b != nil {
 		select {
 		case <-b.done:
-		case <-ctx.Done():
-			b = nil // op belongs to the writer until done
+			state = op.state
+		case <-ctx.Done(): // op belongs to the writer until done
 		}
-	}
-	state := Unknown
-	if b != nil {
-		state = op.state
 	}
 	switch state {
 	case Claimed:
