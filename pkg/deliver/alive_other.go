@@ -2,6 +2,5 @@
 
 package deliver
 
-// alive cannot look at the socket here: an idle connection kept past
-// transport.checkIdle is not reused.
+// alive cannot look at the socket here: idle connections are never reused.
 func (c *conn) alive() bool { return false }

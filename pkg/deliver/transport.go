@@ -35,7 +35,6 @@ type transport struct {
 	maxHead     int64       // bytes of status lines and headers, 1xx answers included
 	maxIdle     int         // idle connections kept per endpoint
 	idleTimeout time.Duration
-	checkIdle   time.Duration // an idle connection is checked before reuse after this long
 
 	mu     sync.Mutex
 	idle   map[poolKey][]*conn // most recently used last
@@ -81,11 +80,7 @@ func newTransport(dial func(context.Context, string, string) (net.Conn, error), 
 	cfg.NextProtos = []string{"http/1.1"}
 	return &transport{
 		dial: dial, tlsConfig: cfg, maxHead: 64 << 10, maxIdle: maxIdle, idleTimeout: 90 * time.Second,
-		// Servers close idle connections after seconds (Node.js 5 s, nginx
-		// 75 s), rarely sooner without saying so in their answer; checking
-		// costs a system call, so only connections idle for a second are.
-		checkIdle: time.Second,
-		idle:      map[poolKey][]*conn{},
+		idle: map[poolKey][]*conn{},
 	}
 }
 
@@ -93,9 +88,17 @@ func newTransport(dial func(context.Context, string, string) (net.Conn, error), 
 // final status and headers, and at most maxBody bytes of the body, which
 // are discarded. answered reports whether the endpoint sent any byte of an
 // answer. The exchange ends at deadline or when ctx ends, whichever comes
-// first: connecting, the TLS handshake, writing and reading. The
-// connection is kept for reuse only when the answer was read whole and the
-// endpoint did not ask to close it.
+// first: connecting, the TLS handshake, writing and reading.
+//
+// Connection reuse never lets an answer belong to another request: a
+// connection is kept only when the answer was read whole, nothing followed
+// it in what was read, and the endpoint did not ask to close it; and it is
+// reused only if the endpoint sent nothing while it was idle (clean), so
+// bytes an endpoint writes after its answer (a second response, a body
+// longer than its Content-Length, bytes after a 204) retire the
+// connection instead of answering the next request, which may be another
+// tenant's. As with any HTTP/1.1 client, bytes that arrive only after the
+// next request was written cannot be told from its answer.
 func (t *transport) post(ctx context.Context, deadline time.Time, req *request, maxBody int64) (status int, h http.Header, answered bool, err error) {
 	u := req.url
 	if u.Scheme != "http" && u.Scheme != "https" || u.Hostname() == "" || !isASCII(u.Host) {
@@ -174,7 +177,7 @@ func (t *transport) get(ctx context.Context, deadline time.Time, key poolKey, u 
 		t.idle[key] = cs[:len(cs)-1]
 		t.nIdle--
 		t.mu.Unlock()
-		if time.Since(c.idleSince) < t.checkIdle || c.alive() {
+		if c.clean() {
 			return c, true, nil
 		}
 		c.close()
@@ -199,22 +202,28 @@ func (t *transport) dialConn(ctx context.Context, key poolKey, u *url.URL) (*con
 	if err != nil {
 		return nil, err
 	}
-	c := &conn{Conn: nc, tcp: nc}
-	if key.https {
-		cfg := t.tlsConfig.Clone()
-		if cfg.ServerName == "" {
-			cfg.ServerName = u.Hostname()
-		}
-		tc := tls.Client(nc, cfg)
-		if err := tc.HandshakeContext(ctx); err != nil {
-			nc.Close()
-			return nil, err
-		}
-		c.Conn = tc
+	if !key.https {
+		return newConn(nc, nc), nil
 	}
-	c.lim.r = c.Conn
-	c.r = bufio.NewReaderSize(&c.lim, 4<<10)
-	return c, nil
+	cfg := t.tlsConfig.Clone()
+	if cfg.ServerName == "" {
+		cfg.ServerName = u.Hostname()
+	}
+	tc := tls.Client(nc, cfg)
+	if err := tc.HandshakeContext(ctx); err != nil {
+		nc.Close()
+		return nil, err
+	}
+	return newConn(tc, nc), nil
+}
+
+// newConn returns a connection that writes requests to and reads answers
+// from c; tcp is the socket under it.
+func newConn(c, tcp net.Conn) *conn {
+	cn := &conn{Conn: c, tcp: tcp}
+	cn.lim.r = c
+	cn.r = bufio.NewReaderSize(&cn.lim, 4<<10)
+	return cn
 }
 
 // put keeps c for the next request to key, unless enough are kept.
@@ -299,6 +308,10 @@ type conn struct {
 	unwatch   func() bool
 	watchMu   sync.Mutex
 	watchGen  uint64 // the watch in force; an earlier one's callback does nothing
+
+	raw      syscall.RawConn // tcp's, for alive; set by its first call
+	peekFunc func(fd uintptr) bool
+	peeked   bool
 }
 
 // watch makes the end of ctx set a deadline in the past on the connection,
@@ -325,6 +338,28 @@ func (c *conn) watch(ctx context.Context) {
 			_ = c.SetDeadline(aLongTimeAgo)
 		}
 	})
+}
+
+// clean reports whether an idle connection can carry another request: the
+// endpoint sent nothing since its last answer, neither bytes nor an end of
+// stream, in the socket or, for TLS, read into the TLS layer. It does not
+// wait.
+func (c *conn) clean() bool {
+	if c.r.Buffered() > 0 || !c.alive() {
+		return false
+	}
+	tc, ok := c.Conn.(*tls.Conn)
+	if !ok {
+		return true
+	}
+	// A read that cannot wait: it returns what the TLS layer holds already
+	// (a record that came with the last answer's), or times out at once.
+	// A timeout leaves the TLS state as it was.
+	_ = tc.SetReadDeadline(aLongTimeAgo)
+	var b [1]byte
+	n, err := tc.Read(b[:])
+	var ne net.Error
+	return n == 0 && errors.As(err, &ne) && ne.Timeout()
 }
 
 // close closes the connection and ends its watch.

@@ -2,6 +2,7 @@ package deliver
 
 import (
 	"context"
+	"crypto/tls"
 	"io"
 	"net"
 	"net/http"
@@ -127,7 +128,6 @@ func TestTransportReuseRules(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			s := newCounted(t, false, tt.idle, tt.handler)
 			c := s.client(t)
-			c.tr.checkIdle = time.Hour // no liveness check: the reuse rules alone must hold
 			tg, _ := target(t, s.URL+"/hook", nil)
 			for i := range 2 {
 				if i == 1 {
@@ -144,8 +144,8 @@ func TestTransportReuseRules(t *testing.T) {
 	}
 }
 
-// An idle connection the server closed is found before reuse once idle for
-// checkIdle, even when the last attempt's deadline has passed meanwhile.
+// An idle connection the server closed is found before reuse, even when the
+// last attempt's deadline has passed meanwhile.
 func TestTransportChecksIdleConnections(t *testing.T) {
 	for _, closed := range []bool{false, true} {
 		t.Run(map[bool]string{false: "open", true: "closed by the server"}[closed], func(t *testing.T) {
@@ -156,11 +156,10 @@ func TestTransportChecksIdleConnections(t *testing.T) {
 			s := newCounted(t, false, idle, nil)
 			c := New(Options{Timeout: 300 * time.Millisecond, Guard: &netguard.Guard{AllowPrivate: true}})
 			t.Cleanup(c.Close)
-			c.tr.checkIdle = 200 * time.Millisecond
 			tg, _ := target(t, s.URL+"/hook", nil)
 			for i := range 2 {
 				if i == 1 {
-					time.Sleep(600 * time.Millisecond) // past checkIdle and the first attempt's deadline
+					time.Sleep(600 * time.Millisecond) // past the first attempt's deadline
 				}
 				if r := c.Send(context.Background(), tg, "msg_1", []byte(`{}`)); r.Verdict != Delivered {
 					t.Fatalf("attempt %d: Send = %+v", i+1, r)
@@ -300,5 +299,66 @@ func TestTransportCancel(t *testing.T) {
 	}
 	if n := s.conns.Load(); n != 2 {
 		t.Errorf("%d connections, want 2 (one per client)", n)
+	}
+}
+
+// An endpoint that writes more than its answer (a second response, bytes
+// after a 204, a body longer than its Content-Length) must not answer the
+// next request on that connection, which may be another tenant's: the
+// connection is retired, and the next request gets the endpoint's real
+// answer (here 500) on a new one.
+func TestTransportRetiresConnectionsWithLeftovers(t *testing.T) {
+	const later = "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
+	tests := []struct {
+		name   string
+		first  string        // the first request's answer
+		after  time.Duration // then, this long after it
+		extra  string        // this is written
+		status int           // the first answer's status
+	}{
+		{"a second response 50 ms after the answer", "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", 50 * time.Millisecond, later, 200},
+		{"bytes 50 ms after a 204", "HTTP/1.1 204 No Content\r\n\r\n", 50 * time.Millisecond, later, 204},
+		{"a body longer than its Content-Length", "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok" + later, 0, "", 200},
+		{"a 204 followed by a response", "HTTP/1.1 204 No Content\r\n\r\n" + later, 0, "", 204},
+		{"a body longer than its Content-Length, the rest later", "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", 50 * time.Millisecond, "xx" + later, 200},
+	}
+	for _, scheme := range []string{"http", "https"} {
+		for _, tt := range tests {
+			t.Run(scheme+"/"+tt.name, func(t *testing.T) {
+				cert, pool := selfSigned(t, nil)
+				var conns atomic.Int32
+				s := startRaw(t, func(s *rawServer, c net.Conn) {
+					conns.Add(1)
+					if scheme == "https" {
+						c = tls.Server(c, &tls.Config{Certificates: []tls.Certificate{cert}})
+					}
+					for s.readRequest(c) {
+						if s.requests.Load() > 1 {
+							io.WriteString(c, "HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\n\r\n")
+							continue
+						}
+						io.WriteString(c, tt.first)
+						if tt.extra != "" {
+							time.Sleep(tt.after)
+							io.WriteString(c, tt.extra)
+						}
+					}
+				})
+				c := New(Options{Timeout: 2 * time.Second, Guard: &netguard.Guard{AllowPrivate: true}, TLSConfig: &tls.Config{RootCAs: pool}})
+				t.Cleanup(c.Close)
+				tenantA, _ := target(t, s.url(scheme)+"?tenant=a", nil)
+				tenantB, _ := target(t, s.url(scheme)+"?tenant=b", nil)
+				if r := c.Send(context.Background(), tenantA, "msg_1", []byte(`{}`)); r.Verdict != Delivered || r.Status != tt.status {
+					t.Fatalf("first attempt: Send = %+v, want delivered with %d", r, tt.status)
+				}
+				time.Sleep(tt.after + 150*time.Millisecond) // the leftovers have arrived
+				if r := c.Send(context.Background(), tenantB, "msg_2", []byte(`{}`)); r.Verdict != Retry || r.Status != 500 {
+					t.Errorf("second attempt: Send = %+v, want the endpoint's 500, retried", r)
+				}
+				if n := conns.Load(); n != 2 {
+					t.Errorf("%d connections, want 2 (the first retired)", n)
+				}
+			})
+		}
 	}
 }
