@@ -19,6 +19,8 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/feedbackd/feedbackd/pkg/event"
 )
 
 // Principal is what a caller may do.
@@ -93,8 +95,12 @@ func (v *Verifier) Verify(token string) (Principal, error) {
 		switch {
 		case s == "admin":
 			p.Admin = true
-		case strings.HasPrefix(s, "org:") && len(s) > len("org:"):
-			p.Orgs = append(p.Orgs, strings.TrimPrefix(s, "org:"))
+		case strings.HasPrefix(s, "org:"):
+			org := strings.TrimPrefix(s, "org:")
+			if !event.IsTenantID(org) { // never a pattern: org:* is not every organisation
+				return Principal{}, fmt.Errorf("%w: the token's scope names an organisation that is not a valid imsOrg id", ErrUnauthorized)
+			}
+			p.Orgs = append(p.Orgs, org)
 		}
 	}
 	if !p.Admin && len(p.Orgs) == 0 {

@@ -53,6 +53,12 @@ func TestVerify(t *testing.T) {
 		{"wrong secret", sign(t, jwt.SigningMethodHS256, []byte("another-secret-of-at-least-32-bytes!!"), "", claims("admin", time.Hour)), Principal{}, false},
 		{"unknown kid", sign(t, jwt.SigningMethodES256, ec, "k2", claims("admin", time.Hour)), Principal{}, false},
 		{"scope grants nothing", sign(t, jwt.SigningMethodHS256, []byte(hmacSecret), "", claims("read org:", time.Hour)), Principal{}, false},
+		// An organisation is an id, never a pattern the store could expand.
+		{"org glob *", sign(t, jwt.SigningMethodHS256, []byte(hmacSecret), "", claims("org:*", time.Hour)), Principal{}, false},
+		{"org glob ?", sign(t, jwt.SigningMethodHS256, []byte(hmacSecret), "", claims("org:?", time.Hour)), Principal{}, false},
+		{"org glob class", sign(t, jwt.SigningMethodHS256, []byte(hmacSecret), "", claims("org:[B]", time.Hour)), Principal{}, false},
+		{"org with a slash", sign(t, jwt.SigningMethodHS256, []byte(hmacSecret), "", claims("org:A/sb", time.Hour)), Principal{}, false},
+		{"a valid org beside a glob", sign(t, jwt.SigningMethodHS256, []byte(hmacSecret), "", claims("org:A org:*", time.Hour)), Principal{}, false},
 		{"alg none", "eyJhbGciOiJub25lIn0.eyJzY29wZSI6ImFkbWluIn0.", Principal{}, false},
 		{"empty", "", Principal{}, false},
 	}

@@ -115,6 +115,21 @@ func (s *Store) redisKey(key string) string { return s.opts.KeyPrefix + "cfg:" +
 func (s *Store) markerKey() string          { return s.opts.KeyPrefix + "configs:loaded" }
 func (s *Store) lockKey(key string) string  { return s.opts.KeyPrefix + "lock:" + key }
 
+// globEscape makes s match only itself in a Redis SCAN or KEYS pattern.
+func globEscape(s string) string {
+	if !strings.ContainsAny(s, `*?[]\`) {
+		return s
+	}
+	var b strings.Builder
+	for i := range len(s) {
+		if strings.IndexByte(`*?[]\`, s[i]) >= 0 {
+			b.WriteByte('\\')
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
 // Lookup returns the delivery target of a tenant, from the local cache or
 // Redis. It returns ErrNotFound when the tenant has no config, ErrNotLoaded
 // while Redis does not hold the configs, ErrCorrupt for an unusable stored
@@ -203,9 +218,9 @@ func (s *Store) List(ctx context.Context, org string) ([]*webhook.Stored, error)
 	} else if n == 0 {
 		return nil, ErrNotLoaded
 	}
-	pattern := s.redisKey("*")
-	if org != "" { // org ids cannot hold glob characters (schema pattern)
-		pattern = s.redisKey(org + "/*")
+	pattern := globEscape(s.redisKey("")) + "*"
+	if org != "" {
+		pattern = globEscape(s.redisKey(org+"/")) + "*"
 	}
 	var keys []string
 	iter := s.rdb.Scan(ctx, 0, pattern, 1000).Iterator()

@@ -244,3 +244,24 @@ func TestLoadsWhenPartitionTailIsGone(t *testing.T) {
 	}
 	e.instance(t, time.Second) // waits for Loaded
 }
+
+// An organisation given to List is matched as itself: glob characters in
+// it (which valid ids never hold) match nothing else.
+func TestListMatchesTheOrganisationOnly(t *testing.T) {
+	e := newEnv(t)
+	s := e.instance(t, time.Hour)
+	ctx := testenv.Context(t, 30*time.Second)
+	for _, org := range []string{"A", "B", "org1"} {
+		if err := s.Create(ctx, stored(t, org, "sb1", "https://"+org+".example")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, org := range []string{"*", "?", "[AB]", "[B]", "org\\1", "o*", "A/*"} {
+		if list, err := s.List(ctx, org); err != nil || len(list) != 0 {
+			t.Errorf("List(%q) = %d configs, %v; want none", org, len(list), err)
+		}
+	}
+	if list, err := s.List(ctx, "B"); err != nil || len(list) != 1 || list[0].Org != "B" {
+		t.Errorf("List(B) = %v, %v", list, err)
+	}
+}

@@ -28,7 +28,7 @@ func parseFast(raw []byte) (*Event, bool) {
 	var id []byte
 	if top.eventID.present() {
 		var ok bool
-		if id, ok = stringValue(raw, top.eventID); !ok || !isEventID(id) {
+		if id, ok = stringValue(raw, top.eventID); !ok || !IsEventID(id) {
 			return nil, false
 		}
 	}
@@ -37,14 +37,14 @@ func parseFast(raw []byte) (*Event, bool) {
 		return nil, false
 	}
 	org, ok := stringValue(raw, top.imsOrg)
-	if !ok || !isTenantID(org) {
+	if !ok || !IsTenantID(org) {
 		return nil, false
 	}
 	if !isObject(raw, top.sandbox) {
 		return nil, false
 	}
 	sandboxID, ok := stringValue(raw, member(raw, top.sandbox, "id"))
-	if !ok || !isTenantID(sandboxID) {
+	if !ok || !IsTenantID(sandboxID) {
 		return nil, false
 	}
 	if name := member(raw, top.sandbox, "name"); name.present() && !isString(raw, name) {
@@ -259,27 +259,30 @@ func runesBetween(v []byte, lo, hi int) bool {
 	return lo <= n && n <= hi
 }
 
-// isEventID is the pattern ^[A-Za-z0-9._:-]{1,128}$. The class is ASCII, so
-// 1 to 128 characters are 1 to 128 bytes.
-func isEventID(v []byte) bool {
+// IsEventID reports whether v is a valid eventId, and so webhook-id:
+// ^[A-Za-z0-9._:-]{1,128}$. The class is ASCII, so 1 to 128 characters are
+// 1 to 128 bytes.
+func IsEventID[T string | []byte](v T) bool {
 	if len(v) < 1 || len(v) > 128 {
 		return false
 	}
-	for _, c := range v {
-		if !isAlnum(c) && c != '.' && c != '_' && c != ':' && c != '-' {
+	for i := range len(v) {
+		if c := v[i]; !isAlnum(c) && c != '.' && c != '_' && c != ':' && c != '-' {
 			return false
 		}
 	}
 	return true
 }
 
-// isTenantID is $defs/tenantId: ^[A-Za-z0-9@._-]{1,128}$.
-func isTenantID(v []byte) bool {
+// IsTenantID reports whether v is a valid imsOrg or sandbox id
+// ($defs/tenantId): ^[A-Za-z0-9@._-]{1,128}$. Such ids hold no glob, path
+// or control characters.
+func IsTenantID[T string | []byte](v T) bool {
 	if len(v) < 1 || len(v) > 128 {
 		return false
 	}
-	for _, c := range v {
-		if !isAlnum(c) && c != '@' && c != '.' && c != '_' && c != '-' {
+	for i := range len(v) {
+		if c := v[i]; !isAlnum(c) && c != '@' && c != '.' && c != '_' && c != '-' {
 			return false
 		}
 	}
