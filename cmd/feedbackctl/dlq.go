@@ -247,13 +247,13 @@ func printStats(w io.Writer, st dlq.Stats) {
 			slices.SortFunc(order, func(a, b string) int { return cmp.Or(cmp.Compare(m[b], m[a]), cmp.Compare(a, b)) })
 		}
 		fmt.Fprintf(w, "\n%s\n", title)
-		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
+		t := newTable(w, tabwriter.AlignRight)
 		for _, k := range order {
 			if m[k] > 0 {
-				fmt.Fprintf(tw, "  %d\t  %s\n", m[k], k)
+				t.row("  "+strconv.Itoa(m[k]), "  "+k)
 			}
 		}
-		tw.Flush()
+		t.flush()
 	}
 	section("by reason", st.ByReason, nil)
 	section("by channel", st.ByChannel, nil)
@@ -262,21 +262,21 @@ func printStats(w io.Writer, st dlq.Stats) {
 }
 
 func printDLQTable(w io.Writer, recs []dlq.Record) {
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "DEAD LETTER\tFAILED AT\tREASON\tORG/SANDBOX\tSTATUS\tWEBHOOK-ID\tATTEMPTS\tLAST STATUS\tLAST ERROR")
+	t := newTable(w, 0)
+	t.row("DEAD LETTER", "FAILED AT", "REASON", "ORG/SANDBOX", "STATUS", "WEBHOOK-ID", "ATTEMPTS", "LAST STATUS", "LAST ERROR")
 	for _, r := range recs {
 		if r.Err != nil {
-			fmt.Fprintf(tw, "%s\t-\t(unreadable: %v)\t\t\t\t\t\t\n", r.Coordinates(), r.Err)
+			t.row(r.Coordinates(), "-", fmt.Sprintf("(unreadable: %v)", r.Err), "", "", "", "", "", "")
 			continue
 		}
 		status := "-"
 		if r.LastStatus != 0 {
 			status = strconv.Itoa(r.LastStatus)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s/%s\t%s\t%s\t%d\t%s\t%s\n", r.Coordinates(), r.FailedAt.Format(time.RFC3339),
-			r.Reason, orDash(r.Org), orDash(r.Sandbox), orDash(r.Status), r.WebhookID, r.Attempts, status, orDash(r.LastError))
+		t.row(r.Coordinates(), r.FailedAt.Format(time.RFC3339), r.Reason, orDash(r.Org)+"/"+orDash(r.Sandbox),
+			orDash(r.Status), r.WebhookID, r.Attempts, status, orDash(r.LastError))
 	}
-	tw.Flush()
+	t.flush()
 	fmt.Fprintln(w, plural(len(recs), "dead letter"))
 }
 
@@ -289,12 +289,12 @@ func plural(n int, thing string) string {
 
 func printDLQRecord(w io.Writer, r dlq.Record) {
 	fmt.Fprintf(w, "dead letter %s\n", r.Coordinates())
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintf(tw, "  key:\t%s\n", r.Key)
+	t := newTable(w, 0)
+	t.row("  key:", string(r.Key))
 	for _, h := range r.Headers {
-		fmt.Fprintf(tw, "  %s:\t%s\n", h.Key, orDash(string(h.Value)))
+		t.row("  "+h.Key+":", orDash(string(h.Value)))
 	}
-	tw.Flush()
+	t.flush()
 	fmt.Fprintln(w, "  body:")
 	var pretty bytes.Buffer
 	switch {

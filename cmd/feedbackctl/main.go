@@ -19,7 +19,7 @@ func main() {
 	case errors.Is(err, errInterrupted):
 		os.Exit(130) // as after Ctrl-C; the summary said how to resume
 	case err != nil:
-		fmt.Fprintln(os.Stderr, "feedbackctl:", err)
+		fmt.Fprintln(&terminalWriter{w: os.Stderr}, "feedbackctl:", err) // errors may quote a record
 		os.Exit(1)
 	}
 }

@@ -56,6 +56,11 @@ admin-url, token, group, output). Commands exit non-zero on failure.`,
 			if o := s.output(); o != "table" && o != "json" {
 				return fmt.Errorf("--output must be table or json, not %q", o)
 			}
+			if !s.json() { // JSON escapes its own strings; text goes to a terminal
+				root := cmd.Root()
+				root.SetOut(&terminalWriter{w: root.OutOrStdout()})
+				root.SetErr(&terminalWriter{w: root.ErrOrStderr()})
+			}
 			return nil
 		},
 	}

@@ -8,7 +8,6 @@ import (
 	"net/url"
 	"os"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -222,13 +221,12 @@ func webhooksList(s *settings) *cobra.Command {
 			if s.json() {
 				return printJSON(cmd.OutOrStdout(), out.Webhooks)
 			}
-			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "ORG\tSANDBOX\tNAME\tCHANNELS\tENABLED\tCAMPAIGNS\tURL")
+			t := newTable(cmd.OutOrStdout(), 0)
+			t.row("ORG", "SANDBOX", "NAME", "CHANNELS", "ENABLED", "CAMPAIGNS", "URL")
 			for _, c := range out.Webhooks {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%v\t%s\t%s\n", c.Org, c.Sandbox.ID, c.Name, strings.Join(c.Channels, ","),
-					c.Enabled, strings.Join(c.Campaigns, ","), c.URL)
+				t.row(c.Org, c.Sandbox.ID, c.Name, strings.Join(c.Channels, ","), c.Enabled, strings.Join(c.Campaigns, ","), c.URL)
 			}
-			tw.Flush()
+			t.flush()
 			fmt.Fprintf(cmd.OutOrStdout(), "%d webhook configs\n", len(out.Webhooks))
 			return nil
 		},
@@ -400,7 +398,7 @@ It exits 1 unless the endpoint answered 2xx.`,
 }
 
 func printConfig(w io.Writer, c *webhook.Config) {
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	t := newTable(w, 0)
 	headers := make([]string, 0, len(c.Headers))
 	for k, v := range c.Headers {
 		headers = append(headers, k+"="+v)
@@ -413,9 +411,9 @@ func printConfig(w io.Writer, c *webhook.Config) {
 		{"created", c.CreatedAt.Format("2006-01-02 15:04:05Z07:00")}, {"updated", c.UpdatedAt.Format("2006-01-02 15:04:05Z07:00")},
 	}
 	for _, r := range rows {
-		fmt.Fprintf(tw, "%s:\t%s\n", r[0], orDash(r[1]))
+		t.row(r[0]+":", orDash(r[1]))
 	}
-	tw.Flush()
+	t.flush()
 }
 
 func sandboxLabel(s webhook.Sandbox) string {
