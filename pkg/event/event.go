@@ -66,14 +66,14 @@ func (e *Event) Key() string { return e.Org + "/" + e.SandboxID }
 // InvalidError says why a record is not a valid feedback event. Field is the
 // dotted path of the offending field ("" for the document as a whole).
 type InvalidError struct {
-	Reason  string // "invalid_json", "too_large" or "schema"
+	Reason  string // "invalid_json", "too_large", "schema", or "webhook_id" (a record header)
 	Field   string
 	Keyword string // the schema keyword that failed: required, type, pattern...
 	Message string // for people; may quote part of the event
 }
 
 // Class is the error in a fixed vocabulary, fit for a dead-letter header:
-// "invalid_json", "too_large" or "schema: <field>: <keyword>". It never
+// "invalid_json", "too_large", "webhook_id" or "schema: <field>: <keyword>". It never
 // quotes the event.
 func (e *InvalidError) Class() string {
 	if e.Reason != "schema" {

@@ -131,11 +131,12 @@ func (p *Pipeline) process(ctx context.Context, j job, s *slot) bool {
 func (p *Pipeline) decode(j job) (*event.Event, *retry.State, error) {
 	r := j.rec
 	st := j.state
+	var headerID string // a replay's; any sender can set it too
 	if st == nil {
-		st = &retry.State{
-			WebhookID:  dlq.Header(r.Headers, retry.HeaderWebhookID), // set by a replay
-			Source:     dlq.Source(r.Topic, r.Partition, r.Offset),
-			OriginTime: r.Timestamp,
+		st = &retry.State{Source: dlq.Source(r.Topic, r.Partition, r.Offset), OriginTime: r.Timestamp}
+		headerID = dlq.Header(r.Headers, retry.HeaderWebhookID)
+		if event.IsEventID(headerID) {
+			st.WebhookID = headerID
 		}
 	}
 	readReplayHistory(r, st)
@@ -144,14 +145,17 @@ func (p *Pipeline) decode(j job) (*event.Event, *retry.State, error) {
 		return nil, st, j.badState
 	}
 	ev, err := event.Parse(r.Value)
-	switch {
-	case err != nil:
-		var ie *event.InvalidError
-		if errors.As(err, &ie) {
-			p.metrics.invalid.WithLabelValues(ie.Reason).Inc()
+	if err == nil {
+		if ev.ID != "" {
+			st.WebhookID = ev.ID
 		}
-	case ev.ID != "":
-		st.WebhookID = ev.ID
+		if headerID != "" && !event.IsEventID(headerID) {
+			err = &event.InvalidError{Reason: "webhook_id", Field: retry.HeaderWebhookID,
+				Message: "the record's webhook-id header is not a valid eventId (^[A-Za-z0-9._:-]{1,128}$)"}
+		}
+	}
+	if ie := (*event.InvalidError)(nil); errors.As(err, &ie) {
+		p.metrics.invalid.WithLabelValues(ie.Reason).Inc()
 	}
 	if st.WebhookID == "" {
 		st.WebhookID = event.DeriveID(r.Topic, r.Partition, r.Offset)

@@ -1,11 +1,14 @@
 package retry
 
 import (
+	"errors"
 	"fmt"
 	"strconv"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/feedbackd/feedbackd/pkg/event"
 )
 
 // Header names of the delivery state carried on retry records. The value
@@ -92,7 +95,9 @@ func ParseState(headers []kgo.RecordHeader) (State, error) {
 		v := string(h.Value)
 		switch h.Key {
 		case HeaderWebhookID:
-			s.WebhookID = v
+			if s.WebhookID = v; !event.IsEventID(v) {
+				err = errors.New("not a valid eventId")
+			}
 		case HeaderAttempts:
 			s.Attempts, err = strconv.Atoi(v)
 		case HeaderDueAt:
