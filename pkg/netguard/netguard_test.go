@@ -31,6 +31,11 @@ var dns = resolver{
 	"mixed.example":            {"93.184.216.34", "127.0.0.1"}, // one bad answer is enough
 	"v6only.example":           {"::1"},
 	"example.com":              {"93.184.216.34", "2606:2800:220:1:248:1893:25c8:1946"},
+	"hosts.example":            {"::ffff:93.184.216.34"}, // Go's resolver answers /etc/hosts IPv4 entries mapped
+	"mapped.example":           {"::ffff:127.0.0.1"},
+	"docs.example":             {"192.0.2.10", "2001:db8::10"},
+	"teredo.example":           {"2001:0:4136:e378:8000:63bf:a247:27dd"},
+	"nat64-local.example":      {"64:ff9b:1::5db8:d822"},
 }
 
 // Every host below must be refused, when a config is saved and when a
@@ -58,6 +63,19 @@ func TestSSRFFormsAreRefused(t *testing.T) {
 		"fe80::1%eth0",         // link-local with zone
 		"224.0.0.1", "ff02::1", // multicast
 		"255.255.255.255",
+		// Issue 13, point 5: ranges of the IANA special-purpose registries.
+		"64:ff9b:1::5db8:d822",                  // NAT64 local-use (RFC 8215), even of a public address
+		"::ffff:93.184.216.34",                  // IPv4-mapped (not globally reachable per the registry)
+		"::ffff:0:5db8:d822", "::ffff:0:7f00:1", // IPv4-translated, SIIT (RFC 2765)
+		"2001:0:4136:e378:8000:63bf:a247:27dd", // Teredo
+		"192.88.99.1", "192.88.99.2",           // 6to4 / 6a44 relay anycast
+		"192.0.2.1", "198.51.100.7", "203.0.113.9", "2001:db8::1", "3fff::1", // documentation
+		"100::1",                                  // discard-only
+		"2002:5db8:d822::1",                       // 6to4 of a public address: a relay of unknown owner
+		"::5db8:d822",                             // IPv4-compatible, deprecated
+		"192.0.0.9", "2001:1::1", "2001:4:112::1", // anycast services
+		"4000::1", // IPv6 space IANA has not allocated
+		"mapped.example", "docs.example", "teredo.example", "nat64-local.example",
 		"metadata.google.internal", "127.0.0.1.nip.io", "internal.corp", "mixed.example", "v6only.example", // names
 	}
 	if len(hosts) < 15 {
@@ -82,7 +100,7 @@ func TestSSRFFormsAreRefused(t *testing.T) {
 
 func TestPublicAndAllowListed(t *testing.T) {
 	g := &Guard{Resolver: dns, Allow: []netip.Prefix{netip.MustParsePrefix("10.20.0.0/16")}}
-	for _, host := range []string{"93.184.216.34", "8.8.8.8", "2606:2800:220:1:248:1893:25c8:1946", "example.com", "10.20.1.2", "::ffff:10.20.1.2", "does-not-resolve.example"} {
+	for _, host := range []string{"93.184.216.34", "8.8.8.8", "2606:2800:220:1:248:1893:25c8:1946", "example.com", "10.20.1.2", "::ffff:10.20.1.2", "hosts.example", "does-not-resolve.example"} {
 		if err := g.CheckHost(context.Background(), host); err != nil {
 			t.Errorf("CheckHost(%q) = %v", host, err)
 		}
@@ -148,8 +166,13 @@ func FuzzParseHost(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
-		if ip, ok := ParseHost(s); ok && !ip.IsValid() {
+		ip, ok := ParseHost(s)
+		if !ok {
+			return
+		}
+		if !ip.IsValid() {
 			t.Fatalf("ParseHost(%q) returned an invalid address", s)
 		}
+		_ = Blocked(ip) // any address has a verdict, without panicking
 	})
 }
