@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"time"
 
@@ -68,8 +69,10 @@ type api struct {
 	jwks   jwksCache
 }
 
-// maxBody bounds request bodies.
-const maxBody = 64 << 10
+// maxBody bounds request bodies. A config at every limit of its schema
+// (1,000 campaign ids of 128 characters, 20 headers of 1 KiB, a 16 KiB
+// key) fits, so whatever GET returns can be PUT back.
+const maxBody = 256 << 10
 
 // NewHandler returns the API's handler. It is safe for concurrent use.
 func NewHandler(store Store, sender Sender, opts Options) http.Handler {
@@ -122,9 +125,8 @@ func (a *api) ready(w http.ResponseWriter, r *http.Request) {
 
 // decode reads and validates a config body, answering the error itself.
 func (a *api) decode(w http.ResponseWriter, r *http.Request) (*webhook.Config, webhook.Credentials, bool) {
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
-	if err != nil {
-		writeError(w, http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("body is over %d bytes", maxBody), "")
+	body, ok := readBody(w, r)
+	if !ok {
 		return nil, webhook.Credentials{}, false
 	}
 	c, cr, err := webhook.Decode(r.Context(), body, a.opts.Policy)
@@ -132,6 +134,26 @@ func (a *api) decode(w http.ResponseWriter, r *http.Request) (*webhook.Config, w
 		return nil, webhook.Credentials{}, false
 	}
 	return c, cr, true
+}
+
+// readBody reads a request body of at most maxBody bytes, answering the
+// error itself: 413 for a larger body, 408 when the client was too slow to
+// send it (the server's read timeout), 400 for any other failure.
+func readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
+	var tooLarge *http.MaxBytesError
+	var netErr net.Error
+	switch {
+	case err == nil:
+		return body, true
+	case errors.As(err, &tooLarge):
+		writeError(w, http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("body is over %d bytes", maxBody), "")
+	case errors.As(err, &netErr) && netErr.Timeout():
+		writeError(w, http.StatusRequestTimeout, "timeout", "the body did not arrive in time", "")
+	default:
+		writeError(w, http.StatusBadRequest, "bad_request", "the body could not be read", "")
+	}
+	return nil, false
 }
 
 // fieldError answers err if it is a *webhook.FieldError (400) or another

@@ -19,8 +19,7 @@ func principal(r *http.Request) adminauth.Principal {
 // authenticated admits requests with a valid bearer token: 401 otherwise.
 func (a *api) authenticated(h http.HandlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		token, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-		p, err := a.opts.Auth.Verify(token)
+		p, err := a.opts.Auth.Verify(bearer(r.Header.Get("Authorization")))
 		if err != nil {
 			if err != adminauth.ErrUnauthorized { // a JWT that failed: say why, never the token
 				a.log.Info("admin token refused", "err", err)
@@ -31,6 +30,17 @@ func (a *api) authenticated(h http.HandlerFunc) http.Handler {
 		}
 		h(w, r.WithContext(context.WithValue(r.Context(), principalKey{}, p)))
 	})
+}
+
+// bearer returns the token of an "Authorization: Bearer <token>" header
+// (the scheme is case-insensitive, RFC 9110), or "" for anything else: a
+// bare token is not a bearer token.
+func bearer(h string) string {
+	scheme, token, ok := strings.Cut(h, " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return ""
+	}
+	return strings.TrimLeft(token, " ")
 }
 
 // scoped answers 404 for a resource of an organisation the caller may not

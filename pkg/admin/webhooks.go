@@ -162,11 +162,19 @@ func (a *api) campaigns(w http.ResponseWriter, r *http.Request, change func(*web
 		if err := change(st); err != nil {
 			return err
 		}
+		if err := webhook.ValidateCampaigns(st.Campaigns); err != nil {
+			return err
+		}
 		st.UpdatedAt = time.Now().UTC()
 		return nil
 	})
-	if errors.Is(err, errWildcard) {
+	var fe *webhook.FieldError
+	switch {
+	case errors.Is(err, errWildcard):
 		writeError(w, http.StatusConflict, "campaigns_wildcard", err.Error(), "campaigns")
+		return
+	case errors.As(err, &fe): // the list would break the config's rules (maxItems)
+		writeError(w, http.StatusConflict, "campaigns_limit", fe.Message, fe.Field)
 		return
 	}
 	if err != nil {

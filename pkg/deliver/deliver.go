@@ -68,6 +68,7 @@ const (
 	classNetwork        = "network"            // any other failure to exchange the request
 	classBlocked        = "address_blocked"    // the address is forbidden (Unreachable)
 	classInvalidURL     = "invalid_url"        // the URL cannot be requested (Unreachable)
+	classInvalidHeader  = "invalid_header"     // a header value cannot be sent (Unreachable)
 	classAuthConfig     = "auth_config"        // the JWT cannot be made (Unreachable)
 	classOAuth2Token    = "oauth2_token"       // no access token could be fetched
 	classCanceled       = "canceled"           // our own context ended (Aborted)
@@ -323,6 +324,8 @@ func classify(ctx context.Context, err error, answered bool) Result {
 		return retry(classClosed)
 	case errors.As(err, &urlErr) && urlErr.Op == "parse":
 		return Result{Verdict: Unreachable, Class: classInvalidURL}
+	case errors.Is(err, errHeaderValue): // a config saved before validation refused such values
+		return Result{Verdict: Unreachable, Class: classInvalidHeader}
 	case answered: // malformed status line or headers, oversized head, bad framing
 		return retry(classBadResponse)
 	default:

@@ -147,6 +147,11 @@ func TestSendResults(t *testing.T) {
 		{"untrusted certificate", devClient(), tlsSrv.URL, Retry, "tls_certificate"},
 		{"loopback blocked at dial time", strict, tlsSrv.URL, Unreachable, "address_blocked"},
 		{"bad url", devClient(), "https://exa mple.com/", Unreachable, "invalid_url"},
+		// Stored before validation refused them: not a retry either.
+		{"port over 65535", devClient(), "http://127.0.0.1:65536/", Unreachable, "invalid_url"},
+		{"port 99999999", devClient(), "http://127.0.0.1:99999999/", Unreachable, "invalid_url"},
+		{"port 00", devClient(), "http://127.0.0.1:00/", Unreachable, "invalid_url"},
+		{"space in the query", devClient(), "http://127.0.0.1:1/a?x=1 HTTP/1.0", Unreachable, "invalid_url"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -224,5 +229,26 @@ func TestRedirectIsNotFollowed(t *testing.T) {
 	}
 	if hits.Load() != 0 {
 		t.Fatal("the redirect was followed")
+	}
+}
+
+// A custom header value the transport cannot send (a config stored before
+// validation refused it) makes the endpoint unusable, not a retry, and
+// nothing reaches the endpoint.
+func TestUnsendableHeaderIsNotRetried(t *testing.T) {
+	var got atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { got.Add(1) }))
+	defer srv.Close()
+	for _, v := range []string{"a\vb", "del\x7f", "esc\x1b[2J", "nul\x00"} {
+		tg, _ := target(t, srv.URL, map[string]string{"X-Custom": v})
+		if r := devClient().Send(context.Background(), tg, "id", []byte(`{}`)); r.Verdict != Unreachable || r.Class != "invalid_header" {
+			t.Errorf("header value %q: Send = %+v, want unreachable, invalid_header", v, r)
+		}
+		if webhook.ValidHeaderValue(v) {
+			t.Errorf("config validation accepts %q, which the transport refuses", v)
+		}
+	}
+	if n := got.Load(); n != 0 {
+		t.Errorf("the endpoint got %d requests", n)
 	}
 }

@@ -14,6 +14,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/feedbackd/feedbackd/pkg/webhook"
 )
 
 // transport makes webhook POSTs over HTTP/1.1 on the calling goroutine and
@@ -101,8 +103,8 @@ func newTransport(dial func(context.Context, string, string) (net.Conn, error), 
 // next request was written cannot be told from its answer.
 func (t *transport) post(ctx context.Context, deadline time.Time, req *request, maxBody int64) (status int, h http.Header, answered bool, err error) {
 	u := req.url
-	if u.Scheme != "http" && u.Scheme != "https" || u.Hostname() == "" || !isASCII(u.Host) {
-		return 0, nil, false, &url.Error{Op: "parse", URL: "", Err: errors.New("unsupported URL")}
+	if err := webhook.CheckRequestable(u); err != nil {
+		return 0, nil, false, &url.Error{Op: "parse", URL: "", Err: err}
 	}
 	key := poolKey{https: u.Scheme == "https", host: u.Host}
 	for fresh := false; ; fresh = true {
@@ -345,6 +347,15 @@ func (c *conn) watch(ctx context.Context) {
 // stream, in the socket or, for TLS, read into the TLS layer. It does not
 // wait.
 func (c *conn) clean() bool {
+	if c.watched != nil && c.watched.Err() != nil {
+		// The last attempt's context ended: its callback, which may be
+		// running now, must not cut the look below short.
+		c.unwatch()
+		c.watchMu.Lock()
+		c.watchGen++
+		c.watchMu.Unlock()
+		c.watched, c.unwatch = nil, nil
+	}
 	if c.r.Buffered() > 0 || !c.alive() {
 		return false
 	}
@@ -428,8 +439,9 @@ func (c *conn) discard(body io.Reader, max int64) (whole bool) {
 }
 
 // appendRequest appends req's head and body to b. It refuses header
-// values with control characters (request smuggling); names come from
-// feedbackd or from validated configs.
+// values with control characters (request smuggling), as config
+// validation does; names come from feedbackd or from validated configs,
+// and post checked the URL.
 func appendRequest(b []byte, req *request) ([]byte, error) {
 	u := req.url
 	b = append(b, "POST "...)
@@ -490,24 +502,11 @@ func reserved(name string, fields []field) bool {
 }
 
 func appendField(b []byte, name, value string, ok bool) ([]byte, bool) {
-	for i := 0; i < len(value); i++ {
-		if c := value[i]; c < ' ' && c != '\t' || c == 0x7f {
-			ok = false
-		}
-	}
+	ok = ok && webhook.ValidHeaderValue(value)
 	b = append(b, name...)
 	b = append(b, ": "...)
 	b = append(b, value...)
 	return append(b, "\r\n"...), ok
-}
-
-func isASCII(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if s[i] >= 0x80 {
-			return false
-		}
-	}
-	return true
 }
 
 // limitReader counts the bytes of an exchange and fails a read once the

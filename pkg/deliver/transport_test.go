@@ -255,8 +255,8 @@ func TestTransportRefusesControlCharacters(t *testing.T) {
 	c := s.client(t)
 	tg, _ := target(t, s.URL+"/hook", nil)
 	r := c.Send(context.Background(), tg, "msg_1\r\nX-Injected: yes", []byte(`{}`))
-	if r.Verdict != Retry || r.Status != 0 {
-		t.Errorf("Send = %+v, want a retried attempt without an answer", r)
+	if r.Verdict != Unreachable || r.Class != classInvalidHeader || r.Status != 0 {
+		t.Errorf("Send = %+v, want an unsendable request (invalid_header), not a retry", r)
 	}
 	if n := s.requests.Load(); n != 0 {
 		t.Errorf("the server read %d requests, want 0", n)

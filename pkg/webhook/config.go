@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -157,6 +158,13 @@ type Policy struct {
 
 var configSchema = schemas.MustCompile(schemas.WebhookConfig)
 
+// readOnlyFields are set by feedbackd; a request body's are ignored.
+var readOnlyFields = []string{"createdAt", "updatedAt", "disabledReason"}
+
+// MaxCampaigns is the longest campaign list a config holds (the schema's
+// maxItems).
+const MaxCampaigns = 1000
+
 // reservedHeaders are set by feedbackd and cannot come from a config.
 var reservedHeaders = []string{
 	"webhook-id", "webhook-timestamp", "webhook-signature", "content-type", "content-length",
@@ -172,6 +180,14 @@ func Decode(ctx context.Context, body []byte, p Policy) (*Config, Credentials, e
 	doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(body))
 	if err != nil {
 		return nil, Credentials{}, &FieldError{Field: "", Message: "body is not valid JSON: " + err.Error()}
+	}
+	if m, ok := doc.(map[string]any); ok && slices.ContainsFunc(readOnlyFields, func(f string) bool { _, ok := m[f]; return ok }) {
+		// Read-only fields are ignored whatever they hold, so a config read
+		// with GET can be edited and PUT back as it is.
+		for _, f := range readOnlyFields {
+			delete(m, f)
+		}
+		body, _ = json.Marshal(m)
 	}
 	if err := configSchema.Validate(doc); err != nil {
 		return nil, Credentials{}, schemaFieldError(err)
@@ -189,7 +205,7 @@ func Decode(ctx context.Context, body []byte, p Policy) (*Config, Credentials, e
 	}
 	_ = json.Unmarshal(body, &creds) // the schema checked the shape
 	cr := Credentials{PrivateKey: creds.Auth.PrivateKey, Secret: creds.Auth.Secret, ClientSecret: creds.Auth.ClientSecret}
-	c.CreatedAt, c.UpdatedAt, c.DisabledReason, c.Auth.KeyID = time.Time{}, time.Time{}, "", ""
+	c.Auth.KeyID = "" // read-only too
 	if err := c.Validate(ctx, p); err != nil {
 		return nil, Credentials{}, err
 	}
@@ -214,14 +230,74 @@ func (c *Config) Validate(ctx context.Context, p Policy) error {
 		if slices.Contains(reservedHeaders, strings.ToLower(name)) || strings.HasPrefix(strings.ToLower(name), "webhook-") {
 			return &FieldError{Field: "headers." + name, Message: "is reserved and set by feedbackd"}
 		}
-		if strings.ContainsAny(value, "\r\n\x00") {
-			return &FieldError{Field: "headers." + name, Message: "value must not contain CR, LF or NUL"}
+		if !ValidHeaderValue(value) {
+			return &FieldError{Field: "headers." + name, Message: "value must not contain control characters (CR, LF, NUL, ESC, DEL...); a tab is allowed"}
 		}
 	}
-	if slices.Contains(c.Campaigns, AllCampaigns) && len(c.Campaigns) > 1 {
+	return ValidateCampaigns(c.Campaigns)
+}
+
+// ValidateCampaigns checks the rules of a campaign list beyond each id's
+// pattern: the campaign routes change a stored list and check it here.
+func ValidateCampaigns(campaigns []string) error {
+	if slices.Contains(campaigns, AllCampaigns) && len(campaigns) > 1 {
 		return &FieldError{Field: "campaigns", Message: `"*" enables every campaign and cannot be combined with ids`}
 	}
+	if len(campaigns) > MaxCampaigns {
+		return &FieldError{Field: "campaigns", Message: fmt.Sprintf("holds at most %d campaign ids", MaxCampaigns)}
+	}
 	return nil
+}
+
+// ValidHeaderValue reports whether v can be sent as a header value: no
+// control character but tab. The delivery transport refuses exactly the
+// values this refuses.
+func ValidHeaderValue(v string) bool {
+	for i := range len(v) {
+		if c := v[i]; c < ' ' && c != '\t' || c == 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+// CheckRequestable says why u cannot be the target of a webhook POST, or
+// returns nil: http or https with a host in ASCII (an internationalized
+// name in its xn-- form), a port from 1 to 65535 if any, and a query
+// without spaces or control characters (the path is escaped when sent).
+// The delivery transport refuses exactly the URLs this refuses.
+func CheckRequestable(u *url.URL) error {
+	switch {
+	case u.Scheme != "http" && u.Scheme != "https":
+		return errors.New("must be an absolute https:// URL")
+	case u.Hostname() == "":
+		return errors.New("has no host")
+	case strings.ContainsFunc(u.Host, func(r rune) bool { return r >= utf8.RuneSelf }):
+		return errors.New("host must be ASCII: write an internationalized domain name in its xn-- form")
+	case u.Port() != "" && !validPort(u.Port()):
+		return errors.New("has an invalid port: want 1 to 65535")
+	case !inRequestLine(u.RawQuery) || !inRequestLine(u.Opaque):
+		return errors.New("must not contain spaces or control characters: percent-encode them")
+	}
+	return nil
+}
+
+// validPort reports whether p is a port from 1 to 65535 in decimal,
+// without leading zeros.
+func validPort(p string) bool {
+	n, err := strconv.Atoi(p)
+	return err == nil && n >= 1 && n <= 65535 && p[0] != '0' && p[0] != '+'
+}
+
+// inRequestLine reports whether s can stand in an HTTP request line as it
+// is: printable ASCII, no space.
+func inRequestLine(s string) bool {
+	for i := range len(s) {
+		if s[i] <= ' ' || s[i] >= 0x7f {
+			return false
+		}
+	}
+	return true
 }
 
 func validateURL(ctx context.Context, raw string, p Policy) error {
@@ -239,20 +315,14 @@ func validateURL(ctx context.Context, raw string, p Policy) error {
 	default:
 		return errors.New("must be an absolute https:// URL")
 	}
-	if u.Host == "" || u.Hostname() == "" {
-		return errors.New("has no host")
+	if err := CheckRequestable(u); err != nil {
+		return err
 	}
 	if u.User != nil {
 		return errors.New("must not contain credentials; use headers or auth instead")
 	}
-	if strings.ContainsFunc(u.Host, func(r rune) bool { return r >= utf8.RuneSelf }) {
-		return errors.New("host must be ASCII: write an internationalized domain name in its xn-- form")
-	}
 	if u.Fragment != "" {
 		return errors.New("must not contain a fragment")
-	}
-	if port := u.Port(); port == "0" {
-		return errors.New("has port 0")
 	}
 	g := p.Guard
 	if g == nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/netip"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -61,6 +62,17 @@ func TestDecodeFieldErrors(t *testing.T) {
 		{"bad org", edit(`"org1"`, `"org/1"`), "imsOrg", Policy{}},
 		{"wildcard plus ids", edit(`"name":"n"`, `"name":"n","campaigns":["*","c1"]`), "campaigns", Policy{}},
 		{"bad campaign id", edit(`"name":"n"`, `"name":"n","campaigns":["a b"]`), "campaigns.0", Policy{}},
+		// What the delivery transport cannot send is refused when saved.
+		{"header vertical tab", edit(`"name":"n"`, `"name":"n","headers":{"X-A":"a\u000bb"}`), "headers.X-A", Policy{}},
+		{"header DEL", edit(`"name":"n"`, `"name":"n","headers":{"X-A":"a\u007f"}`), "headers.X-A", Policy{}},
+		{"header ESC", edit(`"name":"n"`, `"name":"n","headers":{"X-A":"\u001b[2J"}`), "headers.X-A", Policy{}},
+		{"port 65536", edit(`hooks.example.com`, `hooks.example.com:65536`), "url", Policy{}},
+		{"port 99999999", edit(`hooks.example.com`, `hooks.example.com:99999999`), "url", Policy{}},
+		{"port 00", edit(`hooks.example.com`, `hooks.example.com:00`), "url", Policy{}},
+		{"port 0", edit(`hooks.example.com`, `hooks.example.com:0`), "url", Policy{}},
+		{"port with a leading zero", edit(`hooks.example.com`, `hooks.example.com:0443`), "url", Policy{}},
+		{"space in the query", edit(`/feedback`, `/a?x=1 HTTP/1.0`), "url", Policy{}},
+		{"control character in the query", edit(`/feedback`, `/a?x=\u0001`), "url", Policy{}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -136,5 +148,37 @@ func TestDecodeRefusesNonPublicHosts(t *testing.T) {
 	allow := &netguard.Guard{Allow: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}}
 	if _, _, err := Decode(context.Background(), []byte(strings.Replace(good, "hooks.example.com", "10.0.0.1", 1)), Policy{Guard: allow}); err != nil {
 		t.Errorf("allow-listed range refused: %v", err)
+	}
+}
+
+// Read-only fields are ignored whatever they hold, so a config read with
+// GET can be PUT back as it is.
+func TestDecodeIgnoresReadOnlyFields(t *testing.T) {
+	body := strings.Replace(good, `"name":"n"`, `"name":"n","createdAt":"not a date","updatedAt":5,"disabledReason":"x"`, 1)
+	c, _, err := Decode(context.Background(), []byte(body), Policy{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.CreatedAt.IsZero() || !c.UpdatedAt.IsZero() || c.DisabledReason != "" || c.Name != "n" {
+		t.Fatalf("read-only fields taken: %+v", c)
+	}
+}
+
+func TestValidateCampaigns(t *testing.T) {
+	ids := make([]string, MaxCampaigns+1)
+	for i := range ids {
+		ids[i] = "c" + strconv.Itoa(i)
+	}
+	if err := ValidateCampaigns(ids[:MaxCampaigns]); err != nil {
+		t.Errorf("%d campaigns: %v", MaxCampaigns, err)
+	}
+	var fe *FieldError
+	if err := ValidateCampaigns(ids); !errors.As(err, &fe) || fe.Field != "campaigns" {
+		t.Errorf("%d campaigns: %v, want a campaigns field error", len(ids), err)
+	}
+	// The schema says the same.
+	body := strings.Replace(good, `"name":"n"`, `"name":"n","campaigns":["`+strings.Join(ids, `","`)+`"]`, 1)
+	if _, _, err := Decode(context.Background(), []byte(body), Policy{}); !errors.As(err, &fe) || fe.Field != "campaigns" {
+		t.Errorf("Decode of %d campaigns: %v", len(ids), err)
 	}
 }
