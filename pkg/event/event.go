@@ -66,20 +66,23 @@ func (e *Event) Key() string { return e.Org + "/" + e.SandboxID }
 // InvalidError says why a record is not a valid feedback event. Field is the
 // dotted path of the offending field ("" for the document as a whole).
 type InvalidError struct {
-	Reason  string // "invalid_json", "too_large", "schema", or "webhook_id" (a record header)
+	Reason  string // "invalid_json", "too_large", "duplicate_key", "schema", or "webhook_id" (a record header)
 	Field   string
 	Keyword string // the schema keyword that failed: required, type, pattern...
 	Message string // for people; may quote part of the event
 }
 
 // Class is the error in a fixed vocabulary, fit for a dead-letter header:
-// "invalid_json", "too_large", "webhook_id" or "schema: <field>: <keyword>". It never
-// quotes the event.
+// "invalid_json", "too_large", "webhook_id", "duplicate_key: <field>" or
+// "schema: <field>: <keyword>". It never quotes the event.
 func (e *InvalidError) Class() string {
-	if e.Reason != "schema" {
-		return e.Reason
+	switch e.Reason {
+	case "schema":
+		return "schema: " + e.Field + ": " + e.Keyword
+	case "duplicate_key": // the field is one of routedMembers
+		return e.Reason + ": " + e.Field
 	}
-	return "schema: " + e.Field + ": " + e.Keyword
+	return e.Reason
 }
 
 func (e *InvalidError) Error() string {
@@ -115,6 +118,10 @@ func parseSchema(raw []byte) (*Event, error) {
 	}
 	if !json.Valid(raw) {
 		return nil, &InvalidError{Reason: "invalid_json", Message: syntaxError(raw)}
+	}
+	if field := duplicateMember(raw); field != "" {
+		return nil, &InvalidError{Reason: "duplicate_key", Field: field,
+			Message: "given more than once: feedbackd routes on it, and receivers may read another copy than feedbackd"}
 	}
 	doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(raw))
 	if err != nil {
@@ -176,6 +183,63 @@ func sortCauses(ve *jsonschema.ValidationError) {
 	for _, c := range ve.Causes {
 		sortCauses(c)
 	}
+}
+
+// routedMembers are the members feedbackd reads from an event, by the
+// object that holds them ("" is the event itself): each may appear once.
+var routedMembers = map[string][]string{
+	"":                                       {"eventId", "requestId", "imsOrg", "sandbox", "channel", "eventType", "messageExecution", "messageDeliveryFeedback"},
+	"sandbox":                                {"id", "name"},
+	"messageExecution":                       {"campaignID"},
+	"messageDeliveryFeedback":                {"feedbackStatus"},
+	"messageDeliveryFeedback.feedbackStatus": {"value"},
+}
+
+// duplicateMember returns the dotted path of the first routed member that
+// raw, a valid JSON text, holds twice, or "".
+func duplicateMember(raw []byte) string {
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	var walk func(path string) string // reads one value
+	walk = func(path string) string {
+		t, err := dec.Token()
+		if err != nil {
+			return ""
+		}
+		switch t {
+		case json.Delim('['):
+			for dec.More() {
+				if dup := walk("[]"); dup != "" {
+					return dup
+				}
+			}
+			_, _ = dec.Token()
+		case json.Delim('{'):
+			names, routed := routedMembers[path]
+			seen := map[string]bool{}
+			for dec.More() {
+				t, _ := dec.Token()
+				name, _ := t.(string)
+				field := name
+				if path != "" {
+					field = path + "." + name
+				}
+				if routed && slices.Contains(names, name) {
+					if seen[name] {
+						return field
+					}
+					seen[name] = true
+				} else {
+					field = "[]" // nothing below is routed
+				}
+				if dup := walk(field); dup != "" {
+					return dup
+				}
+			}
+			_, _ = dec.Token()
+		}
+		return ""
+	}
+	return walk("")
 }
 
 // DeriveID returns the webhook-id of an event without eventId: stable for a

@@ -231,3 +231,24 @@ func TestParseSeveralFaultsIsDeterministic(t *testing.T) {
 		t.Fatalf("error class %q, want the fault at the first location in name order", first)
 	}
 }
+
+// A routed member given twice is an invalid event, named in its class: a
+// receiver that keeps the first imsOrg would see another organisation than
+// the one feedbackd routed the event to.
+func TestParseRefusesDuplicateRoutedMembers(t *testing.T) {
+	base := `{"requestId":"r1","imsOrg":"A","sandbox":{"id":"sb1"},"channel":"email","messageExecution":{"campaignID":"c1"},"messageDeliveryFeedback":{"feedbackStatus":{"value":"sent"}}}`
+	tests := []struct{ raw, class string }{
+		{strings.Replace(base, `"imsOrg":"A"`, `"imsOrg":"A","imsOrg":"B"`, 1), "duplicate_key: imsOrg"},
+		{strings.Replace(base, `{"id":"sb1"}`, `{"id":"sb1","id":"sb2"}`, 1), "duplicate_key: sandbox.id"},
+		{strings.Replace(base, `{"campaignID":"c1"}`, `{"campaignID":"c1","campaignID":"c2"}`, 1), "duplicate_key: messageExecution.campaignID"},
+		{strings.Replace(base, `{"value":"sent"}`, `{"value":"sent","value":"bounce"}`, 1), "duplicate_key: messageDeliveryFeedback.feedbackStatus.value"},
+		{strings.Replace(base, `"channel":"email"`, `"channel":"email","ch\u0061nnel":"sms"`, 1), "duplicate_key: channel"},
+	}
+	for _, tt := range tests {
+		_, err := Parse([]byte(tt.raw))
+		var ie *InvalidError
+		if !errors.As(err, &ie) || ie.Class() != tt.class {
+			t.Errorf("Parse(%s) = %v, want class %q", tt.raw, err, tt.class)
+		}
+	}
+}

@@ -47,7 +47,7 @@ func parseFast(raw []byte) (*Event, bool) {
 	if !ok || !IsTenantID(sandboxID) {
 		return nil, false
 	}
-	if name := member(raw, top.sandbox, "name"); name.present() && !isString(raw, name) {
+	if name := member(raw, top.sandbox, "name"); name.present() && !isString(raw, name) || hasMember(raw, top.sandbox, "name", 2) {
 		return nil, false
 	}
 	channel, ok := stringValue(raw, top.channel)
@@ -195,6 +195,9 @@ func scanTop(raw []byte, m *topMembers) bool {
 			return false
 		}
 		if p := m.slot(key); p != nil {
+			if p.present() { // a routed member twice: the schema path says so
+				return false
+			}
 			*p = span{v, i}
 		}
 		if i = skipSpace(raw, i); i >= len(raw) {
@@ -210,8 +213,10 @@ func scanTop(raw []byte, m *topMembers) bool {
 	}
 }
 
-// member returns the value of the last member of the object at obj whose
-// name is name. The object must be valid JSON (scanTop checked it).
+// member returns the value of the member of the object at obj whose name
+// is name, or an absent span if there is none or more than one (the schema
+// path refuses routed members given twice). The object must be valid JSON
+// (scanTop checked it).
 func member(raw []byte, obj span, name string) span {
 	var found span
 	i := skipSpace(raw, obj.start+1)
@@ -222,6 +227,9 @@ func member(raw []byte, obj span, name string) span {
 		v := skipSpace(raw, skipSpace(raw, i)+1)
 		i = skipValue(raw, v)
 		if keyIs(key, name) {
+			if found.present() {
+				return span{}
+			}
 			found = span{v, i}
 		}
 		if i = skipSpace(raw, i); raw[i] == ',' {
@@ -229,6 +237,26 @@ func member(raw []byte, obj span, name string) span {
 		}
 	}
 	return found
+}
+
+// hasMember reports whether the object at obj has n or more members named
+// name.
+func hasMember(raw []byte, obj span, name string, n int) bool {
+	i := skipSpace(raw, obj.start+1)
+	for raw[i] == '"' {
+		k := i
+		i = skipString(raw, i)
+		if keyIs(raw[k:i], name) {
+			if n--; n == 0 {
+				return true
+			}
+		}
+		i = skipValue(raw, skipSpace(raw, skipSpace(raw, i)+1))
+		if i = skipSpace(raw, i); raw[i] == ',' {
+			i = skipSpace(raw, i+1)
+		}
+	}
+	return false
 }
 
 func isObject(raw []byte, s span) bool { return s.present() && raw[s.start] == '{' }

@@ -102,15 +102,23 @@ func fastCases() []struct {
 		{"objects depth 10001", withMember(`"x":`+a(`{"a":`, 10000)+"1"+a("}", 10000), false), false},
 		{"nul byte", minimal + "\x00", false},
 
-		// Member names: decoded, exact case, the last duplicate wins.
+		// Member names: decoded, exact case; a routed member given twice is
+		// refused (receivers may read another copy than feedbackd routed on).
 		{"escaped name", near(`"imsOrg"`, `"ims\u004frg"`), true},
 		{"escaped nested name", near(`{"id":"sb1"}`, `{"\u0069d":"sb1"}`), true},
 		{"name in other case", near(`"imsOrg"`, `"imsorg"`), false},
 		{"nested name in other case", near(`"campaignID"`, `"campaignId"`), false},
-		{"bad duplicate first", withMember(`"imsOrg":"a/b"`, false), true},
+		{"bad duplicate first", withMember(`"imsOrg":"a/b"`, false), false},
+		{"good duplicate", withMember(`"imsOrg":"org2"`, true), false},
+		{"escaped duplicate", withMember(`"ims\u004frg":"org1"`, true), false},
+		{"duplicate eventId", near(`"requestId":"r1",`, `"eventId":"e1","requestId":"r1","eventId":"e2",`), false},
+		{"duplicate of an unrouted member", near(`"requestId":"r1",`, `"requestId":"r1","x":1,"x":2,`), true},
 		{"bad duplicate last", withMember(`"imsOrg":"a/b"`, true), false},
 		{"missing duplicate", withMember(`"sandbox":{}`, true), false},
-		{"nested duplicates", near(`{"id":"sb1"}`, `{"id":"a/b","name":1,"id":"sb1","name":"n"}`), true},
+		{"nested duplicates", near(`{"id":"sb1"}`, `{"id":"a/b","name":1,"id":"sb1","name":"n"}`), false},
+		{"nested duplicate name", near(`{"id":"sb1"}`, `{"id":"sb1","name":"a","name":"b"}`), false},
+		{"deep duplicate", near(`{"value":"sent"}`, `{"value":"sent","value":"bounce"}`), false},
+		{"duplicate inside an unrouted member", near(`"requestId":"r1",`, `"requestId":"r1","x":{"imsOrg":1,"imsOrg":2},`), true},
 		{"nested bad duplicate last", near(`{"id":"sb1"}`, `{"id":"sb1","id":null}`), false},
 		{"invalid UTF-8 name", withMember("\"imsOrg\xff\":1", false), true},
 
