@@ -83,7 +83,7 @@ func NewHandler(store Store, sender Sender, opts Options) http.Handler {
 		opts.RotationGrace = 24 * time.Hour
 	}
 	a := &api{store: store, sender: sender, opts: opts, log: opts.Logger}
-	mux := http.NewServeMux()
+	mux := newRouteMux()
 	v1 := func(pattern string, h http.HandlerFunc) { mux.Handle(pattern, a.authenticated(h)) }
 	v1("POST /v1/webhooks", a.create)
 	v1("GET /v1/webhooks", a.list)
@@ -98,6 +98,7 @@ func NewHandler(store Store, sender Sender, opts Options) http.Handler {
 	v1("POST /v1/dlq/replays", a.startReplay)
 	v1("GET /v1/dlq/replays/{id}", a.getReplay)
 	mux.HandleFunc("GET /.well-known/jwks.json", a.serveJWKS)
+	mux.HandleFunc("GET /v1/openapi.json", serveOpenAPI)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok\n") })
 	mux.HandleFunc("GET /readyz", a.ready)
 	if opts.Gatherer != nil {

@@ -260,11 +260,11 @@ func TestReplayJobThroughAdminAPI(t *testing.T) {
 		var e struct{ Error struct{ Field string } }
 		var req map[string]any
 		_ = json.Unmarshal([]byte(body), &req)
-		if code := h.call("POST", "/v1/dlq/replays", req, &e); code != 400 || e.Error.Field != field {
+		if code := h.callInvalid("POST", "/v1/dlq/replays", req, &e); code != 400 || e.Error.Field != field {
 			t.Errorf("%s: %d %+v", body, code, e)
 		}
 	}
-	if code := h.call("POST", "/v1/dlq/replays", map[string]any{"colour": "red"}, nil); code != 400 {
+	if code := h.callInvalid("POST", "/v1/dlq/replays", map[string]any{"colour": "red"}, nil); code != 400 {
 		t.Errorf("unknown field: %d", code)
 	}
 	if code := h.call("GET", "/v1/dlq/replays/rp-0000000000000000", nil, nil); code != 404 {
@@ -316,7 +316,7 @@ func TestOperatorCLI(t *testing.T) {
 	if out, code := h.ctl("webhooks", "create", "--org", "o1", "--sandbox", "s1", "--name", "n", "--channels", "email", "--url", rc.URL); code != 1 || !strings.Contains(out, "409") {
 		t.Fatalf("duplicate create (exit %d):\n%s", code, out)
 	}
-	if out, code := h.ctl("webhooks", "create", "--org", "o2", "--sandbox", "s1", "--name", "n", "--channels", "fax", "--url", rc.URL); code != 1 || !strings.Contains(out, "channels.0") {
+	if out, code := h.ctlInvalid("webhooks", "create", "--org", "o2", "--sandbox", "s1", "--name", "n", "--channels", "fax", "--url", rc.URL); code != 1 || !strings.Contains(out, "channels.0") {
 		t.Fatalf("bad create (exit %d):\n%s", code, out)
 	}
 	out, code = h.ctl("webhooks", "list", "-o", "json")

@@ -144,7 +144,7 @@ func (h *harness) spawn() *instance {
 	}()
 	select {
 	case a := <-addr:
-		in.api = "http://" + a.String()
+		in.api = adminProxy(h.t, "http://"+a.String()) // every call checked against schemas/openapi.json
 	case err := <-done:
 		h.t.Fatalf("feedbackd did not start: %v", err)
 	case <-time.After(30 * time.Second):
@@ -198,6 +198,9 @@ func (h *harness) call(method, path string, body any, out any) int {
 	}
 	req, _ := http.NewRequest(method, h.api+path, r)
 	req.Header.Set("Authorization", "Bearer "+token)
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		h.t.Fatal(err)
@@ -451,9 +454,15 @@ func binaries(t *testing.T) string {
 // exit code.
 func (h *harness) ctl(args ...string) (string, int) {
 	h.t.Helper()
+	return h.ctlAt(h.api, args...)
+}
+
+// ctlAt runs feedbackctl with the admin API at adminURL.
+func (h *harness) ctlAt(adminURL string, args ...string) (string, int) {
+	h.t.Helper()
 	cmd := exec.Command(filepath.Join(binaries(h.t), "feedbackctl"), args...)
 	cmd.Env = append(os.Environ(), "FEEDBACKCTL_BROKERS="+strings.Join(h.kafka.Seeds, ","),
-		"FEEDBACKCTL_ADMIN_URL="+h.api, "FEEDBACKCTL_TOKEN="+token)
+		"FEEDBACKCTL_ADMIN_URL="+adminURL, "FEEDBACKCTL_TOKEN="+token)
 	out, err := cmd.CombinedOutput()
 	code := 0
 	var ee *exec.ExitError

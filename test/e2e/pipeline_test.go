@@ -403,7 +403,7 @@ func TestAdminAPI(t *testing.T) {
 		bad := webhookConfig("org2", "sb1", a.URL)
 		tc.mutate(bad)
 		apiErr.Error.Field = ""
-		if code := h.call("POST", "/v1/webhooks", bad, &apiErr); code != 400 || apiErr.Error.Field != tc.field {
+		if code := h.callInvalid("POST", "/v1/webhooks", bad, &apiErr); code != 400 || apiErr.Error.Field != tc.field {
 			t.Errorf("want 400 on %s, got %d %+v", tc.field, code, apiErr.Error)
 		}
 	}

@@ -62,7 +62,7 @@ func TestReadmeRealConfigWalkthrough(t *testing.T) {
 		t.Fatal(err)
 	}
 	body = bytes.Replace(body, []byte("127.0.0.1:9000"), []byte(recvAddr), 1)
-	req, _ := http.NewRequest("POST", "http://"+httpAddr+"/v1/webhooks", bytes.NewReader(body))
+	req, _ := http.NewRequest("POST", adminProxy(t, "http://"+httpAddr)+"/v1/webhooks", bytes.NewReader(body))
 	req.Header.Set("Authorization", "Bearer "+token)
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := http.DefaultClient.Do(req)

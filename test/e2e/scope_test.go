@@ -37,6 +37,9 @@ func (h *harness) callAs(bearer, method, path string, body, out any) int {
 	}
 	req, _ := http.NewRequest(method, h.api+path, r)
 	req.Header.Set("Authorization", "Bearer "+bearer)
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		h.t.Fatal(err)
