@@ -39,6 +39,9 @@ func loadConfig(flags *pflag.FlagSet, file string, useDefaultFile bool) (daemon.
 	v.SetEnvPrefix("FEEDBACKD")
 	v.SetEnvKeyReplacer(strings.NewReplacer(".", "_"))
 	v.AutomaticEnv()
+	if err := unknownVariables(v.AllKeys(), os.Environ()); err != nil {
+		return daemon.Config{}, nil, "", err
+	}
 
 	if file == "" && useDefaultFile {
 		if _, err := os.Stat(defaultConfigFile); err == nil {
@@ -74,7 +77,7 @@ func loadConfig(flags *pflag.FlagSet, file string, useDefaultFile bool) (daemon.
 		if v.InConfig(key) {
 			return true
 		}
-		if _, ok := os.LookupEnv("FEEDBACKD_" + strings.ToUpper(strings.ReplaceAll(key, ".", "_"))); ok {
+		if _, ok := os.LookupEnv(envName(key)); ok {
 			return true
 		}
 		for name, k := range flagKeys {
@@ -85,6 +88,73 @@ func loadConfig(flags *pflag.FlagSet, file string, useDefaultFile bool) (daemon.
 		return false
 	}
 	return cfg, isSet, file, nil
+}
+
+// notConfig are FEEDBACKD_ variables that are not configuration keys.
+var notConfig = map[string]bool{
+	"FEEDBACKD_REQUIRE_TOOLS": true, // the tests: fail instead of skipping when a tool is missing
+}
+
+// unknownVariables refuses FEEDBACKD_ variables in environ that name no
+// configuration key, as a misspelled key in the file is refused: a typo
+// such as FEEDBACKD_RETRY_SCHEDUL must not be ignored silently.
+func unknownVariables(keys, environ []string) error {
+	known := make(map[string]string, len(keys))
+	for _, k := range keys {
+		known[envName(k)] = k
+	}
+	var errs []error
+	for _, kv := range environ {
+		name, _, _ := strings.Cut(kv, "=")
+		if !strings.HasPrefix(name, "FEEDBACKD_") || notConfig[name] {
+			continue
+		}
+		if _, ok := known[name]; ok {
+			continue
+		}
+		msg := fmt.Sprintf("environment variable %s names no configuration key", name)
+		if near := nearest(name, known); near != "" {
+			msg += fmt.Sprintf(" (did you mean %s?)", near)
+		}
+		errs = append(errs, errors.New(msg))
+	}
+	return errors.Join(errs...)
+}
+
+// envName is the variable that sets key: FEEDBACKD_ and the key upper-cased,
+// dots as underscores.
+func envName(key string) string { return "FEEDBACKD_" + strings.ToUpper(strings.ReplaceAll(key, ".", "_")) }
+
+// nearest returns the known variable closest to name (at most 3 edits), or "".
+func nearest(name string, known map[string]string) string {
+	best, bestD := "", 4
+	for k := range known {
+		if d := editDistance(name, k); d < bestD || d == bestD && k < best {
+			best, bestD = k, d
+		}
+	}
+	return best
+}
+
+// editDistance is the Levenshtein distance of a and b.
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur := make([]int, len(b)+1)
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev = cur
+	}
+	return prev[len(b)]
 }
 
 // setDefaults registers every leaf of the defaults struct under its

@@ -87,3 +87,17 @@ func TestBadFilesAreRefusedNamingTheKey(t *testing.T) {
 		t.Error("missing file accepted")
 	}
 }
+
+// A FEEDBACKD_ variable that names no key is refused, as a misspelled key
+// in the file is, and the nearest key is suggested.
+func TestUnknownVariablesAreRefused(t *testing.T) {
+	t.Setenv("FEEDBACKD_RETRY_SCHEDUL", "1s")
+	t.Setenv("FEEDBACKD_REQUIRE_TOOLS", "1") // the tests' own, not a key
+	_, _, _, err := loadConfig(flagSet(), "", false)
+	if err == nil || !strings.Contains(err.Error(), "FEEDBACKD_RETRY_SCHEDUL names no configuration key (did you mean FEEDBACKD_RETRY_SCHEDULE?)") {
+		t.Fatalf("loadConfig = %v", err)
+	}
+	if strings.Contains(err.Error(), "REQUIRE_TOOLS") {
+		t.Errorf("FEEDBACKD_REQUIRE_TOOLS refused: %v", err)
+	}
+}
