@@ -123,7 +123,9 @@ func unknownVariables(keys, environ []string) error {
 
 // envName is the variable that sets key: FEEDBACKD_ and the key upper-cased,
 // dots as underscores.
-func envName(key string) string { return "FEEDBACKD_" + strings.ToUpper(strings.ReplaceAll(key, ".", "_")) }
+func envName(key string) string {
+	return "FEEDBACKD_" + strings.ToUpper(strings.ReplaceAll(key, ".", "_"))
+}
 
 // nearest returns the known variable closest to name (at most 3 edits), or "".
 func nearest(name string, known map[string]string) string {
