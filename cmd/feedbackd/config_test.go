@@ -1,6 +1,7 @@
 package main
 
 import (
+	"io"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -99,5 +100,29 @@ func TestUnknownVariablesAreRefused(t *testing.T) {
 	}
 	if strings.Contains(err.Error(), "REQUIRE_TOOLS") {
 		t.Errorf("FEEDBACKD_REQUIRE_TOOLS refused: %v", err)
+	}
+}
+
+// --check-config reads the files the configuration names and prints a
+// summary without the password a Redis URL may carry.
+func TestCheckConfig(t *testing.T) {
+	cfg := daemon.Defaults()
+	cfg.Admin.Token = "0123456789abcdef-token"
+	cfg.Redis.Addr = "redis://:hunter2@redis.internal:6379/0"
+	cfg.Secrets.KeyFile = filepath.Join(t.TempDir(), "missing")
+	if code := check(cfg, "f.yaml", false); code != 2 {
+		t.Errorf("a missing key file: exit %d, want 2", code)
+	}
+	cfg.Secrets.KeyFile = ""
+	cfg.Secrets.Keys = []string{"MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="}
+	r, w, _ := os.Pipe()
+	stdout := os.Stdout
+	os.Stdout = w
+	code := check(cfg, "f.yaml", false)
+	os.Stdout = stdout
+	w.Close()
+	out, _ := io.ReadAll(r)
+	if code != 0 || !strings.Contains(string(out), "configuration is valid") || strings.Contains(string(out), "hunter2") {
+		t.Errorf("exit %d, output:\n%s", code, out)
 	}
 }

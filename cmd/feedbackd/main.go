@@ -7,8 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -36,6 +38,9 @@ Examples:
   # Real use: Kafka and Redis from the config file, the token from the environment.
   FEEDBACKD_ADMIN_TOKEN=$(openssl rand -hex 24) feedbackd --config config/feedbackd.yaml
 
+  # Check a configuration without starting anything (exit 0 if valid, 2 if not).
+  feedbackd --config config/feedbackd.yaml --check-config
+
   # Override any key with FEEDBACKD_<KEY> (dots become underscores, lists are comma-separated).
   FEEDBACKD_KAFKA_BROKERS=k1:9092,k2:9092 FEEDBACKD_RETRY_SCHEDULE=10s,1m,10m feedbackd
 
@@ -60,6 +65,7 @@ func run() int {
 	flags.String("log-level", "", "debug, info, warn or error (log.level)")
 	flags.String("log-format", "", "json or text (log.format)")
 	showVersion := flags.Bool("version", false, "print the version and exit")
+	checkConfig := flags.Bool("check-config", false, "check the configuration (file, FEEDBACKD_ variables, flags, the key and JWT files it names) and exit: 0 if it is valid, 2 if not; connects to nothing")
 	pprofAddr := flags.String("pprof-addr", "", "serve Go profiles (net/http/pprof) on this address, e.g. 127.0.0.1:6060; off by default, never expose it")
 	emb := embedded.Options{}
 	isEmbedded := flags.Bool("embedded", false, "run an in-process broker, Redis, demo receiver and sample events (not for production)")
@@ -95,6 +101,9 @@ func run() int {
 		fmt.Fprintf(os.Stderr, "feedbackd: invalid configuration:\n%v\n", err)
 		return 2
 	}
+	if *checkConfig {
+		return check(cfg, file, *isEmbedded)
+	}
 	log := newLogger(cfg.Log)
 	redis.SetLogger(redisLogger{log.With("component", "redis-client")}) // process-wide, so set here
 	if file != "" {
@@ -124,6 +133,37 @@ func run() int {
 		return 1
 	}
 	return 0
+}
+
+// check is --check-config: what Validate cannot see without reading the
+// files the configuration names (keys, JWT verification keys), then a
+// summary on stdout.
+func check(cfg daemon.Config, file string, isEmbedded bool) int {
+	if !isEmbedded {
+		if _, err := cfg.Keyring(); err != nil {
+			fmt.Fprintf(os.Stderr, "feedbackd: invalid configuration:\n%v\n", err)
+			return 2
+		}
+	}
+	if _, err := cfg.AdminAuth(); err != nil {
+		fmt.Fprintf(os.Stderr, "feedbackd: invalid configuration:\n%v\n", err)
+		return 2
+	}
+	if file == "" {
+		file = "(none: defaults, FEEDBACKD_ variables and flags)"
+	}
+	fmt.Printf("configuration is valid\n  file:    %s\n  kafka:   %s (group %s)\n  redis:   %s\n  http:    %s\n",
+		file, strings.Join(cfg.Kafka.Brokers, ","), cfg.Kafka.Group, redacted(cfg.Redis.Addr), cfg.HTTP.Addr)
+	return 0
+}
+
+// redacted is a Redis address without the password a URL may carry.
+func redacted(addr string) string {
+	if u, err := url.Parse(addr); err == nil && u.User != nil {
+		u.User = nil
+		return u.String()
+	}
+	return addr
 }
 
 // redisLogger sends go-redis's own messages (connection pool trouble) to
