@@ -19,16 +19,18 @@ func newProduce(s *settings) *cobra.Command {
 	var allowInvalid bool
 	cmd := &cobra.Command{
 		Use:   "produce [FILE|-]",
-		Short: "Publish feedback events from a JSON Lines file (or stdin) to the feedback topics",
-		Long: `produce reads one feedback event per line, checks it against the event
-schema (schemas/feedback-event.schema.json) and publishes it to
-feedback.<status> (feedback.sent, feedback.delivered, feedback.bounce or
+		Short: "Publish feedback events from a JSON Lines or JSON file (or stdin) to the feedback topics",
+		Long: `produce reads feedback events, one per line (JSON Lines) or as JSON
+documents spanning lines (one pretty-printed event, sent compacted),
+checks each against the event schema (schemas/feedback-event.schema.json)
+and publishes it to feedback.<status> (feedback.sent, feedback.delivered, feedback.bounce or
 feedback.error) with the key <imsOrg>/<sandboxId>.
 
 Invalid lines are reported with their line numbers and not sent, and the
 command exits 1; --allow-invalid sends them anyway (to --topic, or
 feedback.sent), which is how you check that feedbackd dead-letters them.`,
 		Example: `  feedbackctl produce config/examples/events.jsonl
+  feedbackctl produce config/examples/event.json
   cat events.jsonl | feedbackctl produce --brokers kafka-1:9092 -
   feedbackctl produce --topic feedback.bounce bounces.jsonl
   echo '{"not":"an event"}' | feedbackctl produce --allow-invalid -`,
