@@ -180,6 +180,10 @@ func (a *api) fail(w http.ResponseWriter, err error) {
 		writeError(w, http.StatusNotFound, "not_found", "no webhook config for this organisation and sandbox", "")
 	case errors.Is(err, configstore.ErrExists):
 		writeError(w, http.StatusConflict, "conflict", err.Error(), "")
+	case errors.Is(err, configstore.ErrKeyMissing):
+		a.log.Error("admin request failed", "error", err)
+		writeError(w, http.StatusServiceUnavailable, "secrets_key_missing",
+			"this config's secrets were sealed with a key this instance does not have; see feedbackd logs", "")
 	case errors.Is(err, configstore.ErrNotLoaded):
 		writeError(w, http.StatusServiceUnavailable, "not_ready", "webhook configs are being loaded; try again shortly", "")
 	default:

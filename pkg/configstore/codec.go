@@ -2,9 +2,12 @@ package configstore
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
+	"sync"
 	"time"
 
+	"github.com/feedbackd/feedbackd/pkg/secrets"
 	"github.com/feedbackd/feedbackd/pkg/webhook"
 )
 
@@ -59,6 +62,10 @@ func (s *Store) decode(key string, b []byte) (*webhook.Stored, error) {
 			return nil
 		}
 		plain, err := s.opts.Keyring.Open(*v, key)
+		if errors.Is(err, secrets.ErrNoKey) {
+			s.missing.set(key, err)
+			return fmt.Errorf("%w: %s: %w", ErrKeyMissing, key, err)
+		}
 		if err != nil {
 			return fmt.Errorf("%w: %s: %w", ErrCorrupt, key, err)
 		}
@@ -78,5 +85,38 @@ func (s *Store) decode(key string, b []byte) (*webhook.Stored, error) {
 	if err := open(&out.ClientSecret); err != nil {
 		return nil, err
 	}
+	s.missing.set(key, nil)
 	return &out, nil
+}
+
+// missingKeys are the configs whose secrets the last read could not open
+// for want of a key, for readiness. It is safe for concurrent use.
+type missingKeys struct {
+	mu sync.Mutex
+	m  map[string]error // config key: the secrets error, naming the key id
+}
+
+// set records the outcome of opening the secrets of config key: err is
+// nil once they opened.
+func (k *missingKeys) set(key string, err error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if err == nil {
+		delete(k.m, key)
+		return
+	}
+	if k.m == nil {
+		k.m = map[string]error{}
+	}
+	k.m[key] = err
+}
+
+// err describes the configs whose secrets do not open, or is nil.
+func (k *missingKeys) err() error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	for _, e := range k.m { // one is enough to say which key
+		return fmt.Errorf("%d webhook configs cannot be used: %w; restart with that key in secrets.keys or secrets.key_file", len(k.m), e)
+	}
+	return nil
 }

@@ -38,6 +38,10 @@ var (
 	ErrNotLoaded = errors.New("webhook configs are not loaded in Redis yet")
 	ErrExists    = errors.New("a webhook config already exists for this organisation and sandbox")
 	ErrCorrupt   = errors.New("stored webhook config cannot be used")
+	// ErrKeyMissing says a config's secrets were sealed with a key this
+	// instance does not have (secrets.keys, secrets.key_file): an operator's
+	// error, never the tenant's, so its events wait instead of failing.
+	ErrKeyMissing = errors.New("stored webhook config's secrets were sealed with a key that is not configured")
 )
 
 // Options configure a Store.
@@ -93,6 +97,7 @@ type Store struct {
 	metrics  *Metrics
 	applied  applied
 	loaded   atomic.Bool
+	missing  missingKeys
 }
 
 // New returns a Store. producer writes the configs topic and must allow
@@ -133,7 +138,8 @@ func globEscape(s string) string {
 // Lookup returns the delivery target of a tenant, from the local cache or
 // Redis. It returns ErrNotFound when the tenant has no config, ErrNotLoaded
 // while Redis does not hold the configs, ErrCorrupt for an unusable stored
-// config, or a Redis error: only ErrNotFound is a final answer.
+// config, ErrKeyMissing for one whose secrets this instance cannot open, or
+// a Redis error: only ErrNotFound and ErrCorrupt are final answers.
 func (s *Store) Lookup(ctx context.Context, org, sandboxID string) (*webhook.Target, error) {
 	// A cache hit builds the key on the stack, so it does not allocate;
 	// tenant ids are at most 128 characters (schema).
@@ -154,6 +160,7 @@ func (s *Store) Lookup(ctx context.Context, org, sandboxID string) (*webhook.Tar
 	case errors.Is(err, ErrNotFound):
 		s.metrics.lookups.WithLabelValues("redis", "miss").Inc()
 		s.cache.put(key, nil, gen)
+		s.missing.set(key, nil) // deleted: nothing left to open
 		return nil, err
 	case err != nil:
 		s.metrics.lookups.WithLabelValues("redis", "error").Inc()
@@ -209,6 +216,19 @@ func (s *Store) read(ctx context.Context, key string) (*webhook.Stored, error) {
 func (s *Store) Get(ctx context.Context, org, sandboxID string) (*webhook.Stored, error) {
 	return s.read(ctx, webhook.Key(org, sandboxID))
 }
+
+// CheckSecrets opens the secrets of every stored config and returns an
+// ErrKeyMissing error naming the key id if one was sealed with a key this
+// instance does not have. Call it once the configs are loaded.
+func (s *Store) CheckSecrets(ctx context.Context) error {
+	_, err := s.List(ctx, "")
+	return err
+}
+
+// SecretsErr says whether a config read lately had secrets this instance
+// could not open for want of a key (its events wait), or is nil. For
+// readiness; it never names a tenant.
+func (s *Store) SecretsErr() error { return s.missing.err() }
 
 // List returns the stored configs of org, or of everyone when org is "",
 // sorted by key.

@@ -185,6 +185,7 @@ func Run(ctx context.Context, cfg Config, opts Options) error {
 				}
 				return nil
 			}},
+			{Name: "secrets", Func: func(context.Context) error { return store.SecretsErr() }},
 		},
 		Replays:  replays,
 		Gatherer: reg,
@@ -215,7 +216,13 @@ func Run(ctx context.Context, cfg Config, opts Options) error {
 		}
 	})
 	waitForConfigs(ctx, store, cfg.Kafka.Topics.Configs, log)
-	pipeErr := pipe.Run(ctx) // returns after draining once ctx ends
+	var pipeErr error
+	if err := store.CheckSecrets(ctx); errors.Is(err, configstore.ErrKeyMissing) {
+		// An operator's error: consuming would only make every event wait.
+		pipeErr = fmt.Errorf("secrets: %w: start with the key that sealed them in secrets.keys or secrets.key_file (a new key goes first, the old ones after it)", err)
+	} else {
+		pipeErr = pipe.Run(ctx) // returns after draining once ctx ends
+	}
 
 	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
