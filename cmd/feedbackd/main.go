@@ -35,8 +35,11 @@ Usage:
   feedbackd --embedded [flags]          try it: everything in one process
 
 Examples:
-  # Real use: Kafka and Redis from the config file, the token from the environment.
-  FEEDBACKD_ADMIN_TOKEN=$(openssl rand -hex 24) feedbackd --config config/feedbackd.yaml
+  # Real use: Kafka and Redis from the config file; the admin token and the key
+  # that encrypts secrets at rest from the environment (keep the key: only it
+  # opens the stored secrets).
+  export FEEDBACKD_ADMIN_TOKEN=$(openssl rand -hex 24) FEEDBACKD_SECRETS_KEYS=$(openssl rand -base64 32)
+  feedbackd --config config/feedbackd.yaml
 
   # Check a configuration without starting anything (exit 0 if valid, 2 if not).
   feedbackd --config config/feedbackd.yaml --check-config
