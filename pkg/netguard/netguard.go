@@ -457,3 +457,20 @@ func telling(first, next error) error {
 	}
 	return first
 }
+
+// CheckTarget judges a host that another party dials for us (an egress
+// proxy): an IP (in any form) is checked, a name is resolved and every
+// address checked, as DialContext does, and a name that does not resolve
+// is an error too (*net.DNSError). The party resolves the name again
+// itself: only a check of its own, or dialing the addresses checked here,
+// closes that gap.
+func (g *Guard) CheckTarget(ctx context.Context, host string) error {
+	if g.AllowPrivate {
+		return nil
+	}
+	ips, err := g.addrs(ctx, host)
+	if err == nil && len(ips) == 0 {
+		err = &net.DNSError{Err: "no address", Name: host, IsNotFound: true}
+	}
+	return err
+}
