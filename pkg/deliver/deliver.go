@@ -72,6 +72,13 @@ const (
 	classAuthConfig     = "auth_config"        // the JWT cannot be made (Unreachable)
 	classOAuth2Token    = "oauth2_token"       // no access token could be fetched
 	classCanceled       = "canceled"           // our own context ended (Aborted)
+
+	// Through delivery.proxy (all retried): no connection to the proxy or
+	// no valid answer to CONNECT; a 407 (to CONNECT, or to a plain-http
+	// request); any other refusal of CONNECT is "proxy_<status>"
+	// (proxy_403, proxy_502, ...).
+	classProxyUnreachable = "proxy_unreachable"
+	classProxyAuth        = "proxy_auth"
 )
 
 // Result describes one attempt. Class is a short classified error from the
@@ -109,6 +116,11 @@ type Options struct {
 	TLSConfig           *tls.Config // nil: system roots
 	MaxIdleConnsPerHost int
 	Registerer          prometheus.Registerer // nil: metrics are not exported
+	// Proxy, if set (see ParseProxy), carries every delivery and OAuth2
+	// token request: CONNECT for https, absolute-form requests for http.
+	// The Guard still judges the endpoint's host before anything is sent;
+	// the proxy's own address is exempt from it.
+	Proxy *url.URL
 }
 
 // Client sends attempts. It is safe for concurrent use and keeps
@@ -120,8 +132,9 @@ type Client struct {
 	tokens *endpointauth.TokenCache
 }
 
-// New builds a Client. Proxies from the environment are ignored on purpose:
-// a proxy would dial on our behalf and bypass the address check.
+// New builds a Client. Proxies from the environment (HTTPS_PROXY, ...) are
+// ignored on purpose: only Options.Proxy is used, with the address check
+// made on the endpoint's host before the proxy is asked.
 func New(opts Options) *Client {
 	if opts.MaxResponseBytes <= 0 {
 		opts.MaxResponseBytes = 64 << 10
@@ -138,12 +151,29 @@ func New(opts Options) *Client {
 	// the attempt's deadline from the context.
 	setup := min(opts.Timeout, 10*time.Second)
 	guard := opts.Guard
+	dial, proxyFunc := guard.DialContext, (func(*http.Request) (*url.URL, error))(nil)
+	var px *proxy
+	if opts.Proxy != nil {
+		// Every connection net/http makes then goes to the proxy, whose
+		// address is exempt; the token URL's host is judged here first.
+		px = newProxy(opts.Proxy)
+		dial = px.dial
+		proxyFunc = func(r *http.Request) (*url.URL, error) {
+			ctx, cancel := context.WithTimeout(r.Context(), setup)
+			defer cancel()
+			if err := guard.CheckTarget(ctx, r.URL.Hostname()); err != nil {
+				return nil, err
+			}
+			return opts.Proxy, nil
+		}
+	}
 	hc := &http.Client{
 		Transport: &http.Transport{
+			Proxy: proxyFunc,
 			DialContext: func(ctx context.Context, network, address string) (net.Conn, error) {
 				ctx, cancel := context.WithTimeout(ctx, setup)
 				defer cancel()
-				return guard.DialContext(ctx, network, address)
+				return dial(ctx, network, address)
 			},
 			ForceAttemptHTTP2:      true,
 			MaxIdleConnsPerHost:    4,
@@ -161,8 +191,12 @@ func New(opts Options) *Client {
 		Name: "feedbackd_oauth2_token_requests_total",
 		Help: "Access-token requests to tenants' OAuth2 token endpoints, by result (ok, error).",
 	}, []string{"result"})
+	tr := newTransport(guard.DialContext, opts.TLSConfig, opts.MaxIdleConnsPerHost)
+	if px != nil {
+		tr.proxy, tr.check = px, guard.CheckTarget
+	}
 	return &Client{
-		tr:     newTransport(guard.DialContext, opts.TLSConfig, opts.MaxIdleConnsPerHost),
+		tr:     tr,
 		http:   hc,
 		opts:   opts,
 		tokens: endpointauth.NewTokenCache(hc, fetches),
@@ -242,6 +276,11 @@ func (c *Client) attempt(ctx context.Context, deadline time.Time, t *webhook.Tar
 	if err != nil {
 		return classify(ctx, err, answered), token
 	}
+	if status == http.StatusProxyAuthRequired && c.tr.proxy != nil {
+		// Only a proxy sends 407: the answer to a plain-http request
+		// through it, never the endpoint's.
+		return Result{Verdict: Retry, Class: classProxyAuth}, token
+	}
 	return judge(status, h, now), token
 }
 
@@ -297,6 +336,7 @@ func classify(ctx context.Context, err error, answered bool) Result {
 		opErr   *net.OpError
 		urlErr  *url.Error
 		netErr  net.Error
+		pxErr   *proxyError
 	)
 	retry := func(class string) Result { return Result{Verdict: Retry, Class: class} }
 	switch {
@@ -304,6 +344,8 @@ func classify(ctx context.Context, err error, answered bool) Result {
 		return Result{Verdict: Unreachable, Class: classBlocked}
 	case errors.Is(ctx.Err(), context.Canceled):
 		return Result{Verdict: Aborted, Class: classCanceled}
+	case errors.As(err, &pxErr):
+		return retry(pxErr.class)
 	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &netErr) && netErr.Timeout():
 		return retry(classTimeout)
 	case errors.As(err, &dnsErr):

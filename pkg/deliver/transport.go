@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -27,7 +28,8 @@ import (
 // caller over channels. Against a fast receiver that is most of the cost
 // of a delivery, about twice the CPU per request of an exchange made on
 // the caller's goroutine (BenchmarkSend). A webhook attempt needs little
-// of the rest: one request at a time, never a redirect, a proxy or HTTP/2.
+// of the rest: one request at a time, never a redirect or HTTP/2, and one
+// egress proxy at most (proxy.go).
 // The answer's head is still parsed by net/http (http.ReadResponse), so
 // status lines, headers, chunking and Content-Length are read by the
 // standard library's code.
@@ -37,6 +39,10 @@ type transport struct {
 	maxHead     int64       // bytes of status lines and headers, 1xx answers included
 	maxIdle     int         // idle connections kept per endpoint
 	idleTimeout time.Duration
+	// With a proxy, every connection goes through it, and check judges
+	// the endpoint's host first, as dial would have (the proxy dials it).
+	proxy *proxy
+	check func(ctx context.Context, host string) error
 
 	mu     sync.Mutex
 	idle   map[poolKey][]*conn // most recently used last
@@ -59,8 +65,9 @@ var (
 
 // poolKey names the connections that can carry a request to a URL.
 type poolKey struct {
-	https bool
-	host  string // URL host, port included if the URL has one
+	https   bool
+	proxied bool   // through the proxy: a tunnel for https, the proxy itself for http
+	host    string // URL host, port included if the URL has one
 }
 
 // field is one request header.
@@ -106,7 +113,7 @@ func (t *transport) post(ctx context.Context, deadline time.Time, req *request, 
 	if err := webhook.CheckRequestable(u); err != nil {
 		return 0, nil, false, &url.Error{Op: "parse", URL: "", Err: err}
 	}
-	key := poolKey{https: u.Scheme == "https", host: u.Host}
+	key := poolKey{https: u.Scheme == "https", proxied: t.proxy != nil, host: u.Host}
 	for fresh := false; ; fresh = true {
 		c, reused, err := t.get(ctx, deadline, key, u, fresh)
 		if err != nil {
@@ -191,7 +198,11 @@ func (t *transport) get(ctx context.Context, deadline time.Time, key poolKey, u 
 }
 
 // dialConn connects to the endpoint of u, with TLS for https, until ctx
-// ends.
+// ends. Through the proxy, the endpoint's host is checked first; an https
+// endpoint is reached through a tunnel, with TLS inside it to the
+// endpoint; an http one gets absolute-form requests on a connection to
+// the proxy, kept per endpoint like any other (so that the reuse rules
+// stay per endpoint).
 func (t *transport) dialConn(ctx context.Context, key poolKey, u *url.URL) (*conn, error) {
 	port := u.Port()
 	if port == "" {
@@ -200,12 +211,26 @@ func (t *transport) dialConn(ctx context.Context, key poolKey, u *url.URL) (*con
 			port = "443"
 		}
 	}
-	nc, err := t.dial(ctx, "tcp", net.JoinHostPort(u.Hostname(), port))
+	address := net.JoinHostPort(u.Hostname(), port)
+	var nc net.Conn
+	var err error
+	if key.proxied {
+		if err = t.check(ctx, u.Hostname()); err != nil {
+			return nil, err
+		}
+		nc, err = t.proxy.open(ctx, address, key.https, t.maxHead)
+	} else {
+		nc, err = t.dial(ctx, "tcp", address)
+	}
 	if err != nil {
 		return nil, err
 	}
 	if !key.https {
-		return newConn(nc, nc), nil
+		c := newConn(nc, nc)
+		if key.proxied {
+			c.via = t.proxy
+		}
+		return c, nil
 	}
 	cfg := t.tlsConfig.Clone()
 	if cfg.ServerName == "" {
@@ -301,6 +326,7 @@ func (t *transport) close() {
 type conn struct {
 	net.Conn           // what requests are written to
 	tcp       net.Conn // the socket under TLS, for alive
+	via       *proxy   // the proxy that takes absolute-form requests on it, or nil
 	r         *bufio.Reader
 	lim       limitReader // between Conn and r
 	buf       []byte      // the request being written
@@ -385,7 +411,7 @@ func (c *conn) close() {
 // connection may carry another request.
 func (c *conn) exchange(req *request, maxHead, maxBody int64) (resp *http.Response, reusable bool, err error) {
 	c.lim.n, c.lim.read = maxHead, 0
-	c.buf, err = appendRequest(c.buf[:0], req)
+	c.buf, err = appendRequest(c.buf[:0], req, c.via)
 	if err != nil {
 		return nil, false, err
 	}
@@ -438,13 +464,18 @@ func (c *conn) discard(body io.Reader, max int64) (whole bool) {
 	}
 }
 
-// appendRequest appends req's head and body to b. It refuses header
-// values with control characters (request smuggling), as config
-// validation does; names come from feedbackd or from validated configs,
-// and post checked the URL.
-func appendRequest(b []byte, req *request) ([]byte, error) {
+// appendRequest appends req's head and body to b, in absolute form with
+// the proxy's credentials when via is not nil. It refuses header values
+// with control characters (request smuggling), as config validation does;
+// names come from feedbackd or from validated configs, and post checked
+// the URL.
+func appendRequest(b []byte, req *request, via *proxy) ([]byte, error) {
 	u := req.url
 	b = append(b, "POST "...)
+	if via != nil && !strings.HasPrefix(u.Opaque, "//") { // RequestURI makes such an Opaque absolute itself
+		b = append(b, "http://"...)
+		b = append(b, u.Host...)
+	}
 	if u.Opaque != "" {
 		b = append(b, u.RequestURI()...)
 	} else {
@@ -465,6 +496,11 @@ func appendRequest(b []byte, req *request) ([]byte, error) {
 	}
 	b = append(b, host...)
 	b = append(b, "\r\n"...)
+	if via != nil && via.auth != "" {
+		b = append(b, "Proxy-Authorization: "...)
+		b = append(b, via.auth...)
+		b = append(b, "\r\n"...)
+	}
 	ok := true
 	for name, values := range req.custom {
 		if reserved(name, req.fields) {
@@ -490,7 +526,7 @@ func appendRequest(b []byte, req *request) ([]byte, error) {
 // transport or feedbackd sets: configs cannot hold them, this makes sure.
 func reserved(name string, fields []field) bool {
 	switch name {
-	case "Host", "Content-Length", "Transfer-Encoding", "Connection":
+	case "Host", "Content-Length", "Transfer-Encoding", "Connection", "Proxy-Authorization", "Proxy-Connection":
 		return true
 	}
 	for _, f := range fields {
