@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strconv"
 	"strings"
@@ -14,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/feedbackd/feedbackd/pkg/endpointauth"
 	"github.com/feedbackd/feedbackd/pkg/netguard"
 	"github.com/feedbackd/feedbackd/test/testenv"
 )
@@ -274,5 +276,43 @@ func TestProxyRetiresConnectionsWithLeftovers(t *testing.T) {
 	}
 	if n := conns.Load(); n != 2 {
 		t.Errorf("%d tunnels, want 2 (the first retired)", n)
+	}
+}
+
+// OAuth2 token requests go through the same proxy, with the same check
+// of the token URL's host first.
+func TestProxyCarriesTokenRequests(t *testing.T) {
+	var tokens atomic.Int32
+	tokenSrv := newCounted(t, true, 0, func(w http.ResponseWriter, r *http.Request) {
+		tokens.Add(1)
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, `{"access_token":"tok-1","token_type":"Bearer","expires_in":3600}`)
+	})
+	var auth atomic.Value
+	s := newCounted(t, true, 0, func(w http.ResponseWriter, r *http.Request) { auth.Store(r.Header.Get("Authorization")) })
+	px := testenv.StartTinyproxy(t, testenv.TinyproxyConfig{User: "feedbackd", Pass: "s3cret"})
+	c := proxied(t, s, px.URL("feedbackd", "s3cret"), nil)
+	tg, _ := target(t, s.URL+"/hook", nil)
+	tg.OAuth2 = endpointauth.NewOAuth2("cfg", tokenSrv.URL+"/token", "client", "secret", "", "")
+	if r := c.Send(context.Background(), tg, "msg_1", []byte(`{}`)); r.Verdict != Delivered {
+		t.Fatalf("Send = %+v\n%s", r, px.Log())
+	}
+	if got := auth.Load(); got != "Bearer tok-1" || tokens.Load() != 1 {
+		t.Errorf("the endpoint got Authorization %q after %d token requests", got, tokens.Load())
+	}
+	tokenAddr := strings.TrimPrefix(tokenSrv.URL, "https://")
+	if !strings.Contains(px.Log(), "): CONNECT "+tokenAddr+" ") {
+		t.Errorf("the token request did not go through the proxy:\n%s", px.Log())
+	}
+
+	// A token URL on a blocked address is refused before the proxy is asked.
+	c = proxied(t, s, px.URL("feedbackd", "s3cret"), &netguard.Guard{Allow: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}})
+	blocked, _ := target(t, s.URL+"/hook", nil)
+	blocked.OAuth2 = endpointauth.NewOAuth2("cfg2", "https://10.1.2.3/token", "client", "secret", "", "")
+	if r := c.Send(context.Background(), blocked, "msg_2", []byte(`{}`)); r.Verdict != Retry || r.Class != classOAuth2Token {
+		t.Errorf("blocked token URL: Send = %+v, want retried as oauth2_token", r)
+	}
+	if strings.Contains(px.Log(), "10.1.2.3") {
+		t.Errorf("the proxy was asked for the blocked token URL:\n%s", px.Log())
 	}
 }
