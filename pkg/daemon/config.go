@@ -5,11 +5,13 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"net/url"
 	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/feedbackd/feedbackd/pkg/deliver"
 	"github.com/feedbackd/feedbackd/pkg/netguard"
 	"github.com/feedbackd/feedbackd/pkg/retry"
 )
@@ -116,6 +118,20 @@ type DeliveryConfig struct {
 	// Redis so that a record read again is not sent again; 0 turns
 	// duplicate suppression off.
 	DedupeWindow time.Duration `mapstructure:"dedupe_window"`
+	// Proxy is the egress proxy of deliveries and OAuth2 token requests,
+	// http://[user:pass@]host:port; "" connects directly. It may hold a
+	// password: log ProxyAddr, never this.
+	Proxy string `mapstructure:"proxy"`
+}
+
+// ProxyURL is delivery.proxy parsed, nil when unset. Call it on a
+// validated configuration.
+func (d DeliveryConfig) ProxyURL() *url.URL {
+	if d.Proxy == "" {
+		return nil
+	}
+	u, _ := deliver.ParseProxy(d.Proxy)
+	return u
 }
 
 // BreakerConfig shapes the per-endpoint circuit breakers.
@@ -274,6 +290,11 @@ func (c *Config) Validate() error {
 	}
 	if c.Delivery.MaxResponseBytes < 0 {
 		bad("delivery.max_response_bytes", "must not be negative")
+	}
+	if c.Delivery.Proxy != "" {
+		if _, err := deliver.ParseProxy(c.Delivery.Proxy); err != nil {
+			bad("delivery.proxy", "%v", err) // ParseProxy never quotes the password
+		}
 	}
 	if c.Configs.CacheTTL < 0 || c.Configs.CacheSize < 1 || c.Configs.CheckInterval < 10*time.Millisecond {
 		bad("configs", "cache_ttl must be >= 0, cache_size >= 1, check_interval >= 10ms")

@@ -120,8 +120,13 @@ func Run(ctx context.Context, cfg Config, opts Options) error {
 		UserAgent:           "feedbackd/" + opts.Version,
 		TLSConfig:           opts.DeliveryTLS,
 		Registerer:          reg,
+		Proxy:               cfg.Delivery.ProxyURL(),
 	})
 	defer sender.Close()
+	if u := cfg.Delivery.ProxyURL(); u != nil {
+		// host:port only: the URL may hold the proxy's password.
+		log.Info("deliveries and OAuth2 token requests go through an egress proxy", "delivery.proxy", deliver.ProxyAddr(u))
+	}
 
 	admit := admission.New(rdb, admission.Options{
 		KeyPrefix:    cfg.Redis.KeyPrefix,
