@@ -5,7 +5,7 @@ VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev
 REVISION ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 LDFLAGS  := -X main.version=$(VERSION) -X main.revision=$(REVISION)
 # Debian packages the tests need, as command=package.
-TOOLS    := redis-server=redis-server kcat=kcat curl=curl docker-compose=docker-compose promtool=prometheus prometheus=prometheus
+TOOLS    := redis-server=redis-server kcat=kcat curl=curl docker-compose=docker-compose promtool=prometheus prometheus=prometheus tinyproxy=tinyproxy
 FUZZTIME ?= 5s
 
 .PHONY: help run build test deps check unit fuzz-short fuzz bench chaos rules-check compose-check clean
@@ -21,7 +21,7 @@ build: ## build bin/feedbackd and bin/feedbackctl
 
 test: deps check rules-check unit fuzz-short compose-check ## install what the tests need, then run every check and test
 
-deps: ## install redis-server, kcat, curl, docker-compose and prometheus with apt when missing (as root)
+deps: ## install redis-server, kcat, curl, docker-compose, prometheus and tinyproxy with apt when missing (as root)
 	@missing=""; for t in $(TOOLS); do cmd=$${t%%=*}; pkg=$${t#*=}; \
 	  command -v $$cmd >/dev/null 2>&1 || missing="$$missing $$pkg"; done; \
 	if [ -z "$$missing" ]; then exit 0; fi; \
