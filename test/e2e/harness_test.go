@@ -6,6 +6,7 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -52,6 +53,7 @@ type harness struct {
 	logs      io.Writer // nil: stderr, warnings only (E2E_LOG=1: debug)
 	resolver  netguard.Resolver
 	kafkaOpts []kfake.Opt
+	tlsConfig *tls.Config // what deliveries trust; nil: the system roots
 }
 
 // option adjusts a harness before feedbackd starts.
@@ -65,6 +67,9 @@ func withKafka(opts ...kfake.Opt) option { return func(h *harness) { h.kafkaOpts
 
 // withResolver makes feedbackd resolve endpoint names with r.
 func withResolver(r netguard.Resolver) option { return func(h *harness) { h.resolver = r } }
+
+// withDeliveryTLS makes feedbackd's deliveries trust what cfg trusts.
+func withDeliveryTLS(cfg *tls.Config) option { return func(h *harness) { h.tlsConfig = cfg } }
 
 // start runs feedbackd in-process on a fresh broker and Redis, with a short
 // retry schedule and circuit breakers that never open (tests of retries
@@ -138,7 +143,7 @@ func (h *harness) spawn() *instance {
 	}
 	go func() {
 		done <- daemon.Run(ctx, h.cfg, daemon.Options{
-			Version: "e2e", Logger: log, Registry: in.reg, Resolver: h.resolver,
+			Version: "e2e", Logger: log, Registry: in.reg, Resolver: h.resolver, DeliveryTLS: h.tlsConfig,
 			Listening: func(a net.Addr) { addr <- a },
 		})
 	}()
