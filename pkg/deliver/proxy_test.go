@@ -161,6 +161,12 @@ func TestProxyRefuses(t *testing.T) {
 	}
 }
 
+type noSuchHost struct{}
+
+func (noSuchHost) LookupNetIP(_ context.Context, _, host string) ([]netip.Addr, error) {
+	return nil, &net.DNSError{Err: "no such host", Name: host, IsNotFound: true}
+}
+
 // The Guard judges the endpoint's host before the proxy is asked: a
 // blocked address is address_blocked, not retried, and the proxy sees
 // nothing. The proxy's own address (loopback) is exempt.
@@ -188,12 +194,18 @@ func TestProxyChecksTargetFirst(t *testing.T) {
 			t.Errorf("%s: Send = %+v, want unreachable, address_blocked", u, r)
 		}
 	}
+	// A name feedbackd cannot resolve is not left to the proxy either.
+	c2 := proxied(t, nil, "http://"+ln.Addr().String(), &netguard.Guard{Resolver: noSuchHost{}})
+	tg, _ := target(t, "https://unresolvable.example/hook", nil)
+	if r := c2.Send(context.Background(), tg, "msg_1", []byte(`{}`)); r.Verdict != Retry || r.Class != classDNS {
+		t.Errorf("unresolvable name: Send = %+v, want retried as dns", r)
+	}
 	if n := accepted.Load(); n != 0 {
 		t.Errorf("the proxy got %d connections, want none", n)
 	}
 	// The same guard lets a public address through to the proxy, whose
 	// loopback address is not judged (here it closes at once).
-	tg, _ := target(t, "https://93.184.215.14/hook", nil)
+	tg, _ = target(t, "https://93.184.215.14/hook", nil)
 	if r := c.Send(context.Background(), tg, "msg_1", []byte(`{}`)); r.Verdict != Retry || r.Class != classProxyUnreachable {
 		t.Errorf("public address: Send = %+v, want retried as proxy_unreachable", r)
 	}
