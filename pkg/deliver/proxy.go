@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/base64"
 	"errors"
-	"fmt"
 	"net"
 	"net/http"
 	"net/url"
@@ -23,7 +22,7 @@ type proxy struct {
 
 // ParseProxy reads delivery.proxy: http://[user:pass@]host:port, nothing
 // else (no path, query or fragment; https proxies are not supported). Its
-// errors never quote the password.
+// errors quote no part of s: a mistyped URL can put the password anywhere.
 func ParseProxy(s string) (*url.URL, error) {
 	u, err := url.Parse(s)
 	if err != nil {
@@ -40,10 +39,10 @@ func ParseProxy(s string) (*url.URL, error) {
 	}
 	port, err := strconv.Atoi(u.Port())
 	if err != nil || port < 1 || port > 65535 || u.Port() != strconv.Itoa(port) {
-		return nil, fmt.Errorf("proxy %s: needs a port 1..65535", u.Host)
+		return nil, errors.New("needs a port 1..65535 (http://[user:pass@]host:port)")
 	}
 	if u.User != nil && u.User.Username() == "" {
-		return nil, fmt.Errorf("proxy %s: userinfo without a user name", u.Host)
+		return nil, errors.New("userinfo without a user name")
 	}
 	return u, nil
 }
