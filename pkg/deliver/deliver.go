@@ -18,6 +18,11 @@
 // change the verdict, because the endpoint has answered. An attempt without
 // a valid answer gets one of the classes listed with classTimeout and is
 // retried, unless the address is forbidden or the URL invalid.
+//
+// With Options.Proxy, every request goes through that HTTP proxy (CONNECT
+// for https, absolute form for http); the endpoint's host is judged by the
+// Guard first, the proxy's own address is not, and a proxy that does not
+// carry the attempt gives a proxy_* class, retried.
 package deliver
 
 import (

@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -326,5 +327,73 @@ func TestProxyCarriesTokenRequests(t *testing.T) {
 	}
 	if strings.Contains(px.Log(), "10.1.2.3") {
 		t.Errorf("the proxy was asked for the blocked token URL:\n%s", px.Log())
+	}
+}
+
+// Plain-http requests through a proxy that keeps connections alive (a
+// raw one: tinyproxy closes them): absolute form with the proxy's
+// credentials, a connection reused per endpoint, never across endpoints,
+// and retired when bytes follow an answer.
+func TestProxyAbsoluteFormReuse(t *testing.T) {
+	var (
+		mu    sync.Mutex
+		lines []string
+		conns atomic.Int32
+	)
+	s := startRaw(t, func(s *rawServer, c net.Conn) {
+		conns.Add(1)
+		br := bufio.NewReader(c)
+		for {
+			req, err := http.ReadRequest(br)
+			if err != nil {
+				return
+			}
+			io.Copy(io.Discard, req.Body)
+			mu.Lock()
+			lines = append(lines, req.Method+" "+req.RequestURI+" "+req.Header.Get("Proxy-Authorization"))
+			mu.Unlock()
+			switch n := s.requests.Add(1); {
+			case strings.Contains(req.RequestURI, "leftover") && n == 4:
+				io.WriteString(c, "HTTP/1.1 204 No Content\r\n\r\n")
+				time.Sleep(50 * time.Millisecond)
+				io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+			case strings.Contains(req.RequestURI, "leftover"):
+				io.WriteString(c, "HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\n\r\n")
+			default:
+				io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+			}
+		}
+	})
+	c := proxied(t, nil, "http://feedbackd:s3cret@"+s.ln.Addr().String(), nil)
+	send := func(url string) Result {
+		tg, _ := target(t, url, nil)
+		return c.Send(context.Background(), tg, "msg_1", []byte(`{}`))
+	}
+	for _, u := range []string{"http://a.example:8080/hook?tenant=a", "http://a.example:8080/hook?tenant=b", "http://b.example/x"} {
+		if r := send(u); r.Verdict != Delivered {
+			t.Fatalf("%s: Send = %+v", u, r)
+		}
+	}
+	if n := conns.Load(); n != 2 {
+		t.Errorf("%d connections to the proxy, want 2 (one per endpoint)", n)
+	}
+	mu.Lock()
+	got := strings.Join(lines, "\n")
+	mu.Unlock()
+	auth := " Basic ZmVlZGJhY2tkOnMzY3JldA=="
+	want := "POST http://a.example:8080/hook?tenant=a" + auth + "\nPOST http://a.example:8080/hook?tenant=b" + auth + "\nPOST http://b.example/x" + auth
+	if got != want {
+		t.Errorf("the proxy got\n%s\nwant\n%s", got, want)
+	}
+
+	if r := send("http://c.example/leftover?tenant=a"); r.Verdict != Delivered || r.Status != 204 {
+		t.Fatalf("first leftover attempt: Send = %+v, want delivered with 204", r)
+	}
+	time.Sleep(200 * time.Millisecond)
+	if r := send("http://c.example/leftover?tenant=b"); r.Verdict != Retry || r.Status != 500 {
+		t.Errorf("second attempt: Send = %+v, want the endpoint's 500, retried", r)
+	}
+	if n := conns.Load(); n != 4 {
+		t.Errorf("%d connections to the proxy, want 4 (the leftover one retired)", n)
 	}
 }
