@@ -42,6 +42,7 @@ type Sender interface {
 type Replays interface {
 	Start(ctx context.Context, req replay.Request) (replay.Progress, error)
 	Get(ctx context.Context, id string) (replay.Progress, error)
+	List(ctx context.Context, limit int) ([]replay.Progress, error)
 }
 
 // Check is one readiness condition; Func returns nil when it holds.
@@ -96,6 +97,7 @@ func NewHandler(store Store, sender Sender, opts Options) http.Handler {
 	v1("PUT /v1/webhooks/{imsOrg}/{sandboxId}/campaigns/{campaignId}", a.scoped(a.enableCampaign))
 	v1("DELETE /v1/webhooks/{imsOrg}/{sandboxId}/campaigns/{campaignId}", a.scoped(a.disableCampaign))
 	v1("POST /v1/dlq/replays", a.startReplay)
+	v1("GET /v1/dlq/replays", a.listReplays)
 	v1("GET /v1/dlq/replays/{id}", a.getReplay)
 	mux.HandleFunc("GET /.well-known/jwks.json", a.serveJWKS)
 	mux.HandleFunc("GET /v1/openapi.json", serveOpenAPI)

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"strconv"
 
 	"github.com/feedbackd/feedbackd/pkg/replay"
 )
@@ -58,6 +59,37 @@ func (a *api) startReplay(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Location", "/v1/dlq/replays/"+p.ID)
 		writeJSON(w, http.StatusAccepted, p)
 	}
+}
+
+// listReplays lists the jobs of the last week, newest first (at most
+// limit, default 20, up to 100); an org token sees its organisations' only.
+func (a *api) listReplays(w http.ResponseWriter, r *http.Request) {
+	if a.opts.Replays == nil {
+		writeError(w, http.StatusNotImplemented, "not_implemented", "replays are not configured", "")
+		return
+	}
+	limit := 20
+	if v := r.URL.Query().Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 100 {
+			writeError(w, http.StatusBadRequest, "invalid_request", "limit must be a whole number from 1 to 100", "limit")
+			return
+		}
+		limit = n
+	}
+	jobs, err := a.opts.Replays.List(r.Context(), limit)
+	if err != nil {
+		a.fail(w, err)
+		return
+	}
+	p := principal(r)
+	out := make([]replay.Progress, 0, len(jobs))
+	for _, j := range jobs {
+		if p.Admin || p.Allows(j.Request.Org) {
+			out = append(out, j)
+		}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"replays": out})
 }
 
 // getReplay reports a job; another organisation's job is not found.

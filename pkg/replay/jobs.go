@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"strconv"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -143,6 +144,9 @@ func (j *Jobs) run(req Request, token string) {
 	j.log.Info("replay ended", "id", id, "state", p.State, "replayed", p.Replayed, "matched", p.Matched, "skipped", p.Skipped, "err", err)
 }
 
+// indexKey is a sorted set of the jobs' ids by start time, for List.
+func (j *Jobs) indexKey() string { return j.prefix + "replays" }
+
 func (j *Jobs) save(p Progress) {
 	b, _ := json.Marshal(p)
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(j.ctx), 5*time.Second)
@@ -150,6 +154,33 @@ func (j *Jobs) save(p Progress) {
 	if err := j.rdb.Set(ctx, j.statusKey(p.ID), b, statusTTL).Err(); err != nil {
 		j.log.Warn("cannot save replay progress", "id", p.ID, "err", err)
 	}
+	// The index outlives no status: entries older than statusTTL go.
+	started := float64(p.StartedAt.UnixMilli())
+	if err := j.rdb.ZAdd(ctx, j.indexKey(), redis.Z{Score: started, Member: p.ID}).Err(); err != nil {
+		j.log.Warn("cannot index replay job", "id", p.ID, "err", err)
+	}
+	j.rdb.ZRemRangeByScore(ctx, j.indexKey(), "-inf", strconv.FormatInt(time.Now().Add(-statusTTL).UnixMilli(), 10))
+}
+
+// List returns the last limit jobs, newest first, with their progress as
+// Get reports it. Jobs are kept for a week after they end.
+func (j *Jobs) List(ctx context.Context, limit int) ([]Progress, error) {
+	ids, err := j.rdb.ZRevRange(ctx, j.indexKey(), 0, int64(limit)-1).Result()
+	if err != nil {
+		return nil, fmt.Errorf("redis: %w", err)
+	}
+	out := make([]Progress, 0, len(ids))
+	for _, id := range ids {
+		p, err := j.Get(ctx, id)
+		switch {
+		case errors.Is(err, ErrNoJob): // expired
+		case err != nil:
+			return nil, err
+		default:
+			out = append(out, p)
+		}
+	}
+	return out, nil
 }
 
 // Get returns a job's last saved progress. A job saved as running whose
