@@ -7,8 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"sync"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
