@@ -75,6 +75,6 @@ admin-url, token, group, output). Commands exit non-zero on failure.`,
 		_ = s.v.BindPFlag(k, pf.Lookup(k))
 	}
 
-	root.AddCommand(newWebhooks(s), newCampaigns(s), newDLQ(s), newProduce(s), newValidate(s), newReceive(s))
+	root.AddCommand(newWebhooks(s), newCampaigns(s), newDLQ(s), newProduce(s), newValidate(s), newReceive(s), newToken(s))
 	return root
 }
