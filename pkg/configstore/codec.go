@@ -63,7 +63,10 @@ func (s *Store) decode(key string, b []byte) (*webhook.Stored, error) {
 		}
 		plain, err := s.opts.Keyring.Open(*v, key)
 		if errors.Is(err, secrets.ErrNoKey) {
-			s.missing.set(key, err)
+			if s.missing.set(key, err) { // once per config, not per event
+				s.opts.Logger.Error("webhook config's secrets do not open: its events wait until feedbackd has the key (secrets.keys, secrets.key_file)",
+					"org_sandbox", key, "error", err)
+			}
 			return fmt.Errorf("%w: %s: %w", ErrKeyMissing, key, err)
 		}
 		if err != nil {
@@ -97,18 +100,20 @@ type missingKeys struct {
 }
 
 // set records the outcome of opening the secrets of config key: err is
-// nil once they opened.
-func (k *missingKeys) set(key string, err error) {
+// nil once they opened. It reports whether key is newly missing.
+func (k *missingKeys) set(key string, err error) (added bool) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	if err == nil {
 		delete(k.m, key)
-		return
+		return false
 	}
 	if k.m == nil {
 		k.m = map[string]error{}
 	}
+	_, had := k.m[key]
 	k.m[key] = err
+	return !had
 }
 
 // err describes the configs whose secrets do not open, or is nil.

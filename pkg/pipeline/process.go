@@ -216,19 +216,14 @@ func readReplayHistory(r *kgo.Record, st *retry.State) {
 // is being rebuilt and secrets sealed with a key this instance lacks: none
 // is a reason to skip or dead-letter an event.
 func (p *Pipeline) lookup(ctx context.Context, ev *event.Event) (*webhook.Target, error) {
-	const firstBackoff = 100 * time.Millisecond
-	backoff := firstBackoff
+	backoff := 100 * time.Millisecond
 	for {
 		t, err := p.configs.Lookup(ctx, ev.Org, ev.SandboxID)
 		if err == nil || errors.Is(err, configstore.ErrNotFound) || errors.Is(err, configstore.ErrCorrupt) {
 			return t, err
 		}
 		p.metrics.configUnavailable.Inc()
-		level := slog.LevelDebug
-		if errors.Is(err, configstore.ErrKeyMissing) && backoff == firstBackoff {
-			level = slog.LevelError // the operator's to fix: say so once per event
-		}
-		p.log.Log(ctx, level, "config lookup unavailable; the event waits", "org", ev.Org, "sandbox", ev.SandboxID, "err", err, "in", backoff)
+		p.log.Debug("config lookup unavailable; the event waits", "org", ev.Org, "sandbox", ev.SandboxID, "err", err, "in", backoff)
 		if !sleep(ctx, backoff) {
 			return nil, ctx.Err()
 		}
