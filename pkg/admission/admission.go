@@ -74,7 +74,7 @@ func (o *Options) defaults() {
 // it the controller acts alone, except for the breakers it opens itself.
 type Controller struct {
 	opts     Options
-	rdb      *redis.Client
+	rdb      redis.UniversalClient
 	instance string
 	metrics  *metrics
 
@@ -109,7 +109,7 @@ type openState struct {
 }
 
 // New returns a Controller that keeps its shared state in rdb.
-func New(rdb *redis.Client, opts Options) *Controller {
+func New(rdb redis.UniversalClient, opts Options) *Controller {
 	opts.defaults()
 	return &Controller{
 		opts: opts, rdb: rdb, instance: rand.Text(), metrics: newMetrics(opts.Registerer),

@@ -92,7 +92,7 @@ type Store struct {
 	opts     Options
 	producer *kgo.Client
 	kafka    []kgo.Opt // for the syncer's consumer clients
-	rdb      *redis.Client
+	rdb      redis.UniversalClient
 	cache    *cache
 	metrics  *Metrics
 	applied  applied
@@ -103,7 +103,7 @@ type Store struct {
 // New returns a Store. producer writes the configs topic and must allow
 // producing to it; kafkaOpts (seeds, TLS, SASL) are used to build the
 // consumer that tails it. New does no I/O.
-func New(producer *kgo.Client, kafkaOpts []kgo.Opt, rdb *redis.Client, opts Options) *Store {
+func New(producer *kgo.Client, kafkaOpts []kgo.Opt, rdb redis.UniversalClient, opts Options) *Store {
 	opts.defaults()
 	return &Store{
 		opts:     opts,

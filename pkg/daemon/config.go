@@ -9,7 +9,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/redis/go-redis/v9"
 
 	"github.com/feedbackd/feedbackd/pkg/deliver"
 	"github.com/feedbackd/feedbackd/pkg/netguard"
@@ -54,10 +53,30 @@ type TopicsConfig struct {
 	Configs     string   `mapstructure:"configs"`
 }
 
-// RedisConfig says where Redis is.
+// RedisConfig says where Redis is and how to reach it: one server
+// (redis.addr, or one of redis.addrs), a Cluster (several redis.addrs, or
+// mode cluster) or the masters that Sentinels name (redis.master_name). See
+// redis.go.
 type RedisConfig struct {
-	Addr      string `mapstructure:"addr"`
-	KeyPrefix string `mapstructure:"key_prefix"`
+	Addr         string         `mapstructure:"addr"`
+	Addrs        []string       `mapstructure:"addrs"`
+	Mode         string         `mapstructure:"mode"` // "" (from the other keys), standalone, cluster, sentinel
+	MasterName   string         `mapstructure:"master_name"`
+	Username     string         `mapstructure:"username"`
+	Password     string         `mapstructure:"password"`
+	PasswordFile string         `mapstructure:"password_file"`
+	DB           int            `mapstructure:"db"`
+	TLS          RedisTLSConfig `mapstructure:"tls"`
+	KeyPrefix    string         `mapstructure:"key_prefix"`
+}
+
+// RedisTLSConfig is TLS to Redis (and to the Sentinels).
+type RedisTLSConfig struct {
+	Enabled    bool   `mapstructure:"enabled"`
+	CAFile     string `mapstructure:"ca_file"`
+	CertFile   string `mapstructure:"cert_file"`
+	KeyFile    string `mapstructure:"key_file"`
+	ServerName string `mapstructure:"server_name"`
 }
 
 // HTTPConfig is the admin, health and metrics listener.
@@ -178,7 +197,7 @@ func Defaults() Config {
 			LagInterval:    15 * time.Second,
 			SessionTimeout: 45 * time.Second,
 		},
-		Redis: RedisConfig{Addr: "127.0.0.1:6379", KeyPrefix: "feedbackd:"},
+		Redis: RedisConfig{Addr: "127.0.0.1:6379", Addrs: []string{}, KeyPrefix: "feedbackd:"},
 		HTTP:  HTTPConfig{Addr: ":8080"},
 		Retry: RetryConfig{
 			Schedule: []time.Duration{5 * time.Second, 30 * time.Second, 2 * time.Minute, 10 * time.Minute,
@@ -236,11 +255,7 @@ func (c *Config) Validate() error {
 	if c.Kafka.LagInterval < 100*time.Millisecond {
 		bad("kafka.lag_interval", "must be at least 100ms")
 	}
-	if c.Redis.Addr == "" {
-		bad("redis.addr", "is required")
-	} else if _, err := RedisOptions(c.Redis.Addr); err != nil {
-		bad("redis.addr", "%v", err)
-	}
+	c.Redis.validate(bad)
 	if _, _, err := net.SplitHostPort(c.HTTP.Addr); err != nil {
 		bad("http.addr", "%q is not [host]:port", c.HTTP.Addr)
 	}
@@ -331,19 +346,4 @@ func (c *Config) Guard(r netguard.Resolver) *netguard.Guard {
 // RetryPolicy is the configured retry schedule as a value.
 func (c *Config) RetryPolicy() retry.Policy {
 	return retry.Policy{Schedule: c.Retry.Schedule, Jitter: c.Retry.Jitter}
-}
-
-// RedisOptions accepts host:port or a redis://, rediss:// or unix:// URL.
-func RedisOptions(addr string) (*redis.Options, error) {
-	if strings.Contains(addr, "://") {
-		o, err := redis.ParseURL(addr)
-		if err != nil {
-			return nil, fmt.Errorf("not a valid Redis URL")
-		}
-		return o, nil
-	}
-	if _, _, err := net.SplitHostPort(addr); err != nil {
-		return nil, fmt.Errorf("%q is not host:port or a redis:// URL", addr)
-	}
-	return &redis.Options{Addr: addr}, nil
 }

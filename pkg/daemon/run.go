@@ -17,7 +17,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
-	"github.com/redis/go-redis/v9"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -89,9 +88,15 @@ func Run(ctx context.Context, cfg Config, opts Options) error {
 	if err != nil {
 		return err
 	}
-	ropts, _ := RedisOptions(cfg.Redis.Addr) // validated
-	rdb := redis.NewClient(ropts)
+	rdb, err := cfg.Redis.NewRedisClient()
+	if err != nil {
+		return err
+	}
 	defer rdb.Close()
+	if err := checkRedis(ctx, cfg.Redis, rdb, log); err != nil {
+		return err
+	}
+	redisCheck := func(ctx context.Context) error { return cfg.Redis.RedisError(rdb.Ping(ctx).Err()) }
 
 	producer, err := kgo.NewClient(append(kopts("configs"), kgo.DefaultProduceTopic(cfg.Kafka.Topics.Configs))...)
 	if err != nil {
@@ -159,7 +164,7 @@ func Run(ctx context.Context, cfg Config, opts Options) error {
 		// An attempt lasts at most delivery.timeout; recording its outcome
 		// may wait for Redis a little longer.
 		ClaimTTL:        cfg.Delivery.Timeout + 15*time.Second,
-		Dependency:      func(ctx context.Context) error { return rdb.Ping(ctx).Err() },
+		Dependency:      redisCheck,
 		MaxParked:       cfg.Delivery.MaxParked,
 		ShutdownTimeout: cfg.Shutdown.Timeout,
 		LagInterval:     cfg.Kafka.LagInterval,
@@ -183,7 +188,7 @@ func Run(ctx context.Context, cfg Config, opts Options) error {
 		RotationGrace: cfg.Secrets.RotationGrace,
 		Checks: []admin.Check{
 			{Name: "kafka", Func: pipe.Ping},
-			{Name: "redis", Func: func(ctx context.Context) error { return rdb.Ping(ctx).Err() }},
+			{Name: "redis", Func: redisCheck},
 			{Name: "configs", Func: func(context.Context) error {
 				if !store.Loaded() {
 					return configstore.ErrNotLoaded

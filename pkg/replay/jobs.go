@@ -49,7 +49,7 @@ return 0`)
 type Jobs struct {
 	ctx    context.Context
 	kafka  []kgo.Opt
-	rdb    *redis.Client
+	rdb    redis.UniversalClient
 	prefix string
 	opts   Options
 	log    *slog.Logger
@@ -64,7 +64,7 @@ const (
 )
 
 // NewJobs returns a job runner; keyPrefix prefixes its Redis keys.
-func NewJobs(ctx context.Context, kafkaOpts []kgo.Opt, rdb *redis.Client, keyPrefix string, opts Options) *Jobs {
+func NewJobs(ctx context.Context, kafkaOpts []kgo.Opt, rdb redis.UniversalClient, keyPrefix string, opts Options) *Jobs {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
