@@ -63,4 +63,3 @@ func TestValidateNamesTheKey(t *testing.T) {
 		})
 	}
 }
-
