@@ -118,10 +118,31 @@ func New(rdb redis.UniversalClient, opts Options) *Controller {
 	}
 }
 
+// Keys. An endpoint's breaker state, failure counter and probe lock carry
+// the endpoint as their Redis Cluster hash tag, so that one script can
+// change all three; the breakers hash only indexes the open breakers for
+// the refresh of every instance (one HGETALL), and is written after the
+// script: if an instance dies in between, the index is repaired by the
+// next failure or probe of that endpoint.
 func (c *Controller) breakersKey() string       { return c.opts.KeyPrefix + "breakers" }
-func (c *Controller) failsKey(ep string) string { return c.opts.KeyPrefix + "breaker-fails:" + ep }
-func (c *Controller) probeKey(ep string) string { return c.opts.KeyPrefix + "breaker-probe:" + ep }
+func (c *Controller) stateKey(ep string) string { return c.opts.KeyPrefix + "breaker:{" + ep + "}" }
+func (c *Controller) failsKey(ep string) string { return c.opts.KeyPrefix + "breaker-fails:{" + ep + "}" }
+func (c *Controller) probeKey(ep string) string { return c.opts.KeyPrefix + "breaker-probe:{" + ep + "}" }
 func (c *Controller) instancesKey() string      { return c.opts.KeyPrefix + "instances" }
+
+// index copies an endpoint's breaker state to the breakers hash ("" drops
+// it). Errors are only logged: the index is a hint, the state key decides.
+func (c *Controller) index(ctx context.Context, ep, v string) {
+	var err error
+	if v == "" {
+		err = c.rdb.HDel(ctx, c.breakersKey(), ep).Err()
+	} else {
+		err = c.rdb.HSet(ctx, c.breakersKey(), ep, v).Err()
+	}
+	if err != nil {
+		c.opts.Logger.Debug("circuit breaker index not updated in Redis", "endpoint", ep, "err", err)
+	}
+}
 
 // share is this instance's part of the per-endpoint limit. Called with
 // c.mu held.
@@ -165,7 +186,7 @@ func (c *Controller) Admit(ctx context.Context, ep string) Decision {
 	// Half-open, as far as this instance knows: one attempt over all
 	// instances is the probe. If Redis cannot say, the attempt goes ahead
 	// (fail open).
-	res, err := probeScript.Run(ctx, c.rdb, []string{c.breakersKey(), c.probeKey(ep)}, ep, c.instance,
+	res, err := probeScript.Run(ctx, c.rdb, []string{c.stateKey(ep), c.probeKey(ep)}, c.instance,
 		now.UnixMilli(), (st.cooldown + 30*time.Second).Milliseconds()).Text()
 	switch {
 	case err != nil || res == "probe":
@@ -177,6 +198,7 @@ func (c *Controller) Admit(ctx context.Context, ep string) Decision {
 		c.mu.Lock()
 		delete(c.open, ep)
 		c.mu.Unlock()
+		c.index(ctx, ep, "") // in case the closer died before it could
 		return Decision{Verdict: Go, Release: release}
 	}
 	release()
@@ -194,14 +216,14 @@ func (c *Controller) Admit(ctx context.Context, ep string) Decision {
 // if the breaker is closed, "until:cooldown" if it is open, "probe" if the
 // caller is the probe and "taken" if another caller is.
 //
-// KEYS: breakers hash, probe lock. ARGV: endpoint, instance, now, lock TTL
-// in milliseconds.
+// KEYS: breaker state, probe lock (one hash slot). ARGV: instance, now,
+// lock TTL in milliseconds.
 var probeScript = redis.NewScript(`
-local cur = redis.call("HGET", KEYS[1], ARGV[1])
+local cur = redis.call("GET", KEYS[1])
 if not cur then return "closed" end
 local untilms = tonumber(string.match(cur, "^(%d+):"))
-if untilms and untilms > tonumber(ARGV[3]) then return cur end
-if redis.call("SET", KEYS[2], ARGV[2], "NX", "PX", ARGV[4]) then return "probe" end
+if untilms and untilms > tonumber(ARGV[2]) then return cur end
+if redis.call("SET", KEYS[2], ARGV[1], "NX", "PX", ARGV[3]) then return "probe" end
 return "taken"`)
 
 // waiter is a caller of Wait; ch is closed once it is handed a place,
@@ -406,7 +428,12 @@ func (c *Controller) Success(ctx context.Context, ep string) (closed bool) {
 	if !suspect && !wasOpen {
 		return false // the usual case: nothing shared to change
 	}
-	if err := closeScript.Run(ctx, c.rdb, []string{c.breakersKey(), c.failsKey(ep), c.probeKey(ep)}, ep).Err(); err != nil {
+	// One round trip; in a Cluster the index may be on another node.
+	if _, err := c.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		p.Del(ctx, c.stateKey(ep), c.failsKey(ep), c.probeKey(ep))
+		p.HDel(ctx, c.breakersKey(), ep)
+		return nil
+	}); err != nil {
 		c.opts.Logger.Debug("circuit breaker not reset in Redis", "endpoint", ep, "err", err)
 	}
 	if wasOpen {
@@ -423,7 +450,7 @@ func (c *Controller) Failure(ctx context.Context, ep string) (openUntil time.Tim
 	c.mu.Lock()
 	c.suspect[ep] = true
 	c.mu.Unlock()
-	res, err := failScript.Run(ctx, c.rdb, []string{c.breakersKey(), c.failsKey(ep), c.probeKey(ep)}, ep,
+	res, err := failScript.Run(ctx, c.rdb, []string{c.stateKey(ep), c.failsKey(ep), c.probeKey(ep)},
 		c.opts.Threshold, time.Now().UnixMilli(), c.opts.BaseCooldown.Milliseconds(), c.opts.MaxCooldown.Milliseconds()).Text()
 	if err != nil {
 		c.opts.Logger.Debug("failure not counted for the circuit breaker", "endpoint", ep, "err", err)
@@ -437,6 +464,7 @@ func (c *Controller) Failure(ctx context.Context, ep string) (openUntil time.Tim
 	c.mu.Lock()
 	c.open[ep] = st // already open: another instance opened it
 	c.mu.Unlock()
+	c.index(ctx, ep, v) // also repairs an index that missed it
 	if state != "opened" {
 		return time.Time{}, false
 	}
@@ -449,31 +477,27 @@ func (c *Controller) Failure(ctx context.Context, ep string) (openUntil time.Tim
 // breaker and returns "opened until:cooldown" (milliseconds); if the
 // breaker is open already, "open until:cooldown"; otherwise "".
 //
-// KEYS: breakers hash, failure counter, probe lock. ARGV: endpoint,
-// threshold, now, base cooldown, max cooldown.
+// KEYS: breaker state, failure counter, probe lock (one hash slot). ARGV:
+// threshold, now, base cooldown, max cooldown. The state outlives its open
+// period by a day, so that a failed probe doubles the cooldown; an
+// endpoint nobody tried for that long starts afresh.
 var failScript = redis.NewScript(`
-local cur = redis.call("HGET", KEYS[1], ARGV[1])
-local now = tonumber(ARGV[3])
-local cooldown = tonumber(ARGV[4])
+local cur = redis.call("GET", KEYS[1])
+local now = tonumber(ARGV[2])
+local cooldown = tonumber(ARGV[3])
 if cur then
   local untilms, cd = string.match(cur, "(%d+):(%d+)")
   if tonumber(untilms) > now then return "open " .. cur end
-  cooldown = math.min(tonumber(cd) * 2, tonumber(ARGV[5]))
+  cooldown = math.min(tonumber(cd) * 2, tonumber(ARGV[4]))
 else
   local n = redis.call("INCR", KEYS[2])
   redis.call("PEXPIRE", KEYS[2], 600000)
-  if n < tonumber(ARGV[2]) then return "" end
+  if n < tonumber(ARGV[1]) then return "" end
 end
 local v = tostring(now + cooldown) .. ":" .. tostring(cooldown)
-redis.call("HSET", KEYS[1], ARGV[1], v)
+redis.call("SET", KEYS[1], v, "PX", cooldown + 86400000)
 redis.call("DEL", KEYS[2], KEYS[3])
 return "opened " .. v`)
-
-// closeScript closes an endpoint's breaker and forgets its failures.
-var closeScript = redis.NewScript(`
-redis.call("HDEL", KEYS[1], ARGV[1])
-redis.call("DEL", KEYS[2], KEYS[3])
-return 1`)
 
 func parseOpen(v string) (openState, bool) {
 	until, cd, ok := strings.Cut(v, ":")
@@ -519,7 +543,9 @@ func (c *Controller) refresh(ctx context.Context) error {
 	now := time.Now()
 	var live *redis.IntCmd
 	var breakers *redis.MapStringStringCmd
-	_, err := c.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+	// Not a transaction: in a Cluster the two keys may be on two nodes;
+	// the commands on the instances key still run in order.
+	_, err := c.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		p.ZAdd(ctx, c.instancesKey(), redis.Z{Score: float64(now.UnixMilli()), Member: c.instance})
 		p.ZRemRangeByScore(ctx, c.instancesKey(), "-inf", fmt.Sprint(now.Add(-c.staleAfter()).UnixMilli()))
 		live = p.ZCard(ctx, c.instancesKey())
