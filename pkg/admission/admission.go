@@ -126,9 +126,13 @@ func New(rdb redis.UniversalClient, opts Options) *Controller {
 // next failure or probe of that endpoint.
 func (c *Controller) breakersKey() string       { return c.opts.KeyPrefix + "breakers" }
 func (c *Controller) stateKey(ep string) string { return c.opts.KeyPrefix + "breaker:{" + ep + "}" }
-func (c *Controller) failsKey(ep string) string { return c.opts.KeyPrefix + "breaker-fails:{" + ep + "}" }
-func (c *Controller) probeKey(ep string) string { return c.opts.KeyPrefix + "breaker-probe:{" + ep + "}" }
-func (c *Controller) instancesKey() string      { return c.opts.KeyPrefix + "instances" }
+func (c *Controller) failsKey(ep string) string {
+	return c.opts.KeyPrefix + "breaker-fails:{" + ep + "}"
+}
+func (c *Controller) probeKey(ep string) string {
+	return c.opts.KeyPrefix + "breaker-probe:{" + ep + "}"
+}
+func (c *Controller) instancesKey() string { return c.opts.KeyPrefix + "instances" }
 
 // index copies an endpoint's breaker state to the breakers hash ("" drops
 // it). Errors are only logged: the index is a hint, the state key decides.
