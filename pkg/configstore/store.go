@@ -117,7 +117,12 @@ func New(producer *kgo.Client, kafkaOpts []kgo.Opt, rdb redis.UniversalClient, o
 }
 
 func (s *Store) redisKey(key string) string { return s.opts.KeyPrefix + "cfg:" + key }
-func (s *Store) markerKey() string          { return s.opts.KeyPrefix + "configs:loaded" }
+func (s *Store) markerKey() string          { return s.opts.KeyPrefix + "{configs}:loaded" }
+
+// passKey is the sentinel of a sync pass; it shares the marker's Redis
+// Cluster hash tag, {configs}, so that markScript can check one and set
+// the other.
+func (s *Store) passKey(pass string) string { return s.opts.KeyPrefix + "{configs}:pass:" + pass }
 func (s *Store) lockKey(key string) string  { return s.opts.KeyPrefix + "lock:" + key }
 
 // globEscape makes s match only itself in a Redis SCAN or KEYS pattern.
@@ -242,12 +247,8 @@ func (s *Store) List(ctx context.Context, org string) ([]*webhook.Stored, error)
 	if org != "" {
 		pattern = globEscape(s.redisKey(org+"/")) + "*"
 	}
-	var keys []string
-	iter := s.rdb.Scan(ctx, 0, pattern, 1000).Iterator()
-	for iter.Next(ctx) {
-		keys = append(keys, iter.Val())
-	}
-	if err := iter.Err(); err != nil {
+	keys, err := scanKeys(ctx, s.rdb, pattern)
+	if err != nil {
 		return nil, fmt.Errorf("redis: %w", err)
 	}
 	slices.Sort(keys)
@@ -423,4 +424,31 @@ func (s *Store) Disable(ctx context.Context, org, sandboxID, reason string) erro
 		return nil
 	})
 	return err
+}
+
+// scanKeys returns the keys matching pattern. A Cluster's SCAN sees one
+// node: there every master is scanned.
+func scanKeys(ctx context.Context, rdb redis.UniversalClient, pattern string) ([]string, error) {
+	scan := func(ctx context.Context, c redis.Cmdable) ([]string, error) {
+		var keys []string
+		iter := c.Scan(ctx, 0, pattern, 1000).Iterator()
+		for iter.Next(ctx) {
+			keys = append(keys, iter.Val())
+		}
+		return keys, iter.Err()
+	}
+	cc, ok := rdb.(*redis.ClusterClient)
+	if !ok {
+		return scan(ctx, rdb)
+	}
+	var mu sync.Mutex
+	var all []string
+	err := cc.ForEachMaster(ctx, func(ctx context.Context, node *redis.Client) error {
+		keys, err := scan(ctx, node)
+		mu.Lock()
+		all = append(all, keys...)
+		mu.Unlock()
+		return err
+	})
+	return all, err
 }

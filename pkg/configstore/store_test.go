@@ -197,7 +197,7 @@ func TestRedisRestoredFromOlderSnapshotIsRebuilt(t *testing.T) {
 func TestMarkerNeedsTheSentinel(t *testing.T) {
 	e := newEnv(t)
 	ctx := testenv.Context(t, 10*time.Second)
-	keys := []string{"t:configs:pass:x", "t:configs:loaded"}
+	keys := []string{"t:{configs}:pass:x", "t:{configs}:loaded"}
 	if err := e.redis.Client.Set(ctx, keys[0], "1", time.Minute).Err(); err != nil {
 		t.Fatal(err)
 	}

@@ -5,7 +5,9 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -84,7 +86,7 @@ func (s *Store) syncPass(ctx context.Context) error {
 
 	pass := rand.Text()
 	barrier := barrierPrefix + pass
-	sentinel := s.opts.KeyPrefix + "configs:pass:" + pass
+	sentinel := s.passKey(pass)
 	if err := s.rdb.Set(ctx, sentinel, "1", 24*time.Hour).Err(); err != nil {
 		return fmt.Errorf("redis: %w", err)
 	}
@@ -182,9 +184,34 @@ func (s *Store) checkRedis(ctx context.Context, runID string) error {
 }
 
 // redisRunID is the server's run_id, which changes on every restart, or ""
-// if the server does not report one (miniredis).
+// if the server does not report one (miniredis). Behind Sentinel it is the
+// current master's: a failover, which may lose the writes the replica had
+// not received, changes it. In a Cluster it is the sorted run_ids of all
+// masters: a restart or failover of any of them, or a change of the
+// masters, changes it.
 func (s *Store) redisRunID(ctx context.Context) (string, error) {
-	info, err := s.rdb.Info(ctx, "server").Result()
+	cc, ok := s.rdb.(*redis.ClusterClient)
+	if !ok {
+		return runID(ctx, s.rdb)
+	}
+	var mu sync.Mutex
+	var ids []string
+	err := cc.ForEachMaster(ctx, func(ctx context.Context, node *redis.Client) error {
+		id, err := runID(ctx, node)
+		mu.Lock()
+		ids = append(ids, id)
+		mu.Unlock()
+		return err
+	})
+	if err != nil {
+		return "", err
+	}
+	slices.Sort(ids)
+	return strings.Join(ids, ","), nil
+}
+
+func runID(ctx context.Context, c redis.Cmdable) (string, error) {
+	info, err := c.Info(ctx, "server").Result()
 	var answered redis.Error
 	if errors.As(err, &answered) { // the server refused: it has no run_id to give
 		return "", nil
