@@ -6,7 +6,9 @@
 //
 // Delivered events are kept as 16-byte hashes of their keys in Redis sets,
 // one per tenth of the window and shard of the hash,
-// <prefix>delivered:<start>+<width>:<shard> (Unix milliseconds), which
+// <prefix>delivered:{dedupe-<shard>}:<start>+<width> (Unix milliseconds;
+// the shard is the Redis Cluster hash tag, so that the sets one check reads
+// are on one node), which
 // expire a window after they end: recording a batch of deliveries is an
 // SADD per shard, and an event costs Redis about 80 bytes. A check looks at
 // the sets of the last window, give or take a tenth (clocks of instances
@@ -178,8 +180,8 @@ const shards = 16
 // deliveredKey names the delivered set of shard for the tenth of the
 // window starting at start.
 func (s *Store) deliveredKey(start int64, shard byte) string {
-	return s.prefix + "delivered:" + strconv.FormatInt(start, 10) + "+" + strconv.FormatInt(s.width.Milliseconds(), 10) +
-		":" + strconv.Itoa(int(shard))
+	return s.prefix + "delivered:{dedupe-" + strconv.Itoa(int(shard)) + "}:" + strconv.FormatInt(start, 10) + "+" +
+		strconv.FormatInt(s.width.Milliseconds(), 10)
 }
 
 // windowKeys are the delivered sets of shard an id recorded within the
