@@ -25,38 +25,55 @@ type Redis struct {
 	cmd    *exec.Cmd
 	port   int
 	dir    string
+	args   []string // more redis-server arguments
+	tls    bool     // port is a TLS port; no plain TCP
 }
 
 // StartRedis starts redis-server on a free loopback port with persistence
-// off. It fails the test if redis-server is not installed: `make test`
-// installs it.
-func StartRedis(t testing.TB) *Redis {
+// off; args are more redis-server arguments (--requirepass, --user, TLS:
+// see StartRedisTLS). It fails the test if redis-server is not installed:
+// `make test` installs it. Client logs in as the default user, without a
+// password.
+func StartRedis(t testing.TB, args ...string) *Redis {
 	t.Helper()
-	bin, err := exec.LookPath("redis-server")
-	if err != nil {
+	r := newRedis(t, args...)
+	r.Client = redis.NewClient(&redis.Options{Addr: r.Addr})
+	t.Cleanup(func() { r.Client.Close() })
+	return r
+}
+
+// newRedis starts a redis-server with args, stopped and removed with the
+// test; the caller makes Client.
+func newRedis(t testing.TB, args ...string) *Redis { return newRedisOn(t, false, args...) }
+
+func newRedisOn(t testing.TB, tls bool, args ...string) *Redis {
+	t.Helper()
+	if _, err := exec.LookPath("redis-server"); err != nil {
 		t.Fatalf("redis-server not found: install it (apt-get install redis-server) or run `make test`, which does")
 	}
 	dir, err := os.MkdirTemp("", "fbredis")
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := &Redis{dir: dir, port: freePort(t)}
+	r := &Redis{dir: dir, port: freePort(t), args: args, tls: tls}
 	r.Addr = fmt.Sprintf("127.0.0.1:%d", r.port)
 	r.URL = "redis://" + r.Addr
-	r.start(t, bin)
-	r.Client = redis.NewClient(&redis.Options{Addr: r.Addr})
 	t.Cleanup(func() {
-		r.Client.Close()
 		r.Kill()
 		os.RemoveAll(dir)
 	})
+	r.start(t, "redis-server")
 	return r
 }
 
 func (r *Redis) start(t testing.TB, bin string) {
 	t.Helper()
-	r.cmd = exec.Command(bin, "--port", fmt.Sprint(r.port), "--bind", "127.0.0.1", "--save", "",
-		"--appendonly", "no", "--dir", r.dir, "--logfile", filepath.Join(r.dir, "redis.log"))
+	ports := []string{"--port", fmt.Sprint(r.port)}
+	if r.tls {
+		ports = []string{"--port", "0", "--tls-port", fmt.Sprint(r.port)}
+	}
+	r.cmd = exec.Command(bin, append(append(ports, "--bind", "127.0.0.1", "--save", "",
+		"--appendonly", "no", "--dir", r.dir, "--logfile", filepath.Join(r.dir, "redis.log")), r.args...)...)
 	if err := r.cmd.Start(); err != nil {
 		t.Fatalf("start redis-server: %v", err)
 	}
@@ -87,8 +104,13 @@ func (r *Redis) Kill() {
 // Restart starts an empty server on the same port after Kill.
 func (r *Redis) Restart(t testing.TB) {
 	t.Helper()
-	bin, _ := exec.LookPath("redis-server")
-	r.start(t, bin)
+	r.start(t, "redis-server")
+}
+
+// Log is the server's log so far.
+func (r *Redis) Log() string {
+	b, _ := os.ReadFile(filepath.Join(r.dir, "redis.log"))
+	return string(b)
 }
 
 func freePort(t testing.TB) int {
