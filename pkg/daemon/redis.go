@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"strings"
@@ -36,6 +37,8 @@ func (r RedisConfig) ModeName() string {
 	}
 	return RedisStandalone
 }
+
+func (r RedisConfig) tlsOn() bool { return r.TLS.Enabled || r.isURL() && strings.HasPrefix(r.Addr, "rediss://") }
 
 func (r RedisConfig) isURL() bool { return len(r.Addrs) == 0 && strings.Contains(r.Addr, "://") }
 
@@ -285,12 +288,15 @@ func (r RedisConfig) RedisError(err error) error {
 		return fmt.Errorf("redis: TLS handshake failed (%s): the server does not speak TLS", r.Describe())
 	case errors.As(err, &alert), strings.Contains(msg, "tls:"):
 		return fmt.Errorf("redis: TLS handshake failed (%s): %s", r.Describe(), tlsCause(err))
-	case errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) || strings.Contains(msg, "connection reset"):
-		return fmt.Errorf("redis: connection reset by %s (TLS expected but not configured, or the server dropped us)", r.Describe())
+	case errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) || errors.Is(err, io.EOF) ||
+		strings.Contains(msg, "connection reset"):
+		return fmt.Errorf("redis: unreachable (%s): the server closed the connection (does it want TLS? redis.tls.enabled)", r.Describe())
 	case errors.As(err, &dnsErr):
 		return fmt.Errorf("redis: unreachable (%s): cannot resolve %s", r.Describe(), dnsErr.Name)
 	case errors.Is(err, syscall.ECONNREFUSED):
 		return fmt.Errorf("redis: unreachable (%s): connection refused", r.Describe())
+	case (errors.Is(err, context.DeadlineExceeded) || strings.Contains(msg, "i/o timeout")) && r.tlsOn():
+		return fmt.Errorf("redis: unreachable (%s): timed out (no answer to the TLS handshake: is it a TLS port?)", r.Describe())
 	case errors.Is(err, context.DeadlineExceeded), strings.Contains(msg, "i/o timeout"):
 		return fmt.Errorf("redis: unreachable (%s): timed out", r.Describe())
 	case strings.Contains(msg, "all sentinels are unreachable"), strings.Contains(msg, "no master"):
@@ -351,7 +357,7 @@ func checkRedis(ctx context.Context, r RedisConfig, rdb redis.UniversalClient, l
 		return nil
 	}
 	msg := err.Error()
-	if strings.Contains(msg, "unreachable") || strings.Contains(msg, "cluster down") || strings.Contains(msg, "connection reset") && !r.TLS.Enabled {
+	if strings.HasPrefix(msg, "redis: unreachable") || strings.HasPrefix(msg, "redis: cluster down") {
 		log.Warn(msg+"; waiting for it", "dependency", "redis")
 		return nil
 	}

@@ -226,8 +226,10 @@ func TestDisabledConfigReplayAfterReenable(t *testing.T) {
 
 // The admin API runs the same jobs: POST starts one (202), GET follows it;
 // an identical request later finds nothing new; bad requests name the field.
-func TestReplayJobThroughAdminAPI(t *testing.T) {
-	h := start(t, quickExhaustion)
+func TestReplayJobThroughAdminAPI(t *testing.T) { testReplayJobThroughAdminAPI(t) }
+
+func testReplayJobThroughAdminAPI(t *testing.T, opts ...option) {
+	h := start(t, quickExhaustion, opts...)
 	ep := newOutage(t)
 	h.createWebhook(webhookConfig("orgY", "sb", ep.URL))
 	h.produceMany(100, "orgY")

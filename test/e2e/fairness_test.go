@@ -14,7 +14,9 @@ import (
 // no attempt is made while it is open, one probe is sent per half-open
 // period, waiting does not use up the retry schedule, and when the
 // endpoint comes back every event is delivered, none dead-lettered.
-func TestCircuitBreakerSharedProbesAndRecovers(t *testing.T) {
+func TestCircuitBreakerSharedProbesAndRecovers(t *testing.T) { testCircuitBreakerSharedProbesAndRecovers(t) }
+
+func testCircuitBreakerSharedProbesAndRecovers(t *testing.T, opts ...option) {
 	const events, threshold = 12, 2
 	cooldown := time.Second
 	h := start(t, func(c *daemon.Config) {
@@ -25,7 +27,7 @@ func TestCircuitBreakerSharedProbesAndRecovers(t *testing.T) {
 		c.Delivery.Breaker.Threshold = threshold
 		c.Delivery.Breaker.Cooldown = cooldown
 		c.Delivery.Breaker.MaxCooldown = 2 * cooldown
-	})
+	}, opts...)
 	second := h.spawn()
 	defer second.stop()
 

@@ -54,6 +54,7 @@ type harness struct {
 	resolver  netguard.Resolver
 	kafkaOpts []kfake.Opt
 	tlsConfig *tls.Config // what deliveries trust; nil: the system roots
+	redisCfg  func(*daemon.RedisConfig) // nil: a redis-server of the test's own (h.redis)
 }
 
 // option adjusts a harness before feedbackd starts.
@@ -61,6 +62,10 @@ type option func(*harness)
 
 // withLogs makes feedbackd log JSON at debug level to w.
 func withLogs(w io.Writer) option { return func(h *harness) { h.logs = w } }
+
+// withRedis points feedbackd at a Redis the test started (a Cluster, a
+// Sentinel setup, a server with TLS or ACLs); h.redis stays nil.
+func withRedis(set func(*daemon.RedisConfig)) option { return func(h *harness) { h.redisCfg = set } }
 
 // withKafka starts the broker with these options.
 func withKafka(opts ...kfake.Opt) option { return func(h *harness) { h.kafkaOpts = opts } }
@@ -77,15 +82,22 @@ func withDeliveryTLS(cfg *tls.Config) option { return func(h *harness) { h.tlsCo
 // configuration.
 func start(t *testing.T, mutate func(*daemon.Config), opts ...option) *harness {
 	t.Helper()
-	h := &harness{t: t, redis: testenv.StartRedis(t)}
+	h := &harness{t: t}
 	for _, o := range opts {
 		o(h)
+	}
+	if h.redisCfg == nil {
+		h.redis = testenv.StartRedis(t)
 	}
 	h.kafka = testenv.StartKafka(t, h.kafkaOpts...)
 	h.cfg = daemon.Defaults()
 	h.cfg.Kafka.Brokers = h.kafka.Seeds
 	h.cfg.Kafka.Partitions = 2
-	h.cfg.Redis.Addr = h.redis.URL
+	if h.redis != nil {
+		h.cfg.Redis.Addr = h.redis.URL
+	} else {
+		h.redisCfg(&h.cfg.Redis)
+	}
 	h.cfg.HTTP.Addr = "127.0.0.1:0"
 	h.cfg.Admin.Token = token
 	h.cfg.Secrets.Keys = []string{secretsKey}

@@ -18,8 +18,10 @@ import (
 // Records read again (here: a new consumer group reads the topics from the
 // start, as after a crash before the commit) are not sent again while their
 // webhook-id is in the dedupe window; with dedupe off they are.
-func TestRereadRecordsAreNotSentAgain(t *testing.T) {
-	h := start(t, nil)
+func TestRereadRecordsAreNotSentAgain(t *testing.T) { testRereadRecordsAreNotSentAgain(t) }
+
+func testRereadRecordsAreNotSentAgain(t *testing.T, opts ...option) {
+	h := start(t, nil, opts...)
 	rc := newReceiver(t, func(int, delivery) int { return 200 })
 	h.createWebhook(webhookConfig("org1", "sb1", rc.URL))
 	const total = 40

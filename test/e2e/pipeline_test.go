@@ -21,8 +21,10 @@ import (
 // Every status is delivered once; the body is the event minus eventId; the
 // signature verifies with the reference library; events without eventId
 // get a derived, stable webhook-id.
-func TestEveryStatusDeliveredOnceAndSigned(t *testing.T) {
-	h := start(t, nil)
+func TestEveryStatusDeliveredOnceAndSigned(t *testing.T) { testEveryStatusDeliveredOnceAndSigned(t) }
+
+func testEveryStatusDeliveredOnceAndSigned(t *testing.T, opts ...option) {
+	h := start(t, nil, opts...)
 	rc := newReceiver(t, nil)
 	secret := h.createWebhook(webhookConfig("org1", "sb1", rc.URL))
 
@@ -152,8 +154,10 @@ func mustJSON(t *testing.T, v any) []byte {
 
 // 500 then 200 is delivered on the retry with the same webhook-id; 400 is
 // dead-lettered as rejected; always-500 ends as retries_exhausted.
-func TestRetryRejectAndExhaustion(t *testing.T) {
-	h := start(t, nil)
+func TestRetryRejectAndExhaustion(t *testing.T) { testRetryRejectAndExhaustion(t) }
+
+func testRetryRejectAndExhaustion(t *testing.T, opts ...option) {
+	h := start(t, nil, opts...)
 	flaky := newReceiver(t, func(n int, _ delivery) int {
 		if n == 1 {
 			return 500
@@ -367,8 +371,10 @@ func TestRedisFlushRebuildsConfigs(t *testing.T) {
 
 // Admin API: create, 409 on duplicate, field errors, an edit takes effect on
 // the next event, campaigns, delete.
-func TestAdminAPI(t *testing.T) {
-	h := start(t, nil)
+func TestAdminAPI(t *testing.T) { testAdminAPI(t) }
+
+func testAdminAPI(t *testing.T, opts ...option) {
+	h := start(t, nil, opts...)
 	a := newReceiver(t, nil)
 	b := newReceiver(t, nil)
 
@@ -494,8 +500,10 @@ func TestSkipsAreCounted(t *testing.T) {
 // 410 Gone dead-letters the event and disables the config; later events are
 // dead-lettered as endpoint_disabled (kept for replay) until it is enabled
 // again.
-func TestGoneDisablesConfig(t *testing.T) {
-	h := start(t, nil)
+func TestGoneDisablesConfig(t *testing.T) { testGoneDisablesConfig(t) }
+
+func testGoneDisablesConfig(t *testing.T, opts ...option) {
+	h := start(t, nil, opts...)
 	var gone sync.Map
 	rc := newReceiver(t, func(_ int, d delivery) int {
 		if _, ok := gone.Load("yes"); ok {
