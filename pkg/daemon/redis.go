@@ -38,7 +38,9 @@ func (r RedisConfig) ModeName() string {
 	return RedisStandalone
 }
 
-func (r RedisConfig) tlsOn() bool { return r.TLS.Enabled || r.isURL() && strings.HasPrefix(r.Addr, "rediss://") }
+func (r RedisConfig) tlsOn() bool {
+	return r.TLS.Enabled || r.isURL() && strings.HasPrefix(r.Addr, "rediss://")
+}
 
 func (r RedisConfig) isURL() bool { return len(r.Addrs) == 0 && strings.Contains(r.Addr, "://") }
 

@@ -14,7 +14,9 @@ import (
 // no attempt is made while it is open, one probe is sent per half-open
 // period, waiting does not use up the retry schedule, and when the
 // endpoint comes back every event is delivered, none dead-lettered.
-func TestCircuitBreakerSharedProbesAndRecovers(t *testing.T) { testCircuitBreakerSharedProbesAndRecovers(t) }
+func TestCircuitBreakerSharedProbesAndRecovers(t *testing.T) {
+	testCircuitBreakerSharedProbesAndRecovers(t)
+}
 
 func testCircuitBreakerSharedProbesAndRecovers(t *testing.T, opts ...option) {
 	const events, threshold = 12, 2

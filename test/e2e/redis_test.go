@@ -1,7 +1,7 @@
 package e2e
 
 import (
-		"context"
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -52,7 +53,7 @@ func TestOnRedisCluster(t *testing.T) {
 	// The keys are where the README's key layout says, spread over the
 	// masters, and none without the prefix.
 	ctx := t.Context()
-	var masters int
+	var masters atomic.Int32
 	err := c.Client.ForEachMaster(ctx, func(ctx context.Context, n *redis.Client) error {
 		keys, err := n.Keys(ctx, "*").Result()
 		for _, k := range keys {
@@ -61,12 +62,12 @@ func TestOnRedisCluster(t *testing.T) {
 			}
 		}
 		if len(keys) > 0 {
-			masters++
+			masters.Add(1)
 		}
 		return err
 	})
-	if err != nil || masters != 3 {
-		t.Fatalf("keys on %d of 3 masters (%v)", masters, err)
+	if err != nil || masters.Load() != 3 {
+		t.Fatalf("keys on %d of 3 masters (%v)", masters.Load(), err)
 	}
 }
 
