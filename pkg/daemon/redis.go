@@ -224,7 +224,13 @@ func (r RedisConfig) NewRedisClient() (redis.UniversalClient, error) {
 	}
 	switch r.ModeName() {
 	case RedisCluster:
-		return redis.NewClusterClient(u.Cluster()), nil
+		cc := redis.NewClusterClient(u.Cluster())
+		// go-redis reloads the slot map on MOVED and every minute, not when
+		// a master stops answering: after a failover the commands of its
+		// slots would fail for up to a minute. A failed dial to a node
+		// reloads it (debounced by go-redis).
+		cc.OnNewNode(func(n *redis.Client) { n.AddHook(reloadOnDialError{cc}) })
+		return cc, nil
 	case RedisSentinel:
 		return redis.NewFailoverClient(u.Failover()), nil
 	}
@@ -364,4 +370,24 @@ func checkRedis(ctx context.Context, r RedisConfig, rdb redis.UniversalClient, l
 		return nil
 	}
 	return err
+}
+
+// reloadOnDialError is a hook of a Cluster's node clients: a node that
+// cannot be reached makes the cluster client read the slot map again.
+type reloadOnDialError struct{ cc *redis.ClusterClient }
+
+func (h reloadOnDialError) DialHook(next redis.DialHook) redis.DialHook {
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := next(ctx, network, addr)
+		if err != nil {
+			h.cc.ReloadState(ctx)
+		}
+		return c, err
+	}
+}
+
+func (reloadOnDialError) ProcessHook(next redis.ProcessHook) redis.ProcessHook { return next }
+
+func (reloadOnDialError) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
 }
