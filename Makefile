@@ -5,7 +5,7 @@ VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev
 REVISION ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 LDFLAGS  := -X main.version=$(VERSION) -X main.revision=$(REVISION)
 # Debian packages the tests need, as command=package.
-TOOLS    := redis-server=redis-server kcat=kcat curl=curl docker-compose=docker-compose promtool=prometheus prometheus=prometheus tinyproxy=tinyproxy
+TOOLS    := redis-server=redis-server redis-cli=redis-tools kcat=kcat curl=curl docker-compose=docker-compose promtool=prometheus prometheus=prometheus tinyproxy=tinyproxy
 FUZZTIME ?= 5s
 
 .PHONY: help run build test deps check unit fuzz-short fuzz bench chaos rules-check compose-check clean

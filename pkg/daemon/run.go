@@ -211,7 +211,7 @@ func Run(ctx context.Context, cfg Config, opts Options) error {
 			"delivery.allow_http", cfg.Delivery.AllowHTTP, "delivery.allow_private_networks", cfg.Delivery.AllowPrivateNetworks)
 	}
 	log.Info("feedbackd started", "version", opts.Version, "http", ln.Addr().String(), "brokers", cfg.Kafka.Brokers,
-		"group", cfg.Kafka.Group, "retry_tiers", len(cfg.RetryPolicy().Tiers()))
+		"group", cfg.Kafka.Group, "redis", cfg.Redis.Describe(), "retry_tiers", len(cfg.RetryPolicy().Tiers()))
 	if opts.Listening != nil {
 		opts.Listening(ln.Addr())
 	}

@@ -163,10 +163,14 @@ func TestRedisWithTLSPasswordAndACL(t *testing.T) {
 	r := testenv.StartRedisTLS(t, f, false, append(append([]string{"--user"}, strings.Fields("default on >admin-pw ~* &* +@all")...), aclArgs()...)...)
 	pw := filepath.Join(t.TempDir(), "redis-password")
 	os.WriteFile(pw, []byte("fb-redis-pw\n"), 0o600)
-	testEveryStatusDeliveredOnceAndSigned(t, withRedis(func(c *daemon.RedisConfig) {
+	var logs syncBuffer
+	testEveryStatusDeliveredOnceAndSigned(t, withLogs(&logs), withRedis(func(c *daemon.RedisConfig) {
 		c.Addr, c.Username, c.PasswordFile = r.URL, "feedbackd", pw
 		c.TLS = daemon.RedisTLSConfig{Enabled: true, CAFile: f.CA}
 	}))
+	if strings.Contains(logs.String(), "fb-redis-pw") {
+		t.Error("the Redis password is in the logs")
+	}
 	admin := redis.NewClient(&redis.Options{Addr: r.Addr, Password: "admin-pw", TLSConfig: tlsTrusting(t, f)})
 	defer admin.Close()
 	denied, err := admin.ACLLog(t.Context(), 100).Result()
@@ -229,6 +233,11 @@ func TestRedisStartupErrors(t *testing.T) {
 			go func() {
 				done <- daemon.Run(ctx, cfg, daemon.Options{Logger: slog.New(slog.NewJSONHandler(&logs, nil)), Registry: prometheus.NewRegistry(),
 					Listening: func(a net.Addr) { api <- "http://" + a.String() }})
+			}()
+			defer func() {
+				if strings.Contains(logs.String(), "password-") {
+					t.Errorf("a password is in the logs:\n%s", logs.String())
+				}
 			}()
 			if !tt.starts {
 				select {
