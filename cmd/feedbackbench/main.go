@@ -75,20 +75,21 @@ Flags:
 `
 
 type options struct {
-	feedbackd   string
-	brokers     string
-	redis       string
-	events      int
-	tenants     int
-	latency     time.Duration
-	slowTenant  bool
-	deadTenant  bool
-	backlog     int
-	concurrency int
-	duration    time.Duration
-	rounds      int // healthy throughput rounds, each between two ceiling rounds
-	jsonOut     bool
-	pprof       string
+	feedbackd    string
+	brokers      string
+	redis        string
+	redisCluster bool
+	events       int
+	tenants      int
+	latency      time.Duration
+	slowTenant   bool
+	deadTenant   bool
+	backlog      int
+	concurrency  int
+	duration     time.Duration
+	rounds       int // healthy throughput rounds, each between two ceiling rounds
+	jsonOut      bool
+	pprof        string
 }
 
 // round is one throughput round between two ceiling rounds; its ratios
@@ -139,6 +140,7 @@ type result struct {
 	Events            int     `json:"events"`
 	ReceiverLatencyMS float64 `json:"receiver_latency_ms"`
 	Scenario          string  `json:"scenario"`
+	Redis             string  `json:"redis"` // "standalone", "cluster of 3 masters" or "given"
 	// Rounds are the healthy throughput rounds, each with the raw ceiling
 	// (a plain net/http client sending feedbackd's requests, no Kafka)
 	// measured just before and just after it; a round's ratio is its rate
@@ -199,6 +201,7 @@ func run() int {
 	fs.StringVar(&o.feedbackd, "feedbackd", "bin/feedbackd", "feedbackd binary to run")
 	fs.StringVar(&o.brokers, "brokers", "", "Kafka seed brokers (comma-separated); default: kfake in this process")
 	fs.StringVar(&o.redis, "redis", "", "Redis host:port; default: start redis-server")
+	fs.BoolVar(&o.redisCluster, "redis-cluster", false, "start a Redis Cluster of 3 masters (no replicas) instead of one redis-server; compare with a run without it")
 	fs.IntVar(&o.events, "events", 100_000, "events per throughput run")
 	fs.IntVar(&o.tenants, "tenants", 100, "tenants (webhook configs), each with its own endpoint path")
 	fs.DurationVar(&o.latency, "receiver-latency", 0, "receiver's delay before answering")
@@ -245,15 +248,16 @@ func logf(format string, a ...any) {
 
 // env is what one run has started; close stops all of it.
 type env struct {
-	o        options
-	brokers  []string
-	redis    string
-	receiver string // host:port
-	others   []proc // receiver, redis-server and this process (broker, producer), for their CPU
-	cleanup  []func()
-	daemon   *daemonProc
-	producer *kgo.Client
-	http     *http.Client
+	o         options
+	brokers   []string
+	redis     string // FEEDBACKD_REDIS_ADDR, or FEEDBACKD_REDIS_ADDRS for a cluster
+	redisKind string
+	receiver  string // host:port
+	others    []proc // receiver, redis-server and this process (broker, producer), for their CPU
+	cleanup   []func()
+	daemon    *daemonProc
+	producer  *kgo.Client
+	http      *http.Client
 }
 
 func (e *env) close() {
@@ -272,6 +276,7 @@ func bench(o options) (res result, err error) {
 	if err := e.startRedis(); err != nil {
 		return res, err
 	}
+	res.Redis = e.redisKind
 	if err := e.startReceiver(); err != nil {
 		return res, err
 	}
@@ -409,33 +414,65 @@ func (e *env) startBroker() error {
 
 func (e *env) startRedis() error {
 	if e.o.redis != "" {
-		e.redis = e.o.redis
+		e.redis, e.redisKind = "FEEDBACKD_REDIS_ADDR="+e.o.redis, "given"
 		return nil
 	}
-	port, err := freePort()
-	if err != nil {
+	if !e.o.redisCluster {
+		addr, err := e.startRedisServer("redis")
+		e.redis, e.redisKind = "FEEDBACKD_REDIS_ADDR="+addr, "standalone"
 		return err
 	}
-	dir, err := os.MkdirTemp("", "feedbackbench-redis")
+	var addrs []string
+	for i := range 3 {
+		addr, err := e.startRedisServer(fmt.Sprintf("redis-%d", i+1), "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf")
+		if err != nil {
+			return err
+		}
+		addrs = append(addrs, addr)
+	}
+	out, err := exec.Command("redis-cli", append(append([]string{"--cluster", "create"}, addrs...), "--cluster-replicas", "0", "--cluster-yes")...).CombinedOutput()
 	if err != nil {
-		return err
+		return fmt.Errorf("redis-cli --cluster create (apt-get install redis-tools): %v: %s", err, out)
 	}
-	cmd := exec.Command("redis-server", "--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", dir)
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("redis-server (apt-get install redis-server, or --redis): %w", err)
-	}
-	e.cleanup = append(e.cleanup, func() { _ = cmd.Process.Kill(); _ = cmd.Wait(); os.RemoveAll(dir) })
-	e.others = append(e.others, proc{"redis", cmd.Process.Pid})
-	e.redis = fmt.Sprintf("127.0.0.1:%d", port)
-	for range 100 {
-		if c, err := net.Dial("tcp", e.redis); err == nil {
-			c.Close()
-			logf("redis: %s", e.redis)
+	for range 200 {
+		info, _ := exec.Command("redis-cli", "-u", "redis://"+addrs[0], "cluster", "info").Output()
+		if strings.Contains(string(info), "cluster_state:ok") {
+			e.redis, e.redisKind = "FEEDBACKD_REDIS_ADDRS="+strings.Join(addrs, ","), "cluster of 3 masters"
+			logf("redis: cluster %s", strings.Join(addrs, ","))
 			return nil
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	return fmt.Errorf("redis-server did not start on %s", e.redis)
+	return errors.New("the Redis Cluster did not become ok")
+}
+
+// startRedisServer starts one redis-server named name (for the CPU
+// report) with args, and returns its address.
+func (e *env) startRedisServer(name string, args ...string) (string, error) {
+	port, err := freePort()
+	if err != nil {
+		return "", err
+	}
+	dir, err := os.MkdirTemp("", "feedbackbench-redis")
+	if err != nil {
+		return "", err
+	}
+	cmd := exec.Command("redis-server", append([]string{"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", dir}, args...)...)
+	if err := cmd.Start(); err != nil {
+		return "", fmt.Errorf("redis-server (apt-get install redis-server, or --redis): %w", err)
+	}
+	e.cleanup = append(e.cleanup, func() { _ = cmd.Process.Kill(); _ = cmd.Wait(); os.RemoveAll(dir) })
+	e.others = append(e.others, proc{name, cmd.Process.Pid})
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	for range 100 {
+		if c, err := net.Dial("tcp", addr); err == nil {
+			c.Close()
+			logf("%s: %s", name, addr)
+			return addr, nil
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return "", fmt.Errorf("redis-server did not start on %s", addr)
 }
 
 func (e *env) startReceiver() error {
@@ -491,7 +528,7 @@ func (e *env) startDaemon() (*daemonProc, error) {
 	}
 	d.cmd.Env = append(os.Environ(),
 		"FEEDBACKD_KAFKA_BROKERS="+strings.Join(e.brokers, ","),
-		"FEEDBACKD_REDIS_ADDR="+e.redis,
+		e.redis,
 		fmt.Sprintf("FEEDBACKD_HTTP_ADDR=127.0.0.1:%d", port),
 		"FEEDBACKD_ADMIN_TOKEN="+adminToken,
 		"FEEDBACKD_SECRETS_KEYS=ZmVlZGJhY2tiZW5jaC1zZWNyZXRzLWtleS0zMmJ5dGU=",
@@ -1054,7 +1091,7 @@ func (e *env) drainBacklog(res *result) error {
 func printTable(r result) {
 	w := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
 	fmt.Fprintf(w, "machine\t%s\n", r.Machine)
-	fmt.Fprintf(w, "scenario\t%s, %d tenants, receiver latency %gms, %d events\n", r.Scenario, r.Tenants, r.ReceiverLatencyMS, r.Events)
+	fmt.Fprintf(w, "scenario\t%s, %d tenants, receiver latency %gms, %d events, Redis %s\n", r.Scenario, r.Tenants, r.ReceiverLatencyMS, r.Events, r.Redis)
 	for i, rd := range r.Rounds {
 		fmt.Fprintf(w, "round %d\t%.0f deliveries/s; raw ceiling %.0f/s before, %.0f/s after: ratio %.2f; sender alone %.0f/s, %.0f/s: %.2f\n",
 			i+1, rd.DeliveriesPerSec, rd.CeilingBefore, rd.CeilingAfter, rd.Ratio, rd.SenderBefore, rd.SenderAfter, rd.SenderRatio)
