@@ -45,8 +45,9 @@ Usage:
   feedbackbench [flags]
 
 It starts a broker (kfake in this process, unless --brokers), redis-server
-(unless --redis), a receiver in its own process and feedbackd (--feedbackd)
-as a separate process; registers --tenants webhook configs; then measures:
+(unless --redis; three cluster-enabled ones with --redis-cluster), a receiver in
+its own process and feedbackd (--feedbackd) as a separate process; registers
+--tenants webhook configs; then measures:
   ceiling      the receiver's rate from a plain net/http client sending
                feedbackd's requests (same body size and headers), same
                concurrency, no Kafka; and the rate of feedbackd's own
