@@ -8,7 +8,7 @@ LDFLAGS  := -X main.version=$(VERSION) -X main.revision=$(REVISION)
 TOOLS    := redis-server=redis-server redis-cli=redis-tools kcat=kcat curl=curl docker-compose=docker-compose promtool=prometheus prometheus=prometheus tinyproxy=tinyproxy
 FUZZTIME ?= 5s
 
-.PHONY: help run build test deps check unit fuzz-short fuzz bench chaos rules-check compose-check clean
+.PHONY: help run build test deps check unit fuzz-short fuzz bench bench-redis-cluster chaos rules-check compose-check clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -75,6 +75,11 @@ bench: deps build ## Go benchmarks of the hot path, then feedbackbench end to en
 	$(GO) test -run '^$$' -bench . -benchmem ./pkg/...
 	$(GO) build -o bin/ ./cmd/feedbackbench
 	bin/feedbackbench --feedbackd bin/feedbackd $(BENCHFLAGS)
+
+bench-redis-cluster: deps build ## feedbackbench with one redis-server, then with a Redis Cluster of 3 masters: compare the "ratio to the raw ceiling" lines (BENCHFLAGS)
+	$(GO) build -o bin/ ./cmd/feedbackbench
+	bin/feedbackbench --feedbackd bin/feedbackd $(BENCHFLAGS) | grep -E 'scenario|end to end|ratio to the raw|CPU per'
+	bin/feedbackbench --feedbackd bin/feedbackd --redis-cluster $(BENCHFLAGS) | grep -E 'scenario|end to end|ratio to the raw|CPU per'
 
 CHAOS_RUNS ?= 1
 
