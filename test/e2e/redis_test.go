@@ -24,18 +24,22 @@ import (
 )
 
 // onCluster points feedbackd at c, under its own key prefix so that
-// scenarios can share one cluster.
-func onCluster(c *testenv.RedisCluster, prefix string) option {
+// scenarios can share one cluster; as the README's ACL user if acl.
+func onCluster(c *testenv.RedisCluster, prefix string, acl bool) option {
 	return withRedis(func(r *daemon.RedisConfig) {
 		r.Addrs, r.Mode, r.KeyPrefix = c.Addrs[:1], daemon.RedisCluster, prefix // one seed is enough
+		if acl {
+			r.Username, r.Password = "feedbackd", "fb-redis-pw"
+		}
 	})
 }
 
-// The core scenarios on a real Redis Cluster of 3 masters and 3 replicas:
-// every script and multi-key command touches one hash slot (a CROSSSLOT
-// error would fail them), SCAN sees every master.
+// The core scenarios on a real Redis Cluster of 3 masters and 3 replicas,
+// as the README's ACL user: every script and multi-key command touches one
+// hash slot (a CROSSSLOT error would fail them), SCAN sees every master,
+// and no command is refused.
 func TestOnRedisCluster(t *testing.T) {
-	c := testenv.StartRedisCluster(t)
+	c := testenv.StartRedisCluster(t, aclArgs()...)
 	for i, sc := range []struct {
 		name string
 		run  func(*testing.T, ...option)
@@ -48,7 +52,7 @@ func TestOnRedisCluster(t *testing.T) {
 		{"config changes", testAdminAPI},
 		{"gone disables", testGoneDisablesConfig},
 	} {
-		t.Run(sc.name, func(t *testing.T) { sc.run(t, onCluster(c, "feedbackd:"+strconv.Itoa(i)+":")) })
+		t.Run(sc.name, func(t *testing.T) { sc.run(t, onCluster(c, "feedbackd:"+strconv.Itoa(i)+":", true)) })
 	}
 	// The keys are where the README's key layout says, spread over the
 	// masters, and none without the prefix.
@@ -63,6 +67,10 @@ func TestOnRedisCluster(t *testing.T) {
 		}
 		if len(keys) > 0 {
 			masters.Add(1)
+		}
+		denied, _ := n.ACLLog(ctx, 100).Result()
+		for _, e := range denied {
+			t.Errorf("ACL denied %s %q (%s) on %v", e.Username, e.Object, e.Reason, n)
 		}
 		return err
 	})
@@ -122,7 +130,7 @@ func settlesAcrossFailover(t *testing.T, h *harness, total int, fail func()) {
 // event ends delivered or dead-lettered.
 func TestRedisClusterMasterKilledMidStream(t *testing.T) {
 	c := testenv.StartRedisCluster(t)
-	h := start(t, func(cfg *daemon.Config) { cfg.Configs.CacheTTL = time.Nanosecond }, onCluster(c, "feedbackd:"))
+	h := start(t, func(cfg *daemon.Config) { cfg.Configs.CacheTTL = time.Nanosecond }, onCluster(c, "feedbackd:", false))
 	settlesAcrossFailover(t, h, 200, func() {
 		t.Logf("killed master %s", c.KillMasterOf(t, "feedbackd:{configs}:loaded"))
 	})

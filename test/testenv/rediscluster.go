@@ -29,18 +29,20 @@ type RedisCluster struct {
 	nodes  map[string]*Redis // by address
 }
 
-// StartRedisCluster starts six cluster-enabled redis-servers and joins them
-// with `redis-cli --cluster create --cluster-replicas 1`. A replica takes
-// over a master that stops answering for 2 s.
-func StartRedisCluster(t testing.TB) *RedisCluster {
+// StartRedisCluster starts six cluster-enabled redis-servers with args
+// (e.g. --user rules; the default user must stay open for redis-cli and
+// Client) and joins them with `redis-cli --cluster create
+// --cluster-replicas 1`. A replica takes over a master that stops
+// answering for 2 s.
+func StartRedisCluster(t testing.TB, args ...string) *RedisCluster {
 	t.Helper()
 	if _, err := exec.LookPath("redis-cli"); err != nil {
 		t.Fatalf("redis-cli not found: install redis-tools, or run `make deps`")
 	}
 	c := &RedisCluster{nodes: map[string]*Redis{}}
 	for range 6 {
-		r := newRedis(t, "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
-			"--cluster-node-timeout", "2000", "--cluster-replica-validity-factor", "0")
+		r := newRedis(t, append([]string{"--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+			"--cluster-node-timeout", "2000", "--cluster-replica-validity-factor", "0"}, args...)...)
 		c.Addrs = append(c.Addrs, r.Addr)
 		c.nodes[r.Addr] = r
 	}

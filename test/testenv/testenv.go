@@ -107,11 +107,6 @@ func (r *Redis) Restart(t testing.TB) {
 	r.start(t, "redis-server")
 }
 
-// Log is the server's log so far.
-func (r *Redis) Log() string {
-	b, _ := os.ReadFile(filepath.Join(r.dir, "redis.log"))
-	return string(b)
-}
 
 func freePort(t testing.TB) int {
 	t.Helper()
