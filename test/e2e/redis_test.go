@@ -122,7 +122,13 @@ func settlesAcrossFailover(t *testing.T, h *harness, total int, fail func()) {
 		}
 		return true
 	})
-	t.Logf("%d requests for %d events", rc.count(), total)
+	// How long deliveries paused: the longest gap between two requests.
+	var gap time.Duration
+	ds := rc.deliveries()
+	for i := 1; i < len(ds); i++ {
+		gap = max(gap, ds[i].at.Sub(ds[i-1].at))
+	}
+	t.Logf("%d requests for %d events; deliveries paused for at most %s", rc.count(), total, gap.Round(10*time.Millisecond))
 }
 
 // A Cluster master is killed mid-stream (the one holding the configs
