@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"os"
 	"strings"
@@ -307,8 +308,8 @@ func (r RedisConfig) RedisError(err error) error {
 		return fmt.Errorf("redis: unreachable (%s): timed out (no answer to the TLS handshake: is it a TLS port?)", r.Describe())
 	case errors.Is(err, context.DeadlineExceeded), strings.Contains(msg, "i/o timeout"):
 		return fmt.Errorf("redis: unreachable (%s): timed out", r.Describe())
-	case strings.Contains(msg, "all sentinels are unreachable"), strings.Contains(msg, "no master"):
-		return fmt.Errorf("redis: unreachable (%s): no Sentinel names a master", r.Describe())
+	case strings.Contains(msg, "all sentinels specified in configuration are unreachable"):
+		return fmt.Errorf("redis: unreachable (%s): no Sentinel answered with the master's address (are they up, and is redis.master_name right?)", r.Describe())
 	case strings.Contains(msg, "CLUSTERDOWN"):
 		return fmt.Errorf("redis: cluster down (%s)", r.Describe())
 	}
@@ -355,9 +356,7 @@ func redactPassword(s string, r RedisConfig) string {
 // command or a TLS failure will not heal by waiting: it is returned, one
 // line. An unreachable Redis may come up: it is logged, one line, and the
 // run goes on (events wait, /readyz names it).
-func checkRedis(ctx context.Context, r RedisConfig, rdb redis.UniversalClient, log interface {
-	Warn(msg string, args ...any)
-}) error {
+func checkRedis(ctx context.Context, r RedisConfig, rdb redis.UniversalClient, log *slog.Logger) error {
 	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	err := r.RedisError(rdb.Ping(pctx).Err())

@@ -205,6 +205,7 @@ func TestRedisStartupErrors(t *testing.T) {
 	tlsRedis := testenv.StartRedisTLS(t, f, false, "--requirepass", "right-password-123")
 	plain := testenv.StartRedis(t, aclArgs()...)
 	kafka := testenv.StartKafka(t)
+	sentinels := testenv.StartRedisSentinel(t)
 	tests := []struct {
 		name   string
 		redis  func(*daemon.RedisConfig)
@@ -228,6 +229,8 @@ func TestRedisStartupErrors(t *testing.T) {
 		}, "redis: unreachable (standalone " + plain.Addr + "): timed out (no answer to the TLS handshake: is it a TLS port?)", true},
 		{"no TLS to a TLS server", func(c *daemon.RedisConfig) { c.Addr = tlsRedis.Addr },
 			"redis: unreachable (standalone " + tlsRedis.Addr + "): the server closed the connection (does it want TLS? redis.tls.enabled)", true},
+		{"unknown Sentinel master", func(c *daemon.RedisConfig) { c.Addrs, c.MasterName = sentinels.Sentinels[:1], "nosuchmaster" },
+			"redis: unreachable (sentinel " + sentinels.Sentinels[0] + " master nosuchmaster): no Sentinel answered with the master's address (are they up, and is redis.master_name right?)", true},
 		{"unreachable", func(c *daemon.RedisConfig) { c.Addr = "127.0.0.1:1" },
 			"redis: unreachable (standalone 127.0.0.1:1): connection refused", true},
 	}

@@ -107,7 +107,6 @@ func (r *Redis) Restart(t testing.TB) {
 	r.start(t, "redis-server")
 }
 
-
 func freePort(t testing.TB) int {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
