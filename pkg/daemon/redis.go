@@ -329,6 +329,9 @@ func tlsCause(err error) string {
 		return "certificate invalid: " + invalid.Error()
 	}
 	msg := err.Error()
+	if strings.Contains(msg, "certificate required") {
+		return "the server wants a client certificate (redis.tls.cert_file, redis.tls.key_file)"
+	}
 	if i := strings.Index(msg, "tls: "); i >= 0 {
 		return msg[i:]
 	}

@@ -196,6 +196,17 @@ func TestRedisWithTLSPasswordAndACL(t *testing.T) {
 	}
 }
 
+// mTLS: the server wants a client certificate of its CA; feedbackd shows
+// redis.tls.cert_file.
+func TestRedisWithClientCertificate(t *testing.T) {
+	f := testenv.WriteTLSFiles(t, "127.0.0.1", "localhost")
+	r := testenv.StartRedisTLS(t, f, true)
+	testEveryStatusDeliveredOnceAndSigned(t, withRedis(func(c *daemon.RedisConfig) {
+		c.Addr = r.Addr
+		c.TLS = daemon.RedisTLSConfig{Enabled: true, CAFile: f.CA, CertFile: f.Cert, KeyFile: f.Key, ServerName: "localhost"}
+	}))
+}
+
 // Each misconfiguration stops start-up with one line naming Redis and the
 // cause, without the password; an unreachable Redis is waited for and
 // /readyz names it.
@@ -203,6 +214,7 @@ func TestRedisStartupErrors(t *testing.T) {
 	f := testenv.WriteTLSFiles(t, "127.0.0.1")
 	other := testenv.WriteTLSFiles(t, "127.0.0.1")
 	tlsRedis := testenv.StartRedisTLS(t, f, false, "--requirepass", "right-password-123")
+	mtlsRedis := testenv.StartRedisTLS(t, f, true)
 	plain := testenv.StartRedis(t, aclArgs()...)
 	kafka := testenv.StartKafka(t)
 	sentinels := testenv.StartRedisSentinel(t)
@@ -224,6 +236,9 @@ func TestRedisStartupErrors(t *testing.T) {
 		{"wrong server name", func(c *daemon.RedisConfig) {
 			c.Addr, c.Password, c.TLS = tlsRedis.Addr, "right-password-123", daemon.RedisTLSConfig{Enabled: true, CAFile: f.CA, ServerName: "redis.example"}
 		}, "redis: TLS verification failed (standalone " + tlsRedis.Addr + "): certificate not valid for redis.example (redis.tls.server_name)", false},
+		{"no client certificate", func(c *daemon.RedisConfig) {
+			c.Addr, c.TLS = mtlsRedis.Addr, daemon.RedisTLSConfig{Enabled: true, CAFile: f.CA}
+		}, "redis: TLS handshake failed (standalone " + mtlsRedis.Addr + "): the server wants a client certificate (redis.tls.cert_file, redis.tls.key_file)", false},
 		{"TLS to a plain server", func(c *daemon.RedisConfig) {
 			c.Addr, c.TLS = plain.Addr, daemon.RedisTLSConfig{Enabled: true, CAFile: f.CA}
 		}, "redis: unreachable (standalone " + plain.Addr + "): timed out (no answer to the TLS handshake: is it a TLS port?)", true},
