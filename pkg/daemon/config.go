@@ -9,7 +9,6 @@ import (
 	"strings"
 	"time"
 
-
 	"github.com/feedbackd/feedbackd/pkg/deliver"
 	"github.com/feedbackd/feedbackd/pkg/netguard"
 	"github.com/feedbackd/feedbackd/pkg/retry"

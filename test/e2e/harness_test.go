@@ -53,7 +53,7 @@ type harness struct {
 	logs      io.Writer // nil: stderr, warnings only (E2E_LOG=1: debug)
 	resolver  netguard.Resolver
 	kafkaOpts []kfake.Opt
-	tlsConfig *tls.Config // what deliveries trust; nil: the system roots
+	tlsConfig *tls.Config               // what deliveries trust; nil: the system roots
 	redisCfg  func(*daemon.RedisConfig) // nil: a redis-server of the test's own (h.redis)
 }
 
