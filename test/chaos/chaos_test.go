@@ -44,6 +44,7 @@ type sizes struct {
 	proxyEvents            int
 	rebalanceEvents        int
 	malformedEvents        int
+	brokerEvents           int
 	sigkillRebalanceEvents int // 0: scenario not run
 	produceFor             time.Duration
 	// parallel runs the scenarios at once: each has its own broker, Redis,
@@ -55,10 +56,10 @@ type sizes struct {
 
 var (
 	full = sizes{mode: "full", kill9Events: 50_000, kills: 3, redisEvents: 20_000, redisOutage: 20 * time.Second,
-		proxyEvents: 20_000, rebalanceEvents: 20_000, malformedEvents: 10_000, sigkillRebalanceEvents: 10_000,
+		proxyEvents: 20_000, rebalanceEvents: 20_000, malformedEvents: 10_000, brokerEvents: 20_000, sigkillRebalanceEvents: 10_000,
 		produceFor: 20 * time.Second}
 	short = sizes{mode: "short", kill9Events: 3_000, kills: 1, redisEvents: 3_000, redisOutage: 5 * time.Second,
-		proxyEvents: 3_000, rebalanceEvents: 3_000, malformedEvents: 2_000, produceFor: 5 * time.Second, parallel: true}
+		proxyEvents: 3_000, rebalanceEvents: 3_000, malformedEvents: 2_000, brokerEvents: 3_000, produceFor: 5 * time.Second, parallel: true}
 )
 
 const tenants = 12
@@ -121,6 +122,7 @@ func TestChaos(t *testing.T) {
 		{"kill9", testKill9},
 		{"redis", testRedisLoss},
 		{"proxy", testProxy},
+		{"brokers", testBrokers},
 		{"rebalance", testRebalance},
 		{"rebalance-sigkill", testSigkillRebalance},
 	}
@@ -242,6 +244,44 @@ func testProxy(t *testing.T, bin string, sz sizes) {
 	t.Logf("proxy: %d connections cut while the events were produced and 90%% delivered; the instances' pipelines saw %.0f disconnects", px.drops.Load(), seen)
 	if seen == 0 {
 		t.Errorf("proxy: feedbackd's pipeline saw no disconnect: the proxy did not reach it")
+	}
+	r.finish(expect{})
+}
+
+// testBrokers: a cluster of three brokers changes under two instances
+// while they work: every partition gets a new leader, the group
+// coordinator moves, a broker is removed and another added, and the
+// leaders move again. Nothing may be lost; duplicates are reported.
+func testBrokers(t *testing.T, bin string, sz sizes) {
+	e := newEnv(t, "brokers", bin, envOptions{failRate: 0.2, kafkaOpts: []kfake.Opt{kfake.NumBrokers(3)}})
+	d := e.startDaemon()
+	e.createTenants(d, tenants)
+	e.startDaemon()
+	r := e.begin(planOptions{events: sz.brokerEvents, tenants: tenants, skipEvery: 50}, perSecond(sz.brokerEvents, sz.produceFor))
+	c := e.kafka.Cluster
+	steps := []struct {
+		at   float64 // share delivered
+		what string
+		do   func() error
+	}{
+		{0.15, "partition leaders shuffled", func() error { c.ShufflePartitionLeaders(); return nil }},
+		{0.3, "group coordinator moved", func() error { c.RehashCoordinators(); return nil }},
+		{0.45, "broker 2 removed", func() error { return c.RemoveNode(2) }},
+		{0.6, "a broker added", func() error { _, _, err := c.AddNode(-1, 0); return err }},
+		{0.75, "partition leaders shuffled again", func() error { c.ShufflePartitionLeaders(); return nil }},
+	}
+	for _, st := range steps {
+		r.waitDelivered(st.at)
+		if err := st.do(); err != nil {
+			t.Fatalf("brokers: %s: %v", st.what, err)
+		}
+		t.Logf("brokers: %s at %d delivered", st.what, e.recv.deliveredCount())
+	}
+	r.waitProduced()
+	if ends, err := r.adm.ListEndOffsets(contextFor(t), "feedback.sent", "feedback.delivered", "feedback.bounce", "feedback.error"); err == nil {
+		var n int64
+		ends.Each(func(o kadm.ListedOffset) { n += o.Offset })
+		t.Logf("DEBUG input records: %d", n)
 	}
 	r.finish(expect{})
 }
