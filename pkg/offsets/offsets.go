@@ -14,7 +14,8 @@ import (
 
 // Partition tracks one assigned partition. Add must be called in offset
 // order, from one goroutine; the other methods may be called from any
-// goroutine. All methods are safe for concurrent use.
+// goroutine. All methods are safe for concurrent use. A consumer adds
+// records through Tracker.Add, which also handles a client that rewinds.
 type Partition struct {
 	Topic string
 	ID    int32
@@ -26,6 +27,13 @@ type Partition struct {
 	idle    chan struct{}
 	next    kgo.EpochOffset // commit point: every record below it is settled
 	closed  bool
+	// retired: the client rewound, and a successor tracks the partition
+	// from the rewind on (see Tracker.Add). This one only finishes the
+	// records it had in flight; its commit point is no longer used.
+	retired bool
+	prev    *Partition // a retired predecessor with records in flight; guarded by the Tracker's mu
+	last    int64      // the offset added last, if added
+	added   bool
 	// Records at or above fresh were produced after this member got the
 	// partition, so no earlier owner can have processed them; freshKnown
 	// is false until the first fetch tells.
@@ -48,13 +56,31 @@ type entry struct {
 }
 
 // Add tracks the record at offset. It returns false once the partition is
-// revoked: the caller must drop the record.
+// revoked or retired, and for an offset that is not above the last one
+// added (a rewind, which Tracker.Add handles): the caller must drop the
+// record.
 func (p *Partition) Add(offset int64, epoch int32) bool {
+	return p.add(offset, epoch) == added
+}
+
+type addResult uint8
+
+const (
+	added addResult = iota
+	refused
+	rewound
+)
+
+func (p *Partition) add(offset int64, epoch int32) addResult {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.closed {
-		return false
+	switch {
+	case p.closed:
+		return refused
+	case p.added && offset <= p.last:
+		return rewound
 	}
+	p.last, p.added = offset, true
 	if p.start > 1024 && p.start*2 > len(p.pending) { // reclaim the consumed head
 		p.pending = append(p.pending[:0], p.pending[p.start:]...)
 		p.start = 0
@@ -64,7 +90,7 @@ func (p *Partition) Add(offset int64, epoch int32) bool {
 		p.idle = make(chan struct{})
 	}
 	p.waiting++
-	return true
+	return added
 }
 
 // Settle marks the record at offset as done and moves the commit point past
@@ -155,11 +181,35 @@ func (p *Partition) Wait(ctx context.Context) error {
 	}
 }
 
-// committable returns the commit point, if any record settled yet.
+// committable returns the commit point, if any record settled yet and the
+// partition is not retired.
 func (p *Partition) committable() (kgo.EpochOffset, bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return p.next, p.next.Offset > 0
+	return p.next, p.next.Offset > 0 && !p.retired
+}
+
+// retire closes p after the client rewound and returns its successor,
+// which counts everything p was given as a possible re-read. Called with
+// the tracker's lock held, which guards prev.
+func (p *Partition) retire() *Partition {
+	p.mu.Lock()
+	p.closed, p.retired = true, true
+	next := &Partition{Topic: p.Topic, ID: p.ID, fresh: p.last + 1, freshKnown: true, prev: p}
+	if p.freshKnown {
+		next.fresh = max(next.fresh, p.fresh)
+	}
+	p.mu.Unlock()
+	// Keep only the predecessors with records still in flight, so that a
+	// revoke drains them too.
+	for q := next; q.prev != nil; {
+		if q.prev.Unsettled() == 0 {
+			q.prev = q.prev.prev
+		} else {
+			q = q.prev
+		}
+	}
+	return next
 }
 
 // Tracker holds the partitions a consumer owns. It is safe for concurrent
@@ -188,6 +238,43 @@ func (t *Tracker) Assign(assigned map[string][]int32) {
 	}
 }
 
+// Add tracks a fetched record on its partition and returns the partition
+// it is tracked on (the caller settles or abandons it there), or nil if
+// the partition is not assigned: the caller drops the record.
+//
+// Offsets only grow within an assignment, except when the client rewinds:
+// after a broker reports lost records (an offset out of range, or a leader
+// epoch it cannot place, KIP-320), franz-go resets the partition as
+// ConsumeResetOffset says and reads again records this member read
+// already, while some of those may still be in flight. Then the partition
+// is retired: it finishes what it has in flight but is never committed
+// again, and a successor tracks the partition from the rewind on. Every
+// record below the highest offset read before is a re-read to the
+// successor (MayBeReread), so dedupe checks it, and its commit point starts
+// again from the rewind: it may go back, never past a record not settled
+// since. retired is the partition retired by this call, if any.
+func (t *Tracker) Add(topic string, id int32, offset int64, epoch int32) (p, retired *Partition) {
+	p = t.Get(topic, id)
+	if p == nil {
+		return nil, nil
+	}
+	switch p.add(offset, epoch) {
+	case added:
+		return p, nil
+	case refused:
+		return nil, nil
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.parts[topic][id] != p { // revoked meanwhile
+		return nil, nil
+	}
+	next := p.retire()
+	t.parts[topic][id] = next
+	next.add(offset, epoch)
+	return next, p
+}
+
 // Get returns the tracked partition, or nil if it is not assigned.
 func (t *Tracker) Get(topic string, id int32) *Partition {
 	t.mu.RLock()
@@ -195,9 +282,10 @@ func (t *Tracker) Get(topic string, id int32) *Partition {
 	return t.parts[topic][id]
 }
 
-// Revoke stops tracking partitions and returns them. Their Adds fail from
-// now on; Settle, Wait and Committable keep working so that a caller can
-// drain in-flight records and commit what they settled.
+// Revoke stops tracking partitions and returns them, with their retired
+// predecessors that still have records in flight. Their Adds fail from now
+// on; Settle, Wait and Committable keep working so that a caller can drain
+// in-flight records and commit what they settled.
 func (t *Tracker) Revoke(revoked map[string][]int32) []*Partition {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -208,7 +296,9 @@ func (t *Tracker) Revoke(revoked map[string][]int32) []*Partition {
 				p.mu.Lock()
 				p.closed = true
 				p.mu.Unlock()
-				out = append(out, p)
+				for q := p; q != nil; q = q.prev {
+					out = append(out, q)
+				}
 				delete(t.parts[topic], id)
 			}
 		}

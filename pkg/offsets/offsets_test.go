@@ -3,6 +3,7 @@ package offsets
 import (
 	"context"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -142,5 +143,109 @@ func TestMayBeReread(t *testing.T) {
 		if got := p.MayBeReread(c.offset); got != c.want {
 			t.Errorf("MayBeReread(%d) = %v, want %v", c.offset, got, c.want)
 		}
+	}
+}
+
+// The client rewinds within an assignment (franz-go resetting a partition
+// after the broker reported lost records) while records of the first read
+// are still in flight: the tracker must not stall, must not commit past a
+// re-read record that is not settled, and must count every record read
+// before as a possible re-read.
+func TestRewind(t *testing.T) {
+	tr := NewTracker()
+	tr.Assign(map[string][]int32{"t": {0}})
+	first := tr.Get("t", 0)
+	first.Fetched(8) // 8 records existed at the first fetch
+	for o := int64(0); o < 10; o++ {
+		if p, retired := tr.Add("t", 0, o, 0); p != first || retired != nil {
+			t.Fatalf("record %d: tracked on %p (retired %p), want %p", o, p, retired, first)
+		}
+	}
+	for o := int64(0); o < 5; o++ {
+		first.Settle(o)
+	}
+	if got, _ := commitPoint(t, first); got != 5 {
+		t.Fatalf("commit point %d before the rewind, want 5", got)
+	}
+
+	// The client reads from 3 again; 5..9 are still in flight.
+	second, retired := tr.Add("t", 0, 3, 1)
+	if retired != first || second == first || second == nil || tr.Get("t", 0) != second {
+		t.Fatalf("the rewind did not retire the partition: got %p retired %p, first %p", second, retired, first)
+	}
+	if !first.Closed() || first.Add(10, 1) {
+		t.Fatal("a retired partition still takes records")
+	}
+	if c := Committable(tr.All()); len(c) != 0 {
+		t.Fatalf("committable %v before a re-read record settled: the commit point must start again from the rewind", c)
+	}
+	for o := int64(4); o < 12; o++ {
+		if p, r := tr.Add("t", 0, o, 1); p != second || r != nil {
+			t.Fatalf("record %d after the rewind: tracked on %p (retired %p), want %p", o, p, r, second)
+		}
+	}
+	for _, c := range []struct {
+		offset int64
+		want   bool
+	}{{0, true}, {3, true}, {9, true}, {10, false}, {11, false}} {
+		if got := second.MayBeReread(c.offset); got != c.want {
+			t.Errorf("after the rewind MayBeReread(%d) = %v, want %v", c.offset, got, c.want)
+		}
+	}
+
+	// A revoke now drains the first read's records in flight too, and
+	// commits only the successor's point.
+	revoked := tr.Revoke(map[string][]int32{"t": {0}})
+	if len(revoked) != 2 || revoked[0] != second || revoked[1] != first {
+		t.Fatalf("revoked %v, want the successor and the retired partition with records in flight", revoked)
+	}
+	for o := int64(5); o < 10; o++ {
+		first.Settle(o) // the first read finishing
+	}
+	for _, o := range []int64{3, 4, 5, 7} {
+		second.Settle(o)
+	}
+	c := Committable(revoked)
+	if eo := c["t"][0]; len(c) != 1 || eo.Offset != 6 || eo.Epoch != 1 {
+		t.Fatalf("committable %v, want t/0 at 6 (epoch 1): the retired partition's point is not used, and 6 is not settled since the rewind", c)
+	}
+	for o := int64(6); o < 12; o++ {
+		second.Settle(o)
+	}
+	for _, p := range revoked {
+		if err := p.Wait(context.Background()); err != nil || p.Unsettled() != 0 {
+			t.Fatalf("%p: %v, %d unsettled", p, err, p.Unsettled())
+		}
+	}
+	if got, _ := commitPoint(t, second); got != 12 {
+		t.Fatalf("commit point %d after everything settled, want 12", got)
+	}
+}
+
+// Predecessors are kept only while they have records in flight, however
+// many times the client rewinds.
+func TestRewindChain(t *testing.T) {
+	tr := NewTracker()
+	tr.Assign(map[string][]int32{"t": {0}})
+	var parts []*Partition
+	for round := range 4 {
+		for o := int64(0); o < 3; o++ {
+			p, _ := tr.Add("t", 0, o, int32(round))
+			if o == 0 {
+				parts = append(parts, p)
+			}
+		}
+	}
+	if len(parts) != 4 {
+		t.Fatalf("%d partitions after 3 rewinds", len(parts))
+	}
+	for o := int64(0); o < 3; o++ {
+		parts[1].Settle(o) // the second read finished; the others did not
+	}
+	current, _ := tr.Add("t", 0, 0, 4) // a fourth rewind
+	revoked := tr.Revoke(map[string][]int32{"t": {0}})
+	want := []*Partition{current, parts[3], parts[2], parts[0]}
+	if !slices.Equal(revoked, want) {
+		t.Fatalf("revoked %v, want %v", revoked, want)
 	}
 }
