@@ -30,6 +30,7 @@ type Metrics struct {
 	produceErrors     prometheus.Counter
 	fetchErrors       prometheus.Counter
 	commitErrors      prometheus.Counter
+	rewinds           prometheus.Counter
 }
 
 // latencyBuckets resolve 1 ms to 30 s.
@@ -118,6 +119,10 @@ func newMetrics(reg prometheus.Registerer, inputTopics []string) *Metrics {
 		commitErrors: f.NewCounter(prometheus.CounterOpts{
 			Name: "feedbackd_commit_errors_total",
 			Help: "Failed offset commits (retried on the next commit).",
+		}),
+		rewinds: f.NewCounter(prometheus.CounterOpts{
+			Name: "feedbackd_partition_rewinds_total",
+			Help: "Times the Kafka client read a partition again from an offset it had read (a reset after a broker reported lost records); the re-read records are checked against dedupe.",
 		}),
 	}
 	for _, t := range inputTopics {

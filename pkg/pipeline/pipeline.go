@@ -346,8 +346,11 @@ func (p *Pipeline) shutdown() error {
 // partition. It may wait for a slot: that is the back-pressure that stops
 // fetching.
 func (p *Pipeline) dispatch(ctx context.Context, r *kgo.Record) {
-	part := p.tracker.Get(r.Topic, r.Partition)
-	if part == nil || !part.Add(r.Offset, r.LeaderEpoch) {
+	part, retired := p.tracker.Add(r.Topic, r.Partition, r.Offset, r.LeaderEpoch)
+	if retired != nil {
+		p.rewound(retired, r)
+	}
+	if part == nil {
 		return // not ours any more: the next owner reads it
 	}
 	p.metrics.consumed.WithLabelValues(r.Topic).Inc()
@@ -364,6 +367,26 @@ func (p *Pipeline) dispatch(ctx context.Context, r *kgo.Record) {
 		}
 	}
 	p.start(ctx, j)
+}
+
+// rewound handles the client reading a partition again from an offset it
+// read already (franz-go resets a partition when a broker reports lost
+// records; see offsets.Tracker.Add). The records of the first read still
+// in flight are waited for, bounded by ShutdownTimeout as on a revoke, so
+// that their deliveries are recorded before the re-read copies, which
+// dedupe checks, come to the same events; held ones are dropped, since
+// they are read again.
+func (p *Pipeline) rewound(retired *offsets.Partition, r *kgo.Record) {
+	p.metrics.rewinds.Inc()
+	p.log.Warn("the Kafka client reads the partition again from an offset it read already; re-read records are checked against dedupe",
+		"topic", r.Topic, "partition", r.Partition, "offset", r.Offset, "in_flight", retired.Unsettled())
+	p.holds.drop([]*offsets.Partition{retired})
+	wctx, cancel := context.WithTimeout(p.run, p.opts.ShutdownTimeout)
+	defer cancel()
+	if err := retired.Wait(wctx); err != nil && p.run.Err() == nil {
+		p.log.Warn("records read before the rewind still in flight; their re-read copies may be sent again",
+			"topic", r.Topic, "partition", r.Partition, "in_flight", retired.Unsettled())
+	}
 }
 
 // start runs a job once a slot is free. A record that does not run, or whose
