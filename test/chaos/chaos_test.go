@@ -33,6 +33,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
 // sizes are one mode's scenario sizes.
@@ -251,39 +252,94 @@ func testProxy(t *testing.T, bin string, sz sizes) {
 // testBrokers: a cluster of three brokers changes under two instances
 // while they work: every partition gets a new leader, the group
 // coordinator moves, a broker is removed and another added, and the
-// leaders move again. Nothing may be lost; duplicates are reported.
+// leaders move again (full sizes: all of it twice, the second time
+// removing the broker added the first). Nothing may be lost; duplicates
+// are reported. The input topics must hold exactly the records produced,
+// so that every duplicate is feedbackd's.
+//
+// kfake answers a leader epoch check the way no Kafka broker does (see
+// answerEpochsLikeKafka), which made the clients re-read every partition
+// from the start at each leader change; feedbackd now copes with that
+// (offsets.Tracker.Add, dedupe), but this scenario is about what a real
+// cluster does, so the answers are corrected and the instances must see
+// no rewind.
 func testBrokers(t *testing.T, bin string, sz sizes) {
 	e := newEnv(t, "brokers", bin, envOptions{failRate: 0.2, kafkaOpts: []kfake.Opt{kfake.NumBrokers(3)}})
+	c := e.kafka.Cluster
+	answerEpochsLikeKafka(c)
 	d := e.startDaemon()
 	e.createTenants(d, tenants)
 	e.startDaemon()
 	r := e.begin(planOptions{events: sz.brokerEvents, tenants: tenants, skipEvery: 50}, perSecond(sz.brokerEvents, sz.produceFor))
-	c := e.kafka.Cluster
-	steps := []struct {
-		at   float64 // share delivered
+	type step struct {
 		what string
 		do   func() error
-	}{
-		{0.15, "partition leaders shuffled", func() error { c.ShufflePartitionLeaders(); return nil }},
-		{0.3, "group coordinator moved", func() error { c.RehashCoordinators(); return nil }},
-		{0.45, "broker 2 removed", func() error { return c.RemoveNode(2) }},
-		{0.6, "a broker added", func() error { _, _, err := c.AddNode(-1, 0); return err }},
-		{0.75, "partition leaders shuffled again", func() error { c.ShufflePartitionLeaders(); return nil }},
 	}
-	for _, st := range steps {
-		r.waitDelivered(st.at)
+	removable := int32(2) // the broker each round removes
+	round := []step{
+		{"partition leaders shuffled", func() error { c.ShufflePartitionLeaders(); return nil }},
+		{"group coordinator moved", func() error { c.RehashCoordinators(); return nil }},
+		{"a broker removed", func() error { return c.RemoveNode(removable) }},
+		{"a broker added", func() error { id, _, err := c.AddNode(-1, 0); removable = id; return err }},
+		{"partition leaders shuffled again", func() error { c.ShufflePartitionLeaders(); return nil }},
+	}
+	steps := round
+	if sz.mode == "full" {
+		steps = append(slices.Clone(round), round...)
+	}
+	for i, st := range steps {
+		r.waitDelivered(0.8 * float64(i+1) / float64(len(steps)+1))
 		if err := st.do(); err != nil {
 			t.Fatalf("brokers: %s: %v", st.what, err)
 		}
 		t.Logf("brokers: %s at %d delivered", st.what, e.recv.deliveredCount())
 	}
 	r.waitProduced()
-	if ends, err := r.adm.ListEndOffsets(contextFor(t), "feedback.sent", "feedback.delivered", "feedback.bounce", "feedback.error"); err == nil {
-		var n int64
-		ends.Each(func(o kadm.ListedOffset) { n += o.Offset })
-		t.Logf("DEBUG input records: %d", n)
+	ends, err := r.adm.ListEndOffsets(contextFor(t), inputTopics()...)
+	if err == nil {
+		err = ends.Error()
+	}
+	var n int64
+	ends.Each(func(o kadm.ListedOffset) { n += o.Offset })
+	if err != nil || n != int64(len(r.plan.items)) {
+		t.Errorf("brokers: the input topics hold %d records (%v), want the %d produced", n, err, len(r.plan.items))
+	}
+	if rw := e.metric("feedbackd_partition_rewinds_total"); rw != 0 {
+		t.Errorf("brokers: the instances' Kafka clients rewound %.0f times: a leader change on a real cluster makes none", rw)
 	}
 	r.finish(expect{})
+}
+
+// answerEpochsLikeKafka makes kfake answer OffsetForLeaderEpoch (KIP-320)
+// as Kafka does. A client validates its position with it after a leader
+// change, asking for the end offset of the epoch it last consumed at.
+// kfake bumps a partition's epoch on every leader change
+// (Cluster.shufflePartitions) but knows epochs only from the batches
+// written in them: for an epoch older than the current one with no batch
+// written since, its handler (23_offset_for_leader_epoch.go, "Requested
+// epoch is not yet known: keep -1 returns") answers UNDEFINED_EPOCH_OFFSET
+// (-1), and franz-go, unable to tell where the log diverged, resets the
+// partition as ConsumeResetOffset says: feedbackd's AtStart re-read every
+// partition from offset 0 at each leader change. A Kafka leader records
+// its epoch's start offset (the log end) when it is elected, so it answers
+// that offset, at or above the client's position. kfake keeps one log per
+// partition for all its brokers and never truncates it, so for any older
+// epoch the answer "nothing was lost" is right: the request is rewritten
+// to ask for the current epoch, which kfake answers with the high
+// watermark, and then handled as usual.
+func answerEpochsLikeKafka(c *kfake.Cluster) {
+	c.ControlKey(int16(kmsg.OffsetForLeaderEpoch), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		r := req.(*kmsg.OffsetForLeaderEpochRequest)
+		for i := range r.Topics {
+			for j := range r.Topics[i].Partitions {
+				p := &r.Topics[i].Partitions[j]
+				if p.CurrentLeaderEpoch >= 0 && p.LeaderEpoch < p.CurrentLeaderEpoch {
+					p.LeaderEpoch = p.CurrentLeaderEpoch
+				}
+			}
+		}
+		return nil, nil, false // not handled: kfake answers the rewritten request
+	})
 }
 
 // testRebalance: three instances share the group; mid-run one leaves

@@ -3,6 +3,7 @@ package chaos
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -258,4 +259,15 @@ func truncate(s string, n int) string {
 		return s
 	}
 	return s[:n] + "..."
+}
+
+// inputTopics are the topics the plan produces to.
+func inputTopics() []string {
+	names := make([]string, 0, len(topics))
+	for _, tp := range topics {
+		if !slices.Contains(names, tp.topic) {
+			names = append(names, tp.topic)
+		}
+	}
+	return names
 }
