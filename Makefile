@@ -83,7 +83,7 @@ bench-redis-cluster: deps build ## feedbackbench with one redis-server, then wit
 
 CHAOS_RUNS ?= 1
 
-chaos: deps ## chaos suite at full size, CHAOS_RUNS times: kill -9, Redis loss, dropped broker connections, rebalances, bad records
+chaos: deps ## chaos suite at full size, CHAOS_RUNS times: kill -9, Redis loss, dropped broker connections, broker changes, rebalances, bad records
 	@set -e; for i in $$(seq 1 $(CHAOS_RUNS)); do echo "make chaos: run $$i of $(CHAOS_RUNS)"; \
 	  CHAOS_FULL=1 FEEDBACKD_REQUIRE_TOOLS=1 $(GO) test -count=1 -v -timeout 30m -run '^TestChaos$$' ./test/chaos; done
 
