@@ -126,3 +126,19 @@ func TestCheckConfig(t *testing.T) {
 		t.Errorf("exit %d, output:\n%s", code, out)
 	}
 }
+
+// Kafka credentials come from the file or the environment like every key.
+func TestKafkaSecurityFromEnvironment(t *testing.T) {
+	t.Setenv("FEEDBACKD_KAFKA_TLS_ENABLED", "true")
+	t.Setenv("FEEDBACKD_KAFKA_SASL_MECHANISM", "SCRAM-SHA-512")
+	t.Setenv("FEEDBACKD_KAFKA_SASL_USERNAME", "feedbackd")
+	t.Setenv("FEEDBACKD_KAFKA_SASL_PASSWORD", "from-the-environment")
+	cfg, _, _, err := loadConfig(flagSet(), "../../config/feedbackd.yaml", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := cfg.Kafka
+	if !k.TLS.Enabled || k.SASL.Mechanism != "SCRAM-SHA-512" || k.SASL.Username != "feedbackd" || k.SASL.Password != "from-the-environment" {
+		t.Fatalf("got %+v %+v", k.TLS, k.SASL.LogValue())
+	}
+}

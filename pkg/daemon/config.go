@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/feedbackd/feedbackd/pkg/deliver"
+	"github.com/feedbackd/feedbackd/pkg/kafkaconn"
 	"github.com/feedbackd/feedbackd/pkg/netguard"
 	"github.com/feedbackd/feedbackd/pkg/retry"
 )
@@ -42,6 +43,14 @@ type KafkaConfig struct {
 	// SessionTimeout is how long the group waits for a member that stopped
 	// answering (crashed) before its partitions move to the others.
 	SessionTimeout time.Duration `mapstructure:"session_timeout"`
+	// TLS and SASL secure the connections of every Kafka client.
+	TLS  kafkaconn.TLS  `mapstructure:"tls"`
+	SASL kafkaconn.SASL `mapstructure:"sasl"`
+}
+
+// Conn is how the Kafka clients connect: brokers, TLS and SASL.
+func (k KafkaConfig) Conn() *kafkaconn.Config {
+	return &kafkaconn.Config{Brokers: k.Brokers, TLS: k.TLS, SASL: k.SASL}
 }
 
 // TopicsConfig names the topics.
@@ -228,6 +237,9 @@ func (c *Config) Validate() error {
 		if _, _, err := net.SplitHostPort(b); err != nil {
 			bad("kafka.brokers", "%q is not host:port", b)
 		}
+	}
+	if err := c.Kafka.Conn().Validate(kafkaconn.DaemonKeys); err != nil {
+		errs = append(errs, err)
 	}
 	if c.Kafka.Group == "" {
 		bad("kafka.group", "is required")

@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"runtime"
+	"slices"
 	"sync"
 	"time"
 
@@ -25,6 +26,7 @@ import (
 	"github.com/feedbackd/feedbackd/pkg/configstore"
 	"github.com/feedbackd/feedbackd/pkg/dedupe"
 	"github.com/feedbackd/feedbackd/pkg/deliver"
+	"github.com/feedbackd/feedbackd/pkg/kafkaconn"
 	"github.com/feedbackd/feedbackd/pkg/netguard"
 	"github.com/feedbackd/feedbackd/pkg/pipeline"
 	"github.com/feedbackd/feedbackd/pkg/replay"
@@ -72,11 +74,23 @@ func Run(ctx context.Context, cfg Config, opts Options) error {
 		Help: "Always 1; labels say which build is running.",
 	}, []string{"version", "revision", "goversion"}).WithLabelValues(opts.Version, opts.Revision, runtime.Version()).Set(1)
 
-	// Each client says what it is for in broker logs and client metrics.
-	kopts := func(role string) []kgo.Opt {
-		return []kgo.Opt{kgo.SeedBrokers(cfg.Kafka.Brokers...), kgo.ClientID(cfg.Kafka.ClientID + "-" + role)}
+	// Every Kafka client connects the same way (brokers, TLS, SASL) and
+	// says what it is for in broker logs and client metrics.
+	kconn := cfg.Kafka.Conn()
+	connOpts, err := kconn.Opts()
+	if err != nil {
+		return err
 	}
-	if err := ensureTopics(ctx, cfg, kopts("admin"), log); err != nil {
+	for _, w := range kconn.Warnings(kafkaconn.DaemonKeys) {
+		log.Warn("kafka: " + w)
+	}
+	kopts := func(role string) []kgo.Opt {
+		return append(slices.Clone(connOpts), kgo.ClientID(cfg.Kafka.ClientID+"-"+role))
+	}
+	if err := connectKafka(ctx, kconn, kopts("admin"), log); err != nil {
+		return err
+	}
+	if err := ensureTopics(ctx, cfg, kconn, kopts("admin"), log); err != nil {
 		return err
 	}
 
@@ -187,7 +201,7 @@ func Run(ctx context.Context, cfg Config, opts Options) error {
 		Policy:        webhook.Policy{AllowHTTP: cfg.Delivery.AllowHTTP, Guard: guard},
 		RotationGrace: cfg.Secrets.RotationGrace,
 		Checks: []admin.Check{
-			{Name: "kafka", Func: pipe.Ping},
+			{Name: "kafka", Func: func(ctx context.Context) error { return kconn.Explain(pipe.Ping(ctx)) }},
 			{Name: "redis", Func: redisCheck},
 			{Name: "configs", Func: func(context.Context) error {
 				if !store.Loaded() {
@@ -269,8 +283,35 @@ func waitForConfigs(ctx context.Context, store *configstore.Store, topic string,
 	}
 }
 
+// connectKafka waits until a broker answers and accepts the credentials.
+// Each failure is logged at once as one line naming the cause; a cause
+// that retrying cannot cure (credentials, certificates, mechanism, ACLs)
+// ends start-up with that line.
+func connectKafka(ctx context.Context, kconn *kafkaconn.Config, kopts []kgo.Opt, log *slog.Logger) error {
+	for backoff := time.Second; ; backoff = min(2*backoff, 30*time.Second) {
+		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		err := kconn.Check(cctx, kopts...)
+		cancel()
+		if err == nil {
+			return nil
+		}
+		if ke, ok := errors.AsType[*kafkaconn.Error](err); ok && ke.Permanent {
+			return err
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("kafka unreachable at start-up: %w", err)
+		}
+		log.Warn(err.Error(), "brokers", kconn.Brokers, "retry_in", backoff)
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("kafka unreachable at start-up: %w", err)
+		case <-time.After(backoff):
+		}
+	}
+}
+
 // ensureTopics creates missing topics, waiting for Kafka to answer.
-func ensureTopics(ctx context.Context, cfg Config, kopts []kgo.Opt, log *slog.Logger) error {
+func ensureTopics(ctx context.Context, cfg Config, kconn *kafkaconn.Config, kopts []kgo.Opt, log *slog.Logger) error {
 	if !cfg.Kafka.CreateTopics {
 		return nil
 	}
@@ -296,7 +337,10 @@ func ensureTopics(ctx context.Context, cfg Config, kopts []kgo.Opt, log *slog.Lo
 		if err == nil {
 			return nil
 		}
-		log.Warn("waiting for Kafka to create topics", "brokers", cfg.Kafka.Brokers, "err", err, "retry_in", backoff)
+		if ke := kconn.Explain(err).(*kafkaconn.Error); ke.Permanent {
+			return fmt.Errorf("%s (kafka.create_topics is true: grant Create or create the topics and set it to false)", ke.Msg)
+		}
+		log.Warn("waiting for Kafka to create topics: "+kconn.Explain(err).Error(), "brokers", cfg.Kafka.Brokers, "retry_in", backoff)
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("kafka unreachable at start-up: %w", err)

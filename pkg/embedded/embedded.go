@@ -20,6 +20,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 
 	"github.com/feedbackd/feedbackd/pkg/daemon"
+	"github.com/feedbackd/feedbackd/pkg/kafkaconn"
 	"github.com/feedbackd/feedbackd/pkg/secrets"
 )
 
@@ -45,6 +46,8 @@ type Options struct {
 // settings that only a real deployment needs; keys the user set are kept.
 func Adjust(cfg *daemon.Config, isSet func(string) bool, o Options) {
 	cfg.Kafka.Brokers = []string{o.KafkaAddr}
+	// The in-process broker speaks plaintext without SASL.
+	cfg.Kafka.TLS, cfg.Kafka.SASL = kafkaconn.TLS{}, kafkaconn.SASL{}
 	cfg.Redis.Addr = o.RedisAddr
 	keep := func(key string, apply func()) {
 		if !isSet(key) {
