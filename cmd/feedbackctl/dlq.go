@@ -106,7 +106,11 @@ per line, with every header, the key and the value. The whole topic is read.`,
 // failure first.
 func scan(ctx context.Context, s *settings, topic string, unreadable bool, keep func(dlq.Record) bool) ([]dlq.Record, error) {
 	var recs []dlq.Record
-	err := dlq.Scan(ctx, s.kafkaOpts(), topic, func(r dlq.Record) bool {
+	kopts, err := s.kafka(ctx)
+	if err != nil {
+		return nil, err
+	}
+	err = dlq.Scan(ctx, kopts, topic, func(r dlq.Record) bool {
 		if (r.Err != nil && unreadable) || (r.Err == nil && keep(r)) {
 			recs = append(recs, r)
 		}
@@ -167,7 +171,11 @@ topic/partition/offset (as list prints it) for one record.`,
 func readAt(ctx context.Context, s *settings, topic, partition, offset string) ([]dlq.Record, error) {
 	p, _ := strconv.ParseInt(partition, 10, 32)
 	o, _ := strconv.ParseInt(offset, 10, 64)
-	cl, err := kgo.NewClient(append(s.kafkaOpts(), kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{
+	kopts, err := s.kafka(ctx)
+	if err != nil {
+		return nil, err
+	}
+	cl, err := kgo.NewClient(append(kopts, kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{
 		topic: {int32(p): kgo.NewOffset().At(o)},
 	}))...)
 	if err != nil {
@@ -212,7 +220,11 @@ func dlqStats(s *settings, topic *string) *cobra.Command {
 			}
 			var st dlq.Stats
 			now := time.Now()
-			err = dlq.Scan(cmd.Context(), s.kafkaOpts(), *topic, func(r dlq.Record) bool {
+			kopts, err := s.kafka(cmd.Context())
+			if err != nil {
+				return err
+			}
+			err = dlq.Scan(cmd.Context(), kopts, *topic, func(r dlq.Record) bool {
 				if r.Err == nil && flt.Match(r) {
 					st.Add(r, now)
 				}

@@ -51,7 +51,11 @@ feedback.sent), which is how you check that feedbackd dead-letters them.`,
 
 // produce reports bad lines and progress on out, the summary on summary.
 func produce(ctx context.Context, s *settings, in io.Reader, name, topic string, allowInvalid bool, summary, out io.Writer) error {
-	cl, err := kgo.NewClient(append(s.kafkaOpts(), kgo.ProducerLinger(5*time.Millisecond))...)
+	kopts, err := s.kafka(ctx)
+	if err != nil {
+		return err
+	}
+	cl, err := kgo.NewClient(append(kopts, kgo.ProducerLinger(5*time.Millisecond))...)
 	if err != nil {
 		return err
 	}

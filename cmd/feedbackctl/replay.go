@@ -60,8 +60,10 @@ Use --dry-run first: it counts what would be replayed and writes nothing.
 			var err error
 			if server {
 				p, err = replayOnServer(cmd.Context(), s, f.req, d)
+			} else if kopts, kerr := s.kafka(cmd.Context()); kerr != nil {
+				err = kerr
 			} else {
-				p, err = replay.Run(cmd.Context(), s.kafkaOpts(), f.req, replay.Options{
+				p, err = replay.Run(cmd.Context(), kopts, f.req, replay.Options{
 					DLQTopic:    *topic,
 					InputTopics: inputs,
 					GroupPrefix: s.v.GetString("group") + "-replay-",
