@@ -34,6 +34,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/feedbackd/feedbackd/pkg/deliver"
+	"github.com/feedbackd/feedbackd/pkg/kafkaconn"
 	"github.com/feedbackd/feedbackd/pkg/netguard"
 	"github.com/feedbackd/feedbackd/pkg/signature"
 	"github.com/feedbackd/feedbackd/pkg/webhook"
@@ -71,6 +72,11 @@ events, and the other tenants' ratio to the ceiling is compared with the
 healthy one.
 With --backlog N, feedbackd is stopped, N events are produced, and it is
 started again to drain them (its peak RSS is then that run's).
+With --brokers, a secured cluster is reached with feedbackd's own variables,
+which the feedbackd it starts inherits and its producer reads too:
+FEEDBACKD_KAFKA_TLS_ENABLED, _TLS_CA_FILE, _TLS_CERT_FILE, _TLS_KEY_FILE,
+_TLS_SERVER_NAME, _TLS_INSECURE_SKIP_VERIFY, FEEDBACKD_KAFKA_SASL_MECHANISM,
+_SASL_USERNAME, _SASL_PASSWORD, _SASL_PASSWORD_FILE, _SASL_TOKEN_FILE.
 
 Flags:
 `
@@ -243,6 +249,24 @@ func run() int {
 	return 0
 }
 
+// kafkaFromEnv reads the connection settings from feedbackd's variables.
+func kafkaFromEnv(brokers []string) *kafkaconn.Config {
+	g := func(field string) string { return os.Getenv(envKey(field)) }
+	b := func(field string) bool { v, _ := strconv.ParseBool(g(field)); return v }
+	return &kafkaconn.Config{
+		Brokers: brokers,
+		TLS: kafkaconn.TLS{Enabled: b("tls.enabled"), CAFile: g("tls.ca_file"), CertFile: g("tls.cert_file"), KeyFile: g("tls.key_file"),
+			ServerName: g("tls.server_name"), InsecureSkipVerify: b("tls.insecure_skip_verify")},
+		SASL: kafkaconn.SASL{Mechanism: g("sasl.mechanism"), Username: g("sasl.username"), Password: g("sasl.password"),
+			PasswordFile: g("sasl.password_file"), TokenFile: g("sasl.token_file")},
+	}
+}
+
+// envKey names a kafkaconn field as feedbackd's variable.
+func envKey(field string) string {
+	return "FEEDBACKD_KAFKA_" + strings.ToUpper(strings.ReplaceAll(field, ".", "_"))
+}
+
 func logf(format string, a ...any) {
 	fmt.Fprintf(os.Stderr, "%s "+format+"\n", append([]any{time.Now().Format("15:04:05")}, a...)...)
 }
@@ -251,7 +275,8 @@ func logf(format string, a ...any) {
 type env struct {
 	o         options
 	brokers   []string
-	redis     string // FEEDBACKD_REDIS_ADDR, or FEEDBACKD_REDIS_ADDRS for a cluster
+	kopts     []kgo.Opt // seeds, TLS and SASL of the producer
+	redis     string    // FEEDBACKD_REDIS_ADDR, or FEEDBACKD_REDIS_ADDRS for a cluster
 	redisKind string
 	receiver  string // host:port
 	others    []proc // receiver, redis-server and this process (broker, producer), for their CPU
@@ -287,7 +312,7 @@ func bench(o options) (res result, err error) {
 	if err := e.createTenants(); err != nil {
 		return res, err
 	}
-	p, err := kgo.NewClient(kgo.SeedBrokers(e.brokers...), kgo.ProducerLinger(5*time.Millisecond), kgo.MaxBufferedRecords(100_000))
+	p, err := kgo.NewClient(append(slices.Clone(e.kopts), kgo.ProducerLinger(5*time.Millisecond), kgo.MaxBufferedRecords(100_000))...)
 	if err != nil {
 		return res, err
 	}
@@ -400,7 +425,22 @@ func bench(o options) (res result, err error) {
 func (e *env) startBroker() error {
 	if e.o.brokers != "" {
 		e.brokers = strings.Split(e.o.brokers, ",")
-		return nil
+		kconn := kafkaFromEnv(e.brokers)
+		if err := kconn.Validate(envKey); err != nil {
+			return err
+		}
+		var err error
+		if e.kopts, err = kconn.Opts(); err != nil {
+			return err
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+		defer cancel()
+		return kconn.Check(ctx, e.kopts...)
+	}
+	for _, kv := range os.Environ() {
+		if strings.HasPrefix(kv, "FEEDBACKD_KAFKA_TLS_") || strings.HasPrefix(kv, "FEEDBACKD_KAFKA_SASL_") {
+			return fmt.Errorf("%s is for --brokers: the kfake broker in this process has no TLS or SASL", strings.SplitN(kv, "=", 2)[0])
+		}
 	}
 	c, err := kfake.NewCluster(kfake.NumBrokers(1))
 	if err != nil {
@@ -408,6 +448,7 @@ func (e *env) startBroker() error {
 	}
 	e.cleanup = append(e.cleanup, c.Close)
 	e.brokers = c.ListenAddrs()
+	e.kopts = []kgo.Opt{kgo.SeedBrokers(e.brokers...)}
 	e.others = append(e.others, proc{"broker+producer", os.Getpid()})
 	logf("broker: kfake on %s", e.brokers[0])
 	return nil
