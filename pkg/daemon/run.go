@@ -338,7 +338,7 @@ func ensureTopics(ctx context.Context, cfg Config, kconn *kafkaconn.Config, kopt
 			return nil
 		}
 		if ke := kconn.Explain(err).(*kafkaconn.Error); ke.Permanent {
-			return fmt.Errorf("%s (kafka.create_topics is true: grant Create or create the topics and set it to false)", ke.Msg)
+			return fmt.Errorf("%s; kafka.create_topics is true: grant Create, or create the topics and set it to false", ke.Msg)
 		}
 		log.Warn("waiting for Kafka to create topics: "+kconn.Explain(err).Error(), "brokers", cfg.Kafka.Brokers, "retry_in", backoff)
 		select {

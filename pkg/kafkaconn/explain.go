@@ -96,7 +96,12 @@ func (c *Config) classify(err error) (string, bool) {
 	case errors.Is(err, kerr.TopicAuthorizationFailed), errors.Is(err, kerr.GroupAuthorizationFailed),
 		errors.Is(err, kerr.ClusterAuthorizationFailed), errors.Is(err, kerr.TransactionalIDAuthorizationFailed):
 		errors.As(err, &kafkaErr)
-		return fmt.Sprintf("not authorized: %s for %s: an ACL is missing (see README \"Kafka ACLs\"): %v", kafkaErr.Message, principal(s), err), true
+		what, _, _ := strings.Cut(err.Error(), kafkaErr.Error())
+		what = strings.TrimSuffix(strings.TrimSpace(what), ":")
+		if what != "" {
+			what = ": " + what
+		}
+		return fmt.Sprintf("not authorized (%s, %s)%s: an ACL is missing (README \"Kafka ACLs\")", kafkaErr.Message, principal(s), what), true
 	case strings.Contains(err.Error(), "kafka.sasl.") || strings.Contains(err.Error(), "AWS_MSK_IAM:"):
 		return err.Error(), true // a credential file or variable we could not read
 	case errors.As(err, &opErr) && opErr.Op == "dial":

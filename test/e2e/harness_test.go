@@ -55,6 +55,10 @@ type harness struct {
 	kafkaOpts []kfake.Opt
 	tlsConfig *tls.Config               // what deliveries trust; nil: the system roots
 	redisCfg  func(*daemon.RedisConfig) // nil: a redis-server of the test's own (h.redis)
+	// clientOpts connect the test's own Kafka clients (producer, DLQ
+	// reads) to a secured broker; ctlEnv does the same for feedbackctl.
+	clientOpts []kgo.Opt
+	ctlEnv     []string
 }
 
 // option adjusts a harness before feedbackd starts.
@@ -69,6 +73,12 @@ func withRedis(set func(*daemon.RedisConfig)) option { return func(h *harness) {
 
 // withKafka starts the broker with these options.
 func withKafka(opts ...kfake.Opt) option { return func(h *harness) { h.kafkaOpts = opts } }
+
+// withKafkaClient makes the test's own Kafka clients (not feedbackd's)
+// connect with these options, and feedbackctl with these variables.
+func withKafkaClient(env []string, opts ...kgo.Opt) option {
+	return func(h *harness) { h.clientOpts, h.ctlEnv = opts, env }
+}
 
 // withResolver makes feedbackd resolve endpoint names with r.
 func withResolver(r netguard.Resolver) option { return func(h *harness) { h.resolver = r } }
@@ -112,7 +122,7 @@ func start(t *testing.T, mutate func(*daemon.Config), opts ...option) *harness {
 	if mutate != nil {
 		mutate(&h.cfg)
 	}
-	p, err := kgo.NewClient(kgo.SeedBrokers(h.kafka.Seeds...))
+	p, err := kgo.NewClient(h.kafkaClient()...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -296,13 +306,18 @@ func (h *harness) dlq(n int) []dlq.Record {
 	var recs []dlq.Record
 	h.eventually(fmt.Sprintf("%d dead letters", n), 30*time.Second, func() bool {
 		recs = nil
-		err := dlq.Scan(context.Background(), []kgo.Opt{kgo.SeedBrokers(h.kafka.Seeds...)}, "feedback.dlq", func(r dlq.Record) bool {
+		err := dlq.Scan(context.Background(), h.kafkaClient(), "feedback.dlq", func(r dlq.Record) bool {
 			recs = append(recs, r)
 			return true
 		})
 		return err == nil && len(recs) >= n
 	})
 	return recs
+}
+
+// kafkaClient are the options of a test client of the harness's broker.
+func (h *harness) kafkaClient() []kgo.Opt {
+	return append([]kgo.Opt{kgo.SeedBrokers(h.kafka.Seeds...)}, h.clientOpts...)
 }
 
 // metric sums the samples of a metric family of the primary instance whose
@@ -480,6 +495,7 @@ func (h *harness) ctlAt(adminURL string, args ...string) (string, int) {
 	cmd := exec.Command(filepath.Join(binaries(h.t), "feedbackctl"), args...)
 	cmd.Env = append(os.Environ(), "FEEDBACKCTL_BROKERS="+strings.Join(h.kafka.Seeds, ","),
 		"FEEDBACKCTL_ADMIN_URL="+adminURL, "FEEDBACKCTL_TOKEN="+token)
+	cmd.Env = append(cmd.Env, h.ctlEnv...)
 	out, err := cmd.CombinedOutput()
 	code := 0
 	var ee *exec.ExitError
