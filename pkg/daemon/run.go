@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"runtime"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -20,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promauto"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/feedbackd/feedbackd/pkg/admin"
 	"github.com/feedbackd/feedbackd/pkg/admission"
@@ -91,6 +93,9 @@ func Run(ctx context.Context, cfg Config, opts Options) error {
 		return err
 	}
 	if err := ensureTopics(ctx, cfg, kconn, kopts("admin"), log); err != nil {
+		return err
+	}
+	if err := checkAccess(ctx, cfg, kconn, kopts("admin")); err != nil {
 		return err
 	}
 
@@ -308,6 +313,39 @@ func connectKafka(ctx context.Context, kconn *kafkaconn.Config, kopts []kgo.Opt,
 		case <-time.After(backoff):
 		}
 	}
+}
+
+// checkAccess refuses to start when the principal lacks an ACL feedbackd
+// needs (README "Kafka ACLs") or a topic is missing: otherwise the pipeline
+// would start and then stall on that topic or group.
+func checkAccess(ctx context.Context, cfg Config, kconn *kafkaconn.Config, kopts []kgo.Opt) error {
+	rw := []kmsg.ACLOperation{kmsg.ACLOperationRead, kmsg.ACLOperationWrite}
+	need := kafkaconn.Need{
+		Topics: map[string][]kmsg.ACLOperation{
+			cfg.Kafka.Topics.Configs:           rw,
+			cfg.Kafka.Topics.DLQ:               rw, // read by replay jobs
+			cfg.Kafka.Topics.DLQ + ".replayed": rw,
+		},
+		Groups: map[string][]kmsg.ACLOperation{cfg.Kafka.Group: {kmsg.ACLOperationRead}},
+	}
+	for _, t := range cfg.Kafka.Topics.Input {
+		need.Topics[t] = rw // written by replay jobs
+	}
+	for _, tier := range cfg.RetryPolicy().Tiers() {
+		need.Topics[retry.Topic(cfg.Kafka.Topics.RetryPrefix, tier)] = rw
+	}
+	cl, err := kgo.NewClient(kopts...)
+	if err != nil {
+		return fmt.Errorf("kafka client: %w", err)
+	}
+	defer cl.Close()
+	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	err = kconn.CheckAccess(cctx, cl, need)
+	if ke, ok := errors.AsType[*kafkaconn.Error](err); ok && !cfg.Kafka.CreateTopics && strings.Contains(ke.Msg, "does not exist") {
+		return fmt.Errorf("%s; kafka.create_topics is false: create it (README \"Topics and payloads\") or set it to true", ke.Msg)
+	}
+	return err
 }
 
 // ensureTopics creates missing topics, waiting for Kafka to answer.

@@ -173,11 +173,11 @@ func TestKafkaSCRAMOverTLSWithREADMEACLs(t *testing.T) {
 	}
 }
 
-// runOnce runs feedbackd with cfg until it fails or 20 s pass and returns
-// its error.
-func runOnce(t *testing.T, cfg daemon.Config) error {
+// runOnce runs feedbackd with cfg until it fails or d passes and returns
+// its error (nil after d).
+func runOnce(t *testing.T, cfg daemon.Config, d time.Duration) error {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), d)
 	defer cancel()
 	return daemon.Run(ctx, cfg, daemon.Options{Version: "e2e", Registry: prometheus.NewRegistry()})
 }
@@ -201,18 +201,36 @@ func TestKafkaStartupFailsWithOneLine(t *testing.T) {
 	pki := testenv.NewPKI(t)
 	noCreate := readmeACLs()
 	noCreate = noCreate[:len(noCreate)-1] // without Create on the cluster
+	without := func(drop func(kfake.ACL) bool) []kfake.ACL {
+		var out []kfake.ACL
+		for _, a := range readmeACLs() {
+			if !drop(a) {
+				out = append(out, a)
+			}
+		}
+		return out
+	}
 	k := testenv.StartKafka(t, kfake.TLS(pki.ServerTLS(t, false)), kfake.EnableSASL(), kfake.EnableACLs(),
 		kfake.Superuser(kafkaconn.ScramSHA512, "admin", adminPassword),
-		kfake.User(kafkaconn.ScramSHA512, "feedbackd", kafkaPassword, noCreate...))
+		kfake.User(kafkaconn.ScramSHA512, "feedbackd", kafkaPassword, noCreate...),
+		kfake.User(kafkaconn.ScramSHA512, "full", kafkaPassword, readmeACLs()...),
+		kfake.User(kafkaconn.ScramSHA512, "nogroup", kafkaPassword, without(func(a kfake.ACL) bool { return a.Resource == kmsg.ACLResourceTypeGroup && a.Name == "feedbackd" })...),
+		kfake.User(kafkaconn.ScramSHA512, "nodlqwrite", kafkaPassword, without(func(a kfake.ACL) bool { return a.Name == "feedback.dlq" && a.Operation == kmsg.ACLOperationWrite })...))
+	// "full" creates the topics first, so that the others only lack their ACL.
+	if err := runOnce(t, secureConfig(t, k.Seeds, pki.CAFile, "full", kafkaPassword), 3*time.Second); err != nil {
+		t.Fatalf("with every README ACL: %v", err)
+	}
 	for _, tc := range []struct {
-		name, pass, want string
+		name, user, pass, want string
 	}{
-		{"wrong password", "not-" + kafkaPassword, "kafka: SASL authentication failed (SCRAM-SHA-512, user feedbackd)"},
-		{"missing ACL", kafkaPassword, "kafka: not authorized (TOPIC_AUTHORIZATION_FAILED, User:feedbackd): create topic feedback.dlq: an ACL is missing"},
+		{"wrong password", "feedbackd", "not-" + kafkaPassword, "kafka: SASL authentication failed (SCRAM-SHA-512, user feedbackd)"},
+		{"no create", "feedbackd", kafkaPassword, "kafka: not authorized (TOPIC_AUTHORIZATION_FAILED, User:feedbackd): create topic feedback.dlq: an ACL is missing"},
+		{"no group read", "nogroup", kafkaPassword, "kafka: not authorized (User:nogroup): Read on group feedbackd: an ACL is missing"},
+		{"no dlq write", "nodlqwrite", kafkaPassword, "kafka: not authorized (User:nodlqwrite): Write on topic feedback.dlq: an ACL is missing"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			began := time.Now()
-			err := runOnce(t, secureConfig(t, k.Seeds, pki.CAFile, "feedbackd", tc.pass))
+			err := runOnce(t, secureConfig(t, k.Seeds, pki.CAFile, tc.user, tc.pass), 20*time.Second)
 			if err == nil || !strings.HasPrefix(err.Error(), tc.want) || strings.Contains(err.Error(), "\n") || strings.Contains(err.Error(), kafkaPassword) {
 				t.Fatalf("got %v, want one line starting %q", err, tc.want)
 			}
