@@ -96,7 +96,10 @@ func Run(ctx context.Context, cfg Config, opts Options) error {
 		return err
 	}
 	if err := checkAccess(ctx, cfg, kconn, kopts("admin")); err != nil {
-		return err
+		if ke, ok := errors.AsType[*kafkaconn.Error](err); !ok || ke.Permanent {
+			return err
+		}
+		log.Warn(err.Error()) // a missing topic: the consumers wait for it
 	}
 
 	keyring, err := cfg.Keyring()
@@ -316,8 +319,9 @@ func connectKafka(ctx context.Context, kconn *kafkaconn.Config, kopts []kgo.Opt,
 }
 
 // checkAccess refuses to start when the principal lacks an ACL feedbackd
-// needs (README "Kafka ACLs") or a topic is missing: otherwise the pipeline
-// would start and then stall on that topic or group.
+// needs (README "Kafka ACLs"): otherwise the pipeline would start and then
+// stall on that topic or group. A missing topic is returned as an error
+// that is not Permanent.
 func checkAccess(ctx context.Context, cfg Config, kconn *kafkaconn.Config, kopts []kgo.Opt) error {
 	rw := []kmsg.ACLOperation{kmsg.ACLOperationRead, kmsg.ACLOperationWrite}
 	need := kafkaconn.Need{
@@ -343,7 +347,7 @@ func checkAccess(ctx context.Context, cfg Config, kconn *kafkaconn.Config, kopts
 	defer cancel()
 	err = kconn.CheckAccess(cctx, cl, need)
 	if ke, ok := errors.AsType[*kafkaconn.Error](err); ok && !cfg.Kafka.CreateTopics && strings.Contains(ke.Msg, "does not exist") {
-		return fmt.Errorf("%s; kafka.create_topics is false: create it (README \"Topics and payloads\") or set it to true", ke.Msg)
+		return &kafkaconn.Error{Msg: ke.Msg + "; kafka.create_topics is false: create it (README \"Topics and payloads\") or set it to true"}
 	}
 	return err
 }

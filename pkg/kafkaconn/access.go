@@ -24,7 +24,8 @@ type Need struct {
 // CheckAccess asks the brokers which operations cl's principal may perform
 // on need's topics and groups (Metadata and DescribeGroups with authorized
 // operations, KIP-430) and returns an *Error naming every missing
-// operation, or a missing topic. A broker too old to say (before Kafka 2.3)
+// operation (Permanent), or else the missing topics (not Permanent: they
+// may be created yet). A broker too old to say (before Kafka 2.3)
 // is trusted. Transactional ids cannot be asked about this way.
 func (c *Config) CheckAccess(ctx context.Context, cl *kgo.Client, need Need) error {
 	var missing, absent []string
@@ -93,7 +94,7 @@ func (c *Config) CheckAccess(ctx context.Context, cl *kgo.Client, need Need) err
 	case len(missing) > 0:
 		return &Error{Msg: fmt.Sprintf("kafka: not authorized (%s): %s: an ACL is missing (README \"Kafka ACLs\")", principal(c.SASL), strings.Join(missing, ", ")), Permanent: true}
 	case len(absent) > 0:
-		return &Error{Msg: fmt.Sprintf("kafka: topic %s does not exist", strings.Join(absent, ", ")), Permanent: true}
+		return &Error{Msg: fmt.Sprintf("kafka: topic %s does not exist", strings.Join(absent, ", "))} // it may be created yet
 	}
 	return nil
 }
