@@ -111,4 +111,3 @@ func opsNames(ops []kmsg.ACLOperation) string {
 	}
 	return strings.Join(n, "+")
 }
-
