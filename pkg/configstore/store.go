@@ -101,7 +101,7 @@ type Store struct {
 }
 
 // New returns a Store. producer writes the configs topic and must allow
-// producing to it; kafkaOpts (seeds, TLS, SASL) are used to build the
+// producing to it; kafkaOpts (seeds, TLS, SASL: kafkaconn.Config.Opts) are used to build the
 // consumer that tails it. New does no I/O.
 func New(producer *kgo.Client, kafkaOpts []kgo.Opt, rdb redis.UniversalClient, opts Options) *Store {
 	opts.defaults()

@@ -138,7 +138,7 @@ type Pipeline struct {
 	unpark   context.CancelFunc
 }
 
-// New builds a Pipeline; kafkaOpts carry seeds, TLS and SASL. It creates the
+// New builds a Pipeline; kafkaOpts carry seeds, TLS and SASL (kafkaconn.Config.Opts). It creates the
 // Kafka client but does not connect yet.
 func New(kafkaOpts []kgo.Opt, configs Configs, sender Sender, opts Options) (*Pipeline, error) {
 	if opts.Concurrency <= 0 {

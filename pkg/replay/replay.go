@@ -61,7 +61,7 @@ const barrierPrefix = "!replay-barrier/"
 // Run runs the job of req until every dead letter that was in the topic
 // when it started has been read, or ctx ends (the open transaction is then
 // aborted, and running the job again resumes it). kafkaOpts carry seeds,
-// TLS and SASL. It returns the final progress; its error says why a run
+// TLS and SASL (kafkaconn.Config.Opts). It returns the final progress; its error says why a run
 // failed.
 //
 // Each matching dead letter is re-injected at most once, by any job: its
