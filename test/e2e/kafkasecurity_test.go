@@ -286,3 +286,38 @@ func TestKafkaMTLSAndPLAIN(t *testing.T) {
 		})
 	}
 }
+
+// TestKafkaReplayWithoutTransactionalIDACL: the one ACL start-up cannot
+// ask about. The replay job fails with the cause; nothing is lost: the dead
+// letter stays and no marker is written.
+func TestKafkaReplayWithoutTransactionalIDACL(t *testing.T) {
+	var acls []kfake.ACL
+	for _, a := range readmeACLs() {
+		if a.Resource != kmsg.ACLResourceTypeTransactionalId {
+			acls = append(acls, a)
+		}
+	}
+	h := start(t, func(c *daemon.Config) {
+		c.Kafka.SASL = kafkaconn.SASL{Mechanism: kafkaconn.ScramSHA512, Username: "feedbackd", Password: kafkaPassword}
+	}, withKafka(kfake.EnableSASL(), kfake.EnableACLs(),
+		kfake.Superuser(kafkaconn.ScramSHA512, "admin", adminPassword),
+		kfake.User(kafkaconn.ScramSHA512, "feedbackd", kafkaPassword, acls...)),
+		withKafkaClient(nil, kgo.SASL(scram.Auth{User: "admin", Pass: adminPassword}.AsSha512Mechanism())))
+	h.produce("feedback.sent", []byte(`not json`))
+	h.dlq(1)
+	var p replay.Progress
+	if code := h.call("POST", "/v1/dlq/replays", map[string]any{"reason": "invalid_event"}, &p); code != 202 {
+		t.Fatalf("start replay: %d %+v", code, p)
+	}
+	h.eventually("replay ends", 30*time.Second, func() bool {
+		h.call("GET", "/v1/dlq/replays/"+p.ID, nil, &p)
+		return p.State != replay.StateRunning
+	})
+	if p.State != replay.StateFailed || !strings.Contains(p.Error, "TRANSACTIONAL_ID_AUTHORIZATION_FAILED") || p.Replayed != 0 {
+		t.Fatalf("job: %+v", p)
+	}
+	if n := len(h.dlq(1)); n != 1 {
+		t.Fatalf("%d dead letters", n)
+	}
+	t.Log(p.Error)
+}
