@@ -283,6 +283,22 @@ func TestKafkaMTLSAndPLAIN(t *testing.T) {
 			if resp.StatusCode != 200 {
 				t.Fatalf("/readyz %d %v", resp.StatusCode, ready)
 			}
+			if tc.name != "mtls" {
+				return
+			}
+			// The broker goes away: /readyz names Kafka and the cause.
+			h.kafka.Cluster.Close()
+			var checks struct{ Checks map[string]string }
+			h.eventually("/readyz names the Kafka failure", 20*time.Second, func() bool {
+				resp, err := http.Get(h.api + "/readyz")
+				if err != nil {
+					return false
+				}
+				defer resp.Body.Close()
+				json.NewDecoder(resp.Body).Decode(&checks)
+				return resp.StatusCode == 503 && strings.HasPrefix(checks.Checks["kafka"], "kafka: cannot connect to broker 127.0.0.1:")
+			})
+			t.Log(checks.Checks["kafka"])
 		})
 	}
 }
