@@ -82,7 +82,10 @@ func (c *Config) classify(err error) (string, bool) {
 	case errors.As(err, &header):
 		return fmt.Sprintf("TLS: the %s does not speak TLS (kafka.tls.enabled is true)", c.brokers()), true
 	case errors.As(err, &alert) || strings.Contains(err.Error(), "remote error: tls: "):
-		cause := strings.TrimPrefix(err.Error()[strings.Index(err.Error(), "remote error: tls: ")+len("remote error: tls: "):], " ")
+		cause := err.Error()
+		if i := strings.Index(cause, "tls: "); i >= 0 {
+			cause = cause[i+len("tls: "):]
+		}
 		if strings.Contains(cause, "certificate required") || strings.Contains(cause, "bad certificate") || strings.Contains(cause, "unknown certificate") {
 			return fmt.Sprintf("TLS: the %s refused the client certificate: %s (kafka.tls.cert_file)", c.brokers(), cause), true
 		}

@@ -2,11 +2,15 @@ package kafkaconn
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/twmb/franz-go/pkg/kerr"
 )
 
 func TestValidate(t *testing.T) {
@@ -144,5 +148,30 @@ func TestSASLLogValueHidesPassword(t *testing.T) {
 	v := SASL{Mechanism: Plain, Username: "u", Password: "hunter2-secret"}.LogValue()
 	if strings.Contains(v.String(), "hunter2") {
 		t.Fatalf("%s", v)
+	}
+}
+
+// TestExplainErrorsBrokersAnswer covers answers kfake does not give: a
+// broker that reports SASL_AUTHENTICATION_FAILED (Kafka since 1.1) or an
+// authorization error, and a local TLS alert.
+func TestExplainErrorsBrokersAnswer(t *testing.T) {
+	c := &Config{Brokers: []string{"k1:9093"}, SASL: SASL{Mechanism: ScramSHA512, Username: "feedbackd", Password: "pw-secret"}}
+	for _, tc := range []struct {
+		err  error
+		want string
+	}{
+		{fmt.Errorf("wrapped: %w", kerr.SaslAuthenticationFailed), "kafka: SASL authentication failed (SCRAM-SHA-512, user feedbackd)"},
+		{kerr.UnsupportedSaslMechanism, "kafka: SASL mechanism SCRAM-SHA-512 is not enabled on the broker k1:9093"},
+		{fmt.Errorf("create topic feedback.dlq: %w", kerr.TopicAuthorizationFailed),
+			`kafka: not authorized (TOPIC_AUTHORIZATION_FAILED, User:feedbackd): create topic feedback.dlq: an ACL is missing (README "Kafka ACLs")`},
+		{tls.AlertError(42), "kafka: TLS: the broker k1:9093 refused the client certificate: bad certificate (kafka.tls.cert_file)"},
+		{context.DeadlineExceeded, "kafka: no answer from the broker k1:9093 in time"},
+	} {
+		if got := c.Explain(tc.err).Error(); got != tc.want {
+			t.Errorf("%v:\n got  %q\n want %q", tc.err, got, tc.want)
+		}
+	}
+	if c.Explain(nil) != nil {
+		t.Fatal("nil explained")
 	}
 }
