@@ -63,6 +63,7 @@ func (c *Config) classify(err error) (string, bool) {
 		header    tls.RecordHeaderError
 		alert     tls.AlertError
 		opErr     *net.OpError
+		dnsErr    *net.DNSError
 		firstEOF  *kgo.ErrFirstReadEOF
 		kafkaErr  *kerr.Error
 	)
@@ -107,6 +108,12 @@ func (c *Config) classify(err error) (string, bool) {
 		return fmt.Sprintf("not authorized (%s, %s)%s: an ACL is missing (README \"Kafka ACLs\")", kafkaErr.Message, principal(s), what), true
 	case strings.Contains(err.Error(), "kafka.sasl.") || strings.Contains(err.Error(), "AWS_MSK_IAM:"):
 		return err.Error(), true // a credential file or variable we could not read
+	case errors.As(err, &dnsErr):
+		cause := dnsErr.Err
+		if dnsErr.IsNotFound {
+			cause = "no such host"
+		}
+		return fmt.Sprintf("cannot resolve broker host %s (%s)", dnsErr.Name, cause), false
 	case errors.As(err, &opErr) && opErr.Op == "dial":
 		addr := c.brokers()
 		if opErr.Addr != nil {

@@ -80,6 +80,8 @@ func TestCheckAgainstRealBrokers(t *testing.T) {
 			"kafka: SASL authentication failed (PLAIN, user feedbackd)"},
 		{"sasl towards a broker without", kafkaconn.Config{Brokers: []string{plaintext}, SASL: kafkaconn.SASL{Mechanism: kafkaconn.Plain, Username: "feedbackd", Password: password}},
 			"kafka: SASL authentication failed (PLAIN, user feedbackd)"}, // kfake takes the handshake, then drops the connection
+		{"unknown host", kafkaconn.Config{Brokers: []string{"kafka.invalid:9092"}},
+			"kafka: cannot resolve broker host kafka.invalid (no such host)"},
 		{"unreachable", kafkaconn.Config{Brokers: []string{"127.0.0.1:1"}},
 			"kafka: cannot connect to broker 127.0.0.1:1 (connect: connection refused)"},
 	} {
