@@ -74,6 +74,9 @@ func TestCheckAgainstRealBrokers(t *testing.T) {
 			"kafka: the broker " + scramTLS + " closed the connection at once: does it expect TLS (kafka.tls.enabled) or SASL (kafka.sasl.mechanism)?"},
 		{"mtls without client cert", kafkaconn.Config{Brokers: []string{mtls}, TLS: tlsOn},
 			"kafka: TLS: the broker " + mtls + " refused the client certificate: certificate required (kafka.tls.cert_file)"},
+		{"mtls with a stranger's certificate", kafkaconn.Config{Brokers: []string{mtls}, TLS: kafkaconn.TLS{Enabled: true, CAFile: pki.CAFile, CertFile: pki.StrangerCert, KeyFile: pki.StrangerKey}},
+			// Go sends no certificate the broker's CAs did not sign.
+			"kafka: TLS: the broker " + mtls + " refused the client certificate: certificate required (kafka.tls.cert_file)"},
 		{"mtls", kafkaconn.Config{Brokers: []string{mtls}, TLS: kafkaconn.TLS{Enabled: true, CAFile: pki.CAFile, CertFile: pki.ClientCert, KeyFile: pki.ClientKey}}, ""},
 		{"plain", kafkaconn.Config{Brokers: []string{plainSASL}, SASL: kafkaconn.SASL{Mechanism: kafkaconn.Plain, Username: "feedbackd", Password: password}}, ""},
 		{"plain wrong password", kafkaconn.Config{Brokers: []string{plainSASL}, SASL: kafkaconn.SASL{Mechanism: kafkaconn.Plain, Username: "feedbackd", Password: "nope"}},

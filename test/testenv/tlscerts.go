@@ -26,8 +26,11 @@ type PKI struct {
 	ServerCert, ServerKey   string
 	ClientCert, ClientKey   string
 	WrongHostCert, WrongKey string // signed by the CA, for "other.example" only
-	ca                      *x509.Certificate
-	caKey                   *ecdsa.PrivateKey
+	// StrangerCert and StrangerKey are a client certificate of the
+	// unrelated CA: a broker requiring client certificates refuses it.
+	StrangerCert, StrangerKey string
+	ca                        *x509.Certificate
+	caKey                     *ecdsa.PrivateKey
 }
 
 // NewPKI generates the certificates.
@@ -36,11 +39,15 @@ func NewPKI(t testing.TB) *PKI {
 	p := &PKI{Dir: t.TempDir()}
 	p.ca, p.caKey = p.authority(t, "feedbackd test CA", "ca")
 	p.CAFile = filepath.Join(p.Dir, "ca.pem")
-	p.authority(t, "unrelated CA", "otherca")
+	otherCA, otherKey := p.authority(t, "unrelated CA", "otherca")
 	p.OtherCAFile = filepath.Join(p.Dir, "otherca.pem")
 	p.ServerCert, p.ServerKey = p.leaf(t, "server", []string{"localhost"}, []net.IP{net.IPv4(127, 0, 0, 1)}, x509.ExtKeyUsageServerAuth)
 	p.ClientCert, p.ClientKey = p.leaf(t, "client", nil, nil, x509.ExtKeyUsageClientAuth)
 	p.WrongHostCert, p.WrongKey = p.leaf(t, "wronghost", []string{"other.example"}, nil, x509.ExtKeyUsageServerAuth)
+	ca, caKey := p.ca, p.caKey
+	p.ca, p.caKey = otherCA, otherKey
+	p.StrangerCert, p.StrangerKey = p.leaf(t, "stranger", nil, nil, x509.ExtKeyUsageClientAuth)
+	p.ca, p.caKey = ca, caKey
 	return p
 }
 
