@@ -31,9 +31,13 @@ type Partition struct {
 	// from the rewind on (see Tracker.Add). This one only finishes the
 	// records it had in flight; its commit point is no longer used.
 	retired bool
-	prev    *Partition // a retired predecessor with records in flight; guarded by the Tracker's mu
-	last    int64      // the offset added last, if added
-	added   bool
+	// prev is a retired predecessor that had records in flight when this
+	// partition took over at from; set before this one is published and
+	// never changed, like every link of the chain behind it.
+	prev  *Partition
+	from  int64
+	last  int64 // the offset added last, if added
+	added bool
 	// Records at or above fresh were produced after this member got the
 	// partition, so no earlier owner can have processed them; freshKnown
 	// is false until the first fetch tells.
@@ -182,31 +186,53 @@ func (p *Partition) Wait(ctx context.Context) error {
 }
 
 // committable returns the commit point, if any record settled yet and the
-// partition is not retired.
+// partition is not retired. After a rewind it never passes a record below
+// the rewind that a predecessor has not settled: the client will not read
+// that one again (a rewind need not go back past everything in flight).
 func (p *Partition) committable() (kgo.EpochOffset, bool) {
 	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.next, p.next.Offset > 0 && !p.retired
+	eo, ok := p.next, p.next.Offset > 0 && !p.retired
+	p.mu.Unlock()
+	if !ok {
+		return eo, false
+	}
+	for q := p.prev; q != nil; q = q.prev {
+		if f, ok := q.lowestUnsettled(); ok && f.Offset < p.from && f.Offset < eo.Offset {
+			eo = f
+		}
+	}
+	return eo, true
 }
 
-// retire closes p after the client rewound and returns its successor,
-// which counts everything p was given as a possible re-read. Called with
-// the tracker's lock held, which guards prev.
-func (p *Partition) retire() *Partition {
+// lowestUnsettled returns the lowest tracked record not settled (in flight
+// or abandoned), if any.
+func (p *Partition) lowestUnsettled() (kgo.EpochOffset, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.start >= len(p.pending) { // every record at the head is settled
+		return kgo.EpochOffset{}, false
+	}
+	e := p.pending[p.start]
+	return kgo.EpochOffset{Epoch: e.epoch, Offset: e.offset}, true
+}
+
+// retire closes p after the client rewound to from and returns its
+// successor, which counts everything p was given as a possible re-read.
+// Called with the tracker's lock held.
+func (p *Partition) retire(from int64) *Partition {
 	p.mu.Lock()
 	p.closed, p.retired = true, true
-	next := &Partition{Topic: p.Topic, ID: p.ID, fresh: p.last + 1, freshKnown: true, prev: p}
+	next := &Partition{Topic: p.Topic, ID: p.ID, fresh: p.last + 1, freshKnown: true, from: from}
 	if p.freshKnown {
 		next.fresh = max(next.fresh, p.fresh)
 	}
 	p.mu.Unlock()
-	// Keep only the predecessors with records still in flight, so that a
-	// revoke drains them too.
-	for q := next; q.prev != nil; {
-		if q.prev.Unsettled() == 0 {
-			q.prev = q.prev.prev
-		} else {
-			q = q.prev
+	// Link the nearest predecessor still holding records not settled, so
+	// that a revoke drains them and the commit point waits for them.
+	for q := p; q != nil; q = q.prev {
+		if _, ok := q.lowestUnsettled(); ok {
+			next.prev = q
+			break
 		}
 	}
 	return next
@@ -269,7 +295,7 @@ func (t *Tracker) Add(topic string, id int32, offset int64, epoch int32) (p, ret
 	if t.parts[topic][id] != p { // revoked meanwhile
 		return nil, nil
 	}
-	next := p.retire()
+	next := p.retire(offset)
 	t.parts[topic][id] = next
 	next.add(offset, epoch)
 	return next, p
@@ -296,8 +322,11 @@ func (t *Tracker) Revoke(revoked map[string][]int32) []*Partition {
 				p.mu.Lock()
 				p.closed = true
 				p.mu.Unlock()
-				for q := p; q != nil; q = q.prev {
-					out = append(out, q)
+				out = append(out, p)
+				for q := p.prev; q != nil; q = q.prev {
+					if _, ok := q.lowestUnsettled(); ok { // drained ones need nothing
+						out = append(out, q)
+					}
 				}
 				delete(t.parts[topic], id)
 			}

@@ -249,3 +249,53 @@ func TestRewindChain(t *testing.T) {
 		t.Fatalf("revoked %v, want %v", revoked, want)
 	}
 }
+
+// A rewind that does not go back past every record in flight (a reset to
+// the end of a truncated epoch, say) must not let the successor commit
+// past the predecessor's records below the rewind: they are not read
+// again, so committing past them before they settle could lose them.
+func TestRewindNeverCommitsPastAPredecessorsRecord(t *testing.T) {
+	tr := NewTracker()
+	tr.Assign(map[string][]int32{"t": {0}})
+	first := tr.Get("t", 0)
+	for o := int64(0); o < 10; o++ {
+		tr.Add("t", 0, o, 0)
+	}
+	for o := int64(0); o < 5; o++ {
+		first.Settle(o)
+	}
+	second, _ := tr.Add("t", 0, 7, 1) // 5 and 6 in flight, not read again
+	for o := int64(8); o < 12; o++ {
+		tr.Add("t", 0, o, 1)
+	}
+	for o := int64(7); o < 12; o++ {
+		second.Settle(o)
+	}
+	if eo := Committable(tr.All())["t"][0]; eo.Offset != 5 {
+		t.Fatalf("committable at %d while 5 and 6 are in flight, want 5", eo.Offset)
+	}
+	first.Settle(5)
+	if eo := Committable(tr.All())["t"][0]; eo.Offset != 6 {
+		t.Fatalf("committable at %d while 6 is in flight, want 6", eo.Offset)
+	}
+	first.Settle(6)
+	if eo := Committable(tr.All())["t"][0]; eo.Offset != 12 {
+		t.Fatalf("committable at %d once all settled, want 12", eo.Offset)
+	}
+	// An abandoned one holds the point back for good: its next owner reads it.
+	first2 := NewTracker()
+	first2.Assign(map[string][]int32{"t": {0}})
+	a := first2.Get("t", 0)
+	for o := int64(0); o < 4; o++ {
+		first2.Add("t", 0, o, 0)
+	}
+	a.Abandon(1)
+	a.Settle(0)
+	a.Settle(2)
+	a.Settle(3)
+	b, _ := first2.Add("t", 0, 3, 1)
+	b.Settle(3)
+	if eo := Committable(first2.All())["t"][0]; eo.Offset != 1 {
+		t.Fatalf("committable at %d past an abandoned record below the rewind, want 1", eo.Offset)
+	}
+}

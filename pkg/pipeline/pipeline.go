@@ -374,8 +374,10 @@ func (p *Pipeline) dispatch(ctx context.Context, r *kgo.Record) {
 // records; see offsets.Tracker.Add). The records of the first read still
 // in flight are waited for, bounded by ShutdownTimeout as on a revoke, so
 // that their deliveries are recorded before the re-read copies, which
-// dedupe checks, come to the same events; held ones are dropped, since
-// they are read again.
+// dedupe checks, come to the same events; held ones are dropped (abandoned):
+// those at or above the rewind are read again, and one below it holds the
+// commit point back (offsets.Partition), so the partition's next reader
+// gets it. Nothing below the rewind is committed before it settles.
 func (p *Pipeline) rewound(retired *offsets.Partition, r *kgo.Record) {
 	p.metrics.rewinds.Inc()
 	p.log.Warn("the Kafka client reads the partition again from an offset it read already; re-read records are checked against dedupe",
