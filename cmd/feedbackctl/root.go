@@ -69,13 +69,19 @@ var kafkaFlags = []struct{ name, usage string }{
 	{"kafka-sasl-token-file", "file holding the OAUTHBEARER token"},
 }
 
-// kafkaKey names a kafkaconn field as a feedbackctl flag.
+// kafkaKey names a kafkaconn field as a feedbackctl flag; the password,
+// which has no flag (it would show in the process list), by its variable.
 func kafkaKey(field string) string {
+	if field == "sasl.password" {
+		return "FEEDBACKCTL_KAFKA_SASL_PASSWORD"
+	}
 	return "--kafka-" + strings.NewReplacer(".", "-", "_", "-").Replace(field)
 }
 
 func (s *settings) loadKafka() error {
-	g := func(field string) string { return s.v.GetString(strings.TrimPrefix(kafkaKey(field), "--")) }
+	g := func(field string) string {
+		return s.v.GetString("kafka-" + strings.NewReplacer(".", "-", "_", "-").Replace(field))
+	}
 	b := func(field string) bool { return s.v.GetBool(strings.TrimPrefix(kafkaKey(field), "--")) }
 	s.kconn = &kafkaconn.Config{
 		Brokers: s.brokers(),

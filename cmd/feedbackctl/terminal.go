@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 	"text/tabwriter"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -53,7 +54,9 @@ func (t *table) flush() { _ = t.tw.Flush() }
 
 // terminalWriter passes text to w with every control character except
 // newline, tab and carriage return (progress lines) escaped as \x1b or
-// \u009b, and invalid UTF-8 bytes as \xff. A character split across two
+// \u009b, format characters (bidirectional overrides) as \u202e, and
+// invalid UTF-8 bytes as \xff. Values in tables are escaped further
+// (printable), carriage returns included. A character split across two
 // writes is held until the second.
 type terminalWriter struct {
 	w       io.Writer
@@ -80,7 +83,7 @@ func (t *terminalWriter) Write(p []byte) (int, error) {
 			out = append(out, in[i])
 		case r < 0x20 || r == 0x7f:
 			out = fmt.Appendf(out, `\x%02x`, r)
-		case r >= 0x80 && r <= 0x9f:
+		case r >= 0x80 && r <= 0x9f, unicode.Is(unicode.Cf, r): // C1 controls; format characters (bidi overrides)
 			out = fmt.Appendf(out, `\u%04x`, r)
 		default:
 			out = append(out, in[i:i+n]...)

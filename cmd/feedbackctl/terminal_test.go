@@ -33,12 +33,12 @@ func TestPrintable(t *testing.T) {
 func TestTerminalWriter(t *testing.T) {
 	var b bytes.Buffer
 	w := &terminalWriter{w: &b}
-	for _, p := range []string{"ok\n\tprogress\r", "\x1b[31mred", "\xc2", "\x9b and é\xc3", "\xa9\xff\x00"} {
+	for _, p := range []string{"ok\n\tprogress\r", "\x1b[31mred", "\xc2", "\x9b and é\xc3", "\xa9\xff\x00", "rtl\u202e"} {
 		if n, err := w.Write([]byte(p)); n != len(p) || err != nil {
 			t.Fatalf("Write(%q) = %d, %v", p, n, err)
 		}
 	}
-	want := "ok\n\tprogress\r\\x1b[31mred\\u009b and éé\\xff\\x00"
+	want := "ok\n\tprogress\r\\x1b[31mred\\u009b and éé\\xff\\x00rtl\\u202e"
 	if b.String() != want {
 		t.Errorf("wrote %q, want %q", b.String(), want)
 	}

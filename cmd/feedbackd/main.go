@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/url"
 	"os"
 	"os/signal"
 	"strings"
@@ -156,17 +155,8 @@ func check(cfg daemon.Config, file string, isEmbedded bool) int {
 		file = "(none: defaults, FEEDBACKD_ variables and flags)"
 	}
 	fmt.Printf("configuration is valid\n  file:    %s\n  kafka:   %s (group %s)\n  redis:   %s\n  http:    %s\n",
-		file, strings.Join(cfg.Kafka.Brokers, ","), cfg.Kafka.Group, redacted(cfg.Redis.Addr), cfg.HTTP.Addr)
+		file, strings.Join(cfg.Kafka.Brokers, ","), cfg.Kafka.Group, cfg.Redis.Describe(), cfg.HTTP.Addr)
 	return 0
-}
-
-// redacted is a Redis address without the password a URL may carry.
-func redacted(addr string) string {
-	if u, err := url.Parse(addr); err == nil && u.User != nil {
-		u.User = nil
-		return u.String()
-	}
-	return addr
 }
 
 // redisLogger sends go-redis's own messages (connection pool trouble) to

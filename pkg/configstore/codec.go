@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"sync"
 	"time"
 
@@ -114,6 +116,13 @@ func (k *missingKeys) set(key string, err error) (added bool) {
 	_, had := k.m[key]
 	k.m[key] = err
 	return !had
+}
+
+// keys returns the configs whose secrets did not open.
+func (k *missingKeys) keys() []string {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return slices.Collect(maps.Keys(k.m))
 }
 
 // err describes the configs whose secrets do not open, or is nil.

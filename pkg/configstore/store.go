@@ -231,9 +231,17 @@ func (s *Store) CheckSecrets(ctx context.Context) error {
 }
 
 // SecretsErr says whether a config read lately had secrets this instance
-// could not open for want of a key (its events wait), or is nil. For
-// readiness; it never names a tenant.
-func (s *Store) SecretsErr() error { return s.missing.err() }
+// could not open for want of a key (its events wait), or is nil. Those
+// configs are read again first, so one deleted or re-sealed since clears
+// it. For readiness; it never names a tenant.
+func (s *Store) SecretsErr(ctx context.Context) error {
+	for _, key := range s.missing.keys() {
+		if _, err := s.read(ctx, key); errors.Is(err, ErrNotFound) {
+			s.missing.set(key, nil)
+		}
+	}
+	return s.missing.err()
+}
 
 // List returns the stored configs of org, or of everyone when org is "",
 // sorted by key.

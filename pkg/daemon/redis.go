@@ -61,9 +61,10 @@ func (r *RedisConfig) validate(bad func(key, format string, a ...any)) {
 		if strings.Contains(r.Addr, "://") {
 			bad("redis.addr", "a URL cannot be combined with redis.addrs: give the addresses in redis.addrs and the rest in redis.username, redis.password, redis.db and redis.tls")
 		}
-		for _, a := range r.Addrs {
-			if _, _, err := net.SplitHostPort(a); err != nil {
-				bad("redis.addrs", "%q is not host:port", a)
+		for i, a := range r.Addrs {
+			if _, _, err := net.SplitHostPort(a); err != nil || strings.Contains(a, "@") {
+				// Not quoted: a URL with a password may have been given here.
+				bad("redis.addrs", "entry %d is not host:port (credentials go in redis.username and redis.password_file)", i+1)
 			}
 		}
 	case r.Addr == "":
@@ -79,8 +80,8 @@ func (r *RedisConfig) validate(bad func(key, format string, a ...any)) {
 			bad("redis.addr", "a URL is for one server; for %s give redis.addrs", mode)
 		}
 	default:
-		if _, _, err := net.SplitHostPort(r.Addr); err != nil {
-			bad("redis.addr", "%q is not host:port or a redis:// URL", r.Addr)
+		if _, _, err := net.SplitHostPort(r.Addr); err != nil || strings.Contains(r.Addr, "@") {
+			bad("redis.addr", "is not host:port or a redis:// URL (not quoted: it may hold a password)")
 		}
 	}
 	switch {

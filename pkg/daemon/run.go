@@ -217,7 +217,7 @@ func Run(ctx context.Context, cfg Config, opts Options) error {
 				}
 				return nil
 			}},
-			{Name: "secrets", Func: func(context.Context) error { return store.SecretsErr() }},
+			{Name: "secrets", Func: store.SecretsErr},
 		},
 		Replays:  replays,
 		Gatherer: reg,
