@@ -4,17 +4,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/feedbackd/feedbackd/pkg/daemon"
 	"github.com/feedbackd/feedbackd/pkg/replay"
 )
 
 // GET /v1/dlq/replays lists the jobs, newest first; an org token sees its
 // organisation's jobs only; a bad limit is refused naming it.
 func TestListReplayJobs(t *testing.T) {
-	h := start(t, func(c *daemon.Config) {
-		c.Admin.JWT.HMACSecret = adminJWTSecret
-		c.Admin.JWT.Issuer = "ops"
-	})
+	h := start(t, withAdminJWT)
 	var a, b replay.Progress
 	if code := h.call("POST", "/v1/dlq/replays", map[string]any{"org": "orgA", "dryRun": true}, &a); code != 202 {
 		t.Fatalf("start A: %d", code)

@@ -27,6 +27,13 @@ func adminJWT(t *testing.T, scope string, exp time.Duration, secret string) stri
 	return tok
 }
 
+// withAdminJWT makes the admin API trust HS256 tokens signed with
+// adminJWTSecret and issued by "ops" (adminJWT makes them).
+func withAdminJWT(c *daemon.Config) {
+	c.Admin.JWT.HMACSecret = adminJWTSecret
+	c.Admin.JWT.Issuer = "ops"
+}
+
 // callAs makes an admin API request with the given bearer token.
 func (h *harness) callAs(bearer, method, path string, body, out any) int {
 	h.t.Helper()
@@ -56,10 +63,7 @@ func (h *harness) callAs(bearer, method, path string, body, out any) int {
 // org B's answer 404 as if they did not exist; wrong and expired tokens get
 // 401.
 func TestOrgScopedAdminTokens(t *testing.T) {
-	h := start(t, func(c *daemon.Config) {
-		c.Admin.JWT.HMACSecret = adminJWTSecret
-		c.Admin.JWT.Issuer = "ops"
-	})
+	h := start(t, withAdminJWT)
 	rc := newReceiver(t, nil)
 	h.createWebhook(webhookConfig("orgA", "sb", rc.URL))
 	h.createWebhook(webhookConfig("orgB", "sb", rc.URL))

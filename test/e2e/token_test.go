@@ -3,16 +3,11 @@ package e2e
 import (
 	"strings"
 	"testing"
-
-	"github.com/feedbackd/feedbackd/pkg/daemon"
 )
 
 // feedbackctl token mints a token feedbackd accepts, scoped as asked.
 func TestFeedbackctlMintsAdminTokens(t *testing.T) {
-	h := start(t, func(c *daemon.Config) {
-		c.Admin.JWT.HMACSecret = adminJWTSecret
-		c.Admin.JWT.Issuer = "ops"
-	})
+	h := start(t, withAdminJWT)
 	rc := newReceiver(t, nil)
 	h.createWebhook(webhookConfig("orgA", "sb", rc.URL))
 	h.createWebhook(webhookConfig("orgB", "sb", rc.URL))
