@@ -250,7 +250,7 @@ func (a *api) test(w http.ResponseWriter, r *http.Request) {
 		"messageDeliveryFeedback": map[string]any{"feedbackStatus": map[string]string{"value": "sent"}},
 	})
 	res := a.sender.Send(r.Context(), t, id, body)
-	out := testResult{WebhookID: id, Outcome: res.Outcome(), Status: res.Status, Error: res.Class, DurationMs: res.Duration.Milliseconds()}
+	out := testResult{WebhookID: id, Outcome: res.Label(), Status: res.Status, Error: res.Class, DurationMs: res.Duration.Milliseconds()}
 	if !st.Enabled {
 		out.Note = "the config is disabled: its events are dead-lettered as endpoint_disabled until it is enabled again"
 	}

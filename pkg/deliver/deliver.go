@@ -97,9 +97,9 @@ type Result struct {
 	Duration   time.Duration
 }
 
-// Outcome is the metric label of the attempt: success, retryable, rejected
+// Label is the metric label of the attempt: success, retryable, rejected
 // (an HTTP status that is not retried) or error (no HTTP response).
-func (r Result) Outcome() string {
+func (r Result) Label() string {
 	switch {
 	case r.Verdict == Delivered:
 		return "success"

@@ -52,8 +52,8 @@ func TestJudge(t *testing.T) {
 				h.Set("Retry-After", tt.retryAfter)
 			}
 			r := judge(tt.status, h, now)
-			if r.Verdict != tt.want || r.RetryAfter != tt.wantAfter || r.Outcome() != tt.outcome {
-				t.Fatalf("judge(%d) = %+v outcome %s", tt.status, r, r.Outcome())
+			if r.Verdict != tt.want || r.RetryAfter != tt.wantAfter || r.Label() != tt.outcome {
+				t.Fatalf("judge(%d) = %+v outcome %s", tt.status, r, r.Label())
 			}
 		})
 	}

@@ -29,20 +29,19 @@ func TestHandedPlaceGoesOnWithoutAFreeSlot(t *testing.T) {
 		t.Fatalf("first attempt: verdict %v, want Go", inFlight.Verdict)
 	}
 
-	p.slots <- struct{}{} // the job's slot
-	s := &slot{p: p, held: true}
+	s := p.slots.acquire(context.Background()) // the job's slot
 	type result struct {
 		d  admission.Decision
 		ok bool
 	}
 	got := make(chan result, 1)
 	go func() {
-		d, ok := p.admit(job{rec: &kgo.Record{}, part: &offsets.Partition{Topic: "feedback.email"}}, s, ep)
+		d, ok := p.admit(context.Background(), &job{rec: &kgo.Record{}, part: &offsets.Partition{Topic: "feedback.email"}}, s, ep)
 		got <- result{d, ok}
 	}()
-	testenv.Eventually(t, "the job parked", 5*time.Second, func() bool { return p.parked.Load() == 1 })
-	for range cap(p.slots) { // jobs waiting for ep with their slots
-		p.slots <- struct{}{}
+	testenv.Eventually(t, "the job parked", 5*time.Second, func() bool { return p.parking.len() == 1 })
+	for range cap(p.slots.delivery) { // jobs waiting for ep with their slots
+		p.slots.acquire(context.Background())
 	}
 	inFlight.Release() // the place goes to the parked job, first in line
 
@@ -51,7 +50,7 @@ func TestHandedPlaceGoesOnWithoutAFreeSlot(t *testing.T) {
 		if !r.ok || r.d.Verdict != admission.Go {
 			t.Fatalf("admit = %v, %v; want Go, true", r.d.Verdict, r.ok)
 		}
-		if s.held {
+		if s.delivery {
 			t.Error("the job holds a slot, but none was free")
 		}
 		r.d.Release()

@@ -24,6 +24,7 @@ type Metrics struct {
 	parked            prometheus.Gauge
 	paused            prometheus.Gauge
 	dlq               *prometheus.CounterVec
+	deadLettersLost   *prometheus.CounterVec
 	inflight          prometheus.Gauge
 	lag               *prometheus.GaugeVec
 	configUnavailable prometheus.Counter
@@ -96,6 +97,10 @@ func newMetrics(reg prometheus.Registerer, inputTopics []string) *Metrics {
 			Name: "feedbackd_dlq_records_total",
 			Help: "Records written to the dead-letter topic, by reason.",
 		}, []string{"reason"}),
+		deadLettersLost: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "feedbackd_dead_letters_lost_total",
+			Help: "Dead letters the broker refused for good, even without their value, by reason: the record is left at its source offset until retention removes it. Should always be 0.",
+		}, []string{"reason"}),
 		inflight: f.NewGauge(prometheus.GaugeOpts{
 			Name: "feedbackd_inflight_deliveries",
 			Help: "Records being processed now (bounded by delivery.concurrency).",
@@ -134,6 +139,7 @@ func newMetrics(reg prometheus.Registerer, inputTopics []string) *Metrics {
 	}
 	for _, r := range dlq.Reasons {
 		m.dlq.WithLabelValues(r)
+		m.deadLettersLost.WithLabelValues(r)
 	}
 	for _, r := range []string{"invalid_json", "schema", "too_large", "retry_state"} {
 		m.invalid.WithLabelValues(r)

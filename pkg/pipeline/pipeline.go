@@ -1,13 +1,3 @@
-// Package pipeline consumes feedback events and retry records, delivers
-// them, and settles each one (delivered, skipped, scheduled for retry or
-// dead-lettered) before its offset is committed.
-//
-// One franz-go group client reads the input topics and every retry tier.
-// The poll loop hands records to at most Concurrency goroutines at a time,
-// whatever the partition count; a slow delivery holds one slot, not its
-// partition. Offsets are committed per partition up to the first record
-// that is not settled. A retry record that is not due yet is held in
-// memory, without a slot, while its partition is paused.
 package pipeline
 
 import (
@@ -16,8 +6,6 @@ import (
 	"log/slog"
 	"regexp"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -118,24 +106,11 @@ type Pipeline struct {
 	sender  Sender
 	metrics *Metrics
 	log     *slog.Logger
-	tracker *offsets.Tracker
-	holds   *holds
-
-	slots    chan struct{} // one token per delivery in flight
-	settling chan struct{} // one token per job settling after its attempt, as many as slots
-	freed    chan struct{} // signalled when a slot is released
-	parked   atomic.Int64  // jobs waiting for a busy endpoint
-	parkMu   sync.Mutex
-	parkedBy map[string]int // parked jobs by endpoint
-	mu       sync.Mutex     // orders inflight.Add before the final Wait
-	closed   bool
-	inflight sync.WaitGroup
-	workers  goroutines      // runs the jobs
-	run      context.Context // Run's context: no new work once it ends
-	work     context.Context // deliveries; cancelled when a drain times out
-	stopWork context.CancelFunc
-	parking  context.Context // parked jobs; cancelled as the drain starts
-	unpark   context.CancelFunc
+	tracker *offsets.Tracker // offsets read and settled, per partition
+	holds   *holds           // retry records not due yet
+	slots   *slots           // jobs running
+	parking *parking         // jobs waiting for a busy endpoint without a slot
+	workers *goroutines      // the goroutines jobs run on
 }
 
 // New builds a Pipeline; kafkaOpts carry seeds, TLS and SASL (kafkaconn.Config.Opts). It creates the
@@ -162,27 +137,23 @@ func New(kafkaOpts []kgo.Opt, configs Configs, sender Sender, opts Options) (*Pi
 	if opts.Registerer == nil {
 		opts.Registerer = prometheus.NewRegistry()
 	}
+	m := newMetrics(opts.Registerer, opts.InputTopics)
 	p := &Pipeline{
-		opts:     opts,
-		configs:  configs,
-		sender:   sender,
-		metrics:  newMetrics(opts.Registerer, opts.InputTopics),
-		log:      opts.Logger,
-		tracker:  offsets.NewTracker(),
-		slots:    make(chan struct{}, opts.Concurrency),
-		settling: make(chan struct{}, opts.Concurrency),
-		freed:    make(chan struct{}, 1),
-		parkedBy: map[string]int{},
-		workers:  goroutines{next: make(chan func()), stop: make(chan struct{})},
+		opts:    opts,
+		configs: configs,
+		sender:  sender,
+		metrics: m,
+		log:     opts.Logger,
+		tracker: offsets.NewTracker(),
+		slots:   newSlots(opts.Concurrency, m.inflight),
+		parking: newParking(opts.MaxParked, m.parked),
+		workers: newGoroutines(),
 	}
-	p.work, p.stopWork = context.WithCancel(context.Background())
-	p.parking, p.unpark = context.WithCancel(p.work)
 	p.holds = &holds{
-		by:      map[*offsets.Partition]*held{},
-		pause:   func(t string, id int32) { p.cl.PauseFetchPartitions(map[string][]int32{t: {id}}) },
-		resume:  func(t string, id int32) { p.cl.ResumeFetchPartitions(map[string][]int32{t: {id}}) },
-		release: func(j job) { p.start(p.run, j) },
-		held:    p.metrics.retriesHeld,
+		by:     map[*offsets.Partition]*held{},
+		pause:  func(t string, id int32) { p.cl.PauseFetchPartitions(map[string][]int32{t: {id}}) },
+		resume: func(t string, id int32) { p.cl.ResumeFetchPartitions(map[string][]int32{t: {id}}) },
+		held:   m.retriesHeld,
 	}
 
 	cl, err := kgo.NewClient(append(kafkaOpts,
@@ -240,15 +211,18 @@ func (p *Pipeline) Client() *kgo.Client { return p.cl }
 // commits made in between are for partitions this member owns. To keep that
 // window short, a poll asks for no more records than there are free slots.
 func (p *Pipeline) Run(ctx context.Context) error {
-	p.run = ctx
+	// Jobs outlive ctx by the drain: work ends only when it times out.
+	work, stopWork := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopWork()
+	p.holds.release = func(j job) { p.start(ctx, work, j) }
 	go p.lagLoop(ctx)
 	go p.watchDependency(ctx)
 
 	lastCommit := time.Now()
 	gather := time.NewTimer(0)
-	for p.waitForSlots(ctx, gather) {
+	for p.slots.wait(ctx, gather) {
 		pctx, cancel := context.WithTimeout(ctx, p.opts.CommitInterval)
-		fetches := p.cl.PollRecords(pctx, min(p.freeSlots(), 1024))
+		fetches := p.cl.PollRecords(pctx, min(p.slots.free(), 1024))
 		cancel()
 		if fetches.IsClientClosed() {
 			p.cl.AllowRebalance()
@@ -256,7 +230,7 @@ func (p *Pipeline) Run(ctx context.Context) error {
 		}
 		fetches.EachError(func(topic string, partition int32, err error) {
 			if !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
-				p.log.Warn("fetch error", "topic", topic, "partition", partition, "err", err)
+				p.log.Warn("fetch error", "topic", topic, "partition", partition, "error", err)
 				p.metrics.fetchErrors.Inc()
 			}
 		})
@@ -265,7 +239,7 @@ func (p *Pipeline) Run(ctx context.Context) error {
 				part.Fetched(fp.HighWatermark)
 			}
 			for _, r := range fp.Records {
-				p.dispatch(ctx, r)
+				p.dispatch(ctx, work, r)
 			}
 		})
 		if time.Since(lastCommit) >= p.opts.CommitInterval {
@@ -274,62 +248,20 @@ func (p *Pipeline) Run(ctx context.Context) error {
 		}
 		p.cl.AllowRebalance()
 	}
-	return p.shutdown()
+	return p.shutdown(stopWork)
 }
 
-// freeSlots is how many more records may start now (at least 1).
-func (p *Pipeline) freeSlots() int { return max(cap(p.slots)-len(p.slots), 1) }
-
-// pollBatch is how many free slots a poll waits for, up to pollGather,
-// once at least one is free: when every slot is busy, polling as soon as
-// one frees up made a poll per record, which cost more than the record.
-const (
-	pollBatch  = 16
-	pollGather = time.Millisecond
-)
-
-// waitForSlots blocks while every slot is taken, then gives other slots
-// up to pollGather to free up, until pollBatch are (timer is the one it
-// uses to wait). It reports false once ctx has ended.
-func (p *Pipeline) waitForSlots(ctx context.Context, timer *time.Timer) bool {
-	for len(p.slots) == cap(p.slots) {
-		select {
-		case <-p.freed:
-		case <-ctx.Done():
-			return false
-		}
-	}
-	want := min(pollBatch, cap(p.slots))
-	if p.freeSlots() >= want {
-		return ctx.Err() == nil
-	}
-	timer.Reset(pollGather)
-	defer timer.Stop()
-	for p.freeSlots() < want {
-		select {
-		case <-p.freed:
-		case <-timer.C:
-			return ctx.Err() == nil
-		case <-ctx.Done():
-			return false
-		}
-	}
-	return ctx.Err() == nil
-}
-
-func (p *Pipeline) shutdown() error {
+// shutdown drains the jobs running (parked ones give up at once), cancels
+// those still running after ShutdownTimeout with stopWork, and leaves the
+// group.
+func (p *Pipeline) shutdown(stopWork context.CancelFunc) error {
 	p.log.Info("draining in-flight deliveries", "timeout", p.opts.ShutdownTimeout)
-	p.mu.Lock()
-	p.closed = true
-	p.mu.Unlock()
-	p.unpark() // jobs waiting for a busy endpoint are abandoned, not drained
-	drained := make(chan struct{})
-	go func() { p.inflight.Wait(); close(drained) }()
+	drained := p.slots.startDrain()
 	select {
 	case <-drained:
 	case <-time.After(p.opts.ShutdownTimeout):
 		p.log.Warn("drain timed out; cancelling deliveries still in flight (they will be redelivered)")
-		p.stopWork()
+		stopWork()
 		<-drained
 	}
 	p.workers.close()
@@ -337,18 +269,17 @@ func (p *Pipeline) shutdown() error {
 	// Leaving the group calls revoked, which commits what is settled while
 	// this member still owns the partitions.
 	p.cl.Close()
-	p.stopWork()
 	p.log.Info("pipeline stopped")
 	return nil
 }
 
 // dispatch runs in the poll loop for each record, in offset order per
-// partition. It may wait for a slot: that is the back-pressure that stops
-// fetching.
-func (p *Pipeline) dispatch(ctx context.Context, r *kgo.Record) {
+// partition: the ingest stage. It may wait for a slot: that is the
+// back-pressure that stops fetching. ctx is Run's; work is the jobs'.
+func (p *Pipeline) dispatch(ctx, work context.Context, r *kgo.Record) {
 	part, retired := p.tracker.Add(r.Topic, r.Partition, r.Offset, r.LeaderEpoch)
 	if retired != nil {
-		p.rewound(retired, r)
+		p.rewound(ctx, retired, r)
 	}
 	if part == nil {
 		return // not ours any more: the next owner reads it
@@ -366,7 +297,7 @@ func (p *Pipeline) dispatch(ctx context.Context, r *kgo.Record) {
 			}
 		}
 	}
-	p.start(ctx, j)
+	p.start(ctx, work, j)
 }
 
 // rewound handles the client reading a partition again from an offset it
@@ -378,154 +309,37 @@ func (p *Pipeline) dispatch(ctx context.Context, r *kgo.Record) {
 // those at or above the rewind are read again, and one below it holds the
 // commit point back (offsets.Partition), so the partition's next reader
 // gets it. Nothing below the rewind is committed before it settles.
-func (p *Pipeline) rewound(retired *offsets.Partition, r *kgo.Record) {
+func (p *Pipeline) rewound(ctx context.Context, retired *offsets.Partition, r *kgo.Record) {
 	p.metrics.rewinds.Inc()
 	p.log.Warn("the Kafka client reads the partition again from an offset it read already; re-read records are checked against dedupe",
 		"topic", r.Topic, "partition", r.Partition, "offset", r.Offset, "in_flight", retired.Unsettled())
 	p.holds.drop([]*offsets.Partition{retired})
-	wctx, cancel := context.WithTimeout(p.run, p.opts.ShutdownTimeout)
+	wctx, cancel := context.WithTimeout(ctx, p.opts.ShutdownTimeout)
 	defer cancel()
-	if err := retired.Wait(wctx); err != nil && p.run.Err() == nil {
+	if err := retired.Wait(wctx); err != nil && ctx.Err() == nil {
 		p.log.Warn("records read before the rewind still in flight; their re-read copies may be sent again",
 			"topic", r.Topic, "partition", r.Partition, "in_flight", retired.Unsettled())
 	}
 }
 
-// start runs a job once a slot is free. A record that does not run, or whose
-// processing is cut short by shutdown, is abandoned: never committed, so it
-// is read again after a restart or by the partition's next owner.
-func (p *Pipeline) start(ctx context.Context, j job) {
-	if ctx.Err() != nil {
+// start runs a job once a slot is free: process decides its outcome and
+// settle carries it out. A record that does not run (ctx ended first), or
+// whose outcome is not settled, is abandoned: never committed, so it is read
+// again after a restart or by the partition's next owner.
+func (p *Pipeline) start(ctx, work context.Context, j job) {
+	s := p.slots.acquire(ctx)
+	if s == nil {
 		j.part.Abandon(j.rec.Offset)
 		return
 	}
-	select {
-	case p.slots <- struct{}{}:
-	case <-ctx.Done():
-		j.part.Abandon(j.rec.Offset)
-		return
-	}
-	p.mu.Lock()
-	if p.closed {
-		p.mu.Unlock()
-		p.releaseSlot()
-		j.part.Abandon(j.rec.Offset)
-		return
-	}
-	p.inflight.Add(1)
-	p.mu.Unlock()
-	p.metrics.inflight.Inc()
 	p.workers.goFunc(func() {
-		s := &slot{p: p, held: true}
-		defer func() {
-			s.done()
-			p.inflight.Done()
-		}()
-		if p.process(p.work, j, s) {
+		defer s.done()
+		if p.settle(work, &j, p.process(work, &j, s)) {
 			j.part.Settle(j.rec.Offset)
 		} else {
 			j.part.Abandon(j.rec.Offset)
 		}
 	})
-}
-
-// goroutines runs each function on a goroutine of its own, reusing an
-// idle one that finished an earlier function when there is one. A job's
-// goroutine grows its stack (parsing, HTTP); a new goroutine per record
-// would grow and copy it again every time. Idle goroutines are as many as
-// ran at once at most (jobs holding a slot, parked or settling: twice
-// Concurrency plus MaxParked) and wait until close.
-type goroutines struct {
-	next chan func() // unbuffered: a send succeeds only if one is idle
-	stop chan struct{}
-}
-
-func (g *goroutines) goFunc(f func()) {
-	select {
-	case g.next <- f:
-	default:
-		go g.loop(f)
-	}
-}
-
-func (g *goroutines) loop(f func()) {
-	for {
-		f()
-		select {
-		case f = <-g.next:
-		case <-g.stop:
-			return
-		}
-	}
-}
-
-// close ends the idle goroutines; functions running finish first.
-func (g *goroutines) close() { close(g.stop) }
-
-// slot is a job's delivery slot, which it gives up while it waits for a
-// busy endpoint, and trades for a settling place after its attempt. It is
-// used by one goroutine.
-type slot struct {
-	p        *Pipeline
-	held     bool
-	settling bool
-}
-
-// settle trades the delivery slot for a settling place, if one is free,
-// once the attempt is over: recording the delivery and writing a retry or
-// dead letter wait on Redis and Kafka, not on the endpoint, and should not
-// hold back the next delivery. Settling places are as many as slots, so the
-// jobs past their attempt are bounded too; when none is free the job keeps
-// its slot.
-func (s *slot) settle() {
-	if !s.held || s.settling {
-		return
-	}
-	select {
-	case s.p.settling <- struct{}{}:
-		s.settling = true
-		s.release()
-	default:
-	}
-}
-
-// done gives up what the job holds.
-func (s *slot) done() {
-	s.release()
-	if s.settling {
-		s.settling = false
-		<-s.p.settling
-	}
-}
-
-func (s *slot) release() {
-	if s.held {
-		s.held = false
-		s.p.metrics.inflight.Dec()
-		s.p.releaseSlot()
-	}
-}
-
-// take takes a slot if one is free, without waiting. A job handed its
-// endpoint's place after waiting without a slot goes on without one if
-// none is free: the slots may all be held by jobs waiting for the place it
-// holds, and waiting for one of theirs would deadlock. Such jobs are
-// bounded by MaxParked.
-func (s *slot) take() {
-	select {
-	case s.p.slots <- struct{}{}:
-		s.held = true
-		s.p.metrics.inflight.Inc()
-	default:
-	}
-}
-
-func (p *Pipeline) releaseSlot() {
-	<-p.slots
-	select {
-	case p.freed <- struct{}{}:
-	default:
-	}
 }
 
 func (p *Pipeline) commit(ctx context.Context, parts []*offsets.Partition) {
@@ -539,7 +353,7 @@ func (p *Pipeline) commit(ctx context.Context, parts []*offsets.Partition) {
 		}
 		if err != nil && !errors.Is(err, context.Canceled) {
 			p.metrics.commitErrors.Inc()
-			p.log.Warn("offset commit failed; retried on the next commit", "err", err)
+			p.log.Warn("offset commit failed; retried on the next commit", "error", err)
 		}
 	})
 }
@@ -614,7 +428,7 @@ func (p *Pipeline) watchDependency(ctx context.Context) {
 			paused, topics, since = true, p.cl.GetConsumeTopics(), time.Now()
 			p.cl.PauseFetchTopics(topics...)
 			p.metrics.paused.Set(1)
-			p.log.Error("dependency down: fetching paused until it answers (nothing is skipped or dead-lettered because of it)", "err", err)
+			p.log.Error("dependency down: fetching paused until it answers (nothing is skipped or dead-lettered because of it)", "error", err)
 		case err != nil:
 			wait = min(2*wait, 5*time.Second)
 		case paused:

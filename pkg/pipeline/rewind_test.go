@@ -22,7 +22,6 @@ func TestRewindDrainsTheFirstRead(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer p.cl.Close()
-	p.run = context.Background()
 	const topic = "feedback.retry.1s"
 	p.tracker.Assign(map[string][]int32{topic: {0}})
 	first := p.tracker.Get(topic, 0)
@@ -47,7 +46,7 @@ func TestRewindDrainsTheFirstRead(t *testing.T) {
 	if retired != first {
 		t.Fatalf("retired %p, want %p", retired, first)
 	}
-	p.rewound(retired, &kgo.Record{Topic: topic, Partition: 0, Offset: 0})
+	p.rewound(context.Background(), retired, &kgo.Record{Topic: topic, Partition: 0, Offset: 0})
 	select {
 	case <-settled:
 	default:
@@ -64,7 +63,7 @@ func TestRewindDrainsTheFirstRead(t *testing.T) {
 		offset int64
 		want   bool
 	}{{0, true}, {2, true}, {3, false}} {
-		j := job{rec: &kgo.Record{Topic: "feedback.sent", Offset: c.offset}, part: part}
+		j := &job{rec: &kgo.Record{Topic: "feedback.sent", Offset: c.offset}, part: part}
 		if got := p.mayBeDelivered(j); got != c.want {
 			t.Errorf("after the rewind, mayBeDelivered(record %d) = %v, want %v", c.offset, got, c.want)
 		}

@@ -1,0 +1,53 @@
+// Package pipeline consumes feedback events and retry records, delivers
+// them, and settles each one before its offset is committed.
+//
+// One franz-go group client reads the input topics and every retry tier.
+// A record goes through the stages the README draws:
+//
+//	ingest   Run polls, dispatch tracks the offset and starts a job   pipeline.go
+//	decode   the record becomes an event and its delivery state       process.go
+//	route    the tenant's config: skip, dead-letter or go on          process.go
+//	admit    the endpoint's in-flight share and circuit breaker       process.go
+//	claim    dedupe: was this event delivered, or is it in flight?    process.go
+//	attempt  render, sign and POST (package deliver)                  process.go
+//	settle   carry out the Outcome: produce, record, count, log, mark settle.go
+//
+// Every stage up to attempt only decides: process returns an Outcome, and
+// settle is the one place that carries any Outcome out. The decisions are
+// plain functions of what the stages learned (routed, admitted, claimed,
+// judged), table-tested without Kafka, Redis or HTTP.
+//
+// # Glossary
+//
+//   - job: one record on its way through the stages, from dispatch to
+//     settle.
+//   - slot: what a job holds while it runs. There are Concurrency delivery
+//     slots; after its attempt a job trades its delivery slot for a
+//     settling slot (as many again), so that producing a retry or dead
+//     letter does not hold back the next delivery. Polls ask for no more
+//     records than there are free delivery slots: that is the
+//     back-pressure that stops fetching.
+//   - place: one of an endpoint's in-flight attempts (package admission).
+//     A job whose endpoint has no free place waits for one, first come
+//     first served.
+//   - park: to wait for a place without a delivery slot (at most MaxParked
+//     jobs, one endpoint half of them). A job that cannot park waits with
+//     its slot, or is deferred if its endpoint is slow.
+//   - hold: a retry record read before it is due is held in memory, with
+//     no slot, and its partition paused until it is (holds.go).
+//   - defer: to put an event back in a retry tier without an attempt
+//     (breaker open, endpoint busy and slow, or its claim held elsewhere).
+//     Deferrals do not use up the retry schedule.
+//   - retry: to put an event back in a retry tier after a failed attempt.
+//   - claim: a short dedupe lease on an event's key for one attempt, taken
+//     only for records that may have been delivered before.
+//   - settled: the record's outcome is carried out (every produce
+//     acknowledged); its offset may be committed. An abandoned record is
+//     not settled: it is read again after a restart or by the partition's
+//     next owner.
+//
+// Log lines use snake_case keys; the same key means the same thing in every
+// line: webhook_id, source, org, sandbox, channel, status, attempt,
+// http_status, error (a classified error or an error value), reason,
+// retry_in (how long until the next try), topic.
+package pipeline

@@ -1,0 +1,237 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/feedbackd/feedbackd/pkg/deliver"
+	"github.com/feedbackd/feedbackd/pkg/dlq"
+	"github.com/feedbackd/feedbackd/pkg/event"
+	"github.com/feedbackd/feedbackd/pkg/retry"
+)
+
+// settle carries out the outcome of a job: it is the one place that
+// produces retry and dead-letter records, records deliveries in dedupe,
+// disables a config that answered 410, counts and logs. It reports whether
+// the record is settled, so that its offset may be committed: false for
+// Abandoned, or if ctx ended before a produce was acknowledged.
+func (p *Pipeline) settle(ctx context.Context, j *job, o Outcome) bool {
+	if o.Attempt != nil {
+		p.attempted(j, *o.Attempt)
+	}
+	return p.carryOut(ctx, j, o)
+}
+
+func (p *Pipeline) carryOut(ctx context.Context, j *job, o Outcome) bool {
+	switch o.Kind {
+	case Abandoned:
+		return false
+	case Delivered:
+		if p.opts.Dedupe != nil {
+			if err := p.opts.Dedupe.Record(ctx, dedupeKey(j.ev, j.st)); err != nil {
+				p.logEvent(slog.LevelWarn, "delivered id not remembered: a re-read would send it again", j, slog.String("error", err.Error()))
+			}
+		}
+		p.final(j, "delivered")
+		p.logEvent(slog.LevelInfo, "delivered", j)
+	case Duplicate:
+		msg := "already delivered: not sent again"
+		if o.Reason == dupExhausted {
+			msg = "retries exhausted but delivered by another copy: not dead-lettered"
+		}
+		p.logEvent(slog.LevelInfo, msg, j)
+	case Skipped:
+		p.metrics.skipped.WithLabelValues(o.Reason).Inc()
+		p.logEvent(slog.LevelInfo, "skipped", j, slog.String("reason", o.Reason))
+	case Retried, Deferred:
+		return p.toRetryTier(ctx, j, o)
+	case DeadLettered:
+		return p.deadLetter(ctx, j, o)
+	case DeadLetterLost:
+		// Not even the headers fit: nothing more can be done here. The
+		// record stays at its source offset until retention removes it.
+		p.metrics.produceErrors.Inc()
+		p.metrics.deadLettersLost.WithLabelValues(o.Reason).Inc()
+		p.logEvent(slog.LevelError, "DEAD LETTER LOST: the broker refuses it", j, slog.String("reason", o.Reason), slog.String("detail", o.Err.Error()))
+	}
+	return true
+}
+
+// attempted counts an attempt and logs it at debug.
+func (p *Pipeline) attempted(j *job, res deliver.Result) {
+	label := res.Label()
+	p.metrics.attempts.WithLabelValues(j.ev.Channel, label).Inc()
+	p.metrics.attemptDuration.WithLabelValues(label).Observe(res.Duration.Seconds())
+	if p.log.Enabled(context.Background(), slog.LevelDebug) { // the extra attributes would be built for nothing
+		p.logEvent(slog.LevelDebug, "attempt", j, slog.String("outcome", label), slog.Duration("took", res.Duration))
+	}
+}
+
+// final counts an event that reached its final outcome (result: delivered
+// or dead_lettered).
+func (p *Pipeline) final(j *job, result string) {
+	p.metrics.deliveries.WithLabelValues(j.ev.Channel, j.ev.Status, result).Inc()
+	p.metrics.endToEnd.WithLabelValues(j.ev.Channel).Observe(time.Since(j.st.OriginTime).Seconds())
+}
+
+// toRetryTier writes the event to the outcome's retry tier, due after
+// o.After. A retry record the broker refuses for good is dead-lettered.
+func (p *Pipeline) toRetryTier(ctx context.Context, j *job, o Outcome) bool {
+	st := j.st
+	if o.Kind == Deferred && o.Reason != deferInFlight {
+		if st.Deferrals == 0 {
+			st.DeferredSince = time.Now()
+		}
+		st.Deferrals++
+	}
+	st.DueAt = time.Now().Add(o.After)
+	topic := retry.Topic(p.opts.RetryPrefix, o.Tier)
+	rec := &kgo.Record{Topic: topic, Key: j.rec.Key, Value: j.rec.Value, Headers: st.AppendHeaders(foreignHeaders(j.rec))}
+	switch err := p.produce(ctx, rec); {
+	case ctx.Err() != nil:
+		return false
+	case err != nil:
+		p.logEvent(slog.LevelError, "cannot write retry record; dead-lettering", j, slog.String("error", err.Error()))
+		return p.carryOut(ctx, j, deadLettered(dlq.ReasonRetriesExhausted, "retry_not_writable"))
+	}
+	retryIn := slog.Duration("retry_in", o.After.Round(time.Millisecond))
+	if o.Kind == Retried {
+		p.metrics.retries.Inc()
+		p.logEvent(slog.LevelInfo, "retry scheduled", j, retryIn, slog.String("topic", topic))
+	} else {
+		p.metrics.deferred.WithLabelValues(o.Reason).Inc()
+		p.logEvent(slog.LevelDebug, "deferred without an attempt", j, slog.String("reason", o.Reason), retryIn)
+	}
+	return true
+}
+
+// deadLetter writes the record to the dead-letter topic with the event's
+// story, after disabling the config if the endpoint answered 410 Gone. A
+// record the broker refuses for its size is written without its value
+// (dlq-value-omitted says how large it was; dlq-source still points to
+// it); one refused even so is a DeadLetterLost.
+func (p *Pipeline) deadLetter(ctx context.Context, j *job, o Outcome) bool {
+	st := j.st
+	if o.Error != "" {
+		st.LastError = o.Error
+	}
+	if o.Reason == dlq.ReasonInvalidEvent {
+		p.metrics.invalid.WithLabelValues(invalidReason(o.Err)).Inc()
+	}
+	if o.Attempt != nil && o.Attempt.Verdict == deliver.Gone {
+		if err := p.configs.Disable(ctx, j.ev.Org, j.ev.SandboxID, "endpoint answered 410 Gone"); err != nil {
+			p.log.Error("cannot disable config after 410", "org", j.ev.Org, "sandbox", j.ev.SandboxID, "error", err)
+		}
+	}
+	e := dlq.Entry{
+		Reason: o.Reason, WebhookID: st.WebhookID, Attempts: st.PriorAttempts + st.Attempts, LastStatus: st.LastStatus,
+		LastError: st.LastError, FirstAttemptAt: st.FirstAttemptAt, FailedAt: time.Now(), Source: st.Source,
+	}
+	err := p.produce(ctx, e.Record(p.opts.DLQTopic, j.rec))
+	if err != nil && ctx.Err() == nil {
+		p.logEvent(slog.LevelWarn, "dead letter refused by the broker; writing it without its value", j, slog.String("error", err.Error()))
+		e.ValueOmitted = max(len(j.rec.Value), 1)
+		err = p.produce(ctx, e.Record(p.opts.DLQTopic, j.rec))
+	}
+	switch {
+	case ctx.Err() != nil:
+		return false
+	case err != nil:
+		return p.carryOut(ctx, j, Outcome{Kind: DeadLetterLost, Reason: o.Reason, Err: err})
+	}
+	p.metrics.dlq.WithLabelValues(o.Reason).Inc()
+	if j.ev != nil {
+		p.final(j, "dead_lettered")
+	}
+	extra := []any{slog.String("reason", o.Reason)}
+	if o.Err != nil {
+		extra = append(extra, slog.String("detail", o.Err.Error()))
+	}
+	p.logEvent(slog.LevelInfo, "dead-lettered", j, extra...)
+	return true
+}
+
+// invalidReason is the feedbackd_events_invalid_total reason of err.
+func invalidReason(err error) string {
+	var ie *event.InvalidError
+	if errors.As(err, &ie) {
+		return ie.Reason
+	}
+	return "retry_state"
+}
+
+// produce writes rec until the broker acknowledges it (nil), ctx ends
+// (ctx's error), or the broker refuses it for good (that error). franz-go
+// already retries retriable errors, so any other error is rare and worth a
+// log line each time it is retried here.
+func (p *Pipeline) produce(ctx context.Context, rec *kgo.Record) error {
+	backoff := 100 * time.Millisecond
+	for {
+		r := *rec // a record must not be reused while franz-go holds it
+		err := p.cl.ProduceSync(ctx, &r).FirstErr()
+		switch {
+		case err == nil:
+			return nil
+		case ctx.Err() != nil:
+			return ctx.Err()
+		case permanent(err):
+			return err
+		}
+		p.metrics.produceErrors.Inc()
+		p.log.Error("produce failed; retrying", "topic", rec.Topic, "error", err, "retry_in", backoff)
+		if !sleep(ctx, backoff) {
+			return ctx.Err()
+		}
+		backoff = min(2*backoff, 10*time.Second)
+	}
+}
+
+// permanent errors will not go away by producing the same record again.
+func permanent(err error) bool {
+	return errors.Is(err, kerr.MessageTooLarge) || errors.Is(err, kerr.RecordListTooLarge) || errors.Is(err, kerr.InvalidRecord)
+}
+
+// foreignHeaders are the record's headers that feedbackd does not own.
+func foreignHeaders(r *kgo.Record) []kgo.RecordHeader {
+	out := make([]kgo.RecordHeader, 0, len(r.Headers)+8)
+	for _, h := range r.Headers {
+		if !retry.IsOwnHeader(h.Key) {
+			out = append(out, h)
+		}
+	}
+	return out
+}
+
+// logEvent logs msg about one job at level, with its identifying
+// attributes; nothing is built when the level is off (the hot path logs
+// each attempt at debug and each outcome at info).
+func (p *Pipeline) logEvent(level slog.Level, msg string, j *job, extra ...any) {
+	if p.log.Enabled(context.Background(), level) {
+		p.log.Log(context.Background(), level, msg, attrs(j, extra...)...)
+	}
+}
+
+func attrs(j *job, extra ...any) []any {
+	st, ev := j.st, j.ev
+	a := make([]any, 0, 8+len(extra))
+	a = append(a, slog.String("webhook_id", st.WebhookID), slog.String("source", st.Source))
+	if ev != nil {
+		a = append(a, slog.String("org", ev.Org), slog.String("sandbox", ev.SandboxID),
+			slog.String("channel", ev.Channel), slog.String("status", ev.Status))
+	}
+	if st.Attempts > 0 {
+		a = append(a, slog.Int("attempt", st.Attempts))
+		if st.LastStatus != 0 {
+			a = append(a, slog.Int("http_status", st.LastStatus))
+		}
+	}
+	if st.LastError != "" {
+		a = append(a, slog.String("error", st.LastError))
+	}
+	return append(a, extra...)
+}

@@ -1,0 +1,225 @@
+package pipeline
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// slots bounds the jobs running: n delivery slots, and n settling slots
+// that a job trades its delivery slot for once its attempt is over (see
+// slot.settle). It counts the running jobs so that a drain can wait for
+// them. It is safe for concurrent use.
+type slots struct {
+	delivery chan struct{} // one token per job with a delivery slot
+	settling chan struct{} // one token per job with a settling slot
+	freed    chan struct{} // signalled when a delivery slot is given back
+	inflight prometheus.Gauge
+
+	mu       sync.Mutex // orders running.Add before the drain's Wait
+	draining bool
+	drain    chan struct{} // closed as the drain starts
+	running  sync.WaitGroup
+}
+
+func newSlots(n int, inflight prometheus.Gauge) *slots {
+	return &slots{
+		delivery: make(chan struct{}, n),
+		settling: make(chan struct{}, n),
+		freed:    make(chan struct{}, 1),
+		inflight: inflight,
+		drain:    make(chan struct{}),
+	}
+}
+
+// acquire waits for a delivery slot and counts the job as running. It
+// returns nil, holding nothing, if ctx ends first or the drain started.
+func (s *slots) acquire(ctx context.Context) *slot {
+	if ctx.Err() != nil {
+		return nil
+	}
+	select {
+	case s.delivery <- struct{}{}:
+	case <-ctx.Done():
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.draining {
+		s.giveBack()
+		return nil
+	}
+	s.running.Add(1)
+	s.inflight.Inc()
+	return &slot{pool: s, delivery: true}
+}
+
+// startDrain stops acquire from counting more jobs and returns a channel
+// closed once the running ones are done.
+func (s *slots) startDrain() <-chan struct{} {
+	s.mu.Lock()
+	if !s.draining {
+		s.draining = true
+		close(s.drain)
+	}
+	s.mu.Unlock()
+	done := make(chan struct{})
+	go func() { s.running.Wait(); close(done) }()
+	return done
+}
+
+// isDraining reports whether the drain started.
+func (s *slots) isDraining() bool {
+	select {
+	case <-s.drain:
+		return true
+	default:
+		return false
+	}
+}
+
+// free is how many more jobs may start now (at least 1).
+func (s *slots) free() int { return max(cap(s.delivery)-len(s.delivery), 1) }
+
+// pollBatch is how many free slots a poll waits for, up to pollGather,
+// once at least one is free: when every slot is busy, polling as soon as
+// one frees up made a poll per record, which cost more than the record.
+const (
+	pollBatch  = 16
+	pollGather = time.Millisecond
+)
+
+// wait blocks while every delivery slot is taken, then gives others up to
+// pollGather to free up, until pollBatch are (timer is the one it uses to
+// wait). It reports false once ctx has ended.
+func (s *slots) wait(ctx context.Context, timer *time.Timer) bool {
+	for len(s.delivery) == cap(s.delivery) {
+		select {
+		case <-s.freed:
+		case <-ctx.Done():
+			return false
+		}
+	}
+	want := min(pollBatch, cap(s.delivery))
+	if s.free() >= want {
+		return ctx.Err() == nil
+	}
+	timer.Reset(pollGather)
+	defer timer.Stop()
+	for s.free() < want {
+		select {
+		case <-s.freed:
+		case <-timer.C:
+			return ctx.Err() == nil
+		case <-ctx.Done():
+			return false
+		}
+	}
+	return ctx.Err() == nil
+}
+
+func (s *slots) giveBack() {
+	<-s.delivery
+	select {
+	case s.freed <- struct{}{}:
+	default:
+	}
+}
+
+// slot is one running job's share of the slots: its delivery slot, which it
+// gives up while it is parked and trades for a settling slot after its
+// attempt. It is used by one goroutine.
+type slot struct {
+	pool     *slots
+	delivery bool
+	settling bool
+}
+
+// settle trades the delivery slot for a settling slot, if one is free, once
+// the attempt is over: recording the delivery and writing a retry or dead
+// letter wait on Redis and Kafka, not on the endpoint, and should not keep
+// the next delivery waiting. When no settling slot is free the job keeps
+// its delivery slot.
+func (s *slot) settle() {
+	if !s.delivery || s.settling {
+		return
+	}
+	select {
+	case s.pool.settling <- struct{}{}:
+		s.settling = true
+		s.release()
+	default:
+	}
+}
+
+// release gives up the delivery slot (the job parks, or settles).
+func (s *slot) release() {
+	if s.delivery {
+		s.delivery = false
+		s.pool.inflight.Dec()
+		s.pool.giveBack()
+	}
+}
+
+// take takes a delivery slot if one is free, without waiting. A job handed
+// its endpoint's place after parking goes on without one if none is free:
+// the slots may all be taken by jobs waiting for the place it has, and
+// waiting for one of theirs would deadlock. Such jobs are bounded by
+// MaxParked.
+func (s *slot) take() {
+	select {
+	case s.pool.delivery <- struct{}{}:
+		s.delivery = true
+		s.pool.inflight.Inc()
+	default:
+	}
+}
+
+// done gives up everything and ends the job's count as running.
+func (s *slot) done() {
+	s.release()
+	if s.settling {
+		s.settling = false
+		<-s.pool.settling
+	}
+	s.pool.running.Done()
+}
+
+// goroutines runs each function on a goroutine of its own, reusing an idle
+// one that finished an earlier function when there is one. A job's
+// goroutine grows its stack (parsing, HTTP); a new goroutine per record
+// would grow and copy it again every time. Idle goroutines are as many as
+// ran at once at most (jobs with a delivery or settling slot and parked
+// ones: twice Concurrency plus MaxParked) and wait until close.
+type goroutines struct {
+	next chan func() // unbuffered: a send succeeds only if one is idle
+	stop chan struct{}
+}
+
+func newGoroutines() *goroutines {
+	return &goroutines{next: make(chan func()), stop: make(chan struct{})}
+}
+
+func (g *goroutines) goFunc(f func()) {
+	select {
+	case g.next <- f:
+	default:
+		go g.loop(f)
+	}
+}
+
+func (g *goroutines) loop(f func()) {
+	for {
+		f()
+		select {
+		case f = <-g.next:
+		case <-g.stop:
+			return
+		}
+	}
+}
+
+// close ends the idle goroutines; functions running finish first.
+func (g *goroutines) close() { close(g.stop) }
