@@ -63,7 +63,7 @@ func (rc *Receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err := v.Verify(id, r.Header.Get("webhook-timestamp"), r.Header.Get("webhook-signature"), body); err != nil {
-		log.Warn("signature INVALID: refused", "webhook-id", id, "err", err)
+		log.Warn("signature INVALID: refused", "webhook_id", id, "error", err)
 		http.Error(w, "invalid signature", http.StatusUnauthorized)
 		return
 	}
@@ -89,7 +89,7 @@ func (rc *Receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if rc.Answer != nil {
 		status = rc.Answer(d)
 	}
-	attrs := []any{"webhook-id", id, "status", d.Status, "channel", d.Channel, "requestId", d.RequestID, "attempt", d.Attempt, "answer", status}
+	attrs := []any{"webhook_id", id, "status", d.Status, "channel", d.Channel, "request_id", d.RequestID, "attempt", d.Attempt, "answer", status}
 	if status >= 200 && status < 300 {
 		log.Info("signature verified: webhook accepted", attrs...)
 	} else {

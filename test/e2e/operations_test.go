@@ -83,7 +83,7 @@ func TestLogsCarryOutcomesNotSecrets(t *testing.T) {
 		t.Fatalf("%d attempt lines, %d outcome lines; want 2 and 2", len(attempts), len(outcomes))
 	}
 	for _, l := range outcomes {
-		for _, k := range []string{"webhook-id", "org", "sandbox", "status", "attempt", "http_status", "source"} {
+		for _, k := range []string{"webhook_id", "org", "sandbox", "status", "attempt", "http_status", "source"} {
 			if l[k] == nil {
 				t.Errorf("%s line lacks %s: %v", l["msg"], k, l)
 			}

@@ -90,7 +90,7 @@ func TestReadmeRealConfigWalkthrough(t *testing.T) {
 		t.Fatalf("kcat: %v\n%s", err, out)
 	}
 	line := receiver.waitFor(t, "signature verified", 30*time.Second)
-	if !strings.Contains(line, "webhook-id=evt-0001") {
+	if !strings.Contains(line, "webhook_id=evt-0001") {
 		t.Fatalf("receiver line: %s", line)
 	}
 	feedbackd.waitFor(t, "msg=delivered", 10*time.Second)
