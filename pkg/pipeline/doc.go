@@ -13,7 +13,7 @@
 //	settle   carry out the Outcome: produce, record, count, log, mark settle.go
 //
 // Every stage up to attempt only decides: process returns an Outcome, and
-// settle is the one place that carries any Outcome out. The decisions are
+// settle is the one function that carries any Outcome out. The decisions are
 // plain functions of what the stages learned (routed, admitted, claimed,
 // judged), table-tested without Kafka, Redis or HTTP.
 //
@@ -21,10 +21,10 @@
 //
 //   - job: one record on its way through the stages, from dispatch to
 //     settle.
-//   - slot: what a job holds while it runs. There are Concurrency delivery
+//   - slot: what a job takes to run. There are Concurrency delivery
 //     slots; after its attempt a job trades its delivery slot for a
 //     settling slot (as many again), so that producing a retry or dead
-//     letter does not hold back the next delivery. Polls ask for no more
+//     letter does not keep the next delivery waiting. Polls ask for no more
 //     records than there are free delivery slots: that is the
 //     back-pressure that stops fetching.
 //   - place: one of an endpoint's in-flight attempts (package admission).

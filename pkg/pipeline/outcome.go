@@ -70,7 +70,7 @@ const (
 const (
 	deferCircuitOpen  = "circuit_open"
 	deferEndpointBusy = "endpoint_busy"
-	deferInFlight     = "in_flight" // another attempt for the same event holds its claim
+	deferInFlight     = "in_flight" // another attempt for the same event has its claim
 )
 
 var abandoned = Outcome{Kind: Abandoned}

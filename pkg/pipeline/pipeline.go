@@ -38,7 +38,7 @@ type Admitter interface {
 	Admit(ctx context.Context, endpoint string) admission.Decision
 	// Wait waits its turn for a place, first come first served, and
 	// answers like Admit (Go, or Open if the breaker opened meanwhile);
-	// an error means ctx ended and no place is held.
+	// an error means ctx ended and no place is taken.
 	Wait(ctx context.Context, endpoint string) (admission.Decision, error)
 	// Slow reports whether the endpoint's attempts take much longer than
 	// everyone's (or it stopped answering).
@@ -49,7 +49,7 @@ type Admitter interface {
 
 // Deduper remembers delivered events and claims them for attempts (see
 // package dedupe); key names one event (tenant, input record timestamp,
-// webhook-id). Its errors never hold an event back.
+// webhook-id). Its errors never keep an event waiting.
 type Deduper interface {
 	// Claim claims key for an attempt lasting at most ttl, or says it was
 	// delivered or is being attempted elsewhere (Unknown if it cannot tell).
@@ -181,7 +181,7 @@ func New(kafkaOpts []kgo.Opt, configs Configs, sender Sender, opts Options) (*Pi
 }
 
 // topicPatterns matches the input topics and every retry tier, including
-// tiers of an earlier schedule that may still hold records.
+// tiers of an earlier schedule that may still have records.
 func (p *Pipeline) topicPatterns() []string {
 	pats := make([]string, 0, len(p.opts.InputTopics)+1)
 	for _, t := range p.opts.InputTopics {
@@ -306,7 +306,7 @@ func (p *Pipeline) dispatch(ctx, work context.Context, r *kgo.Record) {
 // in flight are waited for, bounded by ShutdownTimeout as on a revoke, so
 // that their deliveries are recorded before the re-read copies, which
 // dedupe checks, come to the same events; held ones are dropped (abandoned):
-// those at or above the rewind are read again, and one below it holds the
+// those at or above the rewind are read again, and one below it keeps the
 // commit point back (offsets.Partition), so the partition's next reader
 // gets it. Nothing below the rewind is committed before it settles.
 func (p *Pipeline) rewound(ctx context.Context, retired *offsets.Partition, r *kgo.Record) {

@@ -15,7 +15,7 @@ import (
 	"github.com/feedbackd/feedbackd/pkg/retry"
 )
 
-// settle carries out the outcome of a job: it is the one place that
+// settle carries out the outcome of a job: it is the one function that
 // produces retry and dead-letter records, records deliveries in dedupe,
 // disables a config that answered 410, counts and logs. It reports whether
 // the record is settled, so that its offset may be committed: false for

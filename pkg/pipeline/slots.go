@@ -35,7 +35,7 @@ func newSlots(n int, inflight prometheus.Gauge) *slots {
 }
 
 // acquire waits for a delivery slot and counts the job as running. It
-// returns nil, holding nothing, if ctx ends first or the drain started.
+// returns nil, taking nothing, if ctx ends first or the drain started.
 func (s *slots) acquire(ctx context.Context) *slot {
 	if ctx.Err() != nil {
 		return nil
