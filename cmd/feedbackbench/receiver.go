@@ -110,3 +110,21 @@ func receiverMain(args []string) int {
 	}
 	return 0
 }
+
+func (e *env) stats() (stats, error) {
+	var s stats
+	resp, err := e.http.Get("http://" + e.receiver + "/stats")
+	if err != nil {
+		return s, err
+	}
+	defer resp.Body.Close()
+	return s, json.NewDecoder(resp.Body).Decode(&s)
+}
+
+func (e *env) reset() error {
+	resp, err := e.http.Post("http://"+e.receiver+"/reset", "", nil)
+	if err != nil {
+		return err
+	}
+	return resp.Body.Close()
+}

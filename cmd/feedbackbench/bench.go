@@ -1,0 +1,182 @@
+package main
+
+import (
+	"net/http"
+	"slices"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// bench starts what o asks for (env.go), runs the phases in order (warm-up,
+// throughput rounds between ceiling rounds, latency, backlog: phases.go) and
+// returns their figures; everything it started is stopped before it returns.
+func bench(o options) (res result, err error) {
+	e := &env{o: o, http: &http.Client{Timeout: 30 * time.Second}}
+	defer e.close()
+	res = result{Machine: machine(), Tenants: o.tenants, Events: o.events, ReceiverLatencyMS: float64(o.latency) / 1e6, Scenario: o.scenario(), Backlog: o.backlog}
+	if err := e.startBroker(); err != nil {
+		return res, err
+	}
+	if err := e.startRedis(); err != nil {
+		return res, err
+	}
+	res.Redis = e.redisKind
+	if err := e.startReceiver(); err != nil {
+		return res, err
+	}
+	if e.daemon, err = e.startDaemon(); err != nil {
+		return res, err
+	}
+	if err := e.createTenants(); err != nil {
+		return res, err
+	}
+	p, err := kgo.NewClient(append(slices.Clone(e.kopts), kgo.ProducerLinger(5*time.Millisecond), kgo.MaxBufferedRecords(100_000))...)
+	if err != nil {
+		return res, err
+	}
+	e.producer = p
+	e.cleanup = append(e.cleanup, p.Close)
+
+	logf("ceilings: %d concurrent POSTs of %d bytes, rounds of %s", o.concurrency, len(payload(0)), o.duration)
+	netHTTP, closeNetHTTP := e.netHTTPPost()
+	defer closeNetHTTP()
+	sender, closeSender, err := e.senderPost()
+	if err != nil {
+		return res, err
+	}
+	defer closeSender()
+	// ceilings measures both: the raw ceiling, and feedbackd's sender alone.
+	ceilings := func() ceilingPoint {
+		c := ceilingPoint{raw: e.ceiling("net/http client", netHTTP), sender: e.ceiling("feedbackd's sender alone", sender)}
+		res.CeilingPerSec = max(res.CeilingPerSec, c.raw)
+		res.SenderCeilingPerSec = max(res.SenderCeilingPerSec, c.sender)
+		return c
+	}
+
+	// Warm up first (connections to the receiver, the group's fetch
+	// sessions, feedbackd's caches), so that the measured rounds do not pay
+	// for them.
+	logf("warm-up: %d events, not measured", max(o.events/10, 1000))
+	if _, err := e.throughput(max(o.events/10, 1000), false, false); err != nil {
+		return res, err
+	}
+	// The machine is shared and its speed drifts by tens of percent from
+	// minute to minute, so a ceiling measured once is a poor yardstick for
+	// a throughput measured later: each throughput round runs between two
+	// ceiling rounds and is compared with their mean, the ceiling's
+	// estimate for the time in between.
+	before := ceilings()
+	rounds := func(n int, withBad bool) ([]round, phase, error) {
+		var rs []round
+		var total phase
+		for i := range n {
+			ph, err := e.throughput(o.events, withBad, i == 0 && !withBad)
+			if err != nil {
+				return nil, total, err
+			}
+			total.add(ph)
+			after := ceilings()
+			r := newRound(before, ph.rate, after)
+			logf("round %d of %d%s: %.0f deliveries/s, raw ceiling %.0f/s before and %.0f/s after: ratio %.2f (%.2f of the sender alone)",
+				i+1, n, map[bool]string{true: " with the " + o.scenario()}[withBad], r.DeliveriesPerSec, before.raw, after.raw, r.Ratio, r.SenderRatio)
+			rs = append(rs, r)
+			before = after
+		}
+		return rs, total, nil
+	}
+	m0 := e.daemon.memstats(e.http)
+	rs, total, err := rounds(o.rounds, false)
+	if err != nil {
+		return res, err
+	}
+	m1 := e.daemon.memstats(e.http)
+	res.Rounds = rs
+	rate := median(column(rs, func(r round) float64 { return r.DeliveriesPerSec }))
+	ratios := column(rs, func(r round) float64 { return r.Ratio })
+	res.DeliveriesPerSec, res.Ratio, res.WorstRatio = rate, median(ratios), slices.Min(ratios)
+	res.SenderRatio = median(column(rs, func(r round) float64 { return r.SenderRatio }))
+	res.CPUPer1000 = total.cpu / float64(total.deliveries) * 1000
+	res.OthersCPUPer1000 = map[string]float64{}
+	for name, c := range total.others {
+		res.OthersCPUPer1000[name] = c / float64(total.deliveries) * 1000
+	}
+	res.AllocsPerDelivery = (m1.mallocs - m0.mallocs) / float64(total.deliveries)
+	res.BytesPerDelivery = (m1.bytes - m0.bytes) / float64(total.deliveries)
+	if o.slowTenant || o.deadTenant {
+		// As many rounds again with the bad tenant getting its share, timed
+		// the same way: the other tenants' rate is compared with the
+		// healthy one as a share of the ceiling, which the drift of the
+		// machine's speed does not change.
+		bad, _, err := rounds(o.rounds, true)
+		if err != nil {
+			return res, err
+		}
+		res.BadRounds = bad
+		res.OthersPerSec = median(column(bad, func(r round) float64 { return r.DeliveriesPerSec }))
+		res.OthersVsHealthy = median(column(bad, func(r round) float64 { return r.Ratio })) / res.Ratio
+	}
+
+	// Half the ceiling measured last, just before this phase, not the
+	// best one: the machine's speed drifts, and half its best can be well
+	// over half of what it does now.
+	res.OfferedPerSec = before.raw / 2
+	if res.P50MS, res.P95MS, res.P99MS, err = e.latency(res.OfferedPerSec); err != nil {
+		return res, err
+	}
+	// Half the ceiling may be more than feedbackd sustains here, which
+	// measures a growing queue: also measure at half feedbackd's own rate.
+	res.SustainedPerSec = rate / 2
+	if res.SustainedP50MS, res.SustainedP95MS, res.SustainedP99MS, err = e.latency(res.SustainedPerSec); err != nil {
+		return res, err
+	}
+	res.PeakRSSMiB = e.daemon.peakRSS()
+	res.FeedbackdCPUCores = e.daemon.cpu() / time.Since(e.daemon.started).Seconds()
+
+	if o.backlog > 0 {
+		if err := e.drainBacklog(&res); err != nil {
+			return res, err
+		}
+	}
+	return res, nil
+}
+
+// round is one throughput round between two ceiling rounds; its ratios
+// are to their means.
+type round struct {
+	CeilingBefore    float64 `json:"ceiling_before_per_s"`
+	SenderBefore     float64 `json:"sender_before_per_s"`
+	DeliveriesPerSec float64 `json:"deliveries_per_s"`
+	CeilingAfter     float64 `json:"ceiling_after_per_s"`
+	SenderAfter      float64 `json:"sender_after_per_s"`
+	Ratio            float64 `json:"ratio"`
+	SenderRatio      float64 `json:"ratio_to_sender"`
+}
+
+// ceilingPoint is one ceiling round of each client.
+type ceilingPoint struct{ raw, sender float64 }
+
+func newRound(before ceilingPoint, rate float64, after ceilingPoint) round {
+	return round{
+		CeilingBefore: before.raw, SenderBefore: before.sender, DeliveriesPerSec: rate, CeilingAfter: after.raw, SenderAfter: after.sender,
+		Ratio: rate / ((before.raw + after.raw) / 2), SenderRatio: rate / ((before.sender + after.sender) / 2),
+	}
+}
+
+// column is f of each round.
+func column(rs []round, f func(round) float64) []float64 {
+	out := make([]float64, len(rs))
+	for i, r := range rs {
+		out[i] = f(r)
+	}
+	return out
+}
+
+// median of xs, which is not empty.
+func median(xs []float64) float64 {
+	s := slices.Sorted(slices.Values(xs))
+	if n := len(s); n%2 == 0 {
+		return (s[n/2-1] + s[n/2]) / 2
+	}
+	return s[len(s)/2]
+}

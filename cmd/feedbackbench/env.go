@@ -1,0 +1,267 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/feedbackd/feedbackd/pkg/kafkaconn"
+)
+
+// env is what one run has started; close stops all of it.
+type env struct {
+	o         options
+	brokers   []string
+	kopts     []kgo.Opt // seeds, TLS and SASL of the producer
+	redis     string    // FEEDBACKD_REDIS_ADDR, or FEEDBACKD_REDIS_ADDRS for a cluster
+	redisKind string
+	receiver  string // host:port
+	others    []proc // receiver, redis-server and this process (broker, producer), for their CPU
+	cleanup   []func()
+	daemon    *daemonProc
+	producer  *kgo.Client
+	http      *http.Client
+}
+
+func (e *env) close() {
+	for i := len(e.cleanup) - 1; i >= 0; i-- {
+		e.cleanup[i]()
+	}
+}
+
+// kafkaFromEnv reads the connection settings from feedbackd's variables.
+func kafkaFromEnv(brokers []string) *kafkaconn.Config {
+	g := func(field string) string { return os.Getenv(envKey(field)) }
+	b := func(field string) bool { v, _ := strconv.ParseBool(g(field)); return v }
+	return &kafkaconn.Config{
+		Brokers: brokers,
+		TLS: kafkaconn.TLS{Enabled: b("tls.enabled"), CAFile: g("tls.ca_file"), CertFile: g("tls.cert_file"), KeyFile: g("tls.key_file"),
+			ServerName: g("tls.server_name"), InsecureSkipVerify: b("tls.insecure_skip_verify")},
+		SASL: kafkaconn.SASL{Mechanism: g("sasl.mechanism"), Username: g("sasl.username"), Password: g("sasl.password"),
+			PasswordFile: g("sasl.password_file"), TokenFile: g("sasl.token_file")},
+	}
+}
+
+// envKey names a kafkaconn field as feedbackd's variable.
+func envKey(field string) string {
+	return "FEEDBACKD_KAFKA_" + strings.ToUpper(strings.ReplaceAll(field, ".", "_"))
+}
+
+func (e *env) startBroker() error {
+	if e.o.brokers != "" {
+		e.brokers = strings.Split(e.o.brokers, ",")
+		kconn := kafkaFromEnv(e.brokers)
+		if err := kconn.Validate(envKey); err != nil {
+			return err
+		}
+		var err error
+		if e.kopts, err = kconn.Opts(); err != nil {
+			return err
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+		defer cancel()
+		return kconn.Check(ctx, e.kopts...)
+	}
+	for _, kv := range os.Environ() {
+		if strings.HasPrefix(kv, "FEEDBACKD_KAFKA_TLS_") || strings.HasPrefix(kv, "FEEDBACKD_KAFKA_SASL_") {
+			return fmt.Errorf("%s is for --brokers: the kfake broker in this process has no TLS or SASL", strings.SplitN(kv, "=", 2)[0])
+		}
+	}
+	c, err := kfake.NewCluster(kfake.NumBrokers(1))
+	if err != nil {
+		return fmt.Errorf("kfake: %w", err)
+	}
+	e.cleanup = append(e.cleanup, c.Close)
+	e.brokers = c.ListenAddrs()
+	e.kopts = []kgo.Opt{kgo.SeedBrokers(e.brokers...)}
+	e.others = append(e.others, proc{"broker+producer", os.Getpid()})
+	logf("broker: kfake on %s", e.brokers[0])
+	return nil
+}
+
+func (e *env) startRedis() error {
+	if e.o.redis != "" {
+		e.redis, e.redisKind = "FEEDBACKD_REDIS_ADDR="+e.o.redis, "given"
+		return nil
+	}
+	if !e.o.redisCluster {
+		addr, err := e.startRedisServer("redis")
+		e.redis, e.redisKind = "FEEDBACKD_REDIS_ADDR="+addr, "standalone"
+		return err
+	}
+	var addrs []string
+	for i := range 3 {
+		addr, err := e.startRedisServer(fmt.Sprintf("redis-%d", i+1), "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf")
+		if err != nil {
+			return err
+		}
+		addrs = append(addrs, addr)
+	}
+	out, err := exec.Command("redis-cli", append(append([]string{"--cluster", "create"}, addrs...), "--cluster-replicas", "0", "--cluster-yes")...).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("redis-cli --cluster create (apt-get install redis-tools): %v: %s", err, out)
+	}
+	for range 200 {
+		info, _ := exec.Command("redis-cli", "-u", "redis://"+addrs[0], "cluster", "info").Output()
+		if strings.Contains(string(info), "cluster_state:ok") {
+			e.redis, e.redisKind = "FEEDBACKD_REDIS_ADDRS="+strings.Join(addrs, ","), "cluster of 3 masters"
+			logf("redis: cluster %s", strings.Join(addrs, ","))
+			return nil
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return errors.New("the Redis Cluster did not become ok")
+}
+
+// startRedisServer starts one redis-server named name (for the CPU
+// report) with args, and returns its address.
+func (e *env) startRedisServer(name string, args ...string) (string, error) {
+	port, err := freePort()
+	if err != nil {
+		return "", err
+	}
+	dir, err := os.MkdirTemp("", "feedbackbench-redis")
+	if err != nil {
+		return "", err
+	}
+	cmd := exec.Command("redis-server", append([]string{"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", dir}, args...)...)
+	if err := cmd.Start(); err != nil {
+		return "", fmt.Errorf("redis-server (apt-get install redis-server, or --redis): %w", err)
+	}
+	e.cleanup = append(e.cleanup, func() { _ = cmd.Process.Kill(); _ = cmd.Wait(); os.RemoveAll(dir) })
+	e.others = append(e.others, proc{name, cmd.Process.Pid})
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	for range 100 {
+		if c, err := net.Dial("tcp", addr); err == nil {
+			c.Close()
+			logf("%s: %s", name, addr)
+			return addr, nil
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return "", fmt.Errorf("redis-server did not start on %s", addr)
+}
+
+func (e *env) startReceiver() error {
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command(self, "receiver", "--latency", e.o.latency.String(), "--slow-after", "10s")
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return err
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	e.cleanup = append(e.cleanup, func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	line, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil {
+		return fmt.Errorf("receiver did not start: %w", err)
+	}
+	e.receiver = strings.TrimSpace(line)
+	e.others = append(e.others, proc{"receiver", cmd.Process.Pid})
+	logf("receiver: %s (own process, pid %d, latency %s)", e.receiver, cmd.Process.Pid, e.o.latency)
+	return nil
+}
+
+const adminToken = "feedbackbench-admin-token"
+
+// daemonProc is a running feedbackd.
+type daemonProc struct {
+	cmd     *exec.Cmd
+	api     string
+	pprof   string // host:port of its profiles, if asked for
+	started time.Time
+	done    chan struct{}
+}
+
+func (e *env) startDaemon() (*daemonProc, error) {
+	port, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	d := &daemonProc{api: fmt.Sprintf("http://127.0.0.1:%d", port), done: make(chan struct{})}
+	d.cmd = exec.Command(e.o.feedbackd)
+	if e.o.pprof != "" {
+		pp, err := freePort()
+		if err != nil {
+			return nil, err
+		}
+		d.pprof = fmt.Sprintf("127.0.0.1:%d", pp)
+		d.cmd.Args = append(d.cmd.Args, "--pprof-addr", d.pprof)
+	}
+	d.cmd.Env = append(os.Environ(),
+		"FEEDBACKD_KAFKA_BROKERS="+strings.Join(e.brokers, ","),
+		e.redis,
+		fmt.Sprintf("FEEDBACKD_HTTP_ADDR=127.0.0.1:%d", port),
+		"FEEDBACKD_ADMIN_TOKEN="+adminToken,
+		"FEEDBACKD_SECRETS_KEYS=ZmVlZGJhY2tiZW5jaC1zZWNyZXRzLWtleS0zMmJ5dGU=",
+		"FEEDBACKD_DELIVERY_ALLOW_HTTP=true",
+		"FEEDBACKD_DELIVERY_ALLOW_PRIVATE_NETWORKS=true",
+		fmt.Sprintf("FEEDBACKD_DELIVERY_CONCURRENCY=%d", e.o.concurrency),
+		"FEEDBACKD_LOG_LEVEL=warn",
+	)
+	d.cmd.Stderr = os.Stderr
+	if err := d.cmd.Start(); err != nil {
+		return nil, fmt.Errorf("feedbackd (%s; `make build` makes it): %w", e.o.feedbackd, err)
+	}
+	d.started = time.Now()
+	go func() { _ = d.cmd.Wait(); close(d.done) }()
+	e.cleanup = append(e.cleanup, d.stop)
+	deadline := time.Now().Add(2 * time.Minute)
+	for time.Now().Before(deadline) {
+		select {
+		case <-d.done:
+			return nil, fmt.Errorf("feedbackd exited at start-up")
+		default:
+		}
+		if resp, err := e.http.Get(d.api + "/readyz"); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				logf("feedbackd: pid %d ready on %s", d.cmd.Process.Pid, d.api)
+				return d, nil
+			}
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	return nil, fmt.Errorf("feedbackd not ready after 2m")
+}
+
+func (d *daemonProc) stop() {
+	select {
+	case <-d.done:
+		return
+	default:
+	}
+	_ = d.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-d.done:
+	case <-time.After(40 * time.Second):
+		_ = d.cmd.Process.Kill()
+		<-d.done
+	}
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}

@@ -1,0 +1,214 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// waitFor polls the receiver until it counted want healthy deliveries.
+func (e *env) waitFor(what string, want int64, d *daemonProc) (stats, error) {
+	last, lastAt := int64(-1), time.Now()
+	for {
+		s, err := e.stats()
+		if err != nil {
+			return s, err
+		}
+		if s.Count >= want {
+			return s, nil
+		}
+		if s.Count != last {
+			last, lastAt = s.Count, time.Now()
+		} else if time.Since(lastAt) > 2*time.Minute {
+			return s, fmt.Errorf("%s: stuck at %d of %d deliveries for 2 minutes", what, s.Count, want)
+		}
+		select {
+		case <-d.done:
+			return s, fmt.Errorf("%s: feedbackd exited", what)
+		case <-time.After(time.Second):
+		}
+		logf("%s: %d/%d delivered", what, s.Count, want)
+	}
+}
+
+// ceiling is the receiver's rate over --duration with --concurrency
+// goroutines each calling post in a loop (post reports success).
+func (e *env) ceiling(what string, post func(g, n int) bool) float64 {
+	var count atomic.Int64
+	deadline := time.Now().Add(e.o.duration)
+	var wg sync.WaitGroup
+	start := time.Now()
+	for g := range e.o.concurrency {
+		wg.Go(func() {
+			for n := 0; time.Now().Before(deadline); n++ {
+				if post(g, n) {
+					count.Add(1)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	rate := float64(count.Load()) / time.Since(start).Seconds()
+	_ = e.reset()
+	logf("ceiling, %s: %.0f/s", what, rate)
+	return rate
+}
+
+// phase is what one throughput run measured.
+type phase struct {
+	rate       float64            // deliveries/s, first to last arrival
+	deliveries int64              // counted by the receiver
+	cpu        float64            // feedbackd's CPU seconds
+	others     map[string]float64 // CPU seconds of what shares the machine
+}
+
+func (p *phase) add(q phase) {
+	p.deliveries += q.deliveries
+	p.cpu += q.cpu
+	if p.others == nil {
+		p.others = map[string]float64{}
+	}
+	for name, c := range q.others {
+		p.others[name] += c
+	}
+}
+
+// throughput produces n events and measures the healthy tenants' delivery
+// rate, first to last arrival, and the CPU feedbackd and the others used.
+// With withBad, tenant 0 (slow or dead) gets its share of events. With
+// profile, a CPU profile of feedbackd is taken meanwhile (--pprof).
+func (e *env) throughput(n int, withBad, profile bool) (phase, error) {
+	if err := e.reset(); err != nil {
+		return phase{}, err
+	}
+	pick := e.o.healthyTenant
+	if withBad {
+		pick = func(i int) int { return i % e.o.tenants }
+	}
+	want := int64(n)
+	if withBad {
+		want = 0
+		for i := range n {
+			if pick(i) != 0 {
+				want++
+			}
+		}
+	}
+	what := "throughput"
+	if withBad {
+		what = "throughput with a " + strings.TrimSuffix(e.o.scenario(), "-tenant") + " tenant"
+	}
+	logf("%s: producing %d events over %d tenants", what, n, e.o.tenants)
+	cpu0 := e.daemon.cpu()
+	others0 := e.othersCPU()
+	profiled := make(chan error, 1)
+	if e.daemon.pprof != "" && profile {
+		go func() { profiled <- e.profile(e.o.pprof, 5*time.Second) }()
+	} else {
+		profiled <- nil
+	}
+	if err := e.produce(0, n, pick); err != nil {
+		return phase{}, err
+	}
+	s, err := e.waitFor(what, want, e.daemon)
+	if perr := <-profiled; perr != nil {
+		logf("pprof: %v", perr)
+	}
+	if err != nil {
+		return phase{}, err
+	}
+	ph := phase{
+		rate:       float64(s.Count-1) / (float64(s.Last-s.First) / 1e9),
+		deliveries: s.Count,
+		cpu:        e.daemon.cpu() - cpu0,
+		others:     map[string]float64{},
+	}
+	for name, c := range e.othersCPU() {
+		ph.others[name] = c - others0[name]
+	}
+	logf("%s: %.0f deliveries/s", what, ph.rate)
+	return ph, nil
+}
+
+// latency offers rate events/s for --duration and returns the p50, p95
+// and p99 from produce to arrival, in milliseconds.
+func (e *env) latency(rate float64) (p50, p95, p99 float64, err error) {
+	if err := e.reset(); err != nil {
+		return 0, 0, 0, err
+	}
+	logf("latency: offering %.0f events/s for %s", rate, e.o.duration)
+	ctx := context.Background()
+	const tick = 10 * time.Millisecond
+	perTick := rate * tick.Seconds()
+	t := time.NewTicker(tick)
+	defer t.Stop()
+	start := time.Now()
+	sent, owed := 0, 0.0
+	for time.Since(start) < e.o.duration {
+		<-t.C
+		owed += perTick
+		for ; owed >= 1; owed-- {
+			ch := sent % 4
+			e.producer.Produce(ctx, &kgo.Record{Topic: channels[ch].topic, Value: eventFor(sent, ch, time.Now().UnixNano(), e.o.healthyTenant(sent))}, nil)
+			sent++
+		}
+	}
+	if err := e.producer.Flush(ctx); err != nil {
+		return 0, 0, 0, err
+	}
+	s, err := e.waitFor("latency", int64(sent), e.daemon)
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	p50, p95, p99 = float64(s.P50)/1e6, float64(s.P95)/1e6, float64(s.P99)/1e6
+	logf("latency: p50 %.1f ms, p95 %.1f ms, p99 %.1f ms over %d deliveries", p50, p95, p99, s.Sample)
+	return p50, p95, p99, nil
+}
+
+// drainBacklog stops feedbackd, produces the backlog, starts a fresh
+// feedbackd and measures its rate and peak RSS while it drains.
+func (e *env) drainBacklog(res *result) error {
+	logf("backlog: stopping feedbackd, producing %d events", e.o.backlog)
+	e.daemon.stop()
+	if err := e.reset(); err != nil {
+		return err
+	}
+	for from := 0; from < e.o.backlog; from += 100_000 {
+		to := min(from+100_000, e.o.backlog)
+		if err := e.produce(from, to, e.o.healthyTenant); err != nil {
+			return err
+		}
+		logf("backlog: %d/%d produced", to, e.o.backlog)
+	}
+	d, err := e.startDaemon()
+	if err != nil {
+		return err
+	}
+	e.daemon = d
+	var peak float64
+	stop := make(chan struct{})
+	go func() { // VmHWM is the peak already; sample in case the process exits
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(time.Second):
+				peak = max(peak, d.peakRSS())
+			}
+		}
+	}()
+	s, err := e.waitFor("backlog", int64(e.o.backlog), d)
+	close(stop)
+	if err != nil {
+		return err
+	}
+	res.BacklogPerSec = float64(s.Count-1) / (float64(s.Last-s.First) / 1e9)
+	res.BacklogPeakRSSMiB = max(peak, d.peakRSS())
+	logf("backlog: %.0f deliveries/s, peak RSS %.0f MiB", res.BacklogPerSec, res.BacklogPeakRSSMiB)
+	return nil
+}

@@ -1,0 +1,215 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/feedbackd/feedbackd/pkg/deliver"
+	"github.com/feedbackd/feedbackd/pkg/netguard"
+	"github.com/feedbackd/feedbackd/pkg/signature"
+	"github.com/feedbackd/feedbackd/pkg/webhook"
+)
+
+// healthyTenant is the tenant of event n among the healthy ones: all of
+// them, or all but tenant 0 when it is the slow or dead one.
+func (o options) healthyTenant(n int) int {
+	if o.slowTenant || o.deadTenant {
+		return 1 + n%(o.tenants-1)
+	}
+	return n % o.tenants
+}
+
+func (o options) scenario() string {
+	switch {
+	case o.slowTenant:
+		return "slow-tenant"
+	case o.deadTenant:
+		return "dead-tenant"
+	}
+	return "healthy"
+}
+
+// createTenants registers the configs through the admin API. Tenant 0 is
+// the slow or dead one when a scenario asks for it.
+func (e *env) createTenants() error {
+	dead := ""
+	if e.o.deadTenant {
+		port, err := freePort() // nothing listens there
+		if err != nil {
+			return err
+		}
+		dead = fmt.Sprintf("http://127.0.0.1:%d/", port)
+	}
+	logf("tenants: creating %d webhook configs", e.o.tenants)
+	var next atomic.Int64
+	var firstErr error
+	var once sync.Once
+	var wg sync.WaitGroup
+	for range 16 {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= e.o.tenants {
+					return
+				}
+				url := fmt.Sprintf("http://%s/t/%d", e.receiver, i)
+				switch {
+				case i == 0 && e.o.slowTenant:
+					url = fmt.Sprintf("http://%s/slow/0", e.receiver)
+				case i == 0 && e.o.deadTenant:
+					url = dead
+				}
+				body, _ := json.Marshal(map[string]any{
+					"imsOrg": org(i), "sandbox": map[string]string{"id": "prod"}, "name": "bench " + org(i),
+					"channels": []string{"email", "sms"}, "url": url,
+				})
+				req, _ := http.NewRequest("POST", e.daemon.api+"/v1/webhooks", bytes.NewReader(body))
+				req.Header.Set("Authorization", "Bearer "+adminToken)
+				req.Header.Set("Content-Type", "application/json")
+				resp, err := e.http.Do(req)
+				if err == nil {
+					_, _ = io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					if resp.StatusCode != http.StatusCreated {
+						err = fmt.Errorf("create webhook %s: HTTP %d", org(i), resp.StatusCode)
+					}
+				}
+				if err != nil {
+					once.Do(func() { firstErr = err })
+					return
+				}
+				if n := i + 1; n%1000 == 0 {
+					logf("tenants: %d/%d", n, e.o.tenants)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	return firstErr
+}
+
+func org(i int) string { return fmt.Sprintf("bench-org-%05d", i) }
+
+var channels = []struct{ topic, channel, status string }{
+	{"feedback.sent", "email", "sent"}, {"feedback.delivered", "email", "delivered"},
+	{"feedback.bounce", "email", "bounce"}, {"feedback.error", "sms", "error"},
+}
+
+// payload is event n: about 700 bytes of JSON, tenant and topic chosen
+// round-robin, its requestId carrying the produce time for latency.
+func payload(n int) []byte { return eventFor(n, n%4, time.Now().UnixNano(), 0) }
+
+// eventIDs numbers events over the whole run: each phase's events are new
+// ones, never suppressed as already delivered by an earlier phase.
+var eventIDs atomic.Int64
+
+func eventFor(n, ch int, sentNS int64, tenant int) []byte {
+	c := channels[ch]
+	return fmt.Appendf(nil, `{"eventId":"bench-%d","requestId":"t%d","imsOrg":%q,"sandbox":{"id":"prod","name":"Production"},`+
+		`"channel":%q,"eventType":"message.feedback","messageExecution":{"messageExecutionID":"MEID-%010d",`+
+		`"messageType":"transactional","campaignID":"3c2c0c44-5d1b-4d6f-9d3f-0a3c1c1f7b2e","batchInstanceID":"7d0e1f3a-9b2c-4c55-8f1e-2b6a7d9c0e41",`+
+		`"journeyVersionID":"b1c2d3e4-f5a6-4b7c-8d9e-0f1a2b3c4d5e","journeyActionID":"a9b8c7d6-e5f4-4a3b-2c1d-0e9f8a7b6c5d"},`+
+		`"messageDeliveryFeedback":{"feedbackStatus":{"value":%q},"offers":null,"retryCount":0,`+
+		`"messageFailure":{"category":"none","type":"none","code":"none","reason":"benchmark event with a realistic size"}},`+
+		`"identityMap":{"email":[{"id":"recipient-%d@example.com","primary":true}]}}`,
+		eventIDs.Add(1), sentNS, org(tenant), c.channel, n, c.status, n)
+}
+
+// produce writes events [from, to) at full speed, tenant picked by pick.
+func (e *env) produce(from, to int, pick func(n int) int) error {
+	ctx := context.Background()
+	var failed atomic.Value
+	for n := from; n < to; n++ {
+		ch := n % 4
+		e.producer.Produce(ctx, &kgo.Record{Topic: channels[ch].topic, Key: []byte(strconv.Itoa(n)), Value: eventFor(n, ch, time.Now().UnixNano(), pick(n))},
+			func(_ *kgo.Record, err error) {
+				if err != nil {
+					failed.Store(err)
+				}
+			})
+	}
+	if err := e.producer.Flush(ctx); err != nil {
+		return err
+	}
+	if err, _ := failed.Load().(error); err != nil {
+		return fmt.Errorf("produce: %w", err)
+	}
+	return nil
+}
+
+// netHTTPPost is the raw ceiling's request: a plain net/http client POSTs
+// what feedbackd would send to tenant g%tenants: the same body size and the
+// same headers (webhook-id, -timestamp, -signature of the same lengths, no
+// Accept-Encoding), so that the receiver parses the same request.
+func (e *env) netHTTPPost() (post func(g, n int) bool, closeIdle func()) {
+	tr := &http.Transport{MaxIdleConnsPerHost: e.o.concurrency, MaxConnsPerHost: e.o.concurrency, DisableCompression: true}
+	client := &http.Client{Transport: tr, Timeout: 30 * time.Second}
+	body := payload(0)
+	headers := make([]http.Header, e.o.concurrency)
+	urls := make([]string, e.o.concurrency)
+	for g := range headers {
+		urls[g] = fmt.Sprintf("http://%s/t/%d", e.receiver, g%e.o.tenants)
+		headers[g] = http.Header{
+			"Content-Type":      {"application/json"},
+			"User-Agent":        {"feedbackd/bench"},
+			"Webhook-Id":        {fmt.Sprintf("bench-%d", 1_000_000+g)},
+			"Webhook-Timestamp": {strconv.FormatInt(time.Now().Unix(), 10)},
+			"Webhook-Signature": {"v1," + strings.Repeat("A", 43) + "="},
+		}
+	}
+	return func(g, _ int) bool {
+		req, err := http.NewRequest(http.MethodPost, urls[g], bytes.NewReader(body))
+		if err != nil {
+			return false
+		}
+		req.Header = headers[g]
+		resp, err := client.Do(req)
+		if err != nil {
+			return false
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	}, tr.CloseIdleConnections
+}
+
+// senderPost is the second ceiling's request: feedbackd's own sender
+// (pkg/deliver: signing, its HTTP/1.1 transport) makes the attempt, as the
+// pipeline would for tenant g%tenants, without Kafka, Redis or parsing.
+func (e *env) senderPost() (post func(g, n int) bool, closeIdle func(), err error) {
+	c := deliver.New(deliver.Options{
+		Timeout: 30 * time.Second, Guard: &netguard.Guard{AllowPrivate: true}, UserAgent: "feedbackd/bench",
+		MaxIdleConnsPerHost: e.o.concurrency,
+	})
+	secret, err := signature.NewSecret()
+	if err != nil {
+		return nil, nil, err
+	}
+	targets := make([]*webhook.Target, e.o.tenants)
+	for i := range targets {
+		cfg := webhook.Config{URL: fmt.Sprintf("http://%s/t/%d", e.receiver, i)}
+		if targets[i], err = webhook.NewTarget(&webhook.Stored{Config: cfg, Secrets: []webhook.Secret{{Value: secret}}}); err != nil {
+			return nil, nil, err
+		}
+	}
+	body := payload(0)
+	ids := make([]string, e.o.concurrency)
+	for g := range ids {
+		ids[g] = "bench-" + strconv.Itoa(2_000_000+g)
+	}
+	ctx := context.Background()
+	return func(g, _ int) bool {
+		return c.Send(ctx, targets[g%len(targets)], ids[g], body).Verdict == deliver.Delivered
+	}, c.Close, nil
+}
