@@ -1,15 +1,16 @@
 package main
 
 import (
-	"bufio"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
 	"runtime"
-	"strconv"
-	"strings"
 	"time"
+
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+	"github.com/prometheus/procfs"
 )
 
 // proc is a process whose CPU time the bench reads.
@@ -31,17 +32,17 @@ func (e *env) othersCPU() map[string]float64 {
 func (d *daemonProc) cpu() float64 { return procCPU(d.cmd.Process.Pid) }
 
 // procCPU is a process's user+system CPU time so far, in seconds (0 if it
-// cannot be read).
+// cannot be read), from /proc/<pid>/stat through procfs.
 func procCPU(pid int) float64 {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	p, err := procfs.NewProc(pid)
 	if err != nil {
 		return 0
 	}
-	s := string(b)
-	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
-	utime, _ := strconv.ParseFloat(f[11], 64)
-	stime, _ := strconv.ParseFloat(f[12], 64)
-	return (utime + stime) / 100 // USER_HZ
+	st, err := p.Stat()
+	if err != nil {
+		return 0
+	}
+	return st.CPUTime()
 }
 
 // memstats are the Go runtime's allocation counters of the process.
@@ -50,42 +51,37 @@ type memstats struct{ mallocs, bytes float64 }
 // memstats reads go_memstats_mallocs_total and go_memstats_alloc_bytes_total
 // from the daemon's /metrics (zero if it cannot).
 func (d *daemonProc) memstats(c *http.Client) memstats {
-	var m memstats
 	resp, err := c.Get(d.api + "/metrics")
 	if err != nil {
-		return m
+		return memstats{}
 	}
 	defer resp.Body.Close()
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		name, val, ok := strings.Cut(sc.Text(), " ")
-		if !ok {
-			continue
-		}
-		switch name {
-		case "go_memstats_mallocs_total":
-			m.mallocs, _ = strconv.ParseFloat(val, 64)
-		case "go_memstats_alloc_bytes_total":
-			m.bytes, _ = strconv.ParseFloat(val, 64)
-		}
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := parser.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		return memstats{}
 	}
-	return m
+	counter := func(name string) float64 {
+		if f := fams[name]; f != nil && len(f.GetMetric()) > 0 {
+			return f.GetMetric()[0].GetCounter().GetValue()
+		}
+		return 0
+	}
+	return memstats{mallocs: counter("go_memstats_mallocs_total"), bytes: counter("go_memstats_alloc_bytes_total")}
 }
 
-// peakRSS is the process's VmHWM in MiB.
+// peakRSS is the process's peak resident set size (VmHWM) in MiB (0 if it
+// cannot be read), from /proc/<pid>/status through procfs.
 func (d *daemonProc) peakRSS() float64 {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", d.cmd.Process.Pid))
+	p, err := procfs.NewProc(d.cmd.Process.Pid)
 	if err != nil {
 		return 0
 	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
-			kb, _ := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 64)
-			return kb / 1024
-		}
+	st, err := p.NewStatus()
+	if err != nil {
+		return 0
 	}
-	return 0
+	return float64(st.VmHWM) / (1 << 20)
 }
 
 // profile saves a CPU profile of feedbackd taken over d.
@@ -108,15 +104,14 @@ func (e *env) profile(file string, d time.Duration) error {
 	return f.Close()
 }
 
+// machine names the machine: its cores, CPU model (from /proc/cpuinfo
+// through procfs) and platform.
 func machine() string {
-	model := ""
-	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
-		for _, line := range strings.Split(string(b), "\n") {
-			if v, ok := strings.CutPrefix(line, "model name"); ok {
-				model = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(v), ":"))
-				break
-			}
+	cpuModel := ""
+	if fs, err := procfs.NewDefaultFS(); err == nil {
+		if cpus, err := fs.CPUInfo(); err == nil && len(cpus) > 0 {
+			cpuModel = cpus[0].ModelName
 		}
 	}
-	return fmt.Sprintf("%d cores %s, %s/%s", runtime.NumCPU(), model, runtime.GOOS, runtime.GOARCH)
+	return fmt.Sprintf("%d cores %s, %s/%s", runtime.NumCPU(), cpuModel, runtime.GOOS, runtime.GOARCH)
 }
