@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/feedbackd/feedbackd/pkg/daemon"
@@ -115,4 +116,27 @@ func TestOversizedRecordDoesNotBlock(t *testing.T) {
 		t.Fatalf("dead letter: %+v, value %d bytes", r.Entry, len(r.Value))
 	}
 	h.eventually("the event behind it", 10*time.Second, func() bool { return rc.count() == 1 })
+}
+
+// A dead letter the broker refuses for good, even without its value, is a
+// lost dead letter: counted apart (and alerted on), logged, and it does not
+// block its partition.
+func TestDeadLetterRefusedForGoodIsCountedAsLost(t *testing.T) {
+	h := start(t, func(c *daemon.Config) { c.Kafka.Partitions = 1 })
+	rc := newReceiver(t, nil)
+	h.createWebhook(webhookConfig("org1", "sb1", rc.URL))
+	small := "200" // bytes: less than a dead letter's headers
+	if _, err := kadm.NewClient(h.producer).AlterTopicConfigs(context.Background(),
+		[]kadm.AlterConfig{{Name: "max.message.bytes", Value: &small}}, "feedback.dlq"); err != nil {
+		t.Fatal(err)
+	}
+	h.produce("feedback.sent", []byte(`{"requestId": "lost", "imsOrg": `))
+	h.produceEvent(newEvent("after-lost", "org1", "sb1", "email", "sent"))
+	h.eventually("the event behind it", 20*time.Second, func() bool { return rc.count() == 1 })
+	h.eventually("the lost dead letter counted", 10*time.Second, func() bool {
+		return h.metric("feedbackd_dead_letters_lost_total", map[string]string{"reason": "invalid_event"}) == 1
+	})
+	if n := h.metric("feedbackd_dlq_records_total", map[string]string{"reason": "invalid_event"}); n != 0 {
+		t.Errorf("feedbackd_dlq_records_total{reason=invalid_event} = %v, want 0: the dead letter was not written", n)
+	}
 }
