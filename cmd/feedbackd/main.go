@@ -131,7 +131,7 @@ func run() int {
 		err = daemon.Run(ctx, cfg, opts)
 	}
 	if err != nil {
-		log.Error("feedbackd failed", "err", err)
+		log.Error("feedbackd failed", "error", err)
 		return 1
 	}
 	return 0

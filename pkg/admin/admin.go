@@ -189,7 +189,7 @@ func (a *api) fail(w http.ResponseWriter, err error) {
 	case errors.Is(err, configstore.ErrNotLoaded):
 		writeError(w, http.StatusServiceUnavailable, "not_ready", "webhook configs are being loaded; try again shortly", "")
 	default:
-		a.log.Error("admin request failed", "err", err)
+		a.log.Error("admin request failed", "error", err)
 		writeError(w, http.StatusInternalServerError, "internal", "internal error; see feedbackd logs", "")
 	}
 }

@@ -22,7 +22,7 @@ func (a *api) authenticated(h http.HandlerFunc) http.Handler {
 		p, err := a.opts.Auth.Verify(bearer(r.Header.Get("Authorization")))
 		if err != nil {
 			if err != adminauth.ErrUnauthorized { // a JWT that failed: say why, never the token
-				a.log.Info("admin token refused", "err", err)
+				a.log.Info("admin token refused", "error", err)
 			}
 			w.Header().Set("WWW-Authenticate", `Bearer realm="feedbackd"`)
 			writeError(w, http.StatusUnauthorized, "unauthorized", "a valid bearer token is required", "")

@@ -71,7 +71,7 @@ func (a *api) serveJWKS(w http.ResponseWriter, r *http.Request) {
 				}
 				jwk, err := endpointauth.PublicJWK(k.Algorithm, k.ID, k.Material)
 				if err != nil {
-					a.log.Error("JWT key unusable", "org", st.Org, "sandbox", st.Sandbox.ID, "kid", k.ID, "err", err)
+					a.log.Error("JWT key unusable", "org", st.Org, "sandbox", st.Sandbox.ID, "kid", k.ID, "error", err)
 					continue
 				}
 				keys = append(keys, jwk)

@@ -244,7 +244,7 @@ func Run(ctx context.Context, cfg Config, opts Options) error {
 	wg.Go(func() { _ = admit.Run(storeCtx) })
 	wg.Go(func() {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			log.Error("http server failed", "err", err)
+			log.Error("http server failed", "error", err)
 		}
 	})
 	waitForConfigs(ctx, store, cfg.Kafka.Topics.Configs, log)

@@ -132,7 +132,7 @@ func Run(ctx context.Context, cfg daemon.Config, o Options, opts daemon.Options)
 		d := &demo{cfg: cfg, o: o, adminURL: "http://" + loopback(addr), log: opts.Logger}
 		go func() {
 			if err := d.run(ctx); err != nil && !errors.Is(err, context.Canceled) {
-				opts.Logger.Error("demo stopped", "err", err)
+				opts.Logger.Error("demo stopped", "error", err)
 			}
 		}()
 	}
