@@ -7,13 +7,14 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/feedbackd/feedbackd/pkg/header"
 	"github.com/feedbackd/feedbackd/pkg/topics"
 )
 
 // Record is one dead letter as read back from the topic, with the tenant
 // and event fields filters look at.
 type Record struct {
-	Entry
+	header.DeadLetter
 	eventFields
 	Topic     string
 	Partition int32
@@ -72,13 +73,13 @@ func Scan(ctx context.Context, kafkaOpts []kgo.Opt, topic string, fn func(Record
 
 // FromKafka reads a dead letter from a record of the dead-letter topic.
 func FromKafka(r *kgo.Record) Record {
-	e, err := ParseEntry(r.Headers)
+	e, err := header.ParseDeadLetter(r.Headers)
 	return Record{
-		Entry: e, eventFields: readEventFields(r.Key, r.Value),
+		DeadLetter: e, eventFields: readEventFields(r.Key, r.Value),
 		Topic: r.Topic, Partition: r.Partition, Offset: r.Offset,
 		Key: r.Key, Value: r.Value, Headers: r.Headers, Err: err,
 	}
 }
 
 // Coordinates are the record's "topic/partition/offset".
-func (r Record) Coordinates() string { return Source(r.Topic, r.Partition, r.Offset) }
+func (r Record) Coordinates() string { return header.Source(r.Topic, r.Partition, r.Offset) }

@@ -7,6 +7,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/feedbackd/feedbackd/pkg/header"
 	"github.com/feedbackd/feedbackd/pkg/topics"
 	"github.com/feedbackd/feedbackd/test/testenv"
 )
@@ -25,10 +26,10 @@ func TestScanSkipsEmptiedPartitions(t *testing.T) {
 	if err := topics.Ensure(ctx, adm, topics.Spec{Name: "dlq", Partitions: 3}); err != nil {
 		t.Fatal(err)
 	}
-	e := Entry{Reason: ReasonRejected, WebhookID: "w", FailedAt: time.Now()}
+	e := header.DeadLetter{Reason: ReasonRejected, WebhookID: "w", FailedAt: time.Now()}
 	for p := int32(0); p < 2; p++ {
 		for range 3 {
-			r := e.Record("dlq", &kgo.Record{Value: []byte("{}")})
+			r := ToKafka("dlq", e, &kgo.Record{Value: []byte("{}")})
 			r.Partition = p
 			if err := cl.ProduceSync(ctx, r).FirstErr(); err != nil {
 				t.Fatal(err)

@@ -5,7 +5,7 @@ import (
 	"time"
 
 	"github.com/feedbackd/feedbackd/pkg/event"
-	"github.com/feedbackd/feedbackd/pkg/retry"
+	"github.com/feedbackd/feedbackd/pkg/header"
 )
 
 // Every copy of an event shares its dedupe key; different events that share
@@ -13,9 +13,9 @@ import (
 // offset) do not.
 func TestDedupeKey(t *testing.T) {
 	at := time.UnixMilli(1_764_000_000_123)
-	input := &retry.State{WebhookID: "evt-42", OriginTime: at}
+	input := &header.Retry{WebhookID: "evt-42", OriginTime: at}
 	// A retry record carries the input record's timestamp in milliseconds.
-	parsed, err := retry.ParseState(retry.State{WebhookID: "evt-42", OriginTime: at, DueAt: at, Attempts: 1}.AppendHeaders(nil))
+	parsed, err := header.ParseRetry(header.Retry{WebhookID: "evt-42", OriginTime: at, DueAt: at, Attempts: 1}.Append(nil))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -27,11 +27,11 @@ func TestDedupeKey(t *testing.T) {
 	for _, c := range []struct {
 		name string
 		ev   *event.Event
-		st   *retry.State
+		st   *header.Retry
 	}{
 		{"another tenant", orgB, input},
 		{"another sandbox", &event.Event{Org: "orgA", SandboxID: "dev"}, input},
-		{"another input record", orgA, &retry.State{WebhookID: "evt-42", OriginTime: at.Add(time.Millisecond)}},
+		{"another input record", orgA, &header.Retry{WebhookID: "evt-42", OriginTime: at.Add(time.Millisecond)}},
 	} {
 		if dedupeKey(c.ev, c.st) == dedupeKey(orgA, input) {
 			t.Errorf("%s has the same dedupe key", c.name)

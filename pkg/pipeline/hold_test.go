@@ -10,8 +10,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/feedbackd/feedbackd/pkg/header"
 	"github.com/feedbackd/feedbackd/pkg/offsets"
-	"github.com/feedbackd/feedbackd/pkg/retry"
 )
 
 type holdRecorder struct {
@@ -42,7 +42,7 @@ func newTestHolds(r *holdRecorder) *holds {
 
 func retryJob(part *offsets.Partition, offset int64, due time.Time) job {
 	part.Add(offset, 0)
-	return job{rec: &kgo.Record{Offset: offset}, part: part, state: &retry.State{DueAt: due}}
+	return job{rec: &kgo.Record{Offset: offset}, part: part, state: &header.Retry{DueAt: due}}
 }
 
 // Held records are released when due, in due order whatever their offsets,

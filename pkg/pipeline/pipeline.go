@@ -17,6 +17,7 @@ import (
 	"github.com/feedbackd/feedbackd/pkg/admission"
 	"github.com/feedbackd/feedbackd/pkg/dedupe"
 	"github.com/feedbackd/feedbackd/pkg/deliver"
+	"github.com/feedbackd/feedbackd/pkg/header"
 	"github.com/feedbackd/feedbackd/pkg/offsets"
 	"github.com/feedbackd/feedbackd/pkg/retry"
 	"github.com/feedbackd/feedbackd/pkg/webhook"
@@ -287,7 +288,7 @@ func (p *Pipeline) dispatch(ctx, work context.Context, r *kgo.Record) {
 	p.metrics.consumed.WithLabelValues(r.Topic).Inc()
 	j := job{rec: r, part: part}
 	if p.isRetryTopic(r.Topic) {
-		st, err := retry.ParseState(r.Headers)
+		st, err := header.ParseRetry(r.Headers)
 		if err != nil {
 			j.badState = err
 		} else {

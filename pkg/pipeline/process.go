@@ -15,6 +15,7 @@ import (
 	"github.com/feedbackd/feedbackd/pkg/deliver"
 	"github.com/feedbackd/feedbackd/pkg/dlq"
 	"github.com/feedbackd/feedbackd/pkg/event"
+	"github.com/feedbackd/feedbackd/pkg/header"
 	"github.com/feedbackd/feedbackd/pkg/offsets"
 	"github.com/feedbackd/feedbackd/pkg/retry"
 	"github.com/feedbackd/feedbackd/pkg/webhook"
@@ -24,12 +25,12 @@ import (
 type job struct {
 	rec      *kgo.Record
 	part     *offsets.Partition
-	state    *retry.State // read from a retry record's headers; nil for an input record
-	badState error        // a retry record whose state cannot be read
+	state    *header.Retry // read from a retry record's headers; nil for an input record
+	badState error         // a retry record whose state cannot be read
 
 	// Set by decode.
-	ev *event.Event // nil if the record is not a valid event
-	st *retry.State // the delivery state: state, or a fresh one for an input record
+	ev *event.Event  // nil if the record is not a valid event
+	st *header.Retry // the delivery state: state, or a fresh one for an input record
 }
 
 // process runs the stages that decide the record's outcome (decode, route,
@@ -96,7 +97,7 @@ func routed(ev *event.Event, t *webhook.Target, lookupErr error) (o Outcome, nex
 // from coming back together, a burst the other tenants would feel.
 // Deferrals do not use up the retry schedule, but an event is deferred for
 // at most the schedule's span (its sum); after that it is dead-lettered.
-func admitted(d admission.Decision, st *retry.State, pol retry.Policy, now time.Time) (o Outcome, next bool) {
+func admitted(d admission.Decision, st *header.Retry, pol retry.Policy, now time.Time) (o Outcome, next bool) {
 	var reason string
 	var delay time.Duration
 	switch d.Verdict {
@@ -134,7 +135,7 @@ func claimed(c dedupe.Claim, pol retry.Policy) (o Outcome, next bool) {
 // judged decides from an attempt's result, already counted in st (see
 // attempt), what becomes of the event. The status rules are deliver's;
 // this is what each verdict means for the record.
-func judged(res deliver.Result, st *retry.State, pol retry.Policy) Outcome {
+func judged(res deliver.Result, st *header.Retry, pol retry.Policy) Outcome {
 	var o Outcome
 	switch res.Verdict {
 	case deliver.Aborted:
@@ -165,8 +166,8 @@ func (p *Pipeline) decode(j *job) error {
 	st := j.state
 	var headerID string // a replay's; any sender can set it too
 	if st == nil {
-		st = &retry.State{Source: dlq.Source(r.Topic, r.Partition, r.Offset), OriginTime: r.Timestamp}
-		headerID = dlq.Header(r.Headers, retry.HeaderWebhookID)
+		st = &header.Retry{Source: header.Source(r.Topic, r.Partition, r.Offset), OriginTime: r.Timestamp}
+		headerID = header.Get(r.Headers, header.WebhookID)
 		if event.IsEventID(headerID) {
 			st.WebhookID = headerID
 		}
@@ -182,7 +183,7 @@ func (p *Pipeline) decode(j *job) error {
 			st.WebhookID = ev.ID
 		}
 		if headerID != "" && !event.IsEventID(headerID) {
-			err = &event.InvalidError{Reason: "webhook_id", Field: retry.HeaderWebhookID,
+			err = &event.InvalidError{Reason: "webhook_id", Field: header.WebhookID,
 				Message: "the record's webhook-id header is not a valid eventId (^[A-Za-z0-9._:-]{1,128}$)"}
 		}
 	}
@@ -198,15 +199,15 @@ func (p *Pipeline) decode(j *job) error {
 
 // readReplayHistory takes the attempts made before a replay from the
 // headers the replay added (they are forwarded to retry records too).
-func readReplayHistory(r *kgo.Record, st *retry.State) {
+func readReplayHistory(r *kgo.Record, st *header.Retry) {
 	if len(r.Headers) == 0 { // a fresh input record: nothing to parse (nor errors to allocate)
 		return
 	}
-	if n, err := strconv.Atoi(dlq.Header(r.Headers, dlq.HeaderReplayPriorAttempts)); err == nil && n > 0 {
+	if n, err := strconv.Atoi(header.Get(r.Headers, header.ReplayPriorAttempts)); err == nil && n > 0 {
 		st.PriorAttempts = n
 	}
 	if st.FirstAttemptAt.IsZero() {
-		if t, err := time.Parse(time.RFC3339, dlq.Header(r.Headers, dlq.HeaderReplayFirstAttemptAt)); err == nil {
+		if t, err := header.ParseTime(header.Get(r.Headers, header.ReplayFirstAttemptAt)); err == nil {
 			st.FirstAttemptAt = t
 		}
 	}
@@ -273,7 +274,7 @@ func (p *Pipeline) attempt(ctx context.Context, j *job, t *webhook.Target, claim
 // its webhook-id. Every copy of an event has the same key; two events that
 // share an eventId in different tenants, or a derived id after a topic was
 // recreated, do not.
-func dedupeKey(ev *event.Event, st *retry.State) string {
+func dedupeKey(ev *event.Event, st *header.Retry) string {
 	return ev.Org + "/" + ev.SandboxID + "/" + strconv.FormatInt(st.OriginTime.UnixMilli(), 10) + "/" + st.WebhookID
 }
 
@@ -285,7 +286,7 @@ func dedupeKey(ev *event.Event, st *retry.State) string {
 // after this member got its partition cannot have been.
 func (p *Pipeline) mayBeDelivered(j *job) bool {
 	return j.state != nil || j.badState != nil || j.part.MayBeReread(j.rec.Offset) ||
-		dlq.Header(j.rec.Headers, dlq.HeaderReplayJob) != ""
+		header.Get(j.rec.Headers, header.ReplayJob) != ""
 }
 
 var (

@@ -16,6 +16,7 @@ import (
 	"github.com/feedbackd/feedbackd/pkg/dedupe"
 	"github.com/feedbackd/feedbackd/pkg/deliver"
 	"github.com/feedbackd/feedbackd/pkg/dlq"
+	"github.com/feedbackd/feedbackd/pkg/header"
 	"github.com/feedbackd/feedbackd/pkg/offsets"
 	"github.com/feedbackd/feedbackd/pkg/retry"
 	"github.com/feedbackd/feedbackd/pkg/webhook"
@@ -90,13 +91,13 @@ func goAhead() admission.Decision {
 // way of getting there.
 func TestProcessDecides(t *testing.T) {
 	now := time.Now()
-	retryState := func(attempts int) *retry.State {
-		return &retry.State{WebhookID: "evt-1", Attempts: attempts, DueAt: now}
+	retryState := func(attempts int) *header.Retry {
+		return &header.Retry{WebhookID: "evt-1", Attempts: attempts, DueAt: now}
 	}
 	cases := []struct {
 		name      string
 		value     []byte
-		state     *retry.State // a retry record's
+		state     *header.Retry // a retry record's
 		badState  error
 		configs   configsFunc
 		admission *admitter
@@ -112,7 +113,7 @@ func TestProcessDecides(t *testing.T) {
 	}{
 		{name: "not JSON", value: []byte(`{"imsOrg":`), kind: DeadLettered, reason: dlq.ReasonInvalidEvent, error: "invalid_json"},
 		{name: "schema", value: []byte(`{"imsOrg":"orgA"}`), kind: DeadLettered, reason: dlq.ReasonInvalidEvent, error: "schema: "},
-		{name: "unreadable retry state", state: &retry.State{WebhookID: "evt-1"}, badState: errors.New("retry header retry-attempts: bad"),
+		{name: "unreadable retry state", state: &header.Retry{WebhookID: "evt-1"}, badState: errors.New("retry header retry-attempts: bad"),
 			kind: DeadLettered, reason: dlq.ReasonInvalidEvent, error: "retry_state"},
 		{name: "status not delivered", value: eventWith("exclude"), kind: Skipped, reason: webhook.SkipStatus},
 		{name: "no config", configs: func(string, string) (*webhook.Target, error) { return nil, configstore.ErrNotFound },
@@ -137,7 +138,7 @@ func TestProcessDecides(t *testing.T) {
 		{name: "busy and slow", admission: &admitter{admit: func() admission.Decision { return admission.Decision{Verdict: admission.Busy} }, slow: true},
 			kind: Deferred, reason: deferEndpointBusy, tier: time.Minute}, // 5 s and up to half again: the 1m tier
 		{name: "busy past the schedule's span",
-			state:     &retry.State{WebhookID: "evt-1", DueAt: now, Deferrals: 40, DeferredSince: now.Add(-2 * time.Hour)},
+			state:     &header.Retry{WebhookID: "evt-1", DueAt: now, Deferrals: 40, DeferredSince: now.Add(-2 * time.Hour)},
 			admission: &admitter{admit: func() admission.Decision { return admission.Decision{Verdict: admission.Busy} }, slow: true},
 			kind:      DeadLettered, reason: dlq.ReasonRetriesExhausted, error: deferEndpointBusy},
 		{name: "delivered already", state: retryState(1), dedupe: &deduper{claim: dedupe.Delivered},
@@ -199,7 +200,7 @@ func TestProcessDecides(t *testing.T) {
 			}
 			rec := &kgo.Record{Topic: topic, Value: c.value, Timestamp: now}
 			if c.state != nil || c.badState != nil {
-				rec.Headers = c.state.AppendHeaders(nil) // what a retry record carries
+				rec.Headers = c.state.Append(nil) // what a retry record carries
 			}
 			j := &job{rec: rec, part: &offsets.Partition{Topic: topic},
 				state: c.state, badState: c.badState}

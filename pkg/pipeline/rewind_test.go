@@ -8,7 +8,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/feedbackd/feedbackd/pkg/retry"
+	"github.com/feedbackd/feedbackd/pkg/header"
 )
 
 // When the Kafka client reads a partition again from an offset it read
@@ -31,7 +31,7 @@ func TestRewindDrainsTheFirstRead(t *testing.T) {
 	}
 	first.Settle(0)
 	// 1 is in flight; 2 is a retry record held until it is due.
-	if !p.holds.hold(first, job{rec: &kgo.Record{Topic: topic, Offset: 2}, part: first, state: &retry.State{DueAt: time.Now().Add(time.Hour)}}) {
+	if !p.holds.hold(first, job{rec: &kgo.Record{Topic: topic, Offset: 2}, part: first, state: &header.Retry{DueAt: time.Now().Add(time.Hour)}}) {
 		t.Fatal("the retry record was not held")
 	}
 	settled := make(chan struct{})

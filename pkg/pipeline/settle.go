@@ -12,6 +12,7 @@ import (
 	"github.com/feedbackd/feedbackd/pkg/deliver"
 	"github.com/feedbackd/feedbackd/pkg/dlq"
 	"github.com/feedbackd/feedbackd/pkg/event"
+	"github.com/feedbackd/feedbackd/pkg/header"
 	"github.com/feedbackd/feedbackd/pkg/retry"
 )
 
@@ -91,7 +92,7 @@ func (p *Pipeline) toRetryTier(ctx context.Context, j *job, o Outcome) bool {
 	}
 	st.DueAt = time.Now().Add(o.After)
 	topic := retry.Topic(p.opts.RetryPrefix, o.Tier)
-	rec := &kgo.Record{Topic: topic, Key: j.rec.Key, Value: j.rec.Value, Headers: st.AppendHeaders(foreignHeaders(j.rec))}
+	rec := &kgo.Record{Topic: topic, Key: j.rec.Key, Value: j.rec.Value, Headers: st.Append(foreignHeaders(j.rec))}
 	switch err := p.produce(ctx, rec); {
 	case ctx.Err() != nil:
 		return false
@@ -128,15 +129,15 @@ func (p *Pipeline) deadLetter(ctx context.Context, j *job, o Outcome) bool {
 			p.log.Error("cannot disable config after 410", "org", j.ev.Org, "sandbox", j.ev.SandboxID, "error", err)
 		}
 	}
-	e := dlq.Entry{
+	e := header.DeadLetter{
 		Reason: o.Reason, WebhookID: st.WebhookID, Attempts: st.PriorAttempts + st.Attempts, LastStatus: st.LastStatus,
 		LastError: st.LastError, FirstAttemptAt: st.FirstAttemptAt, FailedAt: time.Now(), Source: st.Source,
 	}
-	err := p.produce(ctx, e.Record(p.opts.DLQTopic, j.rec))
+	err := p.produce(ctx, dlq.ToKafka(p.opts.DLQTopic, e, j.rec))
 	if err != nil && ctx.Err() == nil {
 		p.logEvent(slog.LevelWarn, "dead letter refused by the broker; writing it without its value", j, slog.String("error", err.Error()))
 		e.ValueOmitted = max(len(j.rec.Value), 1)
-		err = p.produce(ctx, e.Record(p.opts.DLQTopic, j.rec))
+		err = p.produce(ctx, dlq.ToKafka(p.opts.DLQTopic, e, j.rec))
 	}
 	switch {
 	case ctx.Err() != nil:
@@ -200,7 +201,7 @@ func permanent(err error) bool {
 func foreignHeaders(r *kgo.Record) []kgo.RecordHeader {
 	out := make([]kgo.RecordHeader, 0, len(r.Headers)+8)
 	for _, h := range r.Headers {
-		if !retry.IsOwnHeader(h.Key) {
+		if !header.IsRetry(h.Key) {
 			out = append(out, h)
 		}
 	}

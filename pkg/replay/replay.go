@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
-	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -16,6 +15,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/feedbackd/feedbackd/pkg/dlq"
+	"github.com/feedbackd/feedbackd/pkg/header"
 	"github.com/feedbackd/feedbackd/pkg/topics"
 )
 
@@ -410,7 +410,7 @@ func (r *runner) consider(rec *kgo.Record, c *Progress) ([]*kgo.Record, error) {
 	topic, _, _ := strings.Cut(d.Source, "/")
 	switch {
 	case r.replayed[d.Coordinates()], // replayed already, by some job
-		dlq.Header(d.Headers, dlq.HeaderReplayJob) == r.id: // this job's own replay failed again
+		header.Get(d.Headers, header.ReplayJob) == r.id: // this job's own replay failed again
 		c.Skipped++
 		return nil, nil
 	case d.ValueOmitted > 0: // nothing to re-inject: the original is at dlq-source
@@ -422,19 +422,13 @@ func (r *runner) consider(rec *kgo.Record, c *Progress) ([]*kgo.Record, error) {
 		return nil, fmt.Errorf("dead letter %s came from %q, which is not an input topic (%s): pass the deployment's input topics",
 			d.Coordinates(), topic, strings.Join(r.opts.InputTopics, ", "))
 	}
-	count, _ := strconv.Atoi(dlq.Header(d.Headers, dlq.HeaderReplayCount))
-	first := ""
-	if !d.FirstAttemptAt.IsZero() {
-		first = d.FirstAttemptAt.UTC().Format(time.RFC3339)
-	}
-	h := append(dlq.OriginalHeaders(d.Headers),
-		kgo.RecordHeader{Key: dlq.HeaderWebhookID, Value: []byte(d.WebhookID)},
-		kgo.RecordHeader{Key: dlq.HeaderReplayJob, Value: []byte(r.id)},
-		kgo.RecordHeader{Key: dlq.HeaderReplayOf, Value: []byte(d.Coordinates())},
-		kgo.RecordHeader{Key: dlq.HeaderReplayCount, Value: []byte(strconv.Itoa(count + 1))},
-		kgo.RecordHeader{Key: dlq.HeaderReplayPriorAttempts, Value: []byte(strconv.Itoa(d.Attempts))},
-		kgo.RecordHeader{Key: dlq.HeaderReplayFirstAttemptAt, Value: []byte(first)},
-	)
+	// Replay headers that cannot be read (feedbackd writes none) count as
+	// no earlier replay.
+	prev, _ := header.ParseReplay(d.Headers)
+	h := header.Replay{
+		Job: r.id, Of: d.Coordinates(), Count: prev.Count + 1,
+		PriorAttempts: d.Attempts, FirstAttemptAt: d.FirstAttemptAt,
+	}.Append(append(header.Foreign(d.Headers), kgo.RecordHeader{Key: header.WebhookID, Value: []byte(d.WebhookID)}))
 	return []*kgo.Record{
 		{Topic: topic, Key: d.Key, Value: d.Value, Headers: h},
 		{Topic: r.opts.MarkerTopic, Key: []byte(d.Coordinates()), Value: []byte(r.id)},

@@ -11,6 +11,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/feedbackd/feedbackd/pkg/dlq"
+	"github.com/feedbackd/feedbackd/pkg/header"
 	"github.com/feedbackd/feedbackd/pkg/topics"
 	"github.com/feedbackd/feedbackd/test/testenv"
 )
@@ -41,11 +42,11 @@ func setup(t *testing.T) (*testenv.Kafka, []kgo.Opt) {
 func deadLetter(t *testing.T, cl *kgo.Client, i int, org, reason string, extra ...kgo.RecordHeader) {
 	t.Helper()
 	value := fmt.Sprintf(`{"imsOrg":%q,"sandbox":{"id":"sb"},"channel":"email","messageDeliveryFeedback":{"feedbackStatus":{"value":"bounce"}}}`, org)
-	e := dlq.Entry{Reason: reason, WebhookID: fmt.Sprintf("w-%d", i), Attempts: 10,
+	e := header.DeadLetter{Reason: reason, WebhookID: fmt.Sprintf("w-%d", i), Attempts: 10,
 		FirstAttemptAt: time.Now().Add(-time.Hour).Truncate(time.Second), FailedAt: time.Now(),
-		Source: dlq.Source("feedback.bounce", 0, int64(i))}
+		Source: header.Source("feedback.bounce", 0, int64(i))}
 	orig := &kgo.Record{Key: []byte(org + "/sb"), Value: []byte(value), Headers: append([]kgo.RecordHeader{{Key: "traceparent", Value: []byte("tp")}}, extra...)}
-	if err := cl.ProduceSync(context.Background(), e.Record("feedback.dlq", orig)).FirstErr(); err != nil {
+	if err := cl.ProduceSync(context.Background(), dlq.ToKafka("feedback.dlq", e, orig)).FirstErr(); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -110,11 +111,13 @@ func TestReplayByOrgOnceAndResume(t *testing.T) {
 		for _, hd := range r.Headers {
 			h[hd.Key] = string(hd.Value)
 		}
-		if h["traceparent"] != "tp" || h[dlq.HeaderReplayJob] != p.ID || h[dlq.HeaderReplayCount] != "1" ||
-			h[dlq.HeaderReplayPriorAttempts] != "10" || h[dlq.HeaderReplayFirstAttemptAt] == "" || h[dlq.HeaderReason] != "" {
+		first, err := header.ParseTime(h[header.ReplayFirstAttemptAt])
+		if h["traceparent"] != "tp" || h[header.ReplayJob] != p.ID || h[header.ReplayCount] != "1" ||
+			h[header.ReplayPriorAttempts] != "10" || err != nil || header.FormatTime(first) != h[header.ReplayFirstAttemptAt] ||
+			first.IsZero() || h[header.DLQReason] != "" {
 			t.Fatalf("headers of a re-injected record: %v", h)
 		}
-		seen[h[dlq.HeaderWebhookID]] = true
+		seen[h[header.WebhookID]] = true
 		if string(r.Key) != "orgX/sb" {
 			t.Fatalf("replayed a record of %s", r.Key)
 		}
@@ -130,7 +133,7 @@ func TestReplayByOrgOnceAndResume(t *testing.T) {
 	}
 	// New dead letters: one fresh, one that this job's replay produced.
 	deadLetter(t, cl, 100, "orgX", dlq.ReasonRejected)
-	deadLetter(t, cl, 101, "orgX", dlq.ReasonRejected, kgo.RecordHeader{Key: dlq.HeaderReplayJob, Value: []byte(p.ID)})
+	deadLetter(t, cl, 101, "orgX", dlq.ReasonRejected, kgo.RecordHeader{Key: header.ReplayJob, Value: []byte(p.ID)})
 	third, err := Run(ctx, opts, Request{Org: "orgX"}, o)
 	if err != nil || third.Replayed != 1 || third.Skipped != 1 {
 		t.Fatalf("run after new dead letters: %+v %v", third, err)
@@ -168,7 +171,7 @@ func TestReplayInterruptedResumesExactlyOnce(t *testing.T) {
 	ids := map[string]int{}
 	for _, r := range readAll(t, opts, "feedback.bounce") {
 		for _, h := range r.Headers {
-			if h.Key == dlq.HeaderWebhookID {
+			if h.Key == header.WebhookID {
 				ids[string(h.Value)]++
 			}
 		}
@@ -262,8 +265,8 @@ func TestFailedReinjectionCommitsNothing(t *testing.T) {
 	_, opts := setup(t)
 	cl, _ := kgo.NewClient(opts...)
 	defer cl.Close()
-	e := dlq.Entry{Reason: dlq.ReasonRejected, WebhookID: "w-missing", FailedAt: time.Now(), Source: dlq.Source("feedback.missing", 0, 0)}
-	if err := cl.ProduceSync(context.Background(), e.Record("feedback.dlq", &kgo.Record{Key: []byte("orgX/sb"), Value: []byte(`{"imsOrg":"orgX"}`)})).FirstErr(); err != nil {
+	e := header.DeadLetter{Reason: dlq.ReasonRejected, WebhookID: "w-missing", FailedAt: time.Now(), Source: header.Source("feedback.missing", 0, 0)}
+	if err := cl.ProduceSync(context.Background(), dlq.ToKafka("feedback.dlq", e, &kgo.Record{Key: []byte("orgX/sb"), Value: []byte(`{"imsOrg":"orgX"}`)})).FirstErr(); err != nil {
 		t.Fatal(err)
 	}
 	ctx := testenv.Context(t, 90*time.Second)

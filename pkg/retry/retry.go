@@ -1,5 +1,6 @@
-// Package retry decides when a failed delivery is tried again and carries
-// that decision through Kafka.
+// Package retry decides when a failed delivery is tried again and names the
+// topics that carry that decision through Kafka; the state on a retry
+// record is header.Retry.
 //
 // Pending retries live in tiered topics, one per distinct delay of the
 // schedule ("feedback.retry.5s", "feedback.retry.1h", ...). Every record in a

@@ -4,8 +4,6 @@ import (
 	"reflect"
 	"testing"
 	"time"
-
-	"github.com/twmb/franz-go/pkg/kgo"
 )
 
 var schedule = []time.Duration{5 * time.Second, 30 * time.Second, 2 * time.Minute, 30 * time.Second, time.Hour}
@@ -74,43 +72,5 @@ func TestValidate(t *testing.T) {
 	}
 	if err := (Policy{Schedule: schedule, Jitter: 0.1}).Validate(); err != nil {
 		t.Fatal(err)
-	}
-}
-
-func TestStateRoundTrip(t *testing.T) {
-	s := State{
-		WebhookID: "msg_1", Attempts: 3, DueAt: time.UnixMilli(1_800_000_000_123),
-		FirstAttemptAt: time.Date(2026, 1, 2, 3, 4, 5, 6, time.UTC), Source: "feedback.sent/2/99",
-		OriginTime: time.UnixMilli(1_799_000_000_000), LastStatus: 503, LastError: "http_503",
-		Deferrals: 2, DeferredSince: time.UnixMilli(1_799_500_000_000),
-	}
-	got, err := ParseState(s.AppendHeaders(nil))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !got.DueAt.Equal(s.DueAt) || !got.FirstAttemptAt.Equal(s.FirstAttemptAt) || !got.OriginTime.Equal(s.OriginTime) || !got.DeferredSince.Equal(s.DeferredSince) {
-		t.Fatalf("times differ: %+v", got)
-	}
-	got.DueAt, got.FirstAttemptAt, got.OriginTime, got.DeferredSince = s.DueAt, s.FirstAttemptAt, s.OriginTime, s.DeferredSince
-	if !reflect.DeepEqual(got, s) {
-		t.Fatalf("got %+v want %+v", got, s)
-	}
-	if _, err := ParseState(nil); err == nil {
-		t.Fatal("ParseState(nil) = nil error")
-	}
-
-	// An event deferred before its first attempt has no attempts yet.
-	deferred := State{WebhookID: "msg_2", DueAt: time.UnixMilli(1_800_000_000_000), Deferrals: 1, DeferredSince: time.UnixMilli(1_799_999_990_000)}
-	got, err = ParseState(deferred.AppendHeaders(nil))
-	if err != nil || got.Attempts != 0 || got.Deferrals != 1 || !got.DeferredSince.Equal(deferred.DeferredSince) {
-		t.Fatalf("deferred state: %+v, %v", got, err)
-	}
-	for _, bad := range [][]kgo.RecordHeader{
-		State{WebhookID: "x", Attempts: -1, DueAt: time.Now()}.AppendHeaders(nil),
-		State{WebhookID: "x", DueAt: time.Now(), Deferrals: 1, DeferredSince: time.Now()}.AppendHeaders([]kgo.RecordHeader{{Key: HeaderDeferrals, Value: []byte("many")}}),
-	} {
-		if _, err := ParseState(bad); err == nil {
-			t.Errorf("ParseState(%v) = nil error", bad)
-		}
 	}
 }

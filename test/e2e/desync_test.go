@@ -112,7 +112,7 @@ func TestLeftoverAnswerIsNotTheNextOnes(t *testing.T) {
 			}
 			r := recs[0]
 			if r.WebhookID != "evt-desync-2" || r.Reason != dlq.ReasonRetriesExhausted || r.LastStatus != 500 || r.Attempts != 3 {
-				t.Errorf("dead letter: %+v, want evt-desync-2 exhausted after 3 attempts answered 500", r.Entry)
+				t.Errorf("dead letter: %+v, want evt-desync-2 exhausted after 3 attempts answered 500", r.DeadLetter)
 			}
 			if n := h.metric("feedbackd_deliveries_total", map[string]string{"result": "delivered"}); n != 1 {
 				t.Errorf("%v events delivered, want 1 (the first)", n)

@@ -20,6 +20,7 @@ import (
 
 	"github.com/feedbackd/feedbackd/pkg/daemon"
 	"github.com/feedbackd/feedbackd/pkg/dlq"
+	"github.com/feedbackd/feedbackd/pkg/header"
 	"github.com/feedbackd/feedbackd/pkg/replay"
 )
 
@@ -291,8 +292,8 @@ func TestReplayedRecordThatFailsAgainKeepsItsHistory(t *testing.T) {
 		second = recs[0]
 	}
 	if second.WebhookID != first.WebhookID || second.Attempts != 4 || !second.FirstAttemptAt.Equal(first.FirstAttemptAt) ||
-		header(second, dlq.HeaderReplayCount) != "1" || header(second, dlq.HeaderReplayOf) != first.Coordinates() {
-		t.Fatalf("history lost:\nfirst  %+v\nsecond %+v replay-of %q", first.Entry, second.Entry, header(second, dlq.HeaderReplayOf))
+		header.Get(second.Headers, header.ReplayCount) != "1" || header.Get(second.Headers, header.ReplayOf) != first.Coordinates() {
+		t.Fatalf("history lost:\nfirst  %+v\nsecond %+v replay-of %q", first.DeadLetter, second.DeadLetter, header.Get(second.Headers, header.ReplayOf))
 	}
 	if out, code := h.ctl("dlq", "replay", "--org", "orgX"); code != 0 || !strings.Contains(out, "0 replayed, 1 skipped") {
 		t.Fatalf("the same job replayed its own failure (exit %d):\n%s", code, out)

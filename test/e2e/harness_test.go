@@ -433,15 +433,6 @@ func verify(t *testing.T, secret string, d delivery) {
 	}
 }
 
-func header(r dlq.Record, key string) string {
-	for _, h := range r.Headers {
-		if h.Key == key {
-			return string(h.Value)
-		}
-	}
-	return ""
-}
-
 // TestMain keeps go-redis's own messages (about the Redis servers that
 // tests kill on purpose) out of the test output, and removes the binaries
 // built for the tests.

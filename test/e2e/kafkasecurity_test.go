@@ -22,6 +22,7 @@ import (
 	"github.com/twmb/franz-go/pkg/sasl/scram"
 
 	"github.com/feedbackd/feedbackd/pkg/daemon"
+	"github.com/feedbackd/feedbackd/pkg/header"
 	"github.com/feedbackd/feedbackd/pkg/kafkaconn"
 	"github.com/feedbackd/feedbackd/pkg/replay"
 	"github.com/feedbackd/feedbackd/test/testenv"
@@ -125,7 +126,7 @@ func TestKafkaSCRAMOverTLSWithREADMEACLs(t *testing.T) {
 	recs := h.dlq(2)
 	reasons := map[string]bool{}
 	for _, r := range recs {
-		reasons[header(r, "dlq-reason")] = true
+		reasons[header.Get(r.Headers, "dlq-reason")] = true
 	}
 	if !reasons["invalid_event"] || !reasons["rejected"] {
 		t.Fatalf("dead letters: %v", reasons)

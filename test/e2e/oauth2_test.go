@@ -133,7 +133,7 @@ func TestOAuth2ClientCredentials(t *testing.T) {
 	h.produceEvent(newEvent("no-token", "org1", "sb1", "email", "sent"))
 	recs := h.dlq(1)
 	if r := recs[0]; r.Reason != dlq.ReasonRetriesExhausted || r.LastError != "oauth2_token" || r.Attempts != 2 {
-		t.Fatalf("dead letter: %+v", r.Entry)
+		t.Fatalf("dead letter: %+v", r.DeadLetter)
 	}
 	if n := h.metric("feedbackd_oauth2_token_requests_total", map[string]string{"result": "error"}); n < 2 {
 		t.Fatalf("token errors counted: %v", n)

@@ -16,6 +16,7 @@ import (
 	"github.com/feedbackd/feedbackd/pkg/daemon"
 	"github.com/feedbackd/feedbackd/pkg/dlq"
 	"github.com/feedbackd/feedbackd/pkg/event"
+	"github.com/feedbackd/feedbackd/pkg/header"
 )
 
 // Every status is delivered once; the body is the event minus eventId; the
@@ -191,15 +192,21 @@ func testRetryRejectAndExhaustion(t *testing.T, opts ...option) {
 	}
 	rej := byID["e-reject"]
 	if rej.Reason != dlq.ReasonRejected || rej.Attempts != 1 || rej.LastStatus != 400 || rej.LastError != "http_400" {
-		t.Errorf("rejected dead letter: %+v", rej.Entry)
+		t.Errorf("rejected dead letter: %+v", rej.DeadLetter)
 	}
 	if rejecting.count() != 1 {
 		t.Errorf("a 400 was retried: %d attempts", rejecting.count())
 	}
 	ex := byID["e-broken"]
 	if ex.Reason != dlq.ReasonRetriesExhausted || ex.Attempts != 3 || ex.LastStatus != 500 || ex.FirstAttemptAt.IsZero() ||
-		ex.FailedAt.Before(ex.FirstAttemptAt) || ex.Source == "" || header(ex, "dlq-failed-at") == "" {
-		t.Errorf("exhausted dead letter: %+v", ex.Entry)
+		ex.FailedAt.Before(ex.FirstAttemptAt) || ex.Source == "" || header.Get(ex.Headers, "dlq-failed-at") == "" {
+		t.Errorf("exhausted dead letter: %+v", ex.DeadLetter)
+	}
+	for _, k := range []string{header.DLQFirstAttemptAt, header.DLQFailedAt} {
+		v := header.Get(ex.Headers, k)
+		if at, err := time.Parse(time.RFC3339, v); err != nil || header.FormatTime(at) != v {
+			t.Errorf("exhausted dead letter: %s %q is not RFC 3339 in UTC with milliseconds", k, v)
+		}
 	}
 	if broken.count() != 3 {
 		t.Errorf("always-500 endpoint got %d attempts, want 3 (schedule of 2 retries)", broken.count())
@@ -524,7 +531,7 @@ func testGoneDisablesConfig(t *testing.T, opts ...option) {
 	h.produceEvent(newEvent("gone-2", "org1", "sb1", "email", "sent"))
 	recs := h.dlq(2)
 	if recs[0].Reason != dlq.ReasonRejected || recs[0].LastStatus != 410 || recs[1].Reason != dlq.ReasonEndpointDisabled {
-		t.Fatalf("dead letters: %+v / %+v", recs[0].Entry, recs[1].Entry)
+		t.Fatalf("dead letters: %+v / %+v", recs[0].DeadLetter, recs[1].DeadLetter)
 	}
 	if rc.count() != 1 {
 		t.Fatalf("disabled endpoint called %d times", rc.count())

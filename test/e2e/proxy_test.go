@@ -49,7 +49,7 @@ func TestDeliveriesThroughProxy(t *testing.T) {
 	}
 	r := h.dlq(1)[0]
 	if r.Reason != dlq.ReasonRetriesExhausted || r.LastError != "proxy_403" || r.Attempts != 3 {
-		t.Fatalf("dead letter of the refused endpoint: %+v", r.Entry)
+		t.Fatalf("dead letter of the refused endpoint: %+v", r.DeadLetter)
 	}
 	if rc.count() != 3 {
 		t.Errorf("the receiver got %d deliveries, want 3", rc.count())

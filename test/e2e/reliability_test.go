@@ -113,7 +113,7 @@ func TestOversizedRecordDoesNotBlock(t *testing.T) {
 	recs := h.dlq(1)
 	r := recs[0]
 	if r.Reason != dlq.ReasonInvalidEvent || r.LastError != "too_large" || r.ValueOmitted != len(huge) || len(r.Value) != 0 {
-		t.Fatalf("dead letter: %+v, value %d bytes", r.Entry, len(r.Value))
+		t.Fatalf("dead letter: %+v, value %d bytes", r.DeadLetter, len(r.Value))
 	}
 	h.eventually("the event behind it", 10*time.Second, func() bool { return rc.count() == 1 })
 }

@@ -61,7 +61,7 @@ func TestSSRFEndToEnd(t *testing.T) {
 	h.produceEvent(newEvent("rebound", "org1", "sb1", "email", "sent"))
 	r := h.dlq(1)[0]
 	if r.Reason != dlq.ReasonEndpointInvalid || r.LastError != "address_blocked" || r.Attempts != 1 {
-		t.Fatalf("dead letter: %+v", r.Entry)
+		t.Fatalf("dead letter: %+v", r.DeadLetter)
 	}
 	if rc.count() != 0 {
 		t.Fatal("the loopback receiver was reached")
