@@ -14,7 +14,6 @@ package configstore
 
 import (
 	"context"
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -28,6 +27,8 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/feedbackd/feedbackd/pkg/backoff"
+	"github.com/feedbackd/feedbackd/pkg/lease"
 	"github.com/feedbackd/feedbackd/pkg/secrets"
 	"github.com/feedbackd/feedbackd/pkg/webhook"
 )
@@ -351,10 +352,6 @@ func (s *Store) write(ctx context.Context, key string, st *webhook.Stored) error
 	return nil
 }
 
-var unlockScript = redis.NewScript(`
-if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("DEL", KEYS[1]) end
-return 0`)
-
 // lockTTL bounds how long a crashed holder blocks a tenant's changes; the
 // work under the lock is cut off well before it (lockWork).
 const (
@@ -362,26 +359,25 @@ const (
 	lockWork = 20 * time.Second
 )
 
-// withLock runs fn while holding the tenant's Redis lock, so that changes
-// from any instance are serialised. fn's context ends before the lock
-// expires, so two holders never overlap.
+// withLock runs fn while holding the tenant's Redis lock, a lease, so that
+// changes from any instance are serialised. fn's context ends before the
+// lock expires, so two holders never overlap.
 func (s *Store) withLock(ctx context.Context, key string, fn func(ctx context.Context) error) error {
-	token := rand.Text()
+	var lock lease.Lease
 	for {
-		ok, err := s.rdb.SetNX(ctx, s.lockKey(key), token, lockTTL).Result()
-		if err != nil {
+		var ok bool
+		var err error
+		if lock, ok, err = lease.Obtain(ctx, s.rdb, s.lockKey(key), lockTTL); err != nil {
 			return fmt.Errorf("redis: %w", err)
 		}
 		if ok {
 			break
 		}
-		select {
-		case <-ctx.Done():
+		if !backoff.Sleep(ctx, 25*time.Millisecond) {
 			return ctx.Err()
-		case <-time.After(25 * time.Millisecond):
 		}
 	}
-	defer unlockScript.Run(context.WithoutCancel(ctx), s.rdb, []string{s.lockKey(key)}, token)
+	defer lock.Release(context.WithoutCancel(ctx))
 	wctx, cancel := context.WithTimeout(ctx, lockWork)
 	defer cancel()
 	return fn(wctx)

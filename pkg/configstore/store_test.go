@@ -265,3 +265,41 @@ func TestListMatchesTheOrganisationOnly(t *testing.T) {
 		t.Errorf("List(B) = %v, %v", list, err)
 	}
 }
+
+// TestChangesWaitForTheTenantLock holds a tenant's lock as another instance
+// would: a change waits for it, leaves it alone if its context ends first,
+// and frees it when done.
+func TestChangesWaitForTheTenantLock(t *testing.T) {
+	e := newEnv(t)
+	s := e.instance(t, time.Minute)
+	ctx := testenv.Context(t, 30*time.Second)
+	if err := s.Create(ctx, stored(t, "org1", "sb1", "https://one.example")); err != nil {
+		t.Fatal(err)
+	}
+	rdb, lock := e.redis.Client, "feedbackd:lock:org1/sb1"
+	if n := rdb.Exists(ctx, lock).Val(); n != 0 {
+		t.Fatal("Create left its lock")
+	}
+	edit := func(ctx context.Context) error {
+		_, err := s.Update(ctx, "org1", "sb1", func(st *webhook.Stored) error { st.URL = "https://edited.example"; return nil })
+		return err
+	}
+
+	rdb.Set(ctx, lock, "another instance", time.Minute)
+	short, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+	defer cancel()
+	if err := edit(short); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("change while another holds the lock: %v, want it to wait until its context ends", err)
+	}
+	if got := rdb.Get(ctx, lock).Val(); got != "another instance" {
+		t.Fatalf("the other's lock holds %q after the change gave up", got)
+	}
+
+	rdb.PExpire(ctx, lock, 200*time.Millisecond)
+	if err := edit(ctx); err != nil {
+		t.Fatalf("change once the other's lock expired: %v", err)
+	}
+	if n := rdb.Exists(ctx, lock).Val(); n != 0 {
+		t.Fatal("Update left its lock")
+	}
+}
