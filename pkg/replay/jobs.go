@@ -2,7 +2,6 @@ package replay
 
 import (
 	"context"
-	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -13,6 +12,8 @@ import (
 
 	"github.com/redis/go-redis/v9"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/feedbackd/feedbackd/pkg/lease"
 )
 
 // Errors of Jobs.
@@ -31,16 +32,6 @@ func (r Request) StatusID() string {
 	}
 	return r.ID()
 }
-
-// Lease scripts: only the run holding the token renews or drops it.
-var (
-	renewScript = redis.NewScript(`
-if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("PEXPIRE", KEYS[1], ARGV[2]) end
-return 0`)
-	releaseScript = redis.NewScript(`
-if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("DEL", KEYS[1]) end
-return 0`)
-)
 
 // Jobs runs replay jobs for the admin API, in the background of the
 // instance that received the request, and keeps their progress in Redis so
@@ -86,8 +77,7 @@ func (j *Jobs) Start(ctx context.Context, req Request) (Progress, error) {
 		return Progress{}, ErrShuttingDown
 	}
 	id := req.StatusID()
-	token := rand.Text()
-	ok, err := j.rdb.SetNX(ctx, j.leaseKey(id), token, leaseTTL).Result()
+	l, ok, err := lease.Obtain(ctx, j.rdb, j.leaseKey(id), leaseTTL)
 	if err != nil {
 		return Progress{}, fmt.Errorf("redis: %w", err)
 	}
@@ -101,13 +91,13 @@ func (j *Jobs) Start(ctx context.Context, req Request) (Progress, error) {
 	now := time.Now()
 	p := Progress{ID: id, Request: req, State: StateRunning, StartedAt: now, UpdatedAt: now}
 	j.save(p)
-	j.wg.Go(func() { j.run(req, token) })
+	j.wg.Go(func() { j.run(req, l) })
 	return p, nil
 }
 
 // run runs a job while it holds its lease; a run that loses the lease
 // (Redis lost it, another instance took the job) stops.
-func (j *Jobs) run(req Request, token string) {
+func (j *Jobs) run(req Request, l lease.Lease) {
 	id := req.StatusID()
 	ctx, cancel := context.WithCancel(j.ctx)
 	defer cancel()
@@ -119,7 +109,7 @@ func (j *Jobs) run(req Request, token string) {
 			case <-ctx.Done():
 				return
 			case <-renew.C:
-				if n, err := renewScript.Run(ctx, j.rdb, []string{j.leaseKey(id)}, token, leaseTTL.Milliseconds()).Int(); err != nil || n == 0 {
+				if ok, err := l.Refresh(ctx, leaseTTL); err != nil || !ok {
 					j.log.Warn("replay lost its lease; stopping (run it again to resume)", "id", id, "err", err)
 					cancel()
 					return
@@ -140,7 +130,7 @@ func (j *Jobs) run(req Request, token string) {
 	p, err := Run(ctx, j.kafka, req, opts)
 	p.ID = id
 	j.save(p)
-	releaseScript.Run(context.WithoutCancel(ctx), j.rdb, []string{j.leaseKey(id)}, token)
+	l.Release(context.WithoutCancel(ctx))
 	j.log.Info("replay ended", "id", id, "state", p.State, "replayed", p.Replayed, "matched", p.Matched, "skipped", p.Skipped, "err", err)
 }
 

@@ -14,6 +14,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/feedbackd/feedbackd/pkg/backoff"
 	"github.com/feedbackd/feedbackd/pkg/dlq"
 	"github.com/feedbackd/feedbackd/pkg/header"
 	"github.com/feedbackd/feedbackd/pkg/topics"
@@ -454,13 +455,7 @@ func (r *runner) pace(ctx context.Context) bool {
 	due := r.start.Add(time.Duration(float64(r.paced) / r.req.Rate * float64(time.Second)))
 	r.paced++
 	if d := time.Until(due); d > 0 {
-		t := time.NewTimer(d)
-		defer t.Stop()
-		select {
-		case <-ctx.Done():
-			return false
-		case <-t.C:
-		}
+		return backoff.Sleep(ctx, d)
 	}
 	return true
 }
