@@ -13,7 +13,7 @@
 // SADD per shard, and an event costs Redis about 80 bytes. A check looks at
 // the sets of the last window, give or take a tenth (clocks of instances
 // may differ). Changing the window changes the sets' names: what was
-// recorded before is not seen. Claims are keys of their own,
+// recorded before is not seen. Claims are leases (pkg/lease) on keys of their own,
 // <prefix>claim:<key>.
 //
 // A record that may have been delivered already is claimed before its
@@ -46,6 +46,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/feedbackd/feedbackd/pkg/lease"
 )
 
 // Store checks and records delivered webhook ids. It is safe for
@@ -76,10 +78,11 @@ type batch struct {
 	err     error
 }
 
-// claimOp is one claim of a batch, and its answer.
+// claimOp is one claim of a batch, and its answer. A claim is a lease on
+// the id's claim key.
 type claimOp struct {
+	lease lease.Lease
 	id    string
-	token string
 	ttl   time.Duration
 	state State
 }
@@ -96,15 +99,10 @@ const maxBatch = 512
 // ErrClosed is returned by Record after Close.
 var ErrClosed = errors.New("dedupe store closed")
 
-// releaseScript deletes KEYS[1] if it still holds the claim token ARGV[1].
-var releaseScript = redis.NewScript(`
-if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("DEL", KEYS[1]) end
-return 0`)
-
 // Claim is the answer to a claim.
 type Claim struct {
 	State State
-	token string
+	lease lease.Lease // Claimed: the claim key's lease
 }
 
 // State says what a claim found.
@@ -224,7 +222,7 @@ func (s *Store) pendingLocked() *batch {
 // delivered within the window or another attempt holds it. On a Redis error
 // the answer is Unknown, counted: the attempt should go ahead.
 func (s *Store) Claim(ctx context.Context, id string, ttl time.Duration) Claim {
-	op := &claimOp{id: id, token: "c:" + rand.Text(), ttl: ttl, state: Unknown}
+	op := &claimOp{lease: lease.New(s.rdb, s.claimKey(id), "c:"+rand.Text()), id: id, ttl: ttl, state: Unknown}
 	s.mu.Lock()
 	b := s.pendingLocked()
 	if b != nil {
@@ -241,7 +239,7 @@ func (s *Store) Claim(ctx context.Context, id string, ttl time.Duration) Claim {
 	}
 	switch state {
 	case Claimed:
-		return Claim{State: Claimed, token: op.token}
+		return Claim{State: Claimed, lease: op.lease}
 	case Delivered:
 		s.metrics.suppressed.Inc()
 	case Unknown:
@@ -268,14 +266,15 @@ func (s *Store) Delivered(ctx context.Context, id string) bool {
 // attempt for the id need not wait for it to expire. Releasing anything but
 // a Claimed claim, or a claim that expired and was taken by another attempt
 // since, does nothing. It still works once ctx has ended (an attempt cut
-// short by shutdown releases its claim), for up to 2 seconds.
+// short by shutdown releases its claim), for up to 2 seconds. id is the
+// id c claimed; c itself names the claim's key.
 func (s *Store) Release(ctx context.Context, id string, c Claim) {
 	if c.State != Claimed {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
 	defer cancel()
-	if err := releaseScript.Run(ctx, s.rdb, []string{s.claimKey(id)}, c.token).Err(); err != nil {
+	if err := c.lease.Release(ctx); err != nil {
 		s.metrics.errors.WithLabelValues("release").Inc() // it expires by itself
 	}
 }
@@ -403,7 +402,7 @@ func (s *Store) writeBatch(b *batch) {
 	set := make([]*redis.BoolCmd, len(claiming))
 	_, _ = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for i, c := range claiming {
-			set[i] = p.SetNX(ctx, s.claimKey(c.id), c.token, c.ttl)
+			set[i] = c.lease.ObtainIn(ctx, p, c.ttl)
 		}
 		return nil
 	})
