@@ -222,6 +222,11 @@ func (c *Controller) Admit(ctx context.Context, ep string) Decision {
 //
 // KEYS: breaker state, probe lock (one hash slot). ARGV: instance, now,
 // lock TTL in milliseconds.
+//
+// The probe lock is not a pkg/lease: it is taken here, in one round trip
+// with the state check, under the instance's id rather than a token of
+// the attempt's, and it is never released by its holder: Success and
+// failScript clear it together with the breaker state, whoever holds it.
 var probeScript = redis.NewScript(`
 local cur = redis.call("GET", KEYS[1])
 if not cur then return "closed" end
