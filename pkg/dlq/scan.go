@@ -2,7 +2,6 @@ package dlq
 
 import (
 	"context"
-	"fmt"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -40,35 +39,16 @@ func Scan(ctx context.Context, kafkaOpts []kgo.Opt, topic string, fn func(Record
 	if err != nil {
 		return err
 	}
-	for len(left) > 0 {
-		fetches := cl.PollFetches(ctx)
-		if err := ctx.Err(); err != nil {
-			return err
+	return topics.ReadUntil(ctx, cl, topic, func() bool { return len(left) == 0 }, func(r *kgo.Record) bool {
+		end, ok := left[r.Partition]
+		if !ok || r.Offset >= end {
+			return true
 		}
-		var ferr error
-		fetches.EachError(func(_ string, _ int32, err error) { ferr = err })
-		if ferr != nil {
-			return fmt.Errorf("read %s: %w", topic, ferr)
+		if r.Offset+1 >= end {
+			delete(left, r.Partition)
 		}
-		stop := false
-		fetches.EachRecord(func(r *kgo.Record) {
-			end, ok := left[r.Partition]
-			if stop || !ok || r.Offset >= end {
-				return
-			}
-			if r.Offset+1 >= end {
-				delete(left, r.Partition)
-			}
-			rec := FromKafka(r)
-			if !fn(rec) {
-				stop = true
-			}
-		})
-		if stop {
-			return nil
-		}
-	}
-	return nil
+		return fn(FromKafka(r))
+	})
 }
 
 // FromKafka reads a dead letter from a record of the dead-letter topic.

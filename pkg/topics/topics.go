@@ -119,7 +119,27 @@ func ReadAll(ctx context.Context, kafkaOpts []kgo.Opt, topic, barrierPrefix stri
 	if err != nil {
 		return err
 	}
-	for len(behind) > 0 {
+	return ReadUntil(ctx, cl, topic, func() bool { return len(behind) == 0 }, func(r *kgo.Record) bool {
+		switch {
+		case string(r.Key) == barrier:
+			delete(behind, r.Partition)
+		case !strings.HasPrefix(string(r.Key), barrierPrefix):
+			fn(r)
+		}
+		return true
+	})
+}
+
+// ReadUntil polls cl, a client consuming topic, and calls fn with each
+// record fetched, until done reports true or fn returns false. It asks
+// done before every poll, never during a fetch: the records of the fetch
+// in which the reader reached its end (end offsets, barriers) still reach
+// fn, which passes over those past the end; and a reader with nothing to
+// read does not poll at all. Once fn returns false, the rest of its fetch
+// is dropped. ReadUntil returns nil then, ctx's error if ctx ends first, or
+// the first fetch error as "read <topic>: <error>".
+func ReadUntil(ctx context.Context, cl *kgo.Client, topic string, done func() bool, fn func(*kgo.Record) bool) error {
+	for !done() {
 		fetches := cl.PollFetches(ctx)
 		if err := ctx.Err(); err != nil {
 			return err
@@ -129,14 +149,15 @@ func ReadAll(ctx context.Context, kafkaOpts []kgo.Opt, topic, barrierPrefix stri
 		if ferr != nil {
 			return fmt.Errorf("read %s: %w", topic, ferr)
 		}
+		stop := false
 		fetches.EachRecord(func(r *kgo.Record) {
-			switch {
-			case string(r.Key) == barrier:
-				delete(behind, r.Partition)
-			case !strings.HasPrefix(string(r.Key), barrierPrefix):
-				fn(r)
+			if !stop && !fn(r) {
+				stop = true
 			}
 		})
+		if stop {
+			return nil
+		}
 	}
 	return nil
 }
