@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
+	"encoding/pem"
 	"strings"
 	"testing"
 	"time"
@@ -114,4 +115,21 @@ func FuzzToken(f *testing.F) {
 			t.Fatalf("claims %v", all)
 		}
 	})
+}
+
+// The messages tenants read in a field error for auth.privateKey.
+func TestParseKeyErrors(t *testing.T) {
+	block := func(typ, der string) string {
+		return string(pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: []byte(der)}))
+	}
+	for _, c := range []struct{ material, want string }{
+		{"not pem at all", "private key is not PEM"},
+		{block("PUBLIC KEY", "x"), `PEM block "PUBLIC KEY" is not a private key`},
+		{block("PRIVATE KEY", "secret-looking bytes"), "private key does not parse"},
+		{block("EC PRIVATE KEY", "secret-looking bytes"), "private key does not parse"},
+	} {
+		if _, err := ParseKey(RS256, c.material); err == nil || err.Error() != c.want {
+			t.Errorf("ParseKey(%q): %v, want %q", c.material, err, c.want)
+		}
+	}
 }
