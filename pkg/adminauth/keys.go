@@ -6,14 +6,14 @@ import (
 	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rsa"
-	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"math/big"
 	"os"
+
+	"github.com/feedbackd/feedbackd/pkg/pemkey"
 )
 
 // ReadPublicKeyFile reads one PEM public key (PKIX "PUBLIC KEY", PKCS#1
@@ -23,24 +23,7 @@ func ReadPublicKeyFile(path string) (map[string]crypto.PublicKey, error) {
 	if err != nil {
 		return nil, err
 	}
-	block, _ := pem.Decode(b)
-	if block == nil {
-		return nil, fmt.Errorf("%s: not PEM", path)
-	}
-	var key any
-	switch block.Type {
-	case "PUBLIC KEY":
-		key, err = x509.ParsePKIXPublicKey(block.Bytes)
-	case "RSA PUBLIC KEY":
-		key, err = x509.ParsePKCS1PublicKey(block.Bytes)
-	case "CERTIFICATE":
-		var cert *x509.Certificate
-		if cert, err = x509.ParseCertificate(block.Bytes); err == nil {
-			key = cert.PublicKey
-		}
-	default:
-		return nil, fmt.Errorf("%s: PEM block %q is not a public key", path, block.Type)
-	}
+	key, err := pemkey.Parse(b, pemkey.Public)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}

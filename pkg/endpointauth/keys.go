@@ -15,6 +15,8 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
+
+	"github.com/feedbackd/feedbackd/pkg/pemkey"
 )
 
 // Signing algorithms of endpoint JWTs.
@@ -85,24 +87,15 @@ func ParseKey(alg, material string) (any, error) {
 		}
 		return []byte(material), nil
 	}
-	block, _ := pem.Decode([]byte(material))
-	if block == nil {
+	key, err := pemkey.Parse([]byte(material), pemkey.Private)
+	var perr *pemkey.ParseError
+	switch {
+	case errors.Is(err, pemkey.ErrNotPEM):
 		return nil, errors.New("private key is not PEM")
-	}
-	var key any
-	var err error
-	switch block.Type {
-	case "PRIVATE KEY":
-		key, err = x509.ParsePKCS8PrivateKey(block.Bytes)
-	case "RSA PRIVATE KEY":
-		key, err = x509.ParsePKCS1PrivateKey(block.Bytes)
-	case "EC PRIVATE KEY":
-		key, err = x509.ParseECPrivateKey(block.Bytes)
-	default:
-		return nil, fmt.Errorf("PEM block %q is not a private key", block.Type)
-	}
-	if err != nil {
+	case errors.As(err, &perr): // x509's detail is for operators, not tenants
 		return nil, errors.New("private key does not parse")
+	case err != nil: // names the block's type
+		return nil, err
 	}
 	switch k := key.(type) {
 	case *rsa.PrivateKey:
