@@ -13,6 +13,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/feedbackd/feedbackd/pkg/backoff"
 	"github.com/feedbackd/feedbackd/pkg/topics"
 )
 
@@ -43,7 +44,7 @@ var errRedisLost = errors.New("redis lost the webhook configs (flushed, restarte
 // Run tails the configs topic into Redis until ctx ends, replaying it from
 // the start whenever Redis loses it. It returns ctx's error.
 func (s *Store) Run(ctx context.Context) error {
-	backoff := 100 * time.Millisecond
+	wait := 100 * time.Millisecond
 	for {
 		err := s.syncPass(ctx)
 		if ctx.Err() != nil {
@@ -52,16 +53,14 @@ func (s *Store) Run(ctx context.Context) error {
 		if errors.Is(err, errRedisLost) {
 			s.opts.Logger.Warn("rebuilding Redis from the configs topic", "topic", s.opts.Topic, "reason", err)
 			s.metrics.rebuilds.Inc()
-			backoff = 100 * time.Millisecond
+			wait = 100 * time.Millisecond
 			continue
 		}
-		s.opts.Logger.Error("config sync failed; retrying", "err", err, "in", backoff)
-		select {
-		case <-ctx.Done():
+		s.opts.Logger.Error("config sync failed; retrying", "err", err, "in", wait)
+		if !backoff.Sleep(ctx, wait) {
 			return ctx.Err()
-		case <-time.After(backoff):
 		}
-		backoff = min(2*backoff, 10*time.Second)
+		wait = min(2*wait, 10*time.Second)
 	}
 }
 
@@ -231,7 +230,7 @@ func runID(ctx context.Context, c redis.Cmdable) (string, error) {
 // a record cannot be skipped.
 func (s *Store) apply(ctx context.Context, r *kgo.Record) error {
 	key := string(r.Key)
-	backoff := 50 * time.Millisecond
+	wait := 50 * time.Millisecond
 	for {
 		err := applyScript.Run(ctx, s.rdb, []string{s.redisKey(key)}, r.Offset, string(r.Value)).Err()
 		if err == nil || errors.Is(err, redis.Nil) {
@@ -239,12 +238,10 @@ func (s *Store) apply(ctx context.Context, r *kgo.Record) error {
 		}
 		s.loaded.Store(false)
 		s.opts.Logger.Warn("cannot apply config change to Redis; retrying", "key", key, "err", err)
-		select {
-		case <-ctx.Done():
+		if !backoff.Sleep(ctx, wait) {
 			return ctx.Err()
-		case <-time.After(backoff):
 		}
-		backoff = min(2*backoff, 5*time.Second)
+		wait = min(2*wait, 5*time.Second)
 	}
 	s.cache.invalidate(key)
 	s.applied.set(r.Partition, r.Offset+1)
