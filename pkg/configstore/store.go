@@ -363,24 +363,30 @@ const (
 // changes from any instance are serialised. fn's context ends before the
 // lock expires, so two holders never overlap.
 func (s *Store) withLock(ctx context.Context, key string, fn func(ctx context.Context) error) error {
-	var lock lease.Lease
-	for {
-		var ok bool
-		var err error
-		if lock, ok, err = lease.Obtain(ctx, s.rdb, s.lockKey(key), lockTTL); err != nil {
-			return fmt.Errorf("redis: %w", err)
-		}
-		if ok {
-			break
-		}
-		if !backoff.Sleep(ctx, 25*time.Millisecond) {
-			return ctx.Err()
-		}
+	lock, err := s.lock(ctx, key)
+	if err != nil {
+		return err
 	}
 	defer lock.Release(context.WithoutCancel(ctx))
 	wctx, cancel := context.WithTimeout(ctx, lockWork)
 	defer cancel()
 	return fn(wctx)
+}
+
+// lock takes the tenant's lock, waiting while another holds it, until ctx
+// ends.
+func (s *Store) lock(ctx context.Context, key string) (lease.Lease, error) {
+	for {
+		l, ok, err := lease.Obtain(ctx, s.rdb, s.lockKey(key), lockTTL)
+		switch {
+		case err != nil:
+			return lease.Lease{}, fmt.Errorf("redis: %w", err)
+		case ok:
+			return l, nil
+		case !backoff.Sleep(ctx, 25*time.Millisecond):
+			return lease.Lease{}, ctx.Err()
+		}
+	}
 }
 
 // applied tracks, per partition of the configs topic, the next offset this

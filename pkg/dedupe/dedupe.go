@@ -13,8 +13,8 @@
 // SADD per shard, and an event costs Redis about 80 bytes. A check looks at
 // the sets of the last window, give or take a tenth (clocks of instances
 // may differ). Changing the window changes the sets' names: what was
-// recorded before is not seen. Claims are leases (pkg/lease) on keys of their own,
-// <prefix>claim:<key>.
+// recorded before is not seen. Claims are leases (pkg/lease) on keys of
+// their own, <prefix>claim:<key>.
 //
 // A record that may have been delivered already is claimed before its
 // attempt: the claim says an attempt for the id is in flight, so that two
