@@ -83,8 +83,8 @@ return 0`)
 
 // Refresh sets the TTL of the lease to ttl from now if the caller still
 // holds it, and reports whether it does: false once the key expired, was
-// released, or holds another token. On an error the lease is unchanged and
-// the answer unknown (false).
+// released, or holds another token. On an error the answer is unknown
+// (false): the TTL may or may not have been set.
 func (l Lease) Refresh(ctx context.Context, ttl time.Duration) (bool, error) {
 	n, err := refreshScript.Run(ctx, l.rdb, []string{l.key}, l.token, ttl.Milliseconds()).Int()
 	return err == nil && n == 1, err
@@ -93,7 +93,7 @@ func (l Lease) Refresh(ctx context.Context, ttl time.Duration) (bool, error) {
 // Release deletes the key if it still holds l's token, and does nothing
 // otherwise: releasing a lease that expired, or that another holder took
 // since, leaves the other's lease alone. It returns an error only if Redis
-// did not answer; then the lease expires by itself. Callers that release
+// did not answer; then the lease may still be held, until its TTL. Callers that release
 // when their own context has ended pass context.WithoutCancel.
 func (l Lease) Release(ctx context.Context) error {
 	return releaseScript.Run(ctx, l.rdb, []string{l.key}, l.token).Err()
