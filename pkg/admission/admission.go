@@ -152,19 +152,19 @@ func (c *Controller) index(ctx context.Context, ep, v string) {
 // c.mu held.
 func (c *Controller) share() int { return max(1, (c.opts.Limit+c.instances-1)/c.instances) }
 
-// Verdict of Admit.
-type Verdict int
+// Answer of Admit.
+type Answer int
 
 const (
-	Go    Verdict = iota // attempt now, then call Release
-	Busy                 // this instance has the endpoint's share in flight (or callers wait for it): Wait, or come back later
-	Open                 // the endpoint's breaker is open: no attempt before Until
-	Probe                // half-open: this attempt is the probe; call Release after
+	Go    Answer = iota // attempt now, then call Release
+	Busy                // this instance has the endpoint's share in flight (or callers wait for it): Wait, or come back later
+	Open                // the endpoint's breaker is open: no attempt before Until
+	Probe               // half-open: this attempt is the probe; call Release after
 )
 
 // Decision is the answer of Admit.
 type Decision struct {
-	Verdict Verdict
+	Answer  Answer
 	Until   time.Time // Open: when the endpoint may be tried again
 	Release func()    // Go and Probe: frees the in-flight place; idempotent
 }
@@ -178,14 +178,14 @@ func (c *Controller) Admit(ctx context.Context, ep string) Decision {
 	st, isOpen := c.open[ep]
 	c.mu.Unlock()
 	if isOpen && now.Before(st.until) {
-		return Decision{Verdict: Open, Until: st.until}
+		return Decision{Answer: Open, Until: st.until}
 	}
 	release, ok := c.take(ep)
 	if !ok {
-		return Decision{Verdict: Busy}
+		return Decision{Answer: Busy}
 	}
 	if !isOpen {
-		return Decision{Verdict: Go, Release: release}
+		return Decision{Answer: Go, Release: release}
 	}
 	// Half-open, as far as this instance knows: one attempt over all
 	// instances is the probe. If Redis cannot say, the attempt goes ahead
@@ -197,23 +197,23 @@ func (c *Controller) Admit(ctx context.Context, ep string) Decision {
 		c.mu.Lock()
 		c.suspect[ep] = true // the probe's outcome must reach Redis
 		c.mu.Unlock()
-		return Decision{Verdict: Probe, Release: release}
+		return Decision{Answer: Probe, Release: release}
 	case res == "closed": // by another instance's probe
 		c.mu.Lock()
 		delete(c.open, ep)
 		c.mu.Unlock()
 		c.index(ctx, ep, "") // in case the closer died before it could
-		return Decision{Verdict: Go, Release: release}
+		return Decision{Answer: Go, Release: release}
 	}
 	release()
 	if st, ok := parseOpen(res); ok { // reopened meanwhile
 		c.mu.Lock()
 		c.open[ep] = st
 		c.mu.Unlock()
-		return Decision{Verdict: Open, Until: st.until}
+		return Decision{Answer: Open, Until: st.until}
 	}
 	// Another instance's probe is under way: look again shortly.
-	return Decision{Verdict: Open, Until: now.Add(min(st.cooldown, 5*time.Second))}
+	return Decision{Answer: Open, Until: now.Add(min(st.cooldown, 5*time.Second))}
 }
 
 // probeScript elects the probe of a half-open breaker. It returns "closed"
@@ -420,9 +420,9 @@ func (c *Controller) Wait(ctx context.Context, ep string) (Decision, error) {
 		if st.until.After(until) {
 			until = st.until
 		}
-		return Decision{Verdict: Open, Until: until}, nil
+		return Decision{Answer: Open, Until: until}, nil
 	}
-	return Decision{Verdict: Go, Release: release}, nil
+	return Decision{Answer: Go, Release: release}, nil
 }
 
 // Success reports that ep answered (any status but a retryable one). It

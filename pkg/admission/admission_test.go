@@ -28,8 +28,8 @@ func admitN(t *testing.T, c *Controller, ep string, n int) []func() {
 	var releases []func()
 	for i := range n {
 		d := c.Admit(t.Context(), ep)
-		if d.Verdict != Go {
-			t.Fatalf("attempt %d: verdict %v, want Go", i+1, d.Verdict)
+		if d.Answer != Go {
+			t.Fatalf("attempt %d: answer %v, want Go", i+1, d.Answer)
 		}
 		releases = append(releases, d.Release)
 	}
@@ -41,8 +41,8 @@ func TestLimitIsSharedByInstances(t *testing.T) {
 	a := newController(t, r.Client, Options{Limit: 4})
 
 	releases := admitN(t, a, "ep", 4)
-	if d := a.Admit(t.Context(), "ep"); d.Verdict != Busy {
-		t.Fatalf("5th attempt: verdict %v, want Busy", d.Verdict)
+	if d := a.Admit(t.Context(), "ep"); d.Answer != Busy {
+		t.Fatalf("5th attempt: answer %v, want Busy", d.Answer)
 	}
 	admitN(t, a, "other", 1) // other endpoints are not affected
 
@@ -62,11 +62,11 @@ func TestLimitIsSharedByInstances(t *testing.T) {
 	releases[0]()
 	releases[0]() // idempotent: frees one place only
 	got := <-w
-	if got.err != nil || got.d.Verdict != Go {
+	if got.err != nil || got.d.Answer != Go {
 		t.Fatalf("Wait after a release = %+v, want Go", got)
 	}
-	if d := a.Admit(t.Context(), "ep"); d.Verdict != Busy {
-		t.Fatalf("after a place was handed to a waiter: verdict %v, want Busy", d.Verdict)
+	if d := a.Admit(t.Context(), "ep"); d.Answer != Busy {
+		t.Fatalf("after a place was handed to a waiter: answer %v, want Busy", d.Answer)
 	}
 	got.d.Release()
 	admitN(t, a, "ep", 1)
@@ -81,8 +81,8 @@ func TestLimitIsSharedByInstances(t *testing.T) {
 		return a.instances == 2 && b.instances == 2
 	})
 	admitN(t, b, "ep", 2)
-	if d := b.Admit(t.Context(), "ep"); d.Verdict != Busy {
-		t.Fatalf("second instance, 3rd attempt: verdict %v, want Busy", d.Verdict)
+	if d := b.Admit(t.Context(), "ep"); d.Answer != Busy {
+		t.Fatalf("second instance, 3rd attempt: answer %v, want Busy", d.Answer)
 	}
 }
 
@@ -129,7 +129,7 @@ func TestBreakerOpensForAllInstancesAndProbesOnce(t *testing.T) {
 	if d := time.Until(until); d <= 0 || d > opts.BaseCooldown {
 		t.Fatalf("open for %s, want up to %s", d, opts.BaseCooldown)
 	}
-	if d := a.Admit(ctx, "ep"); d.Verdict != Open || !d.Until.Equal(until) {
+	if d := a.Admit(ctx, "ep"); d.Answer != Open || !d.Until.Equal(until) {
 		t.Fatalf("instance that opened it: %+v", d)
 	}
 	// The other instance learns it from Redis at its next failure or
@@ -137,24 +137,24 @@ func TestBreakerOpensForAllInstancesAndProbesOnce(t *testing.T) {
 	if _, opened := b.Failure(ctx, "ep"); opened {
 		t.Fatal("a failure while open reported opening it again")
 	}
-	if d := b.Admit(ctx, "ep"); d.Verdict != Open || !d.Until.Equal(until) {
+	if d := b.Admit(ctx, "ep"); d.Answer != Open || !d.Until.Equal(until) {
 		t.Fatalf("other instance after a failure: %+v", d)
 	}
-	if d := b.Admit(ctx, "other"); d.Verdict != Go {
-		t.Fatalf("another endpoint: verdict %v", d.Verdict)
+	if d := b.Admit(ctx, "other"); d.Answer != Go {
+		t.Fatalf("another endpoint: answer %v", d.Answer)
 	}
 
 	// Half-open: of many concurrent attempts over both instances, one is the probe.
 	time.Sleep(time.Until(until))
 	var mu sync.Mutex
-	verdicts := map[Verdict]int{}
+	answers := map[Answer]int{}
 	var wg sync.WaitGroup
 	for i := range 20 {
 		c := []*Controller{a, b}[i%2]
 		wg.Go(func() {
 			d := c.Admit(ctx, "ep")
 			mu.Lock()
-			verdicts[d.Verdict]++
+			answers[d.Answer]++
 			mu.Unlock()
 			if d.Release != nil {
 				defer d.Release()
@@ -162,8 +162,8 @@ func TestBreakerOpensForAllInstancesAndProbesOnce(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	if verdicts[Probe] != 1 || verdicts[Open] != 19 {
-		t.Fatalf("half-open verdicts: %v, want 1 probe and 19 open", verdicts)
+	if answers[Probe] != 1 || answers[Open] != 19 {
+		t.Fatalf("half-open answers: %v, want 1 probe and 19 open", answers)
 	}
 
 	// A failed probe reopens for twice as long.
@@ -172,7 +172,7 @@ func TestBreakerOpensForAllInstancesAndProbesOnce(t *testing.T) {
 		t.Fatalf("failed probe: opened %v for %s, want up to %s", opened, d, 2*opts.BaseCooldown)
 	}
 	// Even an instance that has not refreshed its view yet makes no attempt.
-	if d := a.Admit(ctx, "ep"); d.Verdict != Open || !d.Until.Equal(until) {
+	if d := a.Admit(ctx, "ep"); d.Answer != Open || !d.Until.Equal(until) {
 		t.Fatalf("after the failed probe: %+v", d)
 	}
 
@@ -181,7 +181,7 @@ func TestBreakerOpensForAllInstancesAndProbesOnce(t *testing.T) {
 	var probe Decision
 	testenv.Eventually(t, "a probe", 10*time.Second, func() bool {
 		probe = a.Admit(ctx, "ep")
-		return probe.Verdict == Probe
+		return probe.Answer == Probe
 	})
 	probe.Release()
 	if !a.Success(ctx, "ep") {
@@ -192,7 +192,7 @@ func TestBreakerOpensForAllInstancesAndProbesOnce(t *testing.T) {
 		if d.Release != nil {
 			d.Release()
 		}
-		return d.Verdict == Go
+		return d.Answer == Go
 	})
 	if n, _ := r.Client.HLen(ctx, "t:breakers").Result(); n != 0 {
 		t.Fatalf("%d breakers left in Redis", n)
@@ -228,8 +228,8 @@ func TestRedisDownFailsOpen(t *testing.T) {
 		}
 	}
 	d := c.Admit(ctx, "ep")
-	if d.Verdict != Go {
-		t.Fatalf("verdict %v without Redis, want Go", d.Verdict)
+	if d.Answer != Go {
+		t.Fatalf("answer %v without Redis, want Go", d.Answer)
 	}
 	d.Release()
 	c.Success(ctx, "ep")
@@ -336,13 +336,13 @@ func TestWaitersInOrder(t *testing.T) {
 	for i := range n {
 		go func() {
 			d, err := c.Wait(t.Context(), "ep")
-			if err != nil || d.Verdict != Go {
+			if err != nil || d.Answer != Go {
 				t.Errorf("waiter %d: %+v %v", i, d, err)
 				return
 			}
 			order <- i
 			time.Sleep(5 * time.Millisecond)
-			if c.Admit(t.Context(), "ep").Verdict != Busy {
+			if c.Admit(t.Context(), "ep").Answer != Busy {
 				t.Errorf("Admit took a place with waiters queued")
 			}
 			d.Release()
@@ -382,7 +382,7 @@ func TestWaitSeesAnOpenBreaker(t *testing.T) {
 	c.mu.Unlock()
 	release()
 	r := <-w
-	if r.err != nil || r.d.Verdict != Open || r.d.Until.Before(time.Now().Add(50*time.Second)) {
+	if r.err != nil || r.d.Answer != Open || r.d.Until.Before(time.Now().Add(50*time.Second)) {
 		t.Fatalf("Wait = %+v, want Open until the breaker ends", r)
 	}
 	c.mu.Lock()
@@ -399,8 +399,8 @@ func TestWaitCountsItsPlace(t *testing.T) {
 	c := New(nil, Options{Limit: 4})
 	for range 3 {
 		d, err := c.Wait(context.Background(), "a")
-		if err != nil || d.Verdict != Go {
-			t.Fatalf("Wait = %v, %v", d.Verdict, err)
+		if err != nil || d.Answer != Go {
+			t.Fatalf("Wait = %v, %v", d.Answer, err)
 		}
 		d.Release()
 	}

@@ -109,10 +109,10 @@ type Claim struct {
 type State int
 
 const (
-	Claimed   State = iota // the attempt may go; Release the claim unless it is recorded as delivered
-	Delivered              // the id was delivered within the window: do not send it again
-	InFlight               // another attempt for the id holds a claim: try again later
-	Unknown                // Redis did not answer: the attempt goes ahead unclaimed (counted)
+	Claimed          State = iota // the attempt may go; Release the claim unless it is recorded as delivered
+	AlreadyDelivered              // the id was delivered within the window: do not send it again
+	InFlight                      // another attempt for the id holds a claim: try again later
+	Unknown                       // Redis did not answer: the attempt goes ahead unclaimed (counted)
 )
 
 // Metrics are the package's Prometheus metrics.
@@ -240,7 +240,7 @@ func (s *Store) Claim(ctx context.Context, id string, ttl time.Duration) Claim {
 	switch state {
 	case Claimed:
 		return Claim{State: Claimed, lease: op.lease}
-	case Delivered:
+	case AlreadyDelivered:
 		s.metrics.suppressed.Inc()
 	case Unknown:
 		s.metrics.errors.WithLabelValues("check").Inc()
@@ -391,7 +391,7 @@ func (s *Store) writeBatch(b *batch) {
 		case slices.ContainsFunc(seen[i], func(c *redis.BoolCmd) bool { return c.Err() != nil }):
 			c.state = Unknown
 		case slices.ContainsFunc(seen[i], func(c *redis.BoolCmd) bool { return c.Val() }):
-			c.state = Delivered
+			c.state = AlreadyDelivered
 		default:
 			claiming = append(claiming, c)
 		}

@@ -33,15 +33,15 @@ func TestRememberedForTheWindow(t *testing.T) {
 		t.Fatal(err)
 	}
 	recorded := time.Now()
-	if got := claim("msg-1"); got != Delivered {
-		t.Fatalf("claim of a recorded id: %v, want Delivered", got)
+	if got := claim("msg-1"); got != AlreadyDelivered {
+		t.Fatalf("claim of a recorded id: %v, want AlreadyDelivered", got)
 	}
 	if !s.Delivered(ctx, "msg-1") || s.Delivered(ctx, "msg-2") {
 		t.Fatal("Delivered does not tell a recorded id from an unknown one")
 	}
 	s.Release(ctx, "msg-1", c) // the claim ends; the delivery is still remembered
-	if got := claim("msg-1"); got != Delivered {
-		t.Fatalf("after releasing a recorded claim: %v, want Delivered", got)
+	if got := claim("msg-1"); got != AlreadyDelivered {
+		t.Fatalf("after releasing a recorded claim: %v, want AlreadyDelivered", got)
 	}
 	if got := claim("msg-2"); got != Claimed {
 		t.Fatalf("another id: %v, want Claimed", got)
@@ -207,8 +207,8 @@ func TestConcurrentClaims(t *testing.T) {
 	if g := got["same"]; g[Claimed] != 1 || g[InFlight] != n-1 {
 		t.Errorf("claims of one id: %v, want 1 Claimed and %d InFlight", g, n-1)
 	}
-	if g := got["done"]; g[Delivered] != n {
-		t.Errorf("claims of a recorded id: %v, want %d Delivered", g, n)
+	if g := got["done"]; g[AlreadyDelivered] != n {
+		t.Errorf("claims of a recorded id: %v, want %d AlreadyDelivered", g, n)
 	}
 	for i := range n {
 		if g := got["own-"+strconv.Itoa(i)]; g[Claimed] != 1 {

@@ -25,8 +25,8 @@ func TestHandedPlaceGoesOnWithoutAFreeSlot(t *testing.T) {
 	defer p.cl.Close()
 	const ep = "https://busy.example/hook"
 	inFlight := ctrl.Admit(context.Background(), ep)
-	if inFlight.Verdict != admission.Go {
-		t.Fatalf("first attempt: verdict %v, want Go", inFlight.Verdict)
+	if inFlight.Answer != admission.Go {
+		t.Fatalf("first attempt: answer %v, want Go", inFlight.Answer)
 	}
 
 	s := p.slots.acquire(context.Background()) // the job's slot
@@ -47,8 +47,8 @@ func TestHandedPlaceGoesOnWithoutAFreeSlot(t *testing.T) {
 
 	select {
 	case r := <-got:
-		if !r.ok || r.d.Verdict != admission.Go {
-			t.Fatalf("admit = %v, %v; want Go, true", r.d.Verdict, r.ok)
+		if !r.ok || r.d.Answer != admission.Go {
+			t.Fatalf("admit = %v, %v; want Go, true", r.d.Answer, r.ok)
 		}
 		if s.delivery {
 			t.Error("the job holds a slot, but none was free")

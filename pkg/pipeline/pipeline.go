@@ -15,6 +15,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/feedbackd/feedbackd/pkg/admission"
+	"github.com/feedbackd/feedbackd/pkg/backoff"
 	"github.com/feedbackd/feedbackd/pkg/dedupe"
 	"github.com/feedbackd/feedbackd/pkg/deliver"
 	"github.com/feedbackd/feedbackd/pkg/header"
@@ -418,7 +419,7 @@ func (p *Pipeline) watchDependency(ctx context.Context) {
 		since  time.Time
 		wait   = time.Second
 	)
-	for sleep(ctx, wait) {
+	for backoff.Sleep(ctx, wait) {
 		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		err := p.opts.Dependency(cctx)
 		cancel()

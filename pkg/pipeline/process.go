@@ -10,6 +10,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/feedbackd/feedbackd/pkg/admission"
+	"github.com/feedbackd/feedbackd/pkg/backoff"
 	"github.com/feedbackd/feedbackd/pkg/configstore"
 	"github.com/feedbackd/feedbackd/pkg/dedupe"
 	"github.com/feedbackd/feedbackd/pkg/deliver"
@@ -100,7 +101,7 @@ func routed(ev *event.Event, t *webhook.Target, lookupErr error) (o Outcome, nex
 func admitted(d admission.Decision, st *header.Retry, pol retry.Policy, now time.Time) (o Outcome, next bool) {
 	var reason string
 	var delay time.Duration
-	switch d.Verdict {
+	switch d.Answer {
 	case admission.Open:
 		reason, delay = deferCircuitOpen, d.Until.Sub(now)
 	case admission.Busy:
@@ -123,7 +124,7 @@ func admitted(d admission.Decision, st *header.Retry, pol retry.Policy, now time
 // crashed). That wait is not bounded by the schedule's span.
 func claimed(c dedupe.Claim, pol retry.Policy) (o Outcome, next bool) {
 	switch c.State {
-	case dedupe.Delivered:
+	case dedupe.AlreadyDelivered:
 		return Outcome{Kind: Duplicate, Reason: dupAlready}, false
 	case dedupe.InFlight:
 		delay := pol.Schedule[0]
@@ -221,18 +222,18 @@ func (p *Pipeline) lookup(ctx context.Context, ev *event.Event) (*webhook.Target
 	if !event.Deliverable(ev.Status) {
 		return nil, nil // routed skips it: no config needed
 	}
-	backoff := 100 * time.Millisecond
+	wait := 100 * time.Millisecond
 	for {
 		t, err := p.configs.Lookup(ctx, ev.Org, ev.SandboxID)
 		if err == nil || errors.Is(err, configstore.ErrNotFound) || errors.Is(err, configstore.ErrCorrupt) {
 			return t, err
 		}
 		p.metrics.configUnavailable.Inc()
-		p.log.Debug("config lookup unavailable; the event waits", "org", ev.Org, "sandbox", ev.SandboxID, "error", err, "retry_in", backoff)
-		if !sleep(ctx, backoff) {
+		p.log.Debug("config lookup unavailable; the event waits", "org", ev.Org, "sandbox", ev.SandboxID, "error", err, "retry_in", wait)
+		if !backoff.Sleep(ctx, wait) {
 			return nil, ctx.Err()
 		}
-		backoff = min(2*backoff, 5*time.Second)
+		wait = min(2*wait, 5*time.Second)
 	}
 }
 
@@ -308,11 +309,11 @@ var (
 // meanwhile.
 func (p *Pipeline) admit(ctx context.Context, j *job, s *slot, ep string) (d admission.Decision, ok bool) {
 	if p.opts.Admission == nil {
-		return admission.Decision{Verdict: admission.Go, Release: func() {}}, true
+		return admission.Decision{Answer: admission.Go, Release: func() {}}, true
 	}
 	d = p.opts.Admission.Admit(ctx, ep)
 	switch {
-	case d.Verdict != admission.Busy:
+	case d.Answer != admission.Busy:
 		return d, true
 	case p.parking.enter(ep):
 		s.release()
@@ -402,15 +403,4 @@ func invalidClass(err error) string {
 		return ie.Class()
 	}
 	return "retry_state"
-}
-
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
 }

@@ -84,7 +84,7 @@ func answer(v deliver.Verdict, status int, class string) sendFunc {
 }
 
 func goAhead() admission.Decision {
-	return admission.Decision{Verdict: admission.Go, Release: func() {}}
+	return admission.Decision{Answer: admission.Go, Release: func() {}}
 }
 
 // TestProcessDecides covers every outcome process can decide, one row per
@@ -133,15 +133,15 @@ func TestProcessDecides(t *testing.T) {
 		{name: "campaign off", configs: target(func(c *webhook.Config) { c.Campaigns = []string{"camp-2"} }),
 			kind: Skipped, reason: webhook.SkipCampaign},
 		{name: "breaker open", admission: &admitter{admit: func() admission.Decision {
-			return admission.Decision{Verdict: admission.Open, Until: time.Now().Add(30 * time.Second)}
+			return admission.Decision{Answer: admission.Open, Until: time.Now().Add(30 * time.Second)}
 		}}, kind: Deferred, reason: deferCircuitOpen, tier: time.Minute},
-		{name: "busy and slow", admission: &admitter{admit: func() admission.Decision { return admission.Decision{Verdict: admission.Busy} }, slow: true},
+		{name: "busy and slow", admission: &admitter{admit: func() admission.Decision { return admission.Decision{Answer: admission.Busy} }, slow: true},
 			kind: Deferred, reason: deferEndpointBusy, tier: time.Minute}, // 5 s and up to half again: the 1m tier
 		{name: "busy past the schedule's span",
 			state:     &header.Retry{WebhookID: "evt-1", DueAt: now, Deferrals: 40, DeferredSince: now.Add(-2 * time.Hour)},
-			admission: &admitter{admit: func() admission.Decision { return admission.Decision{Verdict: admission.Busy} }, slow: true},
+			admission: &admitter{admit: func() admission.Decision { return admission.Decision{Answer: admission.Busy} }, slow: true},
 			kind:      DeadLettered, reason: dlq.ReasonRetriesExhausted, error: deferEndpointBusy},
-		{name: "delivered already", state: retryState(1), dedupe: &deduper{claim: dedupe.Delivered},
+		{name: "delivered already", state: retryState(1), dedupe: &deduper{claim: dedupe.AlreadyDelivered},
 			kind: Duplicate, reason: dupAlready},
 		{name: "claim held elsewhere", state: retryState(1), dedupe: &deduper{claim: dedupe.InFlight},
 			kind: Deferred, reason: deferInFlight, tier: 5 * time.Second},

@@ -9,6 +9,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/feedbackd/feedbackd/pkg/backoff"
 	"github.com/feedbackd/feedbackd/pkg/deliver"
 	"github.com/feedbackd/feedbackd/pkg/dlq"
 	"github.com/feedbackd/feedbackd/pkg/event"
@@ -171,7 +172,7 @@ func invalidReason(err error) string {
 // already retries retriable errors, so any other error is rare and worth a
 // log line each time it is retried here.
 func (p *Pipeline) produce(ctx context.Context, rec *kgo.Record) error {
-	backoff := 100 * time.Millisecond
+	wait := 100 * time.Millisecond
 	for {
 		r := *rec // a record must not be reused while franz-go holds it
 		err := p.cl.ProduceSync(ctx, &r).FirstErr()
@@ -184,11 +185,11 @@ func (p *Pipeline) produce(ctx context.Context, rec *kgo.Record) error {
 			return err
 		}
 		p.metrics.produceErrors.Inc()
-		p.log.Error("produce failed; retrying", "topic", rec.Topic, "error", err, "retry_in", backoff)
-		if !sleep(ctx, backoff) {
+		p.log.Error("produce failed; retrying", "topic", rec.Topic, "error", err, "retry_in", wait)
+		if !backoff.Sleep(ctx, wait) {
 			return ctx.Err()
 		}
-		backoff = min(2*backoff, 10*time.Second)
+		wait = min(2*wait, 10*time.Second)
 	}
 }
 
