@@ -86,7 +86,8 @@ return 0`)
 // released, or holds another token. On an error the answer is unknown
 // (false): the TTL may or may not have been set.
 func (l Lease) Refresh(ctx context.Context, ttl time.Duration) (bool, error) {
-	n, err := refreshScript.Run(ctx, l.rdb, []string{l.key}, l.token, ttl.Milliseconds()).Int()
+	// PEXPIRE 0 would delete the key: a TTL under 1 ms is 1 ms.
+	n, err := refreshScript.Run(ctx, l.rdb, []string{l.key}, l.token, max(ttl.Milliseconds(), 1)).Int()
 	return err == nil && n == 1, err
 }
 

@@ -10,6 +10,7 @@
 //	admit    the endpoint's in-flight share and circuit breaker       process.go
 //	claim    dedupe: was this event delivered, or is it in flight?    process.go
 //	attempt  render, sign and POST (package deliver)                  process.go
+//	judge    what the answer means: delivered, retried, dead-lettered process.go
 //	settle   carry out the Outcome: produce, record, count, log, mark settle.go
 //
 // Every stage up to attempt only decides: process returns an Outcome, and
@@ -34,7 +35,7 @@
 //     jobs, one endpoint half of them). A job that cannot park waits with
 //     its slot, or is deferred if its endpoint is slow.
 //   - hold: a retry record read before it is due is held in memory, with
-//     no slot, and its partition paused until it is (holds.go).
+//     no slot, and its partition paused until it is (hold.go).
 //   - defer: to put an event back in a retry tier without an attempt
 //     (breaker open, endpoint busy and slow, or its claim held elsewhere).
 //     Deferrals do not use up the retry schedule.
@@ -42,12 +43,15 @@
 //   - claim: a short dedupe lease on an event's key for one attempt, taken
 //     only for records that may have been delivered before.
 //   - settled: the record's outcome is carried out (every produce
-//     acknowledged); its offset may be committed. An abandoned record is
+//     acknowledged, or for DeadLetterLost refused for good); its offset may
+//     be committed. An abandoned record is
 //     not settled: it is read again after a restart or by the partition's
 //     next owner.
 //
 // Log lines use snake_case keys; the same key means the same thing in every
 // line: webhook_id, source, org, sandbox, channel, status, attempt,
-// http_status, error (a classified error or an error value), reason,
+// http_status, error (in a line about an event, the classified error of its
+// last attempt or of why it failed; elsewhere an error value), detail (in a
+// line about an event, an error value or what is wrong, for people), reason,
 // retry_in (how long until the next try), topic.
 package pipeline

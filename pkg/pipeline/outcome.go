@@ -16,7 +16,9 @@ const (
 	Abandoned Kind = iota
 	// Delivered: the endpoint accepted the event.
 	Delivered
-	// Duplicate: another copy of the event was delivered; nothing is sent.
+	// Duplicate: another copy of the event was delivered: nothing is sent
+	// (dupAlready), or its schedule ran out but another copy made it
+	// (dupExhausted, after an attempt), so it is not dead-lettered.
 	Duplicate
 	// Skipped: not delivered on purpose (Reason: a webhook.Skip* reason).
 	Skipped
@@ -42,8 +44,8 @@ func (k Kind) String() string { return kindNames[k] }
 type Outcome struct {
 	Kind Kind
 	// Reason says why, in a fixed vocabulary (metric labels): the skip,
-	// defer or dead-letter reason, or for Duplicate dupAlready or
-	// dupExhausted.
+	// defer or dead-letter reason (DeadLetterLost keeps the dead letter's),
+	// or for Duplicate dupAlready or dupExhausted.
 	Reason string
 	// Tier and After: the retry tier and the delay until the next try
 	// (Retried, Deferred).

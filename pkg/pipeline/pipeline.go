@@ -325,9 +325,10 @@ func (p *Pipeline) rewound(ctx context.Context, retired *offsets.Partition, r *k
 }
 
 // start runs a job once a slot is free: process decides its outcome and
-// settle carries it out. A record that does not run (ctx ended first), or
-// whose outcome is not settled, is abandoned: never committed, so it is read
-// again after a restart or by the partition's next owner.
+// settle carries it out and marks the offset. A record that does not run
+// (ctx ended first), or whose outcome is not settled, is abandoned: never
+// committed, so it is read again after a restart or by the partition's next
+// owner.
 func (p *Pipeline) start(ctx, work context.Context, j job) {
 	s := p.slots.acquire(ctx)
 	if s == nil {
@@ -336,11 +337,7 @@ func (p *Pipeline) start(ctx, work context.Context, j job) {
 	}
 	p.workers.goFunc(func() {
 		defer s.done()
-		if p.settle(work, &j, p.process(work, &j, s)) {
-			j.part.Settle(j.rec.Offset)
-		} else {
-			j.part.Abandon(j.rec.Offset)
-		}
+		p.settle(work, &j, p.process(work, &j, s))
 	})
 }
 

@@ -35,10 +35,11 @@ type job struct {
 }
 
 // process runs the stages that decide the record's outcome (decode, route,
-// admit, claim, attempt) and returns it for settle to carry out. It writes
-// nothing to Kafka and counts nothing; its effects are the attempt and what
-// the attempt needs: an endpoint's place, a dedupe claim, the breaker's
-// report of the answer.
+// admit, claim, attempt, judge) and returns it for settle to carry out. It
+// writes nothing to Kafka and counts no outcome; its effects are the attempt
+// and what the attempt needs: an endpoint's place, a dedupe claim, the
+// breaker's report of the answer (and the log lines of waiting for Redis and
+// of breaker changes).
 func (p *Pipeline) process(ctx context.Context, j *job, s *slot) Outcome {
 	if err := p.decode(j); err != nil {
 		return Outcome{Kind: DeadLettered, Reason: dlq.ReasonInvalidEvent, Error: invalidClass(err), Err: err}
@@ -54,12 +55,12 @@ func (p *Pipeline) process(ctx context.Context, j *job, s *slot) Outcome {
 	if o, next := admitted(d, j.st, p.opts.Policy, time.Now()); !next {
 		return o
 	}
-	defer d.Release() // after the report of the answer: see attempt
 	claim := p.claim(ctx, j)
 	if o, next := claimed(claim, p.opts.Policy); !next {
+		d.Release()
 		return o
 	}
-	res := p.attempt(ctx, j, t, claim, s)
+	res := p.attempt(ctx, j, t, d, claim, s)
 	o := judged(res, j.st, p.opts.Policy)
 	if o.Kind == DeadLettered && o.Reason == dlq.ReasonRetriesExhausted &&
 		p.opts.Dedupe != nil && p.mayBeDelivered(j) && p.opts.Dedupe.Delivered(ctx, dedupeKey(j.ev, j.st)) {
@@ -249,11 +250,13 @@ func (p *Pipeline) claim(ctx context.Context, j *job) dedupe.Claim {
 
 // attempt renders, signs and sends the event, counts the attempt in the
 // job's state, ends the claim if it did not deliver (the next attempt need
-// not wait for it) and tells admission control how the endpoint answered,
-// before the next attempt to the endpoint may start.
-func (p *Pipeline) attempt(ctx context.Context, j *job, t *webhook.Target, claim dedupe.Claim, s *slot) deliver.Result {
+// not wait for it), tells admission control how the endpoint answered and
+// then frees the endpoint's place d, so that the report comes before the
+// next attempt to the endpoint may start.
+func (p *Pipeline) attempt(ctx context.Context, j *job, t *webhook.Target, d admission.Decision, claim dedupe.Claim, s *slot) deliver.Result {
+	defer d.Release()
 	res := p.sender.Send(ctx, t, j.st.WebhookID, j.ev.Body(make([]byte, 0, len(j.ev.Raw)+32)))
-	s.settle()
+	s.trade()
 	if res.Verdict != deliver.Delivered && p.opts.Dedupe != nil {
 		p.opts.Dedupe.Release(ctx, dedupeKey(j.ev, j.st), claim)
 	}

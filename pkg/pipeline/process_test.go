@@ -120,7 +120,7 @@ func TestProcessDecides(t *testing.T) {
 			kind: Skipped, reason: webhook.SkipNoConfig},
 		{name: "config unusable", configs: func(string, string) (*webhook.Target, error) { return nil, configstore.ErrCorrupt },
 			kind: DeadLettered, reason: dlq.ReasonEndpointInvalid, error: "config_unusable"},
-		{name: "Redis down until the drain", configs: func(string, string) (*webhook.Target, error) { return nil, errors.New("redis: down") },
+		{name: "Redis down until the work context ends", configs: func(string, string) (*webhook.Target, error) { return nil, errors.New("redis: down") },
 			ctx: func() context.Context {
 				ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 				t.Cleanup(cancel)

@@ -19,14 +19,18 @@ import (
 
 // settle carries out the outcome of a job: it is the one function that
 // produces retry and dead-letter records, records deliveries in dedupe,
-// disables a config that answered 410, counts and logs. It reports whether
-// the record is settled, so that its offset may be committed: false for
-// Abandoned, or if ctx ended before a produce was acknowledged.
-func (p *Pipeline) settle(ctx context.Context, j *job, o Outcome) bool {
+// disables a config that answered 410, counts and logs outcomes, and marks
+// the record's offset: settled (it may be committed), or abandoned for
+// Abandoned or if ctx ended before a produce was acknowledged.
+func (p *Pipeline) settle(ctx context.Context, j *job, o Outcome) {
 	if o.Attempt != nil {
 		p.attempted(j, *o.Attempt)
 	}
-	return p.carryOut(ctx, j, o)
+	if p.carryOut(ctx, j, o) {
+		j.part.Settle(j.rec.Offset)
+	} else {
+		j.part.Abandon(j.rec.Offset)
+	}
 }
 
 func (p *Pipeline) carryOut(ctx context.Context, j *job, o Outcome) bool {
@@ -36,7 +40,7 @@ func (p *Pipeline) carryOut(ctx context.Context, j *job, o Outcome) bool {
 	case Delivered:
 		if p.opts.Dedupe != nil {
 			if err := p.opts.Dedupe.Record(ctx, dedupeKey(j.ev, j.st)); err != nil {
-				p.logEvent(slog.LevelWarn, "delivered id not remembered: a re-read would send it again", j, slog.String("error", err.Error()))
+				p.logEvent(slog.LevelWarn, "delivered id not remembered: a re-read would send it again", j, slog.String("detail", err.Error()))
 			}
 		}
 		p.final(j, "delivered")
@@ -98,7 +102,7 @@ func (p *Pipeline) toRetryTier(ctx context.Context, j *job, o Outcome) bool {
 	case ctx.Err() != nil:
 		return false
 	case err != nil:
-		p.logEvent(slog.LevelError, "cannot write retry record; dead-lettering", j, slog.String("error", err.Error()))
+		p.logEvent(slog.LevelError, "cannot write retry record; dead-lettering", j, slog.String("detail", err.Error()))
 		return p.carryOut(ctx, j, deadLettered(dlq.ReasonRetriesExhausted, "retry_not_writable"))
 	}
 	retryIn := slog.Duration("retry_in", o.After.Round(time.Millisecond))
@@ -106,8 +110,12 @@ func (p *Pipeline) toRetryTier(ctx context.Context, j *job, o Outcome) bool {
 		p.metrics.retries.Inc()
 		p.logEvent(slog.LevelInfo, "retry scheduled", j, retryIn, slog.String("topic", topic))
 	} else {
+		msg := "deferred without an attempt"
+		if o.Reason == deferInFlight {
+			msg = "another attempt for this webhook-id is in flight; checking again later"
+		}
 		p.metrics.deferred.WithLabelValues(o.Reason).Inc()
-		p.logEvent(slog.LevelDebug, "deferred without an attempt", j, slog.String("reason", o.Reason), retryIn)
+		p.logEvent(slog.LevelDebug, msg, j, slog.String("reason", o.Reason), retryIn)
 	}
 	return true
 }
@@ -136,7 +144,7 @@ func (p *Pipeline) deadLetter(ctx context.Context, j *job, o Outcome) bool {
 	}
 	err := p.produce(ctx, dlq.ToKafka(p.opts.DLQTopic, e, j.rec))
 	if err != nil && ctx.Err() == nil {
-		p.logEvent(slog.LevelWarn, "dead letter refused by the broker; writing it without its value", j, slog.String("error", err.Error()))
+		p.logEvent(slog.LevelWarn, "dead letter refused by the broker; writing it without its value", j, slog.String("detail", err.Error()))
 		e.ValueOmitted = max(len(j.rec.Value), 1)
 		err = p.produce(ctx, dlq.ToKafka(p.opts.DLQTopic, e, j.rec))
 	}

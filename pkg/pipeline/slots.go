@@ -10,7 +10,7 @@ import (
 
 // slots bounds the jobs running: n delivery slots, and n settling slots
 // that a job trades its delivery slot for once its attempt is over (see
-// slot.settle). It counts the running jobs so that a drain can wait for
+// slot.trade). It counts the running jobs so that a drain can wait for
 // them. It is safe for concurrent use.
 type slots struct {
 	delivery chan struct{} // one token per job with a delivery slot
@@ -137,12 +137,12 @@ type slot struct {
 	settling bool
 }
 
-// settle trades the delivery slot for a settling slot, if one is free, once
+// trade trades the delivery slot for a settling slot, if one is free, once
 // the attempt is over: recording the delivery and writing a retry or dead
 // letter wait on Redis and Kafka, not on the endpoint, and should not keep
 // the next delivery waiting. When no settling slot is free the job keeps
 // its delivery slot.
-func (s *slot) settle() {
+func (s *slot) trade() {
 	if !s.delivery || s.settling {
 		return
 	}

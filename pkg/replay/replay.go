@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -423,11 +424,11 @@ func (r *runner) consider(rec *kgo.Record, c *Progress) ([]*kgo.Record, error) {
 		return nil, fmt.Errorf("dead letter %s came from %q, which is not an input topic (%s): pass the deployment's input topics",
 			d.Coordinates(), topic, strings.Join(r.opts.InputTopics, ", "))
 	}
-	// Replay headers that cannot be read (feedbackd writes none) count as
+	// A replay-count that cannot be read (feedbackd writes none) counts as
 	// no earlier replay.
-	prev, _ := header.ParseReplay(d.Headers)
+	prev, _ := strconv.Atoi(header.Get(d.Headers, header.ReplayCount))
 	h := header.Replay{
-		Job: r.id, Of: d.Coordinates(), Count: prev.Count + 1,
+		Job: r.id, Of: d.Coordinates(), Count: max(prev, 0) + 1,
 		PriorAttempts: d.Attempts, FirstAttemptAt: d.FirstAttemptAt,
 	}.Append(append(header.Foreign(d.Headers), kgo.RecordHeader{Key: header.WebhookID, Value: []byte(d.WebhookID)}))
 	return []*kgo.Record{
