@@ -32,6 +32,8 @@ type job struct {
 	// Set by decode.
 	ev *event.Event  // nil if the record is not a valid event
 	st *header.Retry // the delivery state: state, or a fresh one for an input record
+
+	res deliver.Result // the attempt's, if one was made (Outcome.Attempt points here)
 }
 
 // process runs the stages that decide the record's outcome (decode, route,
@@ -60,8 +62,8 @@ func (p *Pipeline) process(ctx context.Context, j *job, s *slot) Outcome {
 		d.Release()
 		return o
 	}
-	res := p.attempt(ctx, j, t, d, claim, s)
-	o := judged(res, j.st, p.opts.Policy)
+	j.res = p.attempt(ctx, j, t, d, claim, s)
+	o := judged(&j.res, j.st, p.opts.Policy)
 	if o.Kind == DeadLettered && o.Reason == dlq.ReasonRetriesExhausted &&
 		p.opts.Dedupe != nil && p.mayBeDelivered(j) && p.opts.Dedupe.Delivered(ctx, dedupeKey(j.ev, j.st)) {
 		// Another copy of the event, left by a crash, was delivered.
@@ -137,7 +139,7 @@ func claimed(c dedupe.Claim, pol retry.Policy) (o Outcome, next bool) {
 // judged decides from an attempt's result, already counted in st (see
 // attempt), what becomes of the event. The status rules are deliver's;
 // this is what each verdict means for the record.
-func judged(res deliver.Result, st *header.Retry, pol retry.Policy) Outcome {
+func judged(res *deliver.Result, st *header.Retry, pol retry.Policy) Outcome {
 	var o Outcome
 	switch res.Verdict {
 	case deliver.Aborted:
@@ -155,7 +157,7 @@ func judged(res deliver.Result, st *header.Retry, pol retry.Policy) Outcome {
 	default: // deliver.Reject, deliver.Gone (settle disables the config)
 		o = deadLettered(dlq.ReasonRejected, "")
 	}
-	o.Attempt = &res
+	o.Attempt = res
 	return o
 }
 
