@@ -1,12 +1,13 @@
 // Package header is the codec of every header feedbackd owns on Kafka
 // records: the delivery state of retry records, the story of dead letters,
-// the history a replay adds, and the webhook-id they all carry. Nothing
+// the history a replay adds, the recovery job that re-sent an event, and
+// the webhook-id they all carry. Nothing
 // else reads or writes these names; the rest of a record's headers are its
 // sender's (Foreign) and travel with it unchanged.
 //
 //	| header | written by | on | value |
 //	|---|---|---|---|
-//	| webhook-id | Retry, DeadLetter, replays | retry records, dead letters, replayed input records | the event's webhook-id |
+//	| webhook-id | Retry, DeadLetter, replays, recoveries | retry records, dead letters, replayed and recovered input records | the event's webhook-id |
 //	| retry-attempts | Retry | retry records | attempts made so far (integer) |
 //	| retry-due-at | Retry | retry records | when the next attempt is due (time) |
 //	| retry-first-attempt-at | Retry | retry records | first attempt (time; empty if none yet) |
@@ -23,6 +24,7 @@
 //	| dlq-value-omitted | DeadLetter | dead letters too large for the broker | size of the value left out (integer) |
 //	| replay-job, replay-of, replay-count | Replay | replayed input records, and their retry records and dead letters | job id, topic/partition/offset of the dead letter, times replayed |
 //	| replay-prior-attempts, replay-first-attempt-at | Replay | same | attempts before this replay (integer), first attempt ever (time; empty if none) |
+//	| recover-job | recovery jobs | recovered input records, and their retry records and dead letters | id of the recovery job that re-sent the event |
 //
 // Times are written in one format: RFC 3339 in UTC with milliseconds,
 // "2026-12-02T07:25:01.123Z" (FormatTime); a zero time is written empty.
@@ -88,6 +90,14 @@ const (
 	ReplayFirstAttemptAt = "replay-first-attempt-at"
 )
 
+// RecoverJob names the recovery job that re-sent an input record from a
+// time window of the input topics. Like the replay-* headers it travels
+// with the event through its retry records and into its dead letter; the
+// pipeline keys duplicate suppression by it, so that an explicit recovery
+// is delivered although the event was delivered before, and a recovered
+// record read twice is delivered once.
+const RecoverJob = "recover-job"
+
 // IsRetry reports whether key is written by Retry.Append (webhook-id and
 // the retry-* headers): the headers a retry record replaces.
 func IsRetry(key string) bool {
@@ -120,7 +130,9 @@ func IsReplay(key string) bool {
 }
 
 // Owned reports whether key is any header feedbackd writes.
-func Owned(key string) bool { return IsRetry(key) || IsDeadLetter(key) || IsReplay(key) }
+func Owned(key string) bool {
+	return IsRetry(key) || IsDeadLetter(key) || IsReplay(key) || key == RecoverJob
+}
 
 // Foreign returns a new slice of the headers of hs that feedbackd does not
 // own (what the record's sender set), in their order.

@@ -152,7 +152,7 @@ func TestReplayRoundTrip(t *testing.T) {
 }
 
 func TestOwnership(t *testing.T) {
-	in := hs("traceparent", "tp", WebhookID, "w", RetryDueAt, "1", DLQReason, "rejected", ReplayJob, "j", "x-retry-attempts", "n")
+	in := hs("traceparent", "tp", WebhookID, "w", RetryDueAt, "1", DLQReason, "rejected", ReplayJob, "j", RecoverJob, "rc", "x-retry-attempts", "n")
 	keys := func(h []kgo.RecordHeader) []string {
 		var out []string
 		for _, x := range h {
@@ -166,9 +166,9 @@ func TestOwnership(t *testing.T) {
 		want []string
 	}{
 		{"foreign", Owned, []string{"traceparent", "x-retry-attempts"}},
-		{"without retry", IsRetry, []string{"traceparent", DLQReason, ReplayJob, "x-retry-attempts"}},
-		{"without dead letter", IsDeadLetter, []string{"traceparent", RetryDueAt, ReplayJob, "x-retry-attempts"}},
-		{"without replay", IsReplay, []string{"traceparent", WebhookID, RetryDueAt, DLQReason, "x-retry-attempts"}},
+		{"without retry", IsRetry, []string{"traceparent", DLQReason, ReplayJob, RecoverJob, "x-retry-attempts"}},
+		{"without dead letter", IsDeadLetter, []string{"traceparent", RetryDueAt, ReplayJob, RecoverJob, "x-retry-attempts"}},
+		{"without replay", IsReplay, []string{"traceparent", WebhookID, RetryDueAt, DLQReason, RecoverJob, "x-retry-attempts"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if got := keys(Without(in, tc.drop, 0)); !reflect.DeepEqual(got, tc.want) {

@@ -36,6 +36,10 @@ type Retry struct {
 	// against the schedule.
 	Deferrals     int
 	DeferredSince time.Time
+	// RecoverJob is the recovery job that re-sent the event (its
+	// recover-job header, which its retry records keep as they keep the
+	// sender's headers; never written as a retry header).
+	RecoverJob string
 }
 
 // Append appends the state's headers (webhook-id and retry-*) to h. The

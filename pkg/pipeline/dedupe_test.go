@@ -38,3 +38,21 @@ func TestDedupeKey(t *testing.T) {
 		}
 	}
 }
+
+// A recovery job's copy of an event is a delivery of its own, once per
+// job: its key differs from the original's and from another job's, and
+// its retry records share it.
+func TestDedupeKeyOfARecovery(t *testing.T) {
+	at := time.UnixMilli(1_764_000_000_123)
+	ev := &event.Event{Org: "orgA", SandboxID: "prod"}
+	orig := &header.Retry{WebhookID: "evt-42", OriginTime: at}
+	job1 := &header.Retry{WebhookID: "evt-42", OriginTime: at, RecoverJob: "rc-1"}
+	job2 := &header.Retry{WebhookID: "evt-42", OriginTime: at, RecoverJob: "rc-2"}
+	if k := dedupeKey(ev, job1); k == dedupeKey(ev, orig) || k == dedupeKey(ev, job2) {
+		t.Errorf("a recovery shares its dedupe key %q", k)
+	}
+	again := *job1
+	if dedupeKey(ev, &again) != dedupeKey(ev, job1) {
+		t.Error("a recovered record read twice has two keys")
+	}
+}

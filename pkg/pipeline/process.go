@@ -177,6 +177,7 @@ func (p *Pipeline) decode(j *job) error {
 		}
 	}
 	j.st = st
+	st.RecoverJob = header.Get(r.Headers, header.RecoverJob)
 	readReplayHistory(r, st)
 	if j.badState != nil {
 		return j.badState
@@ -279,20 +280,25 @@ func (p *Pipeline) attempt(ctx context.Context, j *job, t *webhook.Target, d adm
 // timestamp of the input record it came from (retry records carry it) and
 // its webhook-id. Every copy of an event has the same key; two events that
 // share an eventId in different tenants, or a derived id after a topic was
-// recreated, do not.
+// recreated, do not. A recovery job's copy has a key of its own (the job
+// id appended): the explicit recovery is delivered once more, once.
 func dedupeKey(ev *event.Event, st *header.Retry) string {
-	return ev.Org + "/" + ev.SandboxID + "/" + strconv.FormatInt(st.OriginTime.UnixMilli(), 10) + "/" + st.WebhookID
+	k := ev.Org + "/" + ev.SandboxID + "/" + strconv.FormatInt(st.OriginTime.UnixMilli(), 10) + "/" + st.WebhookID
+	if st.RecoverJob != "" {
+		k += "/" + st.RecoverJob
+	}
+	return k
 }
 
 // mayBeDelivered reports whether the record's event may have been
 // delivered already, so that the dedupe check is worth a Redis round trip:
 // it was read before (an earlier owner of the partition may have processed
-// it), or it is a retry or replayed record, whose event may have been
+// it), or it is a retry, replayed or recovered record, whose event may have been
 // delivered through a re-read of its original. An input record produced
 // after this member got its partition cannot have been.
 func (p *Pipeline) mayBeDelivered(j *job) bool {
 	return j.state != nil || j.badState != nil || j.part.MayBeReread(j.rec.Offset) ||
-		header.Get(j.rec.Headers, header.ReplayJob) != ""
+		header.Get(j.rec.Headers, header.ReplayJob) != "" || header.Get(j.rec.Headers, header.RecoverJob) != ""
 }
 
 var (
