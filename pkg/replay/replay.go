@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
-	"strconv"
-	"strings"
 	"sync/atomic"
 	"time"
 
@@ -16,9 +14,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/feedbackd/feedbackd/pkg/backoff"
-	"github.com/feedbackd/feedbackd/pkg/dlq"
-	"github.com/feedbackd/feedbackd/pkg/header"
-	"github.com/feedbackd/feedbackd/pkg/topics"
 )
 
 // States of a job.
@@ -43,13 +38,36 @@ type Progress struct {
 	StartedAt time.Time `json:"startedAt"`
 	UpdatedAt time.Time `json:"updatedAt"`
 	Error     string    `json:"error,omitempty"`
+	// Topics says, for a recovery, what each input topic still holds of
+	// the window: retention bounds what can be resent.
+	Topics []TopicReach `json:"topics,omitempty"`
+}
+
+// TopicReach is what one input topic still holds of a recovery's window.
+type TopicReach struct {
+	Topic string `json:"topic"`
+	// Earliest is the timestamp of the oldest record the topic still
+	// holds (of any partition); zero if it holds none.
+	Earliest time.Time `json:"earliest,omitzero"`
+	// Complete is false when retention removed records of the window from
+	// some partition: Unreachable is then the part of the window that was
+	// not (or not wholly) reachable, from its start to the oldest record
+	// still held there.
+	Complete    bool    `json:"complete"`
+	Unreachable *Window `json:"unreachable,omitempty"`
+}
+
+// Window is a span of record timestamps, Since included, Until not.
+type Window struct {
+	Since time.Time `json:"since"`
+	Until time.Time `json:"until"`
 }
 
 // Options configure a run.
 type Options struct {
 	DLQTopic    string
 	MarkerTopic string   // compacted topic of replayed dead letters; default DLQTopic + ".replayed"
-	InputTopics []string // where dead letters may be re-injected (their source topic)
+	InputTopics []string // where dead letters may be re-injected (their source topic); what a recovery reads
 	GroupPrefix string   // the job's consumer group and transactional id: GroupPrefix + ID
 	// Progress, if set, is called after each batch and at the end, from
 	// the goroutine that called Run.
@@ -57,19 +75,20 @@ type Options struct {
 	Logger   *slog.Logger
 }
 
-// barrierPrefix starts the keys of read barriers in the marker topic.
-const barrierPrefix = "!replay-barrier/"
-
-// Run runs the job of req until every dead letter that was in the topic
-// when it started has been read, or ctx ends (the open transaction is then
-// aborted, and running the job again resumes it). kafkaOpts carry seeds,
-// TLS and SASL (kafkaconn.Config.Opts). It returns the final progress; its error says why a run
-// failed.
+// Run runs the job of req until every record it reads that was in its
+// topics when it started has been read, or ctx ends (the open transaction
+// is then aborted, and running the job again resumes it). A replay reads
+// the dead-letter topic; a recovery (Source SourceInput, resolved by
+// Request.Recovery) reads its window of the input topics. kafkaOpts carry
+// seeds, TLS and SASL (kafkaconn.Config.Opts). It returns the final
+// progress; its error says why a run failed.
 //
 // Each matching dead letter is re-injected at most once, by any job: its
 // re-injection and a marker naming it are written in one transaction, and
 // dead letters with a marker are skipped. A dead letter of an event that
-// was replayed and failed again is a new one, and can be replayed.
+// was replayed and failed again is a new one, and can be replayed. A
+// recovery re-injects each of its records once per job: the re-injections
+// and the job's read offsets are written in one transaction.
 func Run(ctx context.Context, kafkaOpts []kgo.Opt, req Request, opts Options) (Progress, error) {
 	now := time.Now()
 	p := Progress{ID: req.ID(), Request: req, State: StateRunning, StartedAt: now, UpdatedAt: now}
@@ -85,7 +104,7 @@ func Run(ctx context.Context, kafkaOpts []kgo.Opt, req Request, opts Options) (P
 			opts.Progress(p)
 		}
 	}
-	r := &runner{req: req, id: p.ID, opts: opts, progress: &p, report: report, replayed: map[string]bool{}}
+	r := &runner{req: req, id: p.ID, opts: opts, progress: &p, report: report}
 	err := r.run(ctx, kafkaOpts, now)
 	switch {
 	case ctx.Err() != nil:
@@ -102,23 +121,50 @@ func Run(ctx context.Context, kafkaOpts []kgo.Opt, req Request, opts Options) (P
 	return p, nil
 }
 
+// tp is a topic partition.
+type tp struct {
+	topic     string
+	partition int32
+}
+
+// source is what a job reads: the dead-letter topic (dlqSource) or a
+// window of the input topics (windowSource).
+type source interface {
+	topics() []string
+	// reset is where a partition the job's group has no offset for starts.
+	reset() kgo.Offset
+	// bounds returns, for every partition, where a job that never ran
+	// starts and where every job ends (offsets as of now), and what the
+	// topics still hold of what the job asks for (nil for dead letters).
+	bounds(ctx context.Context, adm *kadm.Client) (starts, limits map[tp]int64, reach []TopicReach, err error)
+	// prepare readies what consider needs, once the job has work.
+	prepare(ctx context.Context, kafkaOpts []kgo.Opt) error
+	// consider counts a record into c (scanned, matched, skipped) and
+	// returns the records that re-inject it, or nil.
+	consider(rec *kgo.Record, c *Progress) ([]*kgo.Record, error)
+}
+
 type runner struct {
 	req      Request
 	id       string
 	opts     Options
 	progress *Progress
 	report   func()
-	filter   dlq.Filter
-	limits   map[int32]int64 // every partition: the end offset when the run started
-	ends     map[int32]int64 // partitions still to read, up to their limit
-	replayed map[string]bool // dead letters with a marker
+	src      source
+	limits   map[tp]int64 // every partition: where the job ends (the end offset when the run started, for dead letters)
+	ends     map[tp]int64 // partitions still to read, up to their limit
 	paced    int64
 	start    time.Time // first re-injection: the pacing clock starts there
 }
 
 func (r *runner) run(ctx context.Context, kafkaOpts []kgo.Opt, now time.Time) error {
 	var err error
-	if r.filter, err = r.req.Filter(now); err != nil {
+	if r.req.Source == SourceInput {
+		r.src, err = newWindowSource(r.req, r.opts)
+	} else {
+		r.src, err = newDLQSource(r.req, r.id, r.opts, now)
+	}
+	if err != nil {
 		return err
 	}
 	group := r.opts.GroupPrefix + r.id
@@ -133,14 +179,8 @@ func (r *runner) run(ctx context.Context, kafkaOpts []kgo.Opt, now time.Time) er
 	if len(r.ends) == 0 {
 		return nil
 	}
-	if err := r.ensureMarkerTopic(ctx, kafkaOpts); err != nil {
+	if err := r.src.prepare(ctx, kafkaOpts); err != nil {
 		return err
-	}
-	err = topics.ReadAll(ctx, kafkaOpts, r.opts.MarkerTopic, barrierPrefix, func(rec *kgo.Record) {
-		r.replayed[string(rec.Key)] = true
-	})
-	if err != nil {
-		return fmt.Errorf("read %s: %w", r.opts.MarkerTopic, err)
 	}
 	if r.req.DryRun {
 		return r.dryRun(ctx, kafkaOpts, from)
@@ -148,41 +188,20 @@ func (r *runner) run(ctx context.Context, kafkaOpts []kgo.Opt, now time.Time) er
 	return r.replay(ctx, kafkaOpts, group)
 }
 
-// ensureMarkerTopic creates the marker topic if it is missing (feedbackd
-// creates it at start-up; a replay may run against an older deployment).
-func (r *runner) ensureMarkerTopic(ctx context.Context, kafkaOpts []kgo.Opt) error {
-	cl, err := kgo.NewClient(kafkaOpts...)
-	if err != nil {
-		return err
-	}
-	defer cl.Close()
-	return topics.Ensure(ctx, kadm.NewClient(cl), topics.Spec{Name: r.opts.MarkerTopic, Partitions: 1, Configs: topics.Compacted()})
-}
-
-// position sets limits and ends and returns, for each partition with dead
-// letters left for the job, where the job continues.
-func (r *runner) position(ctx context.Context, kafkaOpts []kgo.Opt, group string) (map[int32]int64, error) {
+// position sets limits and ends and returns, for each partition with
+// records left for the job, where the job continues.
+func (r *runner) position(ctx context.Context, kafkaOpts []kgo.Opt, group string) (map[tp]int64, error) {
 	cl, err := kgo.NewClient(kafkaOpts...)
 	if err != nil {
 		return nil, err
 	}
 	defer cl.Close()
 	adm := kadm.NewClient(cl)
-	topic := r.opts.DLQTopic
-	starts, err := adm.ListStartOffsets(ctx, topic)
-	if err == nil {
-		err = starts.Error()
-	}
+	starts, limits, reach, err := r.src.bounds(ctx, adm)
 	if err != nil {
-		return nil, fmt.Errorf("start offsets of %s: %w", topic, err)
+		return nil, err
 	}
-	endOffsets, err := adm.ListEndOffsets(ctx, topic)
-	if err == nil {
-		err = endOffsets.Error()
-	}
-	if err != nil {
-		return nil, fmt.Errorf("end offsets of %s: %w", topic, err)
-	}
+	r.progress.Topics = reach
 	committed, err := adm.FetchOffsets(ctx, group)
 	if errors.Is(err, kerr.GroupIDNotFound) { // a job never run before
 		committed, err = kadm.OffsetResponses{}, nil
@@ -190,21 +209,17 @@ func (r *runner) position(ctx context.Context, kafkaOpts []kgo.Opt, group string
 	if err != nil {
 		return nil, fmt.Errorf("progress of %s: %w", group, err)
 	}
-	from := map[int32]int64{}
-	r.limits, r.ends = map[int32]int64{}, map[int32]int64{}
-	endOffsets.Each(func(e kadm.ListedOffset) {
-		r.limits[e.Partition] = e.Offset
-		at := int64(0)
-		if s, ok := starts.Lookup(topic, e.Partition); ok {
-			at = s.Offset
-		}
-		if c, ok := committed.Lookup(topic, e.Partition); ok && c.At > at {
+	from := map[tp]int64{}
+	r.limits, r.ends = limits, map[tp]int64{}
+	for p, limit := range limits {
+		at := starts[p]
+		if c, ok := committed.Lookup(p.topic, p.partition); ok && c.At > at {
 			at = c.At
 		}
-		if at < e.Offset {
-			from[e.Partition], r.ends[e.Partition] = at, e.Offset
+		if at < limit {
+			from[p], r.ends[p] = at, limit
 		}
-	})
+	}
 	return from, nil
 }
 
@@ -220,10 +235,14 @@ func (r *runner) batchSize() int {
 func (r *runner) replay(ctx context.Context, kafkaOpts []kgo.Opt, group string) error {
 	sess, err := kgo.NewGroupTransactSession(append(slices.Clone(kafkaOpts),
 		kgo.ConsumerGroup(group),
-		kgo.ConsumeTopics(r.opts.DLQTopic),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.ConsumeTopics(r.src.topics()...),
+		kgo.ConsumeResetOffset(r.src.reset()),
 		kgo.TransactionalID(group),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		// The commit markers of transactions (replays and recoveries write
+		// the input topics in transactions) reach the loop: a partition
+		// whose range ends with one is seen to be done.
+		kgo.KeepControlRecords(),
 		kgo.RequireStableFetchOffsets(),
 		// One member per job: a run started after a crash replaces the dead
 		// member at once instead of waiting for its session to time out.
@@ -247,21 +266,26 @@ func (r *runner) replay(ctx context.Context, kafkaOpts []kgo.Opt, group string) 
 			batch      Progress
 			begun      bool
 			produceErr atomic.Pointer[error]
-			rewind     = map[int32]kgo.EpochOffset{}
+			rewind     = map[tp]int64{}
 			failure    error
 		)
 		fetches.EachRecord(func(rec *kgo.Record) {
 			if failure != nil || ctx.Err() != nil {
 				return
 			}
-			if limit := r.limits[rec.Partition]; rec.Offset >= limit {
+			k := tp{rec.Topic, rec.Partition}
+			if limit := r.limits[k]; rec.Offset >= limit {
 				// Arrived after the run started: the next run reads it.
-				if _, ok := rewind[rec.Partition]; !ok {
-					rewind[rec.Partition] = kgo.EpochOffset{Epoch: -1, Offset: limit}
+				if _, ok := rewind[k]; !ok {
+					rewind[k] = limit
 				}
 				return
 			}
-			out, err := r.consider(rec, &batch)
+			if rec.Attrs.IsControl() {
+				batch.Total-- // an offset, not a record
+				return
+			}
+			out, err := r.src.consider(rec, &batch)
 			if err != nil {
 				failure = err
 				return
@@ -285,11 +309,16 @@ func (r *runner) replay(ctx context.Context, kafkaOpts []kgo.Opt, group string) 
 			}
 		})
 		if len(rewind) > 0 {
-			cl.SetOffsets(map[string]map[int32]kgo.EpochOffset{r.opts.DLQTopic: rewind})
-			paused := map[string][]int32{r.opts.DLQTopic: nil}
-			for p := range rewind {
-				paused[r.opts.DLQTopic] = append(paused[r.opts.DLQTopic], p)
+			offsets := map[string]map[int32]kgo.EpochOffset{}
+			paused := map[string][]int32{}
+			for k, limit := range rewind {
+				if offsets[k.topic] == nil {
+					offsets[k.topic] = map[int32]kgo.EpochOffset{}
+				}
+				offsets[k.topic][k.partition] = kgo.EpochOffset{Epoch: -1, Offset: limit}
+				paused[k.topic] = append(paused[k.topic], k.partition)
 			}
+			cl.SetOffsets(offsets)
 			cl.PauseFetchPartitions(paused)
 		}
 		if !begun { // offsets of skipped records are committed in a transaction too
@@ -316,13 +345,14 @@ func (r *runner) replay(ctx context.Context, kafkaOpts []kgo.Opt, group string) 
 		if !committed { // a rebalance aborted it: the batch is read again
 			continue
 		}
+		r.progress.Total += batch.Total
 		r.progress.Scanned += batch.Scanned
 		r.progress.Matched += batch.Matched
 		r.progress.Replayed += batch.Replayed
 		r.progress.Skipped += batch.Skipped
 		fetches.EachRecord(func(rec *kgo.Record) { r.reached(rec) })
-		for p := range rewind {
-			delete(r.ends, p)
+		for k := range rewind {
+			delete(r.ends, k)
 		}
 		r.report()
 	}
@@ -360,14 +390,18 @@ func fenced(err error) error {
 
 // dryRun reads what the job would read, from its position, without a
 // consumer group and without writing anything.
-func (r *runner) dryRun(ctx context.Context, kafkaOpts []kgo.Opt, from map[int32]int64) error {
-	parts := map[int32]kgo.Offset{}
+func (r *runner) dryRun(ctx context.Context, kafkaOpts []kgo.Opt, from map[tp]int64) error {
+	parts := map[string]map[int32]kgo.Offset{}
 	for p, at := range from {
-		parts[p] = kgo.NewOffset().At(at)
+		if parts[p.topic] == nil {
+			parts[p.topic] = map[int32]kgo.Offset{}
+		}
+		parts[p.topic][p.partition] = kgo.NewOffset().At(at)
 	}
 	cl, err := kgo.NewClient(append(slices.Clone(kafkaOpts),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
-		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{r.opts.DLQTopic: parts}))...)
+		kgo.KeepControlRecords(),
+		kgo.ConsumePartitions(parts))...)
 	if err != nil {
 		return err
 	}
@@ -382,10 +416,14 @@ func (r *runner) dryRun(ctx context.Context, kafkaOpts []kgo.Opt, from map[int32
 		}
 		var ferr error
 		fetches.EachRecord(func(rec *kgo.Record) {
-			if end, ok := r.ends[rec.Partition]; ok && rec.Offset < end && ferr == nil {
-				var out []*kgo.Record
-				if out, ferr = r.consider(rec, r.progress); out != nil {
-					r.progress.Replayed++ // would be
+			if end, ok := r.ends[tp{rec.Topic, rec.Partition}]; ok && rec.Offset < end && ferr == nil {
+				if rec.Attrs.IsControl() {
+					r.progress.Total--
+				} else {
+					var out []*kgo.Record
+					if out, ferr = r.src.consider(rec, r.progress); out != nil {
+						r.progress.Replayed++ // would be
+					}
 				}
 			}
 			r.reached(rec)
@@ -398,49 +436,11 @@ func (r *runner) dryRun(ctx context.Context, kafkaOpts []kgo.Opt, from map[int32
 	return nil
 }
 
-// consider counts a dead letter into c (scanned, matched, skipped) and
-// returns the records that replay it: the re-injection and its marker, or
-// nil. A dead letter that cannot go back where it came from fails the run,
-// rather than be skipped and committed past.
-func (r *runner) consider(rec *kgo.Record, c *Progress) ([]*kgo.Record, error) {
-	c.Scanned++
-	d := dlq.FromKafka(rec)
-	if d.Err != nil || !r.filter.Match(d) {
-		return nil, nil
-	}
-	c.Matched++
-	topic, _, _ := strings.Cut(d.Source, "/")
-	switch {
-	case r.replayed[d.Coordinates()], // replayed already, by some job
-		header.Get(d.Headers, header.ReplayJob) == r.id: // this job's own replay failed again
-		c.Skipped++
-		return nil, nil
-	case d.ValueOmitted > 0: // nothing to re-inject: the original is at dlq-source
-		c.Skipped++
-		r.opts.Logger.Warn("dead letter cannot be replayed: its value was left out", "dlq", d.Coordinates(),
-			"webhook-id", d.WebhookID, "source", d.Source)
-		return nil, nil
-	case !slices.Contains(r.opts.InputTopics, topic):
-		return nil, fmt.Errorf("dead letter %s came from %q, which is not an input topic (%s): pass the deployment's input topics",
-			d.Coordinates(), topic, strings.Join(r.opts.InputTopics, ", "))
-	}
-	// A replay-count that cannot be read (feedbackd writes none) counts as
-	// no earlier replay.
-	prev, _ := strconv.Atoi(header.Get(d.Headers, header.ReplayCount))
-	h := header.Replay{
-		Job: r.id, Of: d.Coordinates(), Count: max(prev, 0) + 1,
-		PriorAttempts: d.Attempts, FirstAttemptAt: d.FirstAttemptAt,
-	}.Append(append(header.Foreign(d.Headers), kgo.RecordHeader{Key: header.WebhookID, Value: []byte(d.WebhookID)}))
-	return []*kgo.Record{
-		{Topic: topic, Key: d.Key, Value: d.Value, Headers: h},
-		{Topic: r.opts.MarkerTopic, Key: []byte(d.Coordinates()), Value: []byte(r.id)},
-	}, nil
-}
-
 // reached notes that the run read rec; a partition is done at its end.
 func (r *runner) reached(rec *kgo.Record) {
-	if end, ok := r.ends[rec.Partition]; ok && rec.Offset+1 >= end {
-		delete(r.ends, rec.Partition)
+	k := tp{rec.Topic, rec.Partition}
+	if end, ok := r.ends[k]; ok && rec.Offset+1 >= end {
+		delete(r.ends, k)
 	}
 }
 

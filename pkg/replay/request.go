@@ -1,6 +1,7 @@
-// Package replay re-injects dead letters into the input topics, so that
+// Package replay re-injects records into the input topics, so that
 // feedbackd delivers them again with their webhook-id, exactly once per
-// job.
+// job: dead letters (a replay), or the records of one tenant in a time
+// window of the input topics themselves (a recovery, see Request.Source).
 //
 // A job is identified by its request's filters: an identical request is the
 // same job and continues where it stopped. Progress is the committed offset
@@ -12,6 +13,14 @@
 // failing cannot loop; and no job replays a dead letter that was replayed
 // and failed again (the newer dead letter stands for the event), so an
 // event is never re-injected twice for one outage.
+//
+// A recovery reads the input topics from the offsets of its window's start
+// to those of its end, found by timestamp, and re-injects the tenant's
+// events with their webhook-id and a recover-job header; its progress and
+// exactly-once re-injection work the same way. Each recovery is a job of
+// its own (a new explicit request to send the window again), and what it
+// can resend is bounded by the topics' retention, which its progress
+// states (Progress.Topics).
 package replay
 
 import (
@@ -25,9 +34,18 @@ import (
 	"github.com/feedbackd/feedbackd/pkg/dlq"
 )
 
-// Request is a replay as an operator asks for it. Since and Until are RFC
-// 3339 times or durations back from now ("90m", "24h", "7d").
+// Sources a job reads (Request.Source).
+const (
+	SourceDLQ   = ""      // the dead-letter topic: a replay
+	SourceInput = "input" // a time window of the input topics: a recovery
+)
+
+// Request is a replay or a recovery as an operator asks for it. Since and
+// Until are RFC 3339 times or durations back from now ("90m", "24h", "7d").
 type Request struct {
+	// Source is what the job reads; a recovery takes Org, Sandbox, Since,
+	// Until (both required), Statuses, Rate and DryRun, and its Job.
+	Source  string  `json:"source,omitempty"`
 	Org     string  `json:"org,omitempty"`
 	Sandbox string  `json:"sandbox,omitempty"`
 	Channel string  `json:"channel,omitempty"`
@@ -40,12 +58,22 @@ type Request struct {
 	// Again makes a new job of an otherwise identical request, e.g. to
 	// replay once more what an earlier job replayed and what failed again.
 	Again string `json:"again,omitempty"`
+	// Statuses keeps, in a recovery, the events with these feedback
+	// statuses; empty: every status feedbackd delivers.
+	Statuses []string `json:"statuses,omitempty"`
+	// Job is a recovery's id, chosen when it starts (Recovery): each
+	// recovery is a job of its own.
+	Job string `json:"job,omitempty"`
 }
 
-// ID identifies the job: requests that select the same dead letters (as
-// written, before relative times are resolved) share it. Rate and DryRun
-// do not change it.
+// ID identifies the job. A replay's is derived from the request: requests
+// that select the same dead letters (as written, before relative times are
+// resolved) share it; Rate and DryRun do not change it. A recovery's is
+// its Job.
 func (r Request) ID() string {
+	if r.Source == SourceInput {
+		return r.Job
+	}
 	h := sha256.Sum256([]byte(strings.Join([]string{r.Org, r.Sandbox, r.Channel, r.Status, r.Reason, r.Since, r.Until, r.Again}, "\x00")))
 	return "rp-" + hex.EncodeToString(h[:8])
 }
