@@ -18,7 +18,7 @@ import (
 
 // Errors of Jobs.
 var (
-	ErrNoJob        = errors.New("no such replay job")
+	ErrNoJob        = errors.New("no such job")
 	ErrRunning      = errors.New("this replay job is already running")
 	ErrShuttingDown = errors.New("feedbackd is shutting down")
 )
@@ -33,10 +33,12 @@ func (r Request) StatusID() string {
 	return r.ID()
 }
 
-// Jobs runs replay jobs for the admin API, in the background of the
-// instance that received the request, and keeps their progress in Redis so
-// that every instance can report it. It is safe for concurrent use; jobs
-// stop (interrupted, resumable) when the context given to NewJobs ends.
+// Jobs runs replay and recovery jobs for the admin API, in the background
+// of the instance that received the request, and keeps their progress in
+// Redis so that every instance can report it. It is safe for concurrent
+// use; jobs stop (interrupted, resumable) when the context given to NewJobs
+// ends. A replay resumes when it is started again; a recovery, started
+// afresh by each request, is resumed by ResumeRecoveries.
 type Jobs struct {
 	ctx    context.Context
 	kafka  []kgo.Opt
@@ -65,12 +67,26 @@ func NewJobs(ctx context.Context, kafkaOpts []kgo.Opt, rdb redis.UniversalClient
 func (j *Jobs) statusKey(id string) string { return j.prefix + "replay:" + id }
 func (j *Jobs) leaseKey(id string) string  { return j.prefix + "replay-lease:" + id }
 
-// Start validates req and starts its job in the background. It returns
-// ErrRunning, with the job's progress, if the job runs somewhere already.
+// Start validates req and starts its job in the background (a recovery
+// resolved by Request.Recovery, a new job unless req has its Job). It
+// returns ErrRunning, with the job's progress, if the job runs somewhere
+// already.
 func (j *Jobs) Start(ctx context.Context, req Request) (Progress, error) {
-	if _, err := req.Filter(time.Now()); err != nil {
+	var err error
+	if req.Source == SourceInput {
+		req, err = req.Recovery(time.Now())
+	} else {
+		_, err = req.Filter(time.Now())
+	}
+	if err != nil {
 		return Progress{}, err
 	}
+	return j.start(ctx, req, Progress{})
+}
+
+// start starts req's job if it can take its lease; counts of earlier runs
+// in base are added to the new run's.
+func (j *Jobs) start(ctx context.Context, req Request, base Progress) (Progress, error) {
 	j.mu.Lock() // orders wg.Go before Wait
 	defer j.mu.Unlock()
 	if j.closed || j.ctx.Err() != nil {
@@ -89,15 +105,34 @@ func (j *Jobs) Start(ctx context.Context, req Request) (Progress, error) {
 		return p, ErrRunning
 	}
 	now := time.Now()
-	p := Progress{ID: id, Request: req, State: StateRunning, StartedAt: now, UpdatedAt: now}
+	p := Progress{ID: id, Request: req, State: StateRunning, StartedAt: now, UpdatedAt: now, Topics: base.Topics}
+	if !base.StartedAt.IsZero() {
+		p = base.resumed(p)
+	}
 	j.save(p)
-	j.wg.Go(func() { j.run(req, l) })
+	j.wg.Go(func() { j.run(req, l, base) })
 	return p, nil
+}
+
+// resumed is the progress p of a new run seen as the job's: its counts
+// added to those of the earlier runs in base, which started the job. A dry
+// run reads its window again from the start: nothing is carried.
+func (base Progress) resumed(p Progress) Progress {
+	if base.Request.DryRun {
+		return p
+	}
+	p.StartedAt = base.StartedAt
+	p.Total += base.Scanned
+	p.Scanned += base.Scanned
+	p.Matched += base.Matched
+	p.Replayed += base.Replayed
+	p.Skipped += base.Skipped
+	return p
 }
 
 // run runs a job while it holds its lease; a run that loses the lease
 // (Redis lost it, another instance took the job) stops.
-func (j *Jobs) run(req Request, l lease.Lease) {
+func (j *Jobs) run(req Request, l lease.Lease, base Progress) {
 	id := req.StatusID()
 	ctx, cancel := context.WithCancel(j.ctx)
 	defer cancel()
@@ -121,21 +156,38 @@ func (j *Jobs) run(req Request, l lease.Lease) {
 	last := time.Time{}
 	opts.Progress = func(p Progress) {
 		p.ID = id
+		if !base.StartedAt.IsZero() {
+			p = base.resumed(p)
+		}
 		if time.Since(last) >= time.Second || p.State != StateRunning {
 			last = time.Now()
 			j.save(p)
 		}
 	}
-	j.log.Info("replay started", "id", id, "request", req)
+	j.log.Info("job started", "id", id, "request", req, "resumed", !base.StartedAt.IsZero())
 	p, err := Run(ctx, j.kafka, req, opts)
 	p.ID = id
+	if !base.StartedAt.IsZero() {
+		p = base.resumed(p)
+	}
 	j.save(p)
 	l.Release(context.WithoutCancel(ctx))
-	j.log.Info("replay ended", "id", id, "state", p.State, "replayed", p.Replayed, "matched", p.Matched, "skipped", p.Skipped, "err", err)
+	j.log.Info("job ended", "id", id, "state", p.State, "replayed", p.Replayed, "matched", p.Matched, "skipped", p.Skipped, "err", err)
 }
 
-// indexKey is a sorted set of the jobs' ids by start time, for List.
-func (j *Jobs) indexKey() string { return j.prefix + "replays" }
+// indexKeys are the sorted sets of a job's id by start time: of every
+// replay (List), or of every recovery (ResumeRecoveries) and of the
+// tenant's (Recoveries).
+func (j *Jobs) indexKeys(req Request) []string {
+	if req.Source == SourceInput {
+		return []string{j.prefix + "recoveries", j.tenantIndex(req.Org, req.Sandbox)}
+	}
+	return []string{j.prefix + "replays"}
+}
+
+func (j *Jobs) tenantIndex(org, sandbox string) string {
+	return j.prefix + "recoveries:" + org + "/" + sandbox
+}
 
 func (j *Jobs) save(p Progress) {
 	b, _ := json.Marshal(p)
@@ -146,16 +198,29 @@ func (j *Jobs) save(p Progress) {
 	}
 	// The index outlives no status: entries older than statusTTL go.
 	started := float64(p.StartedAt.UnixMilli())
-	if err := j.rdb.ZAdd(ctx, j.indexKey(), redis.Z{Score: started, Member: p.ID}).Err(); err != nil {
-		j.log.Warn("cannot index replay job", "id", p.ID, "err", err)
+	for _, key := range j.indexKeys(p.Request) {
+		if err := j.rdb.ZAdd(ctx, key, redis.Z{Score: started, Member: p.ID}).Err(); err != nil {
+			j.log.Warn("cannot index job", "id", p.ID, "err", err)
+		}
+		j.rdb.ZRemRangeByScore(ctx, key, "-inf", strconv.FormatInt(time.Now().Add(-statusTTL).UnixMilli(), 10))
+		j.rdb.Expire(ctx, key, statusTTL)
 	}
-	j.rdb.ZRemRangeByScore(ctx, j.indexKey(), "-inf", strconv.FormatInt(time.Now().Add(-statusTTL).UnixMilli(), 10))
 }
 
-// List returns the last limit jobs, newest first, with their progress as
-// Get reports it. Jobs are kept for a week after they end.
+// List returns the last limit replay jobs, newest first, with their
+// progress as Get reports it. Jobs are kept for a week after they end.
 func (j *Jobs) List(ctx context.Context, limit int) ([]Progress, error) {
-	ids, err := j.rdb.ZRevRange(ctx, j.indexKey(), 0, int64(limit)-1).Result()
+	return j.list(ctx, j.prefix+"replays", limit)
+}
+
+// Recoveries returns the last limit recovery jobs of a tenant config,
+// newest first, as List does.
+func (j *Jobs) Recoveries(ctx context.Context, org, sandbox string, limit int) ([]Progress, error) {
+	return j.list(ctx, j.tenantIndex(org, sandbox), limit)
+}
+
+func (j *Jobs) list(ctx context.Context, index string, limit int) ([]Progress, error) {
+	ids, err := j.rdb.ZRevRange(ctx, index, 0, int64(limit)-1).Result()
 	if err != nil {
 		return nil, fmt.Errorf("redis: %w", err)
 	}
@@ -186,7 +251,7 @@ func (j *Jobs) Get(ctx context.Context, id string) (Progress, error) {
 	}
 	var p Progress
 	if err := json.Unmarshal(b, &p); err != nil {
-		return Progress{}, fmt.Errorf("replay %s: %w", id, err)
+		return Progress{}, fmt.Errorf("job %s: %w", id, err)
 	}
 	if p.State == StateRunning {
 		if n, err := j.rdb.Exists(ctx, j.leaseKey(id)).Result(); err == nil && n == 0 {
@@ -194,6 +259,56 @@ func (j *Jobs) Get(ctx context.Context, id string) (Progress, error) {
 		}
 	}
 	return p, nil
+}
+
+// ResumeRecoveries resumes, now and then every interval until the context
+// given to NewJobs ends, the recoveries that were interrupted (their
+// instance stopped or died, and their lease expired) on whichever instance
+// gets their lease first: a recovery runs to its end without being asked
+// again. Failed ones are left for an operator to read and start anew.
+func (j *Jobs) ResumeRecoveries(interval time.Duration) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if j.closed {
+		return
+	}
+	j.wg.Go(func() {
+		t := time.NewTicker(interval)
+		defer t.Stop()
+		for {
+			j.resumeInterrupted()
+			select {
+			case <-j.ctx.Done():
+				return
+			case <-t.C:
+			}
+		}
+	})
+}
+
+func (j *Jobs) resumeInterrupted() {
+	ctx, cancel := context.WithTimeout(j.ctx, 10*time.Second)
+	defer cancel()
+	ids, err := j.rdb.ZRange(ctx, j.prefix+"recoveries", 0, -1).Result()
+	if err != nil {
+		if j.ctx.Err() == nil {
+			j.log.Warn("cannot list recoveries to resume", "err", err)
+		}
+		return
+	}
+	for _, id := range ids {
+		p, err := j.Get(ctx, id)
+		if err != nil || p.State != StateInterrupted || p.Request.Source != SourceInput {
+			continue
+		}
+		switch _, err := j.start(ctx, p.Request, p); {
+		case err == nil:
+			j.log.Info("recovery resumed", "id", id, "replayed_before", p.Replayed)
+		case errors.Is(err, ErrRunning), errors.Is(err, ErrShuttingDown): // another instance has it; or stopping
+		default:
+			j.log.Warn("cannot resume recovery", "id", id, "err", err)
+		}
+	}
 }
 
 // Wait refuses new jobs and blocks until every job started by this
