@@ -1,6 +1,7 @@
 // Package admin serves the admin HTTP API (webhook configs, campaigns,
-// tests, secret and key rotation, dead-letter replays), the JWKS of
-// endpoint JWT keys, /healthz, /readyz and /metrics.
+// tests, secret and key rotation, dead-letter replays, recoveries from the
+// input topics), the JWKS of endpoint JWT keys, /healthz, /readyz and
+// /metrics.
 package admin
 
 import (
@@ -38,11 +39,12 @@ type Sender interface {
 	Send(ctx context.Context, t *webhook.Target, id string, body []byte) deliver.Result
 }
 
-// Replays runs dead-letter replay jobs.
+// Replays runs dead-letter replay jobs and recovery jobs.
 type Replays interface {
 	Start(ctx context.Context, req replay.Request) (replay.Progress, error)
 	Get(ctx context.Context, id string) (replay.Progress, error)
 	List(ctx context.Context, limit int) ([]replay.Progress, error)
+	Recoveries(ctx context.Context, org, sandbox string, limit int) ([]replay.Progress, error)
 }
 
 // Check is one readiness condition; Func returns nil when it holds.
@@ -57,7 +59,7 @@ type Options struct {
 	Policy        webhook.Policy      // endpoint URL rules
 	RotationGrace time.Duration       // how long a rotated secret or key stays valid
 	Checks        []Check             // readiness
-	Replays       Replays             // nil: replay endpoints answer 501
+	Replays       Replays             // nil: replay and recovery endpoints answer 501
 	Gatherer      prometheus.Gatherer
 	Logger        *slog.Logger
 }
@@ -96,6 +98,9 @@ func NewHandler(store Store, sender Sender, opts Options) http.Handler {
 	v1("POST /v1/webhooks/{imsOrg}/{sandboxId}/rotate-key", a.scoped(a.rotateKey))
 	v1("PUT /v1/webhooks/{imsOrg}/{sandboxId}/campaigns/{campaignId}", a.scoped(a.enableCampaign))
 	v1("DELETE /v1/webhooks/{imsOrg}/{sandboxId}/campaigns/{campaignId}", a.scoped(a.disableCampaign))
+	v1("POST /v1/webhooks/{imsOrg}/{sandboxId}/recover", a.scoped(a.startRecovery))
+	v1("GET /v1/webhooks/{imsOrg}/{sandboxId}/recoveries", a.scoped(a.listRecoveries))
+	v1("GET /v1/webhooks/{imsOrg}/{sandboxId}/recoveries/{id}", a.scoped(a.getRecovery))
 	v1("POST /v1/dlq/replays", a.startReplay)
 	v1("GET /v1/dlq/replays", a.listReplays)
 	v1("GET /v1/dlq/replays/{id}", a.getReplay)
