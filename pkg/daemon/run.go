@@ -204,6 +204,9 @@ func Run(ctx context.Context, cfg Config, opts Options) error {
 		GroupPrefix: cfg.Kafka.Group + "-replay-",
 		Logger:      log.With("component", "replay"),
 	})
+	// A recovery interrupted by a stop or a crash is resumed by whichever
+	// instance is up once its lease has expired.
+	replays.ResumeRecoveries(15 * time.Second)
 	handler := admin.NewHandler(store, sender, admin.Options{
 		Auth:          adminAuth,
 		Policy:        webhook.Policy{AllowHTTP: cfg.Delivery.AllowHTTP, Guard: guard},
@@ -333,7 +336,7 @@ func checkAccess(ctx context.Context, cfg Config, kconn *kafkaconn.Config, kopts
 		Groups: map[string][]kmsg.ACLOperation{cfg.Kafka.Group: {kmsg.ACLOperationRead}},
 	}
 	for _, t := range cfg.Kafka.Topics.Input {
-		need.Topics[t] = rw // written by replay jobs
+		need.Topics[t] = rw // written by replay jobs, read and written by recovery jobs
 	}
 	for _, tier := range cfg.RetryPolicy().Tiers() {
 		need.Topics[retry.Topic(cfg.Kafka.Topics.RetryPrefix, tier)] = rw

@@ -70,3 +70,71 @@ func TestJobLease(t *testing.T) {
 	testenv.Eventually(t, "the job ends", 30*time.Second, func() bool { return state(p.ID) == StateDone })
 	testenv.Eventually(t, "the job drops its lease", 5*time.Second, func() bool { return rdb.Exists(ctx, lease).Val() == 0 })
 }
+
+// A recovery interrupted by its instance's stop is resumed by the next
+// instance's ResumeRecoveries, where it stopped: each record once, the
+// counts of the whole job; the tenant's list shows it, another's does not.
+func TestRecoveryResumedByAnotherInstance(t *testing.T) {
+	_, opts := setup(t)
+	rdb := testenv.StartRedis(t).Client
+	cl, err := kgo.NewClient(opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	base := time.Now().Add(-time.Hour)
+	for i := range 30 {
+		inputEvent(t, cl, "feedback.sent", i, "orgA", "prod", base.Add(time.Duration(i)*time.Second), "orgA/prod")
+	}
+	o := Options{InputTopics: inputs, GroupPrefix: "feedbackd-replay-"}
+	ctx := testenv.Context(t, 60*time.Second)
+
+	jctx, stop := context.WithCancel(context.Background())
+	first := NewJobs(jctx, opts, rdb, "t:", o)
+	req := Request{Source: SourceInput, Org: "orgA", Sandbox: "prod", Since: base.Add(-time.Minute).Format(time.RFC3339), Until: base.Add(time.Minute).Format(time.RFC3339), Rate: 5}
+	p, err := first.Start(ctx, req)
+	if err != nil || p.State != StateRunning || p.Request.Job == "" {
+		t.Fatalf("Start: %+v, %v", p, err)
+	}
+	testenv.Eventually(t, "some resent", 20*time.Second, func() bool {
+		got, _ := first.Get(ctx, p.ID)
+		return got.Replayed >= 5
+	})
+	stop()
+	first.Wait()
+	before, _ := first.Get(ctx, p.ID)
+	if before.State != StateInterrupted || before.Replayed >= 30 {
+		t.Fatalf("stopped: %+v", before)
+	}
+
+	jctx2, stop2 := context.WithCancel(context.Background())
+	second := NewJobs(jctx2, opts, rdb, "t:", o)
+	t.Cleanup(func() { stop2(); second.Wait() })
+	second.ResumeRecoveries(time.Hour) // at once, then hourly
+	var done Progress
+	testenv.Eventually(t, "resumed to the end", 30*time.Second, func() bool {
+		done, _ = second.Get(ctx, p.ID)
+		return done.State == StateDone
+	})
+	if done.Replayed != 30 || done.Matched != 30 || !done.StartedAt.Equal(before.StartedAt) {
+		t.Fatalf("whole job: %+v (before the stop: %+v)", done, before)
+	}
+	ids := recovered(t, opts, "feedback.sent", p.ID)
+	if len(ids) != 30 {
+		t.Fatalf("%d distinct records resent, want 30", len(ids))
+	}
+	for id, n := range ids {
+		if n != 1 {
+			t.Fatalf("%s resent %d times", id, n)
+		}
+	}
+	if l, err := second.Recoveries(ctx, "orgA", "prod", 10); err != nil || len(l) != 1 || l[0].ID != p.ID {
+		t.Fatalf("orgA's recoveries: %+v %v", l, err)
+	}
+	if l, _ := second.Recoveries(ctx, "orgB", "prod", 10); len(l) != 0 {
+		t.Fatalf("orgB sees %+v", l)
+	}
+	if l, _ := second.List(ctx, 10); len(l) != 0 {
+		t.Fatalf("a recovery among the replays: %+v", l)
+	}
+}
