@@ -55,7 +55,11 @@ Use --dry-run first: it counts what would be replayed and writes nothing.
 			if _, err := f.filter(); err != nil {
 				return err
 			}
-			d := newProgressDisplay(cmd.ErrOrStderr(), f.req)
+			label := "replay " + f.req.ID()
+			if f.req.DryRun {
+				label = "dry run " + f.req.ID()
+			}
+			d := newProgressDisplay(cmd.ErrOrStderr(), label, "replayed")
 			var p replay.Progress
 			var err error
 			if server {
@@ -155,24 +159,21 @@ func printReplaySummary(w io.Writer, p replay.Progress, took time.Duration) {
 type progressDisplay struct {
 	w     io.Writer
 	tty   bool
-	label string
+	label string // names the job
+	verb  string // what the job does with a record: "replayed", "resent"
 	start time.Time
 	last  time.Time
 	drawn bool
 }
 
-func newProgressDisplay(w io.Writer, req replay.Request) *progressDisplay {
+func newProgressDisplay(w io.Writer, label, verb string) *progressDisplay {
 	tty := false
 	if f, ok := w.(*os.File); ok {
 		if fi, err := f.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
 			tty = true
 		}
 	}
-	label := "replay"
-	if req.DryRun {
-		label = "dry run"
-	}
-	return &progressDisplay{w: w, tty: tty, label: label + " " + req.ID(), start: time.Now()}
+	return &progressDisplay{w: w, tty: tty, label: label, verb: verb, start: time.Now()}
 }
 
 func (d *progressDisplay) update(p replay.Progress) {
@@ -200,15 +201,15 @@ func (d *progressDisplay) update(p replay.Progress) {
 		if p.Scanned == 0 && p.State == replay.StateRunning {
 			return // nothing to say yet
 		}
-		fmt.Fprintf(d.w, "%s: %d/%d read (%.0f%%), %d matched, %d replayed, %.0f/s, ETA %s\n",
-			d.label, p.Scanned, p.Total, pct, p.Matched, p.Replayed, rate, eta)
+		fmt.Fprintf(d.w, "%s: %d/%d read (%.0f%%), %d matched, %d %s, %.0f/s, ETA %s\n",
+			d.label, p.Scanned, p.Total, pct, p.Matched, p.Replayed, d.verb, rate, eta)
 		return
 	}
 	const width = 30
 	filled := int(pct / 100 * width)
 	bar := strings.Repeat("=", filled) + strings.Repeat(" ", width-filled)
-	fmt.Fprintf(d.w, "\r%s [%s] %3.0f%% %d/%d read, %d replayed, %.0f/s, ETA %s   ",
-		d.label, bar, pct, p.Scanned, p.Total, p.Replayed, rate, eta)
+	fmt.Fprintf(d.w, "\r%s [%s] %3.0f%% %d/%d read, %d %s, %.0f/s, ETA %s   ",
+		d.label, bar, pct, p.Scanned, p.Total, p.Replayed, d.verb, rate, eta)
 	d.drawn = true
 }
 

@@ -25,7 +25,8 @@ through feedbackd's admin API (--admin-url, with the token in
 FEEDBACKCTL_TOKEN).`,
 	}
 	cmd.AddCommand(webhooksCreate(s), webhooksGet(s), webhooksList(s), webhooksEdit(s),
-		webhooksDelete(s), webhooksRotate(s), webhooksRotateKey(s), webhooksTest(s))
+		webhooksDelete(s), webhooksRotate(s), webhooksRotateKey(s), webhooksTest(s),
+		webhooksRecover(s), webhooksRecoveries(s))
 	return cmd
 }
 
