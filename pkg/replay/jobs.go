@@ -203,7 +203,6 @@ func (j *Jobs) save(p Progress) {
 			j.log.Warn("cannot index job", "id", p.ID, "err", err)
 		}
 		j.rdb.ZRemRangeByScore(ctx, key, "-inf", strconv.FormatInt(time.Now().Add(-statusTTL).UnixMilli(), 10))
-		j.rdb.Expire(ctx, key, statusTTL)
 	}
 }
 
@@ -289,7 +288,7 @@ func (j *Jobs) ResumeRecoveries(interval time.Duration) {
 func (j *Jobs) resumeInterrupted() {
 	ctx, cancel := context.WithTimeout(j.ctx, 10*time.Second)
 	defer cancel()
-	ids, err := j.rdb.ZRange(ctx, j.prefix+"recoveries", 0, -1).Result()
+	ids, err := j.rdb.ZRevRange(ctx, j.prefix+"recoveries", 0, -1).Result()
 	if err != nil {
 		if j.ctx.Err() == nil {
 			j.log.Warn("cannot list recoveries to resume", "err", err)
