@@ -117,7 +117,7 @@ func TestRecoverResendsTheTenantsWindowOncePerJob(t *testing.T) {
 		t.Fatalf("dry run: %+v", dry)
 	}
 	for _, r := range dry.Topics {
-		if !r.Complete || r.Earliest.IsZero() {
+		if held := r.Topic == "feedback.sent" || r.Topic == "feedback.bounce"; !r.Complete || r.Earliest.IsZero() == held {
 			t.Fatalf("reach of a window the topics hold: %+v", dry.Topics)
 		}
 	}
