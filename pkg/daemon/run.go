@@ -198,7 +198,11 @@ func Run(ctx context.Context, cfg Config, opts Options) error {
 	}
 	bufferedGauges(reg, pipe.Client())
 
-	replays := replay.NewJobs(ctx, kopts("replay"), rdb, cfg.Redis.KeyPrefix, replay.Options{
+	// Jobs stop (interrupted, resumable) when Run returns, also when it
+	// returns without ctx ending (a refused start).
+	jobsCtx, stopJobs := context.WithCancel(ctx)
+	defer stopJobs()
+	replays := replay.NewJobs(jobsCtx, kopts("replay"), rdb, cfg.Redis.KeyPrefix, replay.Options{
 		DLQTopic:    cfg.Kafka.Topics.DLQ,
 		InputTopics: cfg.Kafka.Topics.Input,
 		GroupPrefix: cfg.Kafka.Group + "-replay-",
@@ -262,6 +266,7 @@ func Run(ctx context.Context, cfg Config, opts Options) error {
 	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	_ = srv.Shutdown(sctx)
+	stopJobs()
 	replays.Wait() // jobs stop with ctx, resumable
 	stopStore()
 	wg.Wait()

@@ -48,6 +48,7 @@ type Jobs struct {
 	log    *slog.Logger
 	mu     sync.Mutex
 	closed bool
+	quit   chan struct{} // closed by Wait: ResumeRecoveries stops
 	wg     sync.WaitGroup
 }
 
@@ -61,7 +62,7 @@ func NewJobs(ctx context.Context, kafkaOpts []kgo.Opt, rdb redis.UniversalClient
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Jobs{ctx: ctx, kafka: kafkaOpts, rdb: rdb, prefix: keyPrefix, opts: opts, log: opts.Logger}
+	return &Jobs{ctx: ctx, kafka: kafkaOpts, rdb: rdb, prefix: keyPrefix, opts: opts, log: opts.Logger, quit: make(chan struct{})}
 }
 
 func (j *Jobs) statusKey(id string) string { return j.prefix + "replay:" + id }
@@ -145,7 +146,7 @@ func (j *Jobs) run(req Request, l lease.Lease, base Progress) {
 				return
 			case <-renew.C:
 				if ok, err := l.Refresh(ctx, leaseTTL); err != nil || !ok {
-					j.log.Warn("replay lost its lease; stopping (run it again to resume)", "id", id, "err", err)
+					j.log.Warn("job lost its lease; stopping (a replay resumes when run again, a recovery on its own)", "id", id, "err", err)
 					cancel()
 					return
 				}
@@ -261,7 +262,7 @@ func (j *Jobs) Get(ctx context.Context, id string) (Progress, error) {
 }
 
 // ResumeRecoveries resumes, now and then every interval until the context
-// given to NewJobs ends, the recoveries that were interrupted (their
+// given to NewJobs ends or Wait is called, the recoveries that were interrupted (their
 // instance stopped or died, and their lease expired) on whichever instance
 // gets their lease first: a recovery runs to its end without being asked
 // again. Failed ones are left for an operator to read and start anew.
@@ -278,6 +279,8 @@ func (j *Jobs) ResumeRecoveries(interval time.Duration) {
 			j.resumeInterrupted()
 			select {
 			case <-j.ctx.Done():
+				return
+			case <-j.quit:
 				return
 			case <-t.C:
 			}
@@ -314,6 +317,9 @@ func (j *Jobs) resumeInterrupted() {
 // instance has stopped (they stop when NewJobs's context ends).
 func (j *Jobs) Wait() {
 	j.mu.Lock()
+	if !j.closed {
+		close(j.quit)
+	}
 	j.closed = true
 	j.mu.Unlock()
 	j.wg.Wait()
