@@ -23,6 +23,7 @@ const (
 	Event            = "feedback-event.schema.json"
 	DeliveredPayload = "delivered-payload.schema.json"
 	WebhookConfig    = "webhook-config.schema.json"
+	Outcome          = "outcome.schema.json"
 )
 
 //go:embed *.schema.json

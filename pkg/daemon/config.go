@@ -25,6 +25,7 @@ type Config struct {
 	Admin    AdminConfig    `mapstructure:"admin"`
 	Retry    RetryConfig    `mapstructure:"retry"`
 	Delivery DeliveryConfig `mapstructure:"delivery"`
+	Outcomes OutcomesConfig `mapstructure:"outcomes"`
 	Configs  ConfigsConfig  `mapstructure:"configs"`
 	Secrets  SecretsConfig  `mapstructure:"secrets"`
 	Shutdown ShutdownConfig `mapstructure:"shutdown"`
@@ -59,6 +60,24 @@ type TopicsConfig struct {
 	RetryPrefix string   `mapstructure:"retry_prefix"`
 	DLQ         string   `mapstructure:"dlq"`
 	Configs     string   `mapstructure:"configs"`
+	Outcomes    string   `mapstructure:"outcomes"`
+}
+
+// OutcomesConfig is the outcomes topic: a record per attempt and per
+// outcome (package outcome).
+type OutcomesConfig struct {
+	Enabled bool `mapstructure:"enabled"`
+	// ResponseBytes of each answer's body are kept in attempt records; 0
+	// keeps none.
+	ResponseBytes int `mapstructure:"response_bytes"`
+}
+
+// OutcomesTopic is the outcomes topic's name, "" when it is off.
+func (c *Config) OutcomesTopic() string {
+	if !c.Outcomes.Enabled {
+		return ""
+	}
+	return c.Kafka.Topics.Outcomes
 }
 
 // RedisConfig says where Redis is and how to reach it: one server
@@ -199,6 +218,7 @@ func Defaults() Config {
 				RetryPrefix: "feedback.retry",
 				DLQ:         "feedback.dlq",
 				Configs:     "feedback.configs",
+				Outcomes:    "feedback.outcomes",
 			},
 			CreateTopics:   true,
 			Partitions:     6,
@@ -218,6 +238,7 @@ func Defaults() Config {
 			Breaker:      BreakerConfig{Threshold: 5, Cooldown: 10 * time.Second, MaxCooldown: 5 * time.Minute},
 			DedupeWindow: 10 * time.Minute,
 		},
+		Outcomes: OutcomesConfig{Enabled: true, ResponseBytes: 1024},
 		Configs:  ConfigsConfig{CacheTTL: 30 * time.Second, CacheSize: 100_000, CheckInterval: 5 * time.Second},
 		Secrets:  SecretsConfig{Keys: []string{}, RotationGrace: 24 * time.Hour},
 		Shutdown: ShutdownConfig{Timeout: 30 * time.Second},
@@ -253,9 +274,20 @@ func (c *Config) Validate() error {
 		}
 	}
 	for _, t := range c.Kafka.Topics.Input {
-		if t == c.Kafka.Topics.DLQ || t == c.Kafka.Topics.Configs || strings.HasPrefix(t, c.Kafka.Topics.RetryPrefix+".") {
-			bad("kafka.topics.input", "%q is also the dead-letter, configs or a retry topic", t)
+		if t == c.Kafka.Topics.DLQ || t == c.Kafka.Topics.Configs || t == c.Kafka.Topics.Outcomes || strings.HasPrefix(t, c.Kafka.Topics.RetryPrefix+".") {
+			bad("kafka.topics.input", "%q is also the dead-letter, configs, outcomes or a retry topic", t)
 		}
+	}
+	if c.Outcomes.Enabled {
+		switch o := c.Kafka.Topics.Outcomes; {
+		case o == "":
+			bad("kafka.topics.outcomes", "is required while outcomes.enabled is true")
+		case o == c.Kafka.Topics.DLQ || o == c.Kafka.Topics.Configs || strings.HasPrefix(o, c.Kafka.Topics.RetryPrefix+"."):
+			bad("kafka.topics.outcomes", "%q is also the dead-letter, configs or a retry topic", o)
+		}
+	}
+	if c.Outcomes.ResponseBytes < 0 || c.Outcomes.ResponseBytes > 64<<10 {
+		bad("outcomes.response_bytes", "%d is outside 0..65536", c.Outcomes.ResponseBytes)
 	}
 	if c.Kafka.Partitions < 1 {
 		bad("kafka.partitions", "must be at least 1")

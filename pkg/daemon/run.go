@@ -11,8 +11,10 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -140,6 +142,7 @@ func Run(ctx context.Context, cfg Config, opts Options) error {
 	sender := deliver.New(deliver.Options{
 		Timeout:          cfg.Delivery.Timeout,
 		MaxResponseBytes: cfg.Delivery.MaxResponseBytes,
+		ResponseBytes:    responseBytes(cfg),
 		// Every slot may hold a connection to the same host (tenants often
 		// share a receiver): keep them all for reuse rather than dial again.
 		MaxIdleConnsPerHost: cfg.Delivery.Concurrency,
@@ -175,14 +178,16 @@ func Run(ctx context.Context, cfg Config, opts Options) error {
 	// franz-go's own metrics (connections, bytes, errors, buffered records)
 	// for the client that carries the data: feedbackd_kafka_*.
 	pipe, err := pipeline.New(append(kopts("pipeline"), kgo.WithHooks(kafkaMetrics(reg)), kgo.SessionTimeout(cfg.Kafka.SessionTimeout)), store, sender, pipeline.Options{
-		Group:       cfg.Kafka.Group,
-		InputTopics: cfg.Kafka.Topics.Input,
-		RetryPrefix: cfg.Kafka.Topics.RetryPrefix,
-		DLQTopic:    cfg.Kafka.Topics.DLQ,
-		Policy:      cfg.RetryPolicy(),
-		Concurrency: cfg.Delivery.Concurrency,
-		Admission:   admit,
-		Dedupe:      dd,
+		Group:         cfg.Kafka.Group,
+		InputTopics:   cfg.Kafka.Topics.Input,
+		RetryPrefix:   cfg.Kafka.Topics.RetryPrefix,
+		DLQTopic:      cfg.Kafka.Topics.DLQ,
+		OutcomesTopic: cfg.OutcomesTopic(),
+		Instance:      instanceName(),
+		Policy:        cfg.RetryPolicy(),
+		Concurrency:   cfg.Delivery.Concurrency,
+		Admission:     admit,
+		Dedupe:        dd,
 		// An attempt lasts at most delivery.timeout; recording its outcome
 		// may wait for Redis a little longer.
 		ClaimTTL:        cfg.Delivery.Timeout + 15*time.Second,
@@ -326,6 +331,24 @@ func connectKafka(ctx context.Context, kconn *kafkaconn.Config, kopts []kgo.Opt,
 	}
 }
 
+// responseBytes is how much of each answer's body attempt records keep.
+func responseBytes(cfg Config) int {
+	if cfg.OutcomesTopic() == "" {
+		return 0
+	}
+	return min(cfg.Outcomes.ResponseBytes, int(cfg.Delivery.MaxResponseBytes))
+}
+
+// instanceName names this instance in outcome records: the host name (a
+// pod's name on Kubernetes) and the process id.
+func instanceName() string {
+	host, err := os.Hostname()
+	if err != nil {
+		host = "unknown"
+	}
+	return host + "/" + strconv.Itoa(os.Getpid())
+}
+
 // checkAccess refuses to start when the principal lacks an ACL feedbackd
 // needs (README "Kafka ACLs"): otherwise the pipeline would start and then
 // stall on that topic or group. A missing topic is returned as an error
@@ -342,6 +365,9 @@ func checkAccess(ctx context.Context, cfg Config, kconn *kafkaconn.Config, kopts
 	}
 	for _, t := range cfg.Kafka.Topics.Input {
 		need.Topics[t] = rw // written by replay jobs, read and written by recovery jobs
+	}
+	if t := cfg.OutcomesTopic(); t != "" {
+		need.Topics[t] = []kmsg.ACLOperation{kmsg.ACLOperationWrite}
 	}
 	for _, tier := range cfg.RetryPolicy().Tiers() {
 		need.Topics[retry.Topic(cfg.Kafka.Topics.RetryPrefix, tier)] = rw
@@ -376,6 +402,9 @@ func ensureTopics(ctx context.Context, cfg Config, kconn *kafkaconn.Config, kopt
 		{Name: cfg.Kafka.Topics.DLQ + ".replayed", Partitions: 1, Configs: topics.Compacted()},
 	}
 	for _, t := range cfg.Kafka.Topics.Input {
+		specs = append(specs, topics.Spec{Name: t, Partitions: cfg.Kafka.Partitions})
+	}
+	if t := cfg.OutcomesTopic(); t != "" {
 		specs = append(specs, topics.Spec{Name: t, Partitions: cfg.Kafka.Partitions})
 	}
 	for _, tier := range cfg.RetryPolicy().Tiers() {

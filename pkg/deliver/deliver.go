@@ -95,6 +95,10 @@ type Result struct {
 	Class      string
 	RetryAfter time.Duration
 	Duration   time.Duration
+	// Response holds the first Options.ResponseBytes bytes of the answer's
+	// body; Truncated says the body was longer.
+	Response  []byte
+	Truncated bool
 }
 
 // Label is the metric label of the attempt: success, retryable, rejected
@@ -116,6 +120,7 @@ func (r Result) Label() string {
 type Options struct {
 	Timeout             time.Duration   // one attempt, connection included
 	MaxResponseBytes    int64           // response body read before closing
+	ResponseBytes       int             // response body kept in Result.Response; 0: none
 	Guard               *netguard.Guard // which addresses may be dialed; nil: public ones only
 	UserAgent           string
 	TLSConfig           *tls.Config // nil: system roots
@@ -247,7 +252,7 @@ func (c *Client) attempt(ctx context.Context, deadline time.Time, t *webhook.Tar
 	ts := now.Unix()
 	var sig [128]byte
 	var fields [6]field
-	req := request{url: t.URL, custom: t.Header, body: body, fields: append(fields[:0],
+	req := request{url: t.URL, custom: t.Header, body: body, keep: c.opts.ResponseBytes, fields: append(fields[:0],
 		field{"Content-Type", "application/json"},
 		field{"User-Agent", c.opts.UserAgent},
 		field{"Webhook-Id", id},
@@ -286,7 +291,9 @@ func (c *Client) attempt(ctx context.Context, deadline time.Time, t *webhook.Tar
 		// through it, never the endpoint's.
 		return Result{Verdict: Retry, Class: classProxyAuth}, token
 	}
-	return judge(status, h, now), token
+	r := judge(status, h, now)
+	r.Response, r.Truncated = req.kept, req.truncated
+	return r, token
 }
 
 // judge applies the status rules to an HTTP response.

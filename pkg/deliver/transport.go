@@ -79,6 +79,11 @@ type request struct {
 	custom http.Header // the endpoint's own headers, written first
 	fields []field     // feedbackd's headers
 	body   []byte
+	// keep is how many bytes of the answer's body to keep in kept
+	// (truncated: there were more); exchange fills them in.
+	keep      int
+	kept      []byte
+	truncated bool
 }
 
 func newTransport(dial func(context.Context, string, string) (net.Conn, error), tlsConfig *tls.Config, maxIdle int) *transport {
@@ -437,21 +442,29 @@ func (c *conn) exchange(req *request, maxHead, maxBody int64) (resp *http.Respon
 	// Read what the endpoint sent, up to maxBody, so that the connection
 	// can carry the next request. The body is never closed: Close would
 	// read all of it.
-	whole := c.discard(resp.Body, maxBody)
+	whole := c.discard(resp.Body, maxBody, req)
 	return resp, whole && !resp.Close && c.r.Buffered() == 0 && resp.StatusCode != http.StatusSwitchingProtocols, nil
 }
 
 // discard reads body up to max bytes and reports whether it ended there.
-func (c *conn) discard(body io.Reader, max int64) (whole bool) {
+// The first req.keep bytes read are copied to req.kept.
+func (c *conn) discard(body io.Reader, max int64, req *request) (whole bool) {
 	if c.scratch == nil {
 		c.scratch = make([]byte, 4<<10)
 	}
+	req.kept, req.truncated = nil, false
 	for n := int64(0); ; {
 		buf := c.scratch
 		if left := max - n; left < int64(len(buf)) {
 			buf = buf[:left+1] // one byte more tells a body that ends at max from a longer one
 		}
 		k, err := body.Read(buf)
+		if room := req.keep - len(req.kept); k > 0 && req.keep > 0 {
+			if k > room {
+				req.truncated = true
+			}
+			req.kept = append(req.kept, buf[:min(k, room)]...)
+		}
 		n += int64(k)
 		switch {
 		case n > max:

@@ -25,6 +25,8 @@ type Metrics struct {
 	paused            prometheus.Gauge
 	dlq               *prometheus.CounterVec
 	deadLettersLost   *prometheus.CounterVec
+	outcomes          prometheus.Counter
+	outcomeErrors     prometheus.Counter
 	inflight          prometheus.Gauge
 	lag               *prometheus.GaugeVec
 	configUnavailable prometheus.Counter
@@ -101,6 +103,14 @@ func newMetrics(reg prometheus.Registerer, inputTopics []string) *Metrics {
 			Name: "feedbackd_dead_letters_lost_total",
 			Help: "Dead letters the broker refused for good, even without their value, by reason: the record is left at its source offset until retention removes it. Should always be 0.",
 		}, []string{"reason"}),
+		outcomes: f.NewCounter(prometheus.CounterOpts{
+			Name: "feedbackd_outcome_records_total",
+			Help: "Records written to the outcomes topic (attempts, outcomes and endpoint events).",
+		}),
+		outcomeErrors: f.NewCounter(prometheus.CounterOpts{
+			Name: "feedbackd_outcome_produce_errors_total",
+			Help: "Failed writes to the outcomes topic (retried, but for records the broker refuses for good).",
+		}),
 		inflight: f.NewGauge(prometheus.GaugeOpts{
 			Name: "feedbackd_inflight_deliveries",
 			Help: "Records being processed now (bounded by delivery.concurrency).",

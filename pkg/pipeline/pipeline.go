@@ -75,6 +75,11 @@ type Options struct {
 	InputTopics []string
 	RetryPrefix string // retry tiers are RetryPrefix + "." + tier
 	DLQTopic    string
+	// OutcomesTopic receives a record per attempt and per outcome (package
+	// outcome); "" turns it off.
+	OutcomesTopic string
+	// Instance names this instance in outcome records.
+	Instance    string
 	Policy      retry.Policy
 	Concurrency int      // deliveries in flight, all partitions together
 	Admission   Admitter // nil: no per-endpoint limits

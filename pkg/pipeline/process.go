@@ -33,8 +33,16 @@ type job struct {
 	ev *event.Event  // nil if the record is not a valid event
 	st *header.Retry // the delivery state: state, or a fresh one for an input record
 
-	res deliver.Result // the attempt's, if one was made (Outcome.Attempt points here)
+	res       deliver.Result // the attempt's, if one was made (Outcome.Attempt points here)
+	breaker   string         // the attempt's answer opened or closed the endpoint's breaker
+	settledAs Outcome        // set by settle: what was carried out in the end
 }
+
+// Breaker transitions an attempt caused (job.breaker).
+const (
+	breakerOpened = "opened"
+	breakerClosed = "closed"
+)
 
 // process runs the stages that decide the record's outcome (decode, route,
 // admit, claim, attempt, judge) and returns it for settle to carry out. It
@@ -272,7 +280,7 @@ func (p *Pipeline) attempt(ctx context.Context, j *job, t *webhook.Target, d adm
 		st.FirstAttemptAt = time.Now()
 	}
 	st.LastStatus, st.LastError = res.Status, res.Class
-	p.report(ctx, j.ev, t, res)
+	j.breaker = p.report(ctx, j.ev, t, res)
 	return res
 }
 
@@ -388,22 +396,26 @@ func (p *Pipeline) waitTurn(ctx context.Context, j *job, ep string, every time.D
 }
 
 // report tells admission control how the endpoint answered: a retryable
-// answer or none is a failure; any other answer shows it is up.
-func (p *Pipeline) report(ctx context.Context, ev *event.Event, t *webhook.Target, res deliver.Result) {
+// answer or none is a failure; any other answer shows it is up. It returns
+// the breaker's transition, if the answer caused one.
+func (p *Pipeline) report(ctx context.Context, ev *event.Event, t *webhook.Target, res deliver.Result) string {
 	if p.opts.Admission == nil {
-		return
+		return ""
 	}
 	switch res.Verdict {
 	case deliver.Retry:
 		if until, opened := p.opts.Admission.Failure(ctx, t.Endpoint); opened {
 			p.log.Warn("circuit breaker opened: no attempts to this endpoint until it ends",
 				"org", ev.Org, "sandbox", ev.SandboxID, "until", until.UTC().Format(time.RFC3339), "error", res.Class)
+			return breakerOpened
 		}
 	case deliver.Delivered, deliver.Reject, deliver.Gone:
 		if p.opts.Admission.Success(ctx, t.Endpoint) {
 			p.log.Info("circuit breaker closed: the endpoint answers again", "org", ev.Org, "sandbox", ev.SandboxID)
+			return breakerClosed
 		}
 	}
+	return ""
 }
 
 // invalidClass is the dead-letter error of a record that is not a valid

@@ -19,21 +19,26 @@ import (
 
 // settle carries out the outcome of a job: it is the one function that
 // produces retry and dead-letter records, records deliveries in dedupe,
-// disables a config that answered 410, counts and logs outcomes, and marks
-// the record's offset: settled (it may be committed), or abandoned for
-// Abandoned or if ctx ended before a produce was acknowledged.
+// disables a config that answered 410, publishes to the outcomes topic,
+// counts and logs outcomes, and marks the record's offset: settled (it may
+// be committed), or abandoned for Abandoned or if ctx ended before a
+// produce was acknowledged (the outcome records' too).
 func (p *Pipeline) settle(ctx context.Context, j *job, o Outcome) {
 	if o.Attempt != nil {
 		p.attempted(j, *o.Attempt)
 	}
-	if p.carryOut(ctx, j, o) {
+	if p.carryOut(ctx, j, o) && p.publish(ctx, j, o.Attempt, j.settledAs) {
 		j.part.Settle(j.rec.Offset)
 	} else {
 		j.part.Abandon(j.rec.Offset)
 	}
 }
 
+// carryOut carries out o, and what it turns into when a produce is refused
+// for good (a retry record becomes a dead letter, a dead letter a lost
+// one); the job's settledAs is the outcome carried out in the end.
 func (p *Pipeline) carryOut(ctx context.Context, j *job, o Outcome) bool {
+	j.settledAs = o
 	switch o.Kind {
 	case Abandoned:
 		return false
@@ -134,7 +139,7 @@ func (p *Pipeline) deadLetter(ctx context.Context, j *job, o Outcome) bool {
 		p.metrics.invalid.WithLabelValues(invalidReason(o.Err)).Inc()
 	}
 	if o.Attempt != nil && o.Attempt.Verdict == deliver.Gone {
-		if err := p.configs.Disable(ctx, j.ev.Org, j.ev.SandboxID, "endpoint answered 410 Gone"); err != nil {
+		if err := p.configs.Disable(ctx, j.ev.Org, j.ev.SandboxID, goneReason); err != nil {
 			p.log.Error("cannot disable config after 410", "org", j.ev.Org, "sandbox", j.ev.SandboxID, "error", err)
 		}
 	}
