@@ -252,3 +252,36 @@ func TestUnsendableHeaderIsNotRetried(t *testing.T) {
 		t.Errorf("the endpoint got %d requests", n)
 	}
 }
+
+// The first ResponseBytes of an answer's body are kept, and whether there
+// was more; with 0 nothing is kept; the connection is reused either way.
+func TestSendKeepsTheStartOfTheAnswer(t *testing.T) {
+	answer := ""
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(503)
+		_, _ = w.Write([]byte(answer))
+	}))
+	defer srv.Close()
+	tg, _ := target(t, srv.URL, nil)
+	for _, c := range []struct {
+		keep      int
+		answer    string
+		want      string
+		truncated bool
+	}{
+		{8, "busy, try later", "busy, tr", true},
+		{8, "busy", "busy", false},
+		{8, "12345678", "12345678", false},
+		{8, "", "", false},
+		{0, "busy, try later", "", false},
+		{1 << 20, strings.Repeat("x", 100<<10), strings.Repeat("x", 64<<10), true}, // MaxResponseBytes bounds what is read
+	} {
+		answer = c.answer
+		cl := New(Options{Timeout: 2 * time.Second, Guard: &netguard.Guard{AllowPrivate: true}, ResponseBytes: c.keep})
+		r := cl.Send(context.Background(), tg, "msg_1", []byte(`{}`))
+		if r.Status != 503 || string(r.Response) != c.want || r.Truncated != c.truncated {
+			t.Errorf("keep %d of %d bytes: status %d, %d bytes kept (%.10q), truncated %v; want %.10q, truncated %v",
+				c.keep, len(c.answer), r.Status, len(r.Response), r.Response, r.Truncated, c.want, c.truncated)
+		}
+	}
+}

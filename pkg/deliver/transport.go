@@ -459,7 +459,7 @@ func (c *conn) discard(body io.Reader, max int64, req *request) (whole bool) {
 			buf = buf[:left+1] // one byte more tells a body that ends at max from a longer one
 		}
 		k, err := body.Read(buf)
-		if room := req.keep - len(req.kept); k > 0 && req.keep > 0 {
+		if room := int(min(int64(req.keep), max)) - len(req.kept); k > 0 && req.keep > 0 {
 			if k > room {
 				req.truncated = true
 			}
