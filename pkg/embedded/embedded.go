@@ -175,9 +175,11 @@ func printBanner(w io.Writer, cfg daemon.Config, o Options, addr net.Addr) {
         -d @config/examples/webhook.json %s/v1/webhooks
  Inspect dead letters:
    go run ./cmd/feedbackctl dlq list --brokers %s
+ Follow every attempt and outcome (delivery receipts):
+   kcat -C -b %s -t %s -o beginning -f '%%k %%s\n'
  Stop with Ctrl-C.
 ==============================================================================
 
 `, o.KafkaAddr, o.DataDir, o.RedisAddr, api, token, api, api, receiver, cfg.Retry.Schedule, cfg.Kafka.Topics.DLQ,
-		o.KafkaAddr, o.KafkaAddr, token, api, o.KafkaAddr)
+		o.KafkaAddr, o.KafkaAddr, token, api, o.KafkaAddr, o.KafkaAddr, cfg.Kafka.Topics.Outcomes)
 }
