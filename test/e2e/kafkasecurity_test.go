@@ -57,6 +57,7 @@ func readmeACLs() []kfake.ACL {
 	add(topic, "feedback.configs", lit, read, write)
 	add(topic, "feedback.dlq", lit, read, write)
 	add(topic, "feedback.dlq.replayed", lit, read, write)
+	add(topic, "feedback.outcomes", lit, write)
 	add(group, "feedbackd", lit, read)
 	add(group, "feedbackd-replay-", pre, read)
 	add(txn, "feedbackd-replay-", pre, write)
