@@ -238,7 +238,7 @@ func Defaults() Config {
 			Breaker:      BreakerConfig{Threshold: 5, Cooldown: 10 * time.Second, MaxCooldown: 5 * time.Minute},
 			DedupeWindow: 10 * time.Minute,
 		},
-		Outcomes: OutcomesConfig{Enabled: true, ResponseBytes: 1024},
+		Outcomes: OutcomesConfig{ResponseBytes: 1024},
 		Configs:  ConfigsConfig{CacheTTL: 30 * time.Second, CacheSize: 100_000, CheckInterval: 5 * time.Second},
 		Secrets:  SecretsConfig{Keys: []string{}, RotationGrace: 24 * time.Hour},
 		Shutdown: ShutdownConfig{Timeout: 30 * time.Second},

@@ -66,6 +66,7 @@ func Adjust(cfg *daemon.Config, isSet func(string) bool, o Options) {
 	keep("configs.check_interval", func() { cfg.Configs.CheckInterval = time.Second })
 	keep("shutdown.timeout", func() { cfg.Shutdown.Timeout = 5 * time.Second })
 	keep("log.format", func() { cfg.Log.Format = "text" })
+	keep("outcomes.enabled", func() { cfg.Outcomes.Enabled = true })
 	if !isSet("secrets.key_file") && !isSet("secrets.keys") {
 		// A key kept with the broker's data, so configs stored by an
 		// earlier run still open.

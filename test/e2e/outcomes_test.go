@@ -23,7 +23,7 @@ func TestOutcomesTopicRecordsEveryAttempt(t *testing.T) {
 	if err != nil {
 		t.Skip("kcat not installed; `make test` installs it")
 	}
-	h := start(t, func(c *daemon.Config) { c.Outcomes.ResponseBytes = 16 })
+	h := start(t, func(c *daemon.Config) { c.Outcomes.Enabled, c.Outcomes.ResponseBytes = true, 16 })
 	var mu sync.Mutex
 	seen := map[string]int{}
 	rc := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
