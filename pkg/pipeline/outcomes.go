@@ -13,14 +13,14 @@ import (
 	"github.com/feedbackd/feedbackd/pkg/outcome"
 )
 
-// publish writes the job's records to the outcomes topic: its attempt (if
-// one was made), the outcome it settled with, and the operational events
-// they caused. It returns once the broker acknowledged them, so that the
+// publish writes the job's records to the outcomes topic and the delivery
+// log: its attempt (if one was made), the outcome it settled with, and the
+// operational events they caused. It returns once the broker acknowledged them, so that the
 // input offset is committed only after its outcome is on the topic (at
 // least once); false if ctx ended first. A record the broker refuses for
 // good is counted and logged, not retried: it must not hold its partition.
 func (p *Pipeline) publish(ctx context.Context, j *job, attempt *deliver.Result, done Outcome) bool {
-	if p.opts.OutcomesTopic == "" {
+	if p.opts.OutcomesTopic == "" && p.opts.Log == nil {
 		return true
 	}
 	now := time.Now()
@@ -55,6 +55,12 @@ func (p *Pipeline) publish(ctx context.Context, j *job, attempt *deliver.Result,
 		recs = append(recs, p.outcomeRecord(j, outcome.TypeEndpointFailing, now))
 	case breakerClosed:
 		recs = append(recs, p.outcomeRecord(j, outcome.TypeEndpointRecovered, now))
+	}
+	if p.opts.Log != nil {
+		p.opts.Log.Add(recs)
+	}
+	if p.opts.OutcomesTopic == "" {
+		return true
 	}
 	return p.produceOutcomes(ctx, recs)
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/feedbackd/feedbackd/pkg/deliver"
 	"github.com/feedbackd/feedbackd/pkg/header"
 	"github.com/feedbackd/feedbackd/pkg/offsets"
+	"github.com/feedbackd/feedbackd/pkg/outcome"
 	"github.com/feedbackd/feedbackd/pkg/retry"
 	"github.com/feedbackd/feedbackd/pkg/webhook"
 )
@@ -64,6 +65,14 @@ type Deduper interface {
 	Record(ctx context.Context, key string) error
 }
 
+// OutcomeLog keeps the recent outcome records of each config for the admin
+// API (package deliverylog). Add is called on the hot path with the records
+// of one job, the same the outcomes topic gets: it must not block, and it
+// owns recs once called.
+type OutcomeLog interface {
+	Add(recs []*outcome.Record)
+}
+
 // Sender makes one delivery attempt.
 type Sender interface {
 	Send(ctx context.Context, t *webhook.Target, id string, body []byte) deliver.Result
@@ -78,6 +87,8 @@ type Options struct {
 	// OutcomesTopic receives a record per attempt and per outcome (package
 	// outcome); "" turns it off.
 	OutcomesTopic string
+	// Log, if set, gets every job's outcome records (see OutcomeLog).
+	Log OutcomeLog
 	// Instance names this instance in outcome records.
 	Instance    string
 	Policy      retry.Policy
