@@ -126,6 +126,7 @@ func TestChaos(t *testing.T) {
 		{"brokers", testBrokers},
 		{"rebalance", testRebalance},
 		{"rebalance-sigkill", testSigkillRebalance},
+		{"recover-kill9", testRecoverKill9},
 	}
 	summary.mu.Lock()
 	summary.lines = map[string]string{}
