@@ -164,6 +164,9 @@ type DeliveryConfig struct {
 	// Redis so that a record read again is not sent again; 0 turns
 	// duplicate suppression off.
 	DedupeWindow time.Duration `mapstructure:"dedupe_window"`
+	// DisableAfter disables a config whose deliveries fail with no success
+	// for this long (package failclock); 0 never does.
+	DisableAfter time.Duration `mapstructure:"disable_after"`
 	// Proxy is the egress proxy of deliveries and OAuth2 token requests,
 	// http://[user:pass@]host:port; "" connects directly. It may hold a
 	// password: log ProxyAddr, never this.
@@ -237,6 +240,7 @@ func Defaults() Config {
 			EndpointConcurrency: 64, MaxParked: 256,
 			Breaker:      BreakerConfig{Threshold: 5, Cooldown: 10 * time.Second, MaxCooldown: 5 * time.Minute},
 			DedupeWindow: 10 * time.Minute,
+			DisableAfter: 5 * 24 * time.Hour,
 		},
 		Outcomes: OutcomesConfig{ResponseBytes: 1024},
 		Configs:  ConfigsConfig{CacheTTL: 30 * time.Second, CacheSize: 100_000, CheckInterval: 5 * time.Second},
@@ -345,6 +349,9 @@ func (c *Config) Validate() error {
 		if _, err := netip.ParsePrefix(cidr); err != nil {
 			bad("delivery.allowed_cidrs", "%q is not a CIDR (10.20.0.0/16, fd00:1::/64)", cidr)
 		}
+	}
+	if a := c.Delivery.DisableAfter; a != 0 && a < time.Second {
+		bad("delivery.disable_after", "%s is below 1s (0 never disables a config)", a)
 	}
 	if c.Delivery.MaxResponseBytes < 0 {
 		bad("delivery.max_response_bytes", "must not be negative")

@@ -48,6 +48,8 @@ func TestValidateNamesTheKey(t *testing.T) {
 		{"retry.schedule", func(c *Config) { c.Retry.Jitter = 2 }},
 		{"delivery.timeout", func(c *Config) { c.Delivery.Timeout = time.Hour }},
 		{"delivery.concurrency", func(c *Config) { c.Delivery.Concurrency = 0 }},
+		{"delivery.disable_after", func(c *Config) { c.Delivery.DisableAfter = -time.Hour }},
+		{"delivery.disable_after", func(c *Config) { c.Delivery.DisableAfter = time.Millisecond }},
 		{"shutdown.timeout", func(c *Config) { c.Shutdown.Timeout = 0 }},
 		{"log.level", func(c *Config) { c.Log.Level = "loud" }},
 		{"log.format", func(c *Config) { c.Log.Format = "xml" }},

@@ -30,6 +30,7 @@ import (
 	"github.com/feedbackd/feedbackd/pkg/configstore"
 	"github.com/feedbackd/feedbackd/pkg/dedupe"
 	"github.com/feedbackd/feedbackd/pkg/deliver"
+	"github.com/feedbackd/feedbackd/pkg/failclock"
 	"github.com/feedbackd/feedbackd/pkg/kafkaconn"
 	"github.com/feedbackd/feedbackd/pkg/netguard"
 	"github.com/feedbackd/feedbackd/pkg/pipeline"
@@ -175,6 +176,16 @@ func Run(ctx context.Context, cfg Config, opts Options) error {
 		dd = delivered
 	}
 
+	var clock pipeline.FailClock
+	var runClock func(context.Context)
+	if cfg.Delivery.DisableAfter > 0 {
+		c := failclock.New(rdb, failclock.Options{
+			KeyPrefix: cfg.Redis.KeyPrefix, After: cfg.Delivery.DisableAfter,
+			Logger: log.With("component", "failclock"), Registerer: reg,
+		})
+		clock, runClock = c, c.Run
+	}
+
 	// franz-go's own metrics (connections, bytes, errors, buffered records)
 	// for the client that carries the data: feedbackd_kafka_*.
 	pipe, err := pipeline.New(append(kopts("pipeline"), kgo.WithHooks(kafkaMetrics(reg)), kgo.SessionTimeout(cfg.Kafka.SessionTimeout)), store, sender, pipeline.Options{
@@ -188,6 +199,7 @@ func Run(ctx context.Context, cfg Config, opts Options) error {
 		Concurrency:   cfg.Delivery.Concurrency,
 		Admission:     admit,
 		Dedupe:        dd,
+		FailClock:     clock,
 		// An attempt lasts at most delivery.timeout; recording its outcome
 		// may wait for Redis a little longer.
 		ClaimTTL:        cfg.Delivery.Timeout + 15*time.Second,
@@ -254,6 +266,9 @@ func Run(ctx context.Context, cfg Config, opts Options) error {
 	storeCtx, stopStore := context.WithCancel(context.WithoutCancel(ctx))
 	wg.Go(func() { _ = store.Run(storeCtx) })
 	wg.Go(func() { _ = admit.Run(storeCtx) })
+	if runClock != nil {
+		wg.Go(func() { runClock(storeCtx) })
+	}
 	wg.Go(func() {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			log.Error("http server failed", "error", err)

@@ -67,6 +67,9 @@ func Adjust(cfg *daemon.Config, isSet func(string) bool, o Options) {
 	keep("shutdown.timeout", func() { cfg.Shutdown.Timeout = 5 * time.Second })
 	keep("log.format", func() { cfg.Log.Format = "text" })
 	keep("outcomes.enabled", func() { cfg.Outcomes.Enabled = true })
+	// Trying it out, an endpoint that is down for days is not a reason
+	// to turn its config off.
+	keep("delivery.disable_after", func() { cfg.Delivery.DisableAfter = 0 })
 	if !isSet("secrets.key_file") && !isSet("secrets.keys") {
 		// A key kept with the broker's data, so configs stored by an
 		// earlier run still open.

@@ -100,3 +100,19 @@ func TestEmbeddedDemoShowsEveryPath(t *testing.T) {
 		t.Fatal("the demo receiver refused a signature")
 	}
 }
+
+// Embedded mode never disables a config for failing, unless told to.
+func TestAdjustTurnsAutoDisableOff(t *testing.T) {
+	for _, set := range []bool{false, true} {
+		cfg := daemon.Defaults()
+		cfg.Delivery.DisableAfter = time.Hour
+		Adjust(&cfg, func(k string) bool { return set && k == "delivery.disable_after" }, Options{DataDir: t.TempDir()})
+		want := time.Duration(0)
+		if set {
+			want = time.Hour
+		}
+		if cfg.Delivery.DisableAfter != want {
+			t.Errorf("set %v: delivery.disable_after %s, want %s", set, cfg.Delivery.DisableAfter, want)
+		}
+	}
+}

@@ -34,6 +34,7 @@ type Metrics struct {
 	fetchErrors       prometheus.Counter
 	commitErrors      prometheus.Counter
 	rewinds           prometheus.Counter
+	disabled          *prometheus.CounterVec
 }
 
 // latencyBuckets resolve 1 ms to 30 s.
@@ -139,6 +140,10 @@ func newMetrics(reg prometheus.Registerer, inputTopics []string) *Metrics {
 			Name: "feedbackd_partition_rewinds_total",
 			Help: "Times the Kafka client read a partition again from an offset it had read (a reset after a broker reported lost records); the re-read records are checked against dedupe.",
 		}),
+		disabled: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "feedbackd_endpoints_disabled_total",
+			Help: "Configs disabled by feedbackd, by reason: gone (the endpoint answered 410), failing (no successful delivery for delivery.disable_after). Their events are dead-lettered as endpoint_disabled until they are enabled again.",
+		}, []string{"reason"}),
 	}
 	for _, t := range inputTopics {
 		m.consumed.WithLabelValues(t)
@@ -146,6 +151,9 @@ func newMetrics(reg prometheus.Registerer, inputTopics []string) *Metrics {
 	}
 	for _, r := range []string{deferCircuitOpen, deferEndpointBusy, deferInFlight} {
 		m.deferred.WithLabelValues(r)
+	}
+	for _, r := range []string{causeGone, causeFailing} {
+		m.disabled.WithLabelValues(r)
 	}
 	for _, r := range dlq.Reasons {
 		m.dlq.WithLabelValues(r)

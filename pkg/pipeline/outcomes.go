@@ -45,9 +45,9 @@ func (p *Pipeline) publish(ctx context.Context, j *job, attempt *deliver.Result,
 	if done.Kind == DeadLettered && done.Reason == dlq.ReasonRetriesExhausted {
 		recs = append(recs, p.outcomeRecord(j, outcome.TypeExhausted, now))
 	}
-	if attempt != nil && attempt.Verdict == deliver.Gone && j.ev != nil {
+	if j.disable != nil {
 		r := p.outcomeRecord(j, outcome.TypeEndpointDisabled, now)
-		r.DisabledReason = goneReason
+		r.DisabledReason = j.disable.reason
 		recs = append(recs, r)
 	}
 	switch j.breaker {
@@ -64,9 +64,6 @@ func (p *Pipeline) publish(ctx context.Context, j *job, attempt *deliver.Result,
 	}
 	return p.produceOutcomes(ctx, recs)
 }
-
-// goneReason is the disabledReason of a config disabled after a 410.
-const goneReason = "endpoint answered 410 Gone"
 
 func (p *Pipeline) outcomeRecord(j *job, typ string, now time.Time) *outcome.Record {
 	st := j.st

@@ -31,7 +31,8 @@ type Configs interface {
 	// none, configstore.ErrCorrupt if it is unusable; any other error is
 	// transient and the lookup is retried.
 	Lookup(ctx context.Context, org, sandboxID string) (*webhook.Target, error)
-	// Disable turns a config off after its endpoint answered 410 Gone.
+	// Disable turns a config off after its endpoint answered 410 Gone or
+	// failed for FailClock's period.
 	Disable(ctx context.Context, org, sandboxID, reason string) error
 }
 
@@ -95,6 +96,9 @@ type Options struct {
 	Concurrency int      // deliveries in flight, all partitions together
 	Admission   Admitter // nil: no per-endpoint limits
 	Dedupe      Deduper  // nil: no duplicate suppression
+	// FailClock, if set, disables configs that fail with no success for
+	// its period (delivery.disable_after); nil: never.
+	FailClock FailClock
 	// ClaimTTL bounds a dedupe claim: longer than one attempt can last.
 	// Default: 1 minute.
 	ClaimTTL time.Duration

@@ -35,6 +35,7 @@ type job struct {
 
 	res       deliver.Result // the attempt's, if one was made (Outcome.Attempt points here)
 	breaker   string         // the attempt's answer opened or closed the endpoint's breaker
+	disable   *disabling     // set by clocked: the config is to be disabled, and why
 	settledAs Outcome        // set by settle: what was carried out in the end
 }
 
@@ -48,8 +49,8 @@ const (
 // admit, claim, attempt, judge) and returns it for settle to carry out. It
 // writes nothing to Kafka and counts no outcome; its effects are the attempt
 // and what the attempt needs: an endpoint's place, a dedupe claim, the
-// breaker's report of the answer (and the log lines of waiting for Redis and
-// of breaker changes).
+// breaker's and the failure clock's report of the answer (and the log lines
+// of waiting for Redis and of breaker changes).
 func (p *Pipeline) process(ctx context.Context, j *job, s *slot) Outcome {
 	if err := p.decode(j); err != nil {
 		return Outcome{Kind: DeadLettered, Reason: dlq.ReasonInvalidEvent, Error: invalidClass(err), Err: err}
@@ -63,7 +64,7 @@ func (p *Pipeline) process(ctx context.Context, j *job, s *slot) Outcome {
 		return abandoned
 	}
 	if o, next := admitted(d, j.st, p.opts.Policy, time.Now()); !next {
-		return o
+		return p.clocked(ctx, j, t, o)
 	}
 	claim := p.claim(ctx, j)
 	if o, next := claimed(claim, p.opts.Policy); !next {
@@ -71,7 +72,7 @@ func (p *Pipeline) process(ctx context.Context, j *job, s *slot) Outcome {
 		return o
 	}
 	j.res = p.attempt(ctx, j, t, d, claim, s)
-	o := judged(&j.res, j.st, p.opts.Policy)
+	o := p.clocked(ctx, j, t, judged(&j.res, j.st, p.opts.Policy))
 	if o.Kind == DeadLettered && o.Reason == dlq.ReasonRetriesExhausted &&
 		p.opts.Dedupe != nil && p.mayBeDelivered(j) && p.opts.Dedupe.Delivered(ctx, dedupeKey(j.ev, j.st)) {
 		// Another copy of the event, left by a crash, was delivered.
@@ -162,7 +163,7 @@ func judged(res *deliver.Result, st *header.Retry, pol retry.Policy) Outcome {
 		}
 	case deliver.Unreachable:
 		o = deadLettered(dlq.ReasonEndpointInvalid, "")
-	default: // deliver.Reject, deliver.Gone (settle disables the config)
+	default: // deliver.Reject, deliver.Gone (clocked marks the config to be disabled)
 		o = deadLettered(dlq.ReasonRejected, "")
 	}
 	o.Attempt = res

@@ -126,7 +126,8 @@ func (p *Pipeline) toRetryTier(ctx context.Context, j *job, o Outcome) bool {
 }
 
 // deadLetter writes the record to the dead-letter topic with the event's
-// story, after disabling the config if the endpoint answered 410 Gone. A
+// story, after disabling the config if the job is to (after a 410, or
+// failing for delivery.disable_after: see clocked). A
 // record the broker refuses for its size is written without its value
 // (dlq-value-omitted says how large it was; dlq-source still points to
 // it); one refused even so is a DeadLetterLost.
@@ -138,11 +139,7 @@ func (p *Pipeline) deadLetter(ctx context.Context, j *job, o Outcome) bool {
 	if o.Reason == dlq.ReasonInvalidEvent {
 		p.metrics.invalid.WithLabelValues(invalidReason(o.Err)).Inc()
 	}
-	if o.Attempt != nil && o.Attempt.Verdict == deliver.Gone {
-		if err := p.configs.Disable(ctx, j.ev.Org, j.ev.SandboxID, goneReason); err != nil {
-			p.log.Error("cannot disable config after 410", "org", j.ev.Org, "sandbox", j.ev.SandboxID, "error", err)
-		}
-	}
+	p.disableConfig(ctx, j)
 	e := header.DeadLetter{
 		Reason: o.Reason, WebhookID: st.WebhookID, Attempts: st.PriorAttempts + st.Attempts, LastStatus: st.LastStatus,
 		LastError: st.LastError, FirstAttemptAt: st.FirstAttemptAt, FailedAt: time.Now(), Source: st.Source,
