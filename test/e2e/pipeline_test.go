@@ -528,10 +528,16 @@ func testGoneDisablesConfig(t *testing.T, opts ...option) {
 		h.call("GET", "/v1/webhooks/org1/sb1", nil, &got)
 		return got["enabled"] == false
 	})
+	if got["disabledReason"] != "endpoint answered 410 Gone" {
+		t.Errorf("disabledReason %v", got["disabledReason"])
+	}
 	h.produceEvent(newEvent("gone-2", "org1", "sb1", "email", "sent"))
 	recs := h.dlq(2)
 	if recs[0].Reason != dlq.ReasonRejected || recs[0].LastStatus != 410 || recs[1].Reason != dlq.ReasonEndpointDisabled {
 		t.Fatalf("dead letters: %+v / %+v", recs[0].DeadLetter, recs[1].DeadLetter)
+	}
+	if n := h.metric("feedbackd_endpoints_disabled_total", map[string]string{"reason": "gone"}); n != 1 {
+		t.Errorf("%v configs counted as disabled by a 410, want 1", n)
 	}
 	if rc.count() != 1 {
 		t.Fatalf("disabled endpoint called %d times", rc.count())
