@@ -1,6 +1,7 @@
 package failclock
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
@@ -192,5 +193,33 @@ func TestRedisDownFailsSafe(t *testing.T) {
 	}
 	if since, disable := fail(t, a, t0, 21*time.Second); disable || since != 21*time.Second {
 		t.Fatalf("kept success not written: since +%s, disable %v", since, disable)
+	}
+}
+
+// On a Cluster, the clocks of many configs spread over the masters; a
+// failure's pipeline (index and clock) and a flush's (clocks of many
+// configs) cross slots.
+func TestOnRedisCluster(t *testing.T) {
+	c := testenv.StartRedisCluster(t)
+	a, b := newClock(t, c.Client), newClock(t, c.Client)
+	t0 := time.Now().Truncate(time.Millisecond)
+	changed := t0.Add(-time.Hour)
+	const configs = 20
+	for i := range configs {
+		if _, disable := a.Failure(t.Context(), "org", fmt.Sprint(i), changed, t0); disable {
+			t.Fatal("disabled at the first failure")
+		}
+		if i%2 == 0 {
+			b.Success("org", fmt.Sprint(i), t0.Add(time.Second))
+		}
+	}
+	if err := b.Flush(t.Context(), t0.Add(2*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	for i := range configs {
+		_, disable := a.Failure(t.Context(), "org", fmt.Sprint(i), changed, t0.Add(after))
+		if want := i%2 == 1; disable != want {
+			t.Errorf("config %d: disable %v, want %v", i, disable, want)
+		}
 	}
 }
