@@ -62,9 +62,14 @@ type Clock struct {
 	log     *slog.Logger
 	errors  prometheus.Counter
 	mu      sync.Mutex
-	configs map[string]*config // by "<org>/<sandboxId>"
+	configs map[id]*config
 	logged  time.Time          // when a Redis error was last logged
 }
+
+// id names a config; its Redis name is "<org>/<sandboxId>" (id.String).
+type id struct{ org, sandboxID string }
+
+func (i id) String() string { return i.org + "/" + i.sandboxID }
 
 // config is what this instance knows of one config's clock.
 type config struct {
@@ -92,7 +97,7 @@ func New(rdb redis.UniversalClient, opts Options) *Clock {
 			Name: "feedbackd_failure_clock_errors_total",
 			Help: "Redis errors of the failure clock (delivery.disable_after); no config is disabled on an error.",
 		}),
-		configs: map[string]*config{},
+		configs: map[id]*config{},
 	}
 }
 
@@ -109,11 +114,9 @@ func (c *Clock) Period() time.Duration { return c.period }
 func (c *Clock) clockKey(cfg string) string { return c.prefix + "failclock:{" + cfg + "}" }
 func (c *Clock) indexKey() string           { return c.prefix + "failing" }
 
-func key(org, sandboxID string) string { return org + "/" + sandboxID }
-
 // Success records a successful delivery to the config at at.
 func (c *Clock) Success(org, sandboxID string, at time.Time) {
-	k := key(org, sandboxID)
+	k := id{org, sandboxID}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	cf := c.configs[k]
@@ -134,7 +137,7 @@ func (c *Clock) Success(org, sandboxID string, at time.Time) {
 // then stopped. Within a Period of the last failure written here, and on
 // Redis errors, the answer is false without a round trip.
 func (c *Clock) Failure(ctx context.Context, org, sandboxID string, changed, at time.Time) (since time.Time, disable bool) {
-	k := key(org, sandboxID)
+	k := id{org, sandboxID}
 	c.mu.Lock()
 	cf := c.configs[k]
 	if cf == nil {
@@ -153,10 +156,10 @@ func (c *Clock) Failure(ctx context.Context, org, sandboxID string, changed, at 
 	var res *redis.Cmd
 	_, err := c.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		// The index first: a clock started is always listed.
-		p.ZAdd(ctx, c.indexKey(), redis.Z{Score: float64(at.UnixMilli()), Member: k})
+		p.ZAdd(ctx, c.indexKey(), redis.Z{Score: float64(at.UnixMilli()), Member: k.String()})
 		// EVAL, not EVALSHA: in a pipeline a missing script is not
 		// loaded on the fly; the script is short, and sent once a Period.
-		res = failScript.Eval(ctx, p, []string{c.clockKey(k)}, at.UnixMilli(), c.after.Milliseconds(),
+		res = failScript.Eval(ctx, p, []string{c.clockKey(k.String())}, at.UnixMilli(), c.after.Milliseconds(),
 			changed.UnixMilli(), millis(ok), c.ttl.Milliseconds())
 		return nil
 	})
@@ -231,7 +234,7 @@ return 0`)
 // configs this instance has heard nothing of for a Period. On an error,
 // the successes are kept for the next Flush.
 func (c *Clock) Flush(ctx context.Context, now time.Time) error {
-	oks := map[string]time.Time{}
+	oks := map[id]time.Time{}
 	c.mu.Lock()
 	for k, cf := range c.configs {
 		if !cf.ok.IsZero() {
@@ -265,7 +268,11 @@ func (c *Clock) Flush(ctx context.Context, now time.Time) error {
 	return err
 }
 
-func (c *Clock) flush(ctx context.Context, now time.Time, oks map[string]time.Time) error {
+func (c *Clock) flush(ctx context.Context, now time.Time, oks map[id]time.Time) error {
+	byName := make(map[string]time.Time, len(oks))
+	for k, ok := range oks {
+		byName[k.String()] = ok
+	}
 	idx := c.indexKey()
 	if err := c.rdb.ZRemRangeByScore(ctx, idx, "-inf", fmt.Sprint(now.Add(-c.ttl).UnixMilli())).Err(); err != nil {
 		return err
@@ -281,7 +288,7 @@ func (c *Clock) flush(ctx context.Context, now time.Time, oks map[string]time.Ti
 	var stops []stop
 	_, err = c.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for _, k := range running {
-			if ok, seen := oks[k]; seen {
+			if ok, seen := byName[k]; seen {
 				stops = append(stops, stop{k, okScript.Eval(ctx, p, []string{c.clockKey(k)}, ok.UnixMilli())})
 			}
 		}

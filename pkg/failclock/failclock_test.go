@@ -223,3 +223,19 @@ func TestOnRedisCluster(t *testing.T) {
 		}
 	}
 }
+
+// The hot path of a healthy config: a success costs no Redis round trip.
+func BenchmarkSuccess(b *testing.B) {
+	c := New(nil, Options{After: time.Hour})
+	sandboxes := make([]string, 1000)
+	for i := range sandboxes {
+		sandboxes[i] = fmt.Sprint("sb-", i)
+	}
+	now := time.Now()
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		c.Success("org", sandboxes[i%len(sandboxes)], now)
+		i++
+	}
+}
