@@ -11,6 +11,7 @@
 //	claim    dedupe: was this event delivered, or is it in flight?    process.go
 //	attempt  render, sign and POST (package deliver)                  process.go
 //	judge    what the answer means: delivered, retried, dead-lettered process.go
+//	clock    tell the failure clock; disable a config failing too long disable.go
 //	settle   carry out the Outcome: produce, record, count, log, mark settle.go
 //
 // Every stage up to attempt only decides: process returns an Outcome, and
@@ -40,6 +41,9 @@
 //     (breaker open, endpoint busy and slow, or its claim held elsewhere).
 //     Deferrals do not use up the retry schedule.
 //   - retry: to put an event back in a retry tier after a failed attempt.
+//   - failure clock: per config, since when its attempts have failed with
+//     no success (package failclock); after delivery.disable_after the
+//     config is disabled and its events dead-lettered as endpoint_disabled.
 //   - claim: a short dedupe lease on an event's key for one attempt, taken
 //     only for records that may have been delivered before.
 //   - settled: the record's outcome is carried out (every produce
