@@ -63,7 +63,7 @@ type Clock struct {
 	errors  prometheus.Counter
 	mu      sync.Mutex
 	configs map[id]*config
-	logged  time.Time          // when a Redis error was last logged
+	logged  time.Time // when a Redis error was last logged
 }
 
 // id names a config; its Redis name is "<org>/<sandboxId>" (id.String).
