@@ -606,3 +606,34 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	}
 	return m
 }
+
+// Breaker is an endpoint's circuit breaker as Redis holds it.
+type Breaker struct {
+	// State is closed, open (no attempt before Until) or half_open (the
+	// cooldown is over: the next attempt is the probe).
+	State string `json:"state"`
+	// Until is the end of the cooldown of an open or half-open breaker.
+	Until *time.Time `json:"until,omitempty"`
+	// Failures since the last success, while the breaker is closed.
+	Failures int64 `json:"failures"`
+}
+
+// Breaker reads endpoint ep's circuit breaker. It changes nothing.
+func (c *Controller) Breaker(ctx context.Context, ep string) (Breaker, error) {
+	v, err := c.rdb.Get(ctx, c.stateKey(ep)).Result()
+	if err != nil && err != redis.Nil {
+		return Breaker{}, fmt.Errorf("circuit breaker: %w", err)
+	}
+	if s, ok := parseOpen(v); ok {
+		b := Breaker{State: "half_open", Until: &s.until}
+		if time.Now().Before(s.until) {
+			b.State = "open"
+		}
+		return b, nil
+	}
+	n, err := c.rdb.Get(ctx, c.failsKey(ep)).Int64()
+	if err != nil && err != redis.Nil {
+		return Breaker{}, fmt.Errorf("circuit breaker: %w", err)
+	}
+	return Breaker{State: "closed", Failures: n}, nil
+}

@@ -412,3 +412,40 @@ func TestWaitCountsItsPlace(t *testing.T) {
 		t.Fatal("endpoints stalled together are slow")
 	}
 }
+
+// Breaker reads what the instances share: closed with its failures, open
+// until the cooldown ends, then half-open until a success closes it.
+func TestBreakerReadsTheSharedState(t *testing.T) {
+	r := testenv.StartRedis(t)
+	opts := Options{Threshold: 2, BaseCooldown: 200 * time.Millisecond}
+	a := newController(t, r.Client, opts)
+	reader := New(r.Client, Options{KeyPrefix: "t:"}) // another instance, not running
+	ctx := t.Context()
+	state := func() Breaker {
+		t.Helper()
+		b, err := reader.Breaker(ctx, "ep")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	if b := state(); b.State != "closed" || b.Failures != 0 || b.Until != nil {
+		t.Errorf("new endpoint: %+v", b)
+	}
+	a.Failure(ctx, "ep")
+	if b := state(); b.State != "closed" || b.Failures != 1 {
+		t.Errorf("after a failure: %+v", b)
+	}
+	until, _ := a.Failure(ctx, "ep")
+	if b := state(); b.State != "open" || b.Until == nil || !b.Until.Equal(until.Truncate(time.Millisecond)) {
+		t.Errorf("opened until %s: %+v", until, b)
+	}
+	time.Sleep(time.Until(until) + 10*time.Millisecond)
+	if b := state(); b.State != "half_open" {
+		t.Errorf("after the cooldown: %+v", b)
+	}
+	a.Success(ctx, "ep")
+	if b := state(); b.State != "closed" || b.Failures != 0 {
+		t.Errorf("after a success: %+v", b)
+	}
+}
