@@ -1,6 +1,6 @@
 // Package admin serves the admin HTTP API (webhook configs, campaigns,
 // tests, secret and key rotation, dead-letter replays, recoveries from the
-// input topics), the JWKS of endpoint JWT keys, /healthz, /readyz and
+// input topics, the delivery log and endpoint health), the JWKS of endpoint JWT keys, /healthz, /readyz and
 // /metrics.
 package admin
 
@@ -60,6 +60,8 @@ type Options struct {
 	RotationGrace time.Duration       // how long a rotated secret or key stays valid
 	Checks        []Check             // readiness
 	Replays       Replays             // nil: replay and recovery endpoints answer 501
+	Log           DeliveryLog         // nil: attempts, messages and health answer 501
+	Breakers      Breakers            // nil: health shows no breaker
 	Gatherer      prometheus.Gatherer
 	Logger        *slog.Logger
 }
@@ -101,6 +103,9 @@ func NewHandler(store Store, sender Sender, opts Options) http.Handler {
 	v1("POST /v1/webhooks/{imsOrg}/{sandboxId}/recover", a.scoped(a.startRecovery))
 	v1("GET /v1/webhooks/{imsOrg}/{sandboxId}/recoveries", a.scoped(a.listRecoveries))
 	v1("GET /v1/webhooks/{imsOrg}/{sandboxId}/recoveries/{id}", a.scoped(a.getRecovery))
+	v1("GET /v1/webhooks/{imsOrg}/{sandboxId}/attempts", a.scoped(a.listAttempts))
+	v1("GET /v1/webhooks/{imsOrg}/{sandboxId}/messages/{webhookId}", a.scoped(a.getMessage))
+	v1("GET /v1/webhooks/{imsOrg}/{sandboxId}/health", a.scoped(a.health))
 	v1("POST /v1/dlq/replays", a.startReplay)
 	v1("GET /v1/dlq/replays", a.listReplays)
 	v1("GET /v1/dlq/replays/{id}", a.getReplay)

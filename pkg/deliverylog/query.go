@@ -53,7 +53,7 @@ var (
 	types = []string{outcome.TypeAttempt, outcome.TypeOutcome, outcome.TypeExhausted,
 		outcome.TypeEndpointFailing, outcome.TypeEndpointRecovered, outcome.TypeEndpointDisabled}
 	outcomes = []string{"success", "retryable", "rejected", "error", // attempts
-		"delivered", "duplicate", "skipped", "retried", "deferred", "dead_lettered", "dead_letter_lost", "abandoned"} // outcomes
+		"delivered", "duplicate", "skipped", "retried", "deferred", "dead_lettered", "dead_letter_lost"} // outcomes
 	statuses = []string{"sent", "delivered", "bounce", "error"}
 )
 
