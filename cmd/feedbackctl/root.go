@@ -132,6 +132,9 @@ kafka-sasl-password in the --config file, or --kafka-sasl-password-file.`,
 					return fmt.Errorf("config file %s: %w", configFile, err)
 				}
 			}
+			if asJSON, _ := cmd.Flags().GetBool("json"); asJSON {
+				s.v.Set("output", "json")
+			}
 			if err := s.loadKafka(); err != nil {
 				return err
 			}
@@ -150,6 +153,7 @@ kafka-sasl-password in the --config file, or --kafka-sasl-password-file.`,
 	pf.StringVar(&configFile, "config", "", "feedbackctl settings file (YAML keys: brokers, admin-url, token, group, output)")
 	pf.StringSlice("brokers", []string{"127.0.0.1:9092"}, "Kafka seed brokers")
 	pf.StringP("output", "o", "table", "output format: table or json")
+	pf.Bool("json", false, "the same as -o json")
 	pf.String("admin-url", "http://127.0.0.1:8080", "feedbackd admin API")
 	pf.String("token", "", "admin API bearer token (better: FEEDBACKCTL_TOKEN)")
 	pf.String("group", "feedbackd", "feedbackd's consumer group (kafka.group); replay jobs use <group>-replay-<id>")
@@ -167,6 +171,6 @@ kafka-sasl-password in the --config file, or --kafka-sasl-password-file.`,
 		_ = s.v.BindPFlag(f.name, pf.Lookup(f.name))
 	}
 
-	root.AddCommand(newWebhooks(s), newCampaigns(s), newDLQ(s), newProduce(s), newValidate(s), newReceive(s), newToken(s))
+	root.AddCommand(newWebhooks(s), newCampaigns(s), newDLQ(s), newProduce(s), newValidate(s), newReceive(s), newToken(s), newMessages(s))
 	return root
 }

@@ -26,7 +26,7 @@ FEEDBACKCTL_TOKEN).`,
 	}
 	cmd.AddCommand(webhooksCreate(s), webhooksGet(s), webhooksList(s), webhooksEdit(s),
 		webhooksDelete(s), webhooksRotate(s), webhooksRotateKey(s), webhooksTest(s),
-		webhooksRecover(s), webhooksRecoveries(s))
+		webhooksRecover(s), webhooksRecoveries(s), webhooksAttempts(s), webhooksHealth(s))
 	return cmd
 }
 

@@ -26,10 +26,12 @@ type Config struct {
 	Retry    RetryConfig    `mapstructure:"retry"`
 	Delivery DeliveryConfig `mapstructure:"delivery"`
 	Outcomes OutcomesConfig `mapstructure:"outcomes"`
-	Configs  ConfigsConfig  `mapstructure:"configs"`
-	Secrets  SecretsConfig  `mapstructure:"secrets"`
-	Shutdown ShutdownConfig `mapstructure:"shutdown"`
-	Log      LogConfig      `mapstructure:"log"`
+	// DeliveryLog is fed even when outcomes are off.
+	DeliveryLog DeliveryLogConfig `mapstructure:"delivery_log"`
+	Configs     ConfigsConfig     `mapstructure:"configs"`
+	Secrets     SecretsConfig     `mapstructure:"secrets"`
+	Shutdown    ShutdownConfig    `mapstructure:"shutdown"`
+	Log         LogConfig         `mapstructure:"log"`
 }
 
 // KafkaConfig says where the topics are.
@@ -70,6 +72,16 @@ type OutcomesConfig struct {
 	// ResponseBytes of each answer's body are kept in attempt records; 0
 	// keeps none.
 	ResponseBytes int `mapstructure:"response_bytes"`
+}
+
+// DeliveryLogConfig is the delivery log in Redis (package deliverylog):
+// the recent outcome records of each config, for the admin API.
+type DeliveryLogConfig struct {
+	Enabled bool `mapstructure:"enabled"`
+	// PerConfig records are kept per config (about: trimming is by whole
+	// stream nodes); MaxAge bounds their age.
+	PerConfig int           `mapstructure:"per_config"`
+	MaxAge    time.Duration `mapstructure:"max_age"`
 }
 
 // OutcomesTopic is the outcomes topic's name, "" when it is off.
@@ -242,11 +254,12 @@ func Defaults() Config {
 			DedupeWindow: 10 * time.Minute,
 			DisableAfter: 5 * 24 * time.Hour,
 		},
-		Outcomes: OutcomesConfig{ResponseBytes: 1024},
-		Configs:  ConfigsConfig{CacheTTL: 30 * time.Second, CacheSize: 100_000, CheckInterval: 5 * time.Second},
-		Secrets:  SecretsConfig{Keys: []string{}, RotationGrace: 24 * time.Hour},
-		Shutdown: ShutdownConfig{Timeout: 30 * time.Second},
-		Log:      LogConfig{Level: "info", Format: "json"},
+		Outcomes:    OutcomesConfig{ResponseBytes: 1024},
+		DeliveryLog: DeliveryLogConfig{Enabled: true, PerConfig: 1000, MaxAge: 72 * time.Hour},
+		Configs:     ConfigsConfig{CacheTTL: 30 * time.Second, CacheSize: 100_000, CheckInterval: 5 * time.Second},
+		Secrets:     SecretsConfig{Keys: []string{}, RotationGrace: 24 * time.Hour},
+		Shutdown:    ShutdownConfig{Timeout: 30 * time.Second},
+		Log:         LogConfig{Level: "info", Format: "json"},
 	}
 }
 
@@ -292,6 +305,14 @@ func (c *Config) Validate() error {
 	}
 	if c.Outcomes.ResponseBytes < 0 || c.Outcomes.ResponseBytes > 64<<10 {
 		bad("outcomes.response_bytes", "%d is outside 0..65536", c.Outcomes.ResponseBytes)
+	}
+	if c.DeliveryLog.Enabled {
+		if c.DeliveryLog.PerConfig < 1 || c.DeliveryLog.PerConfig > 100_000 {
+			bad("delivery_log.per_config", "%d is outside 1..100000", c.DeliveryLog.PerConfig)
+		}
+		if c.DeliveryLog.MaxAge < time.Minute || c.DeliveryLog.MaxAge > 90*24*time.Hour {
+			bad("delivery_log.max_age", "%s is outside 1m..2160h (90 days)", c.DeliveryLog.MaxAge)
+		}
 	}
 	if c.Kafka.Partitions < 1 {
 		bad("kafka.partitions", "must be at least 1")

@@ -30,6 +30,7 @@ import (
 	"github.com/feedbackd/feedbackd/pkg/configstore"
 	"github.com/feedbackd/feedbackd/pkg/dedupe"
 	"github.com/feedbackd/feedbackd/pkg/deliver"
+	"github.com/feedbackd/feedbackd/pkg/deliverylog"
 	"github.com/feedbackd/feedbackd/pkg/failclock"
 	"github.com/feedbackd/feedbackd/pkg/kafkaconn"
 	"github.com/feedbackd/feedbackd/pkg/netguard"
@@ -169,6 +170,23 @@ func Run(ctx context.Context, cfg Config, opts Options) error {
 		Registerer:   reg,
 	})
 
+	// The delivery log; typed nils are kept out of the interfaces.
+	var (
+		dlog     *deliverylog.Log
+		outLog   pipeline.OutcomeLog
+		adminLog admin.DeliveryLog
+	)
+	if cfg.DeliveryLog.Enabled {
+		dlog = deliverylog.New(rdb, deliverylog.Options{
+			KeyPrefix:  cfg.Redis.KeyPrefix,
+			PerConfig:  cfg.DeliveryLog.PerConfig,
+			MaxAge:     cfg.DeliveryLog.MaxAge,
+			Logger:     log.With("component", "delivery-log"),
+			Registerer: reg,
+		})
+		outLog, adminLog = dlog, dlog
+	}
+
 	var dd pipeline.Deduper
 	if cfg.Delivery.DedupeWindow > 0 {
 		delivered := dedupe.New(rdb, cfg.Redis.KeyPrefix, cfg.Delivery.DedupeWindow, reg)
@@ -194,6 +212,7 @@ func Run(ctx context.Context, cfg Config, opts Options) error {
 		RetryPrefix:   cfg.Kafka.Topics.RetryPrefix,
 		DLQTopic:      cfg.Kafka.Topics.DLQ,
 		OutcomesTopic: cfg.OutcomesTopic(),
+		Log:           outLog,
 		Instance:      instanceName(),
 		Policy:        cfg.RetryPolicy(),
 		Concurrency:   cfg.Delivery.Concurrency,
@@ -244,6 +263,8 @@ func Run(ctx context.Context, cfg Config, opts Options) error {
 			{Name: "secrets", Func: store.SecretsErr},
 		},
 		Replays:  replays,
+		Log:      adminLog,
+		Breakers: admit,
 		Gatherer: reg,
 		Logger:   log.With("component", "admin"),
 	})
@@ -268,6 +289,10 @@ func Run(ctx context.Context, cfg Config, opts Options) error {
 	wg.Go(func() { _ = admit.Run(storeCtx) })
 	if runClock != nil {
 		wg.Go(func() { runClock(storeCtx) })
+	}
+	if dlog != nil {
+		// Stopped after the pipeline has drained: its last records are written.
+		wg.Go(func() { _ = dlog.Run(storeCtx) })
 	}
 	wg.Go(func() {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -348,7 +373,7 @@ func connectKafka(ctx context.Context, kconn *kafkaconn.Config, kopts []kgo.Opt,
 
 // responseBytes is how much of each answer's body attempt records keep.
 func responseBytes(cfg Config) int {
-	if cfg.OutcomesTopic() == "" {
+	if cfg.OutcomesTopic() == "" && !cfg.DeliveryLog.Enabled {
 		return 0
 	}
 	return min(cfg.Outcomes.ResponseBytes, int(cfg.Delivery.MaxResponseBytes))
