@@ -181,9 +181,13 @@ func printBanner(w io.Writer, cfg daemon.Config, o Options, addr net.Addr) {
    go run ./cmd/feedbackctl dlq list --brokers %s
  Follow every attempt and outcome (delivery receipts):
    kcat -C -b %s -t %s -o beginning -f '%%k %%s\n'
+ The demo webhook's delivery log and endpoint health:
+   FEEDBACKCTL_TOKEN=%s FEEDBACKCTL_ADMIN_URL=%s go run ./cmd/feedbackctl webhooks attempts %s %s
+   FEEDBACKCTL_TOKEN=%s FEEDBACKCTL_ADMIN_URL=%s go run ./cmd/feedbackctl webhooks health %s %s
  Stop with Ctrl-C.
 ==============================================================================
 
 `, o.KafkaAddr, o.DataDir, o.RedisAddr, api, token, api, api, receiver, cfg.Retry.Schedule, cfg.Kafka.Topics.DLQ,
-		o.KafkaAddr, o.KafkaAddr, token, api, o.KafkaAddr, o.KafkaAddr, cfg.Kafka.Topics.Outcomes)
+		o.KafkaAddr, o.KafkaAddr, token, api, o.KafkaAddr, o.KafkaAddr, cfg.Kafka.Topics.Outcomes,
+		token, api, demoOrg, demoSandbox, token, api, demoOrg, demoSandbox)
 }

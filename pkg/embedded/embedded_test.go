@@ -3,8 +3,10 @@ package embedded
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"log/slog"
 	"net"
+	"net/http"
 	"strings"
 	"sync"
 	"testing"
@@ -92,6 +94,18 @@ func TestEmbeddedDemoShowsEveryPath(t *testing.T) {
 			t.Errorf("banner lacks %q:\n%s", w, banner.String())
 		}
 	}
+	// The delivery log works on miniredis: streams with MAXLEN and MINID
+	// trimming, counts, health.
+	for _, path := range []string{"/attempts?type=message.attempt&limit=5", "/health"} {
+		var page map[string]any
+		code := getJSON(t, "http://"+cfg.HTTP.Addr+"/v1/webhooks/"+demoOrg+"/"+demoSandbox+path, &page)
+		if recs, _ := page["records"].([]any); code != 200 || (path != "/health" && len(recs) == 0) {
+			t.Errorf("GET %s: %d %v", path, code, page)
+		}
+	}
+	if !strings.Contains(banner.String(), "feedbackctl webhooks attempts "+demoOrg) {
+		t.Errorf("banner lacks the delivery log:\n%s", banner.String())
+	}
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatalf("embedded run ended with %v", err)
@@ -115,4 +129,17 @@ func TestAdjustTurnsAutoDisableOff(t *testing.T) {
 			t.Errorf("set %v: delivery.disable_after %s, want %s", set, cfg.Delivery.DisableAfter, want)
 		}
 	}
+}
+
+func getJSON(t *testing.T, url string, out any) int {
+	t.Helper()
+	req, _ := http.NewRequest("GET", url, nil)
+	req.Header.Set("Authorization", "Bearer "+DemoToken)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	_ = json.NewDecoder(resp.Body).Decode(out)
+	return resp.StatusCode
 }
