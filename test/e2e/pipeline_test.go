@@ -80,6 +80,16 @@ func testEveryStatusDeliveredOnceAndSigned(t *testing.T, opts ...option) {
 			t.Errorf("deliveries_total{status=%s,result=delivered} = %v", status, n)
 		}
 	}
+	// The delivery log holds each delivery's attempt and outcome and reads
+	// back, on every Redis this scenario runs on (with the README's ACL).
+	var page struct{ Records []map[string]any }
+	h.eventually("18 records in the delivery log", 10*time.Second, func() bool {
+		return h.call("GET", "/v1/webhooks/org1/sb1/attempts", nil, &page) == 200 && len(page.Records) >= 18
+	})
+	var health struct{ LastHour struct{ Attempts map[string]int64 } }
+	if code := h.call("GET", "/v1/webhooks/org1/sb1/health", nil, &health); code != 200 || health.LastHour.Attempts["success"] != 9 {
+		t.Errorf("health: %d %+v", code, health)
+	}
 }
 
 func roundTrip(t *testing.T, e ev) map[string]any {

@@ -164,7 +164,8 @@ func TestRedisSentinelFailoverMidStream(t *testing.T) {
 const aclUser = "feedbackd on >fb-redis-pw ~feedbackd:* resetchannels -@all " +
 	"+ping +hello +auth +info +cluster|slots +cluster|shards +command " +
 	"+get +set +del +exists +expire +pexpire +pexpireat +persist +incr " +
-	"+hget +hset +hdel +hgetall +zadd +zrem +zremrangebyscore +zrevrange +zcard +sadd +sismember +scan +evalsha +eval"
+	"+hget +hset +hdel +hgetall +zadd +zrem +zremrangebyscore +zrevrange +zcard +sadd +sismember +scan +evalsha +eval " +
+	"+xadd +xtrim +xrange +xrevrange +hincrby"
 
 // aclArgs are redis-server arguments creating aclUser.
 func aclArgs() []string { return append([]string{"--user"}, strings.Fields(aclUser)...) }
