@@ -76,3 +76,43 @@ func usedMemory(b *testing.B, r *testenv.Redis) int64 {
 	b.Fatal("no used_memory in INFO memory")
 	return 0
 }
+
+// BenchmarkWrite writes batches of 500 records (an attempt and an outcome
+// each, over 50 configs) to a redis-server in one round trip each, as Run
+// does, and reports the Redis CPU each record costs.
+func BenchmarkWrite(b *testing.B) {
+	r := testenv.StartRedis(b)
+	l := New(r.Client, Options{KeyPrefix: "feedbackd:", Registerer: prometheus.NewRegistry()})
+	now := time.Now()
+	var batch []*outcome.Record
+	for i := range 250 {
+		batch = append(batch, event(fmt.Sprintf("org%d", i%50), fmt.Sprint("msg_", i), now, 200)...)
+	}
+	cpu0 := redisCPU(b, r)
+	n := 0
+	for b.Loop() {
+		l.write(context.Background(), batch)
+		n += len(batch)
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(n), "ns/record")
+	b.ReportMetric((redisCPU(b, r)-cpu0)*1e6/float64(n), "redis-µs/record")
+}
+
+// redisCPU is the CPU seconds the server used (INFO cpu: sys + user).
+func redisCPU(b *testing.B, r *testenv.Redis) float64 {
+	b.Helper()
+	info, err := r.Client.Info(context.Background(), "cpu").Result()
+	if err != nil {
+		b.Fatal(err)
+	}
+	var sum float64
+	for _, line := range strings.Split(info, "\r\n") {
+		for _, k := range []string{"used_cpu_sys:", "used_cpu_user:"} {
+			if v, ok := strings.CutPrefix(line, k); ok {
+				f, _ := strconv.ParseFloat(v, 64)
+				sum += f
+			}
+		}
+	}
+	return sum
+}
