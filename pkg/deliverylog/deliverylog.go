@@ -227,16 +227,16 @@ func bucketOf(t time.Time) int64 {
 	return t.Unix() / w * w
 }
 
-// countField is the counts hash field of a record: "attempt:<label>",
-// "outcome:<kind>" or "event:<type>".
-func countField(r *outcome.Record) string {
-	switch r.Type {
+// countField is the counts hash field of a record of type typ:
+// "attempt:<label>", "outcome:<kind>" or "event:<type>".
+func countField(typ, outcomeName string) string {
+	switch typ {
 	case outcome.TypeAttempt:
-		return "attempt:" + r.Outcome
+		return "attempt:" + outcomeName
 	case outcome.TypeOutcome:
-		return "outcome:" + r.Outcome
+		return "outcome:" + outcomeName
 	}
-	return "event:" + r.Type
+	return "event:" + typ
 }
 
 // Failure is the last failure of a config.
@@ -264,17 +264,23 @@ func failed(r *outcome.Record) bool {
 // context, so that what was taken from the buffer is written at a stop.
 const writeTimeout = 5 * time.Second
 
-// write makes one batch in one pipelined round trip.
+// write makes one batch in one pipelined round trip. Keys and counts are
+// gathered per config first: a batch holds many records of few configs.
 func (l *Log) write(ctx context.Context, batch []*outcome.Record) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), writeTimeout)
 	defer cancel()
-	type last struct {
+	type tenant struct{ org, sandbox string }
+	type count struct {
+		bucket      int64
+		typ, result string
+	}
+	type config struct {
+		stream  string
+		counts  map[count]int64
 		success time.Time
 		failure *Failure
 	}
-	counts := map[string]map[string]int64{} // counts key -> field -> n
-	lasts := map[string]*last{}
-	streams := map[string]bool{}
+	configs := map[tenant]*config{}
 	p := l.rdb.Pipeline()
 	n := 0
 	for _, r := range batch {
@@ -283,52 +289,55 @@ func (l *Log) write(ctx context.Context, batch []*outcome.Record) {
 			l.metrics.errors.Inc()
 			continue
 		}
-		cfg := configKey(r.Org, r.Sandbox)
-		sk := l.streamKey(cfg)
-		p.XAdd(ctx, &redis.XAddArgs{Stream: sk, MaxLen: int64(l.opts.PerConfig), Approx: true, Values: []string{"r", string(v)}})
-		streams[sk] = true
+		c := configs[tenant{r.Org, r.Sandbox}]
+		if c == nil {
+			c = &config{stream: l.streamKey(configKey(r.Org, r.Sandbox)), counts: map[count]int64{}}
+			configs[tenant{r.Org, r.Sandbox}] = c
+		}
+		p.XAdd(ctx, &redis.XAddArgs{Stream: c.stream, MaxLen: int64(l.opts.PerConfig), Approx: true, Values: []any{"r", v}})
 		n++
-		ck := l.countsKey(cfg, bucketOf(r.Time))
-		if counts[ck] == nil {
-			counts[ck] = map[string]int64{}
+		k := count{bucket: bucketOf(r.Time), typ: r.Type}
+		if r.Type == outcome.TypeAttempt || r.Type == outcome.TypeOutcome {
+			k.result = r.Outcome
 		}
-		counts[ck][countField(r)]++
-		lk := l.lastKey(cfg)
-		if lasts[lk] == nil {
-			lasts[lk] = &last{}
-		}
+		c.counts[k]++
 		switch {
 		case r.Type == outcome.TypeAttempt && r.Outcome == "success":
-			lasts[lk].success = r.Time
+			c.success = r.Time
 		case failed(r):
-			lasts[lk].failure = &Failure{Time: r.Time, WebhookID: r.WebhookID, Outcome: r.Outcome, ErrorClass: r.ErrorClass, HTTPStatus: r.HTTPCode}
+			c.failure = &Failure{Time: r.Time, WebhookID: r.WebhookID, Outcome: r.Outcome, ErrorClass: r.ErrorClass, HTTPStatus: r.HTTPCode}
 		}
 	}
 	minID := strconv.FormatInt(time.Now().Add(-l.opts.MaxAge).UnixMilli(), 10)
-	for sk := range streams {
-		p.XTrimMinIDApprox(ctx, sk, minID, 0)
-		p.PExpire(ctx, sk, l.opts.MaxAge)
-	}
-	for ck, fields := range counts {
-		for f, c := range fields {
-			p.HIncrBy(ctx, ck, f, c)
+	for t, c := range configs {
+		p.XTrimMinIDApprox(ctx, c.stream, minID, 0)
+		p.PExpire(ctx, c.stream, l.opts.MaxAge)
+		cfg := configKey(t.org, t.sandbox)
+		buckets := map[int64]string{}
+		for k, v := range c.counts {
+			ck := buckets[k.bucket]
+			if ck == "" {
+				ck = l.countsKey(cfg, k.bucket)
+				buckets[k.bucket] = ck
+			}
+			p.HIncrBy(ctx, ck, countField(k.typ, k.result), v)
 		}
-		p.Expire(ctx, ck, countsTTL)
-	}
-	for lk, v := range lasts {
+		for _, ck := range buckets { // after the HINCRBYs that create them
+			p.Expire(ctx, ck, countsTTL)
+		}
 		var kv []any
-		if !v.success.IsZero() {
-			kv = append(kv, "success", v.success.Format(time.RFC3339Nano))
+		if !c.success.IsZero() {
+			kv = append(kv, "success", c.success.Format(time.RFC3339Nano))
 		}
-		if v.failure != nil {
-			b, _ := json.Marshal(v.failure)
-			kv = append(kv, "failure", string(b))
+		if c.failure != nil {
+			b, _ := json.Marshal(c.failure)
+			kv = append(kv, "failure", b)
 		}
-		if len(kv) == 0 {
-			continue
+		if len(kv) > 0 {
+			lk := l.lastKey(cfg)
+			p.HSet(ctx, lk, kv...)
+			p.PExpire(ctx, lk, lastTTL)
 		}
-		p.HSet(ctx, lk, kv...)
-		p.PExpire(ctx, lk, lastTTL)
 	}
 	if _, err := p.Exec(ctx); err != nil {
 		l.metrics.errors.Add(float64(n))
