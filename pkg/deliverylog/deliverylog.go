@@ -129,7 +129,15 @@ type Log struct {
 	metrics *Metrics
 	queue   chan *outcome.Record
 	running atomic.Bool
+	// Owned by Run: when the last write error was logged, and the records
+	// lost since.
+	warned time.Time
+	lost   int
 }
+
+// warnEvery: with Redis down a batch fails every FlushEvery; one line says
+// so every 10 s, with the records lost since the last one.
+const warnEvery = 10 * time.Second
 
 // New returns a Log on rdb. Call Run to write what Add is given.
 func New(rdb redis.UniversalClient, opts Options) *Log {
@@ -341,7 +349,11 @@ func (l *Log) write(ctx context.Context, batch []*outcome.Record) {
 	}
 	if _, err := p.Exec(ctx); err != nil {
 		l.metrics.errors.Add(float64(n))
-		l.opts.Logger.Warn("delivery log records not written to Redis; dropped", "records", n, "error", err)
+		l.lost += n
+		if now := time.Now(); now.Sub(l.warned) >= warnEvery {
+			l.opts.Logger.Warn("delivery log records not written to Redis; dropped", "records", l.lost, "error", err)
+			l.warned, l.lost = now, 0
+		}
 		return
 	}
 	l.metrics.writes.Add(float64(n))
