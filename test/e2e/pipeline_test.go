@@ -86,7 +86,9 @@ func testEveryStatusDeliveredOnceAndSigned(t *testing.T, opts ...option) {
 	h.eventually("18 records in the delivery log", 10*time.Second, func() bool {
 		return h.call("GET", "/v1/webhooks/org1/sb1/attempts", nil, &page) == 200 && len(page.Records) >= 18
 	})
-	var health struct{ LastHour struct{ Attempts map[string]int64 } }
+	var health struct {
+		LastHour struct{ Attempts map[string]int64 }
+	}
 	if code := h.call("GET", "/v1/webhooks/org1/sb1/health", nil, &health); code != 200 || health.LastHour.Attempts["success"] != 9 {
 		t.Errorf("health: %d %+v", code, health)
 	}
