@@ -62,6 +62,7 @@ type Options struct {
 	Replays       Replays             // nil: replay and recovery endpoints answer 501
 	Log           DeliveryLog         // nil: attempts, messages and health answer 501
 	Breakers      Breakers            // nil: health shows no breaker
+	DeadLetters   DeadLetters         // nil: GET /v1/dlq answers 501
 	Gatherer      prometheus.Gatherer
 	Logger        *slog.Logger
 }
@@ -106,6 +107,7 @@ func NewHandler(store Store, sender Sender, opts Options) http.Handler {
 	v1("GET /v1/webhooks/{imsOrg}/{sandboxId}/attempts", a.scoped(a.listAttempts))
 	v1("GET /v1/webhooks/{imsOrg}/{sandboxId}/messages/{webhookId}", a.scoped(a.getMessage))
 	v1("GET /v1/webhooks/{imsOrg}/{sandboxId}/health", a.scoped(a.health))
+	v1("GET /v1/dlq", a.listDeadLetters)
 	v1("POST /v1/dlq/replays", a.startReplay)
 	v1("GET /v1/dlq/replays", a.listReplays)
 	v1("GET /v1/dlq/replays/{id}", a.getReplay)

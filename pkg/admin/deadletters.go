@@ -1,0 +1,122 @@
+package admin
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/feedbackd/feedbackd/pkg/dlq"
+	"github.com/feedbackd/feedbackd/pkg/replay"
+)
+
+// DeadLetters reads the dead-letter topic from its start to its current
+// end, without a consumer group (dlq.Scan).
+type DeadLetters interface {
+	Scan(ctx context.Context, fn func(dlq.Record) bool) error
+}
+
+// deadLetter is a dead letter as the API shows it: feedbackctl dlq list
+// -o json's shape.
+type deadLetter struct {
+	DeadLetter     string            `json:"deadLetter"` // topic/partition/offset
+	Reason         string            `json:"reason"`
+	WebhookID      string            `json:"webhookId"`
+	Org            string            `json:"org"`
+	Sandbox        string            `json:"sandbox"`
+	Channel        string            `json:"channel"`
+	Status         string            `json:"status"`
+	Attempts       int               `json:"attempts"`
+	LastStatus     int               `json:"lastStatus"`
+	LastError      string            `json:"lastError"`
+	FirstAttemptAt time.Time         `json:"firstAttemptAt,omitzero"`
+	FailedAt       time.Time         `json:"failedAt"`
+	Source         string            `json:"source"`
+	Key            string            `json:"key"`
+	Headers        map[string]string `json:"headers"`
+	Value          any               `json:"value"` // the event's JSON, or its text if it is not JSON
+	Error          string            `json:"error,omitempty"`
+}
+
+func showDeadLetter(r dlq.Record) deadLetter {
+	d := deadLetter{DeadLetter: r.Coordinates(), Reason: r.Reason, WebhookID: r.WebhookID, Org: r.Org, Sandbox: r.Sandbox,
+		Channel: r.Channel, Status: r.Status, Attempts: r.Attempts, LastStatus: r.LastStatus, LastError: r.LastError,
+		FirstAttemptAt: r.FirstAttemptAt, FailedAt: r.FailedAt, Source: r.Source, Key: string(r.Key), Headers: map[string]string{}}
+	for _, h := range r.Headers {
+		d.Headers[h.Key] = string(h.Value)
+	}
+	if json.Valid(r.Value) {
+		d.Value = json.RawMessage(r.Value)
+	} else {
+		d.Value = string(r.Value)
+	}
+	if r.Err != nil {
+		d.Error = r.Err.Error()
+	}
+	return d
+}
+
+// listDeadLetters answers the statistics of the dead letters that pass the
+// filters (as feedbackctl dlq stats) and the oldest limit of them (default
+// 50, up to 500; as feedbackctl dlq list), or the one at deadLetter
+// (topic/partition/offset). A token scoped to organisations sees only
+// theirs. The whole topic is read on each call.
+func (a *api) listDeadLetters(w http.ResponseWriter, r *http.Request) {
+	if a.opts.DeadLetters == nil {
+		writeError(w, http.StatusNotImplemented, "not_implemented", "reading dead letters is not configured", "")
+		return
+	}
+	q := r.URL.Query()
+	req := replay.Request{Org: q.Get("org"), Sandbox: q.Get("sandbox"), Channel: q.Get("channel"), Status: q.Get("status"),
+		Reason: q.Get("reason"), Since: q.Get("since"), Until: q.Get("until")}
+	p := principal(r)
+	if req.Org != "" && !p.Allows(req.Org) {
+		writeError(w, http.StatusForbidden, "forbidden", "this token may not read that organisation's dead letters", "org")
+		return
+	}
+	limit := 50
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 500 {
+			writeError(w, http.StatusBadRequest, "invalid_request", "limit must be a whole number from 1 to 500", "limit")
+			return
+		}
+		limit = n
+	}
+	now := time.Now()
+	flt, err := req.Filter(now)
+	var reqErr *replay.RequestError
+	if errors.As(err, &reqErr) {
+		writeError(w, http.StatusBadRequest, "invalid_request", reqErr.Message, reqErr.Field)
+		return
+	}
+	if err == nil {
+		err = flt.Validate()
+	}
+	if err != nil {
+		field, msg, _ := strings.Cut(err.Error(), ": ")
+		writeError(w, http.StatusBadRequest, "invalid_request", msg, field)
+		return
+	}
+	at := q.Get("deadLetter")
+	stats := dlq.Stats{ByReason: map[string]int{}, ByChannel: map[string]int{}, ByOrg: map[string]int{}, ByAge: map[string]int{}}
+	out := []deadLetter{}
+	err = a.opts.DeadLetters.Scan(r.Context(), func(rec dlq.Record) bool {
+		if !flt.Match(rec) || !p.Allows(rec.Org) || (at != "" && rec.Coordinates() != at) {
+			return true
+		}
+		stats.Add(rec, now)
+		if len(out) < limit {
+			out = append(out, showDeadLetter(rec))
+		}
+		return true
+	})
+	if err != nil {
+		a.fail(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"stats": stats, "deadLetters": out, "truncated": stats.Total > len(out)})
+}
