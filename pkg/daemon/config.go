@@ -121,6 +121,12 @@ type RedisTLSConfig struct {
 // HTTPConfig is the admin, health and metrics listener.
 type HTTPConfig struct {
 	Addr string `mapstructure:"addr"`
+	// UI serves the web console at /ui/ on this listener; false: no /ui/
+	// routes at all.
+	UI bool `mapstructure:"ui"`
+	// UIPlainHTTP drops the Secure attribute of the console's session
+	// cookie, for a console reached over plain HTTP (development).
+	UIPlainHTTP bool `mapstructure:"ui_plain_http"`
 }
 
 // AdminConfig protects the admin API: a static token, JWTs, or both.
@@ -241,7 +247,7 @@ func Defaults() Config {
 			SessionTimeout: 45 * time.Second,
 		},
 		Redis: RedisConfig{Addr: "127.0.0.1:6379", Addrs: []string{}, KeyPrefix: "feedbackd:"},
-		HTTP:  HTTPConfig{Addr: ":8080"},
+		HTTP:  HTTPConfig{Addr: ":8080", UI: true},
 		Retry: RetryConfig{
 			Schedule: []time.Duration{5 * time.Second, 30 * time.Second, 2 * time.Minute, 10 * time.Minute,
 				30 * time.Minute, time.Hour, 2 * time.Hour, 4 * time.Hour, 8 * time.Hour},

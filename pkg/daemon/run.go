@@ -28,9 +28,11 @@ import (
 	"github.com/feedbackd/feedbackd/pkg/admin"
 	"github.com/feedbackd/feedbackd/pkg/admission"
 	"github.com/feedbackd/feedbackd/pkg/configstore"
+	"github.com/feedbackd/feedbackd/pkg/console"
 	"github.com/feedbackd/feedbackd/pkg/dedupe"
 	"github.com/feedbackd/feedbackd/pkg/deliver"
 	"github.com/feedbackd/feedbackd/pkg/deliverylog"
+	"github.com/feedbackd/feedbackd/pkg/dlq"
 	"github.com/feedbackd/feedbackd/pkg/failclock"
 	"github.com/feedbackd/feedbackd/pkg/kafkaconn"
 	"github.com/feedbackd/feedbackd/pkg/netguard"
@@ -262,12 +264,18 @@ func Run(ctx context.Context, cfg Config, opts Options) error {
 			}},
 			{Name: "secrets", Func: store.SecretsErr},
 		},
-		Replays:  replays,
-		Log:      adminLog,
-		Breakers: admit,
-		Gatherer: reg,
-		Logger:   log.With("component", "admin"),
+		Replays:     replays,
+		DeadLetters: dlqReader{opts: kopts("dlq-read"), topic: cfg.Kafka.Topics.DLQ},
+		Log:         adminLog,
+		Breakers:    admit,
+		Gatherer:    reg,
+		Logger:      log.With("component", "admin"),
 	})
+	if cfg.HTTP.UI {
+		handler = withConsole(handler, console.New(handler, console.Options{
+			Auth: adminAuth, PlainHTTP: cfg.HTTP.UIPlainHTTP, Logger: log.With("component", "console"),
+		}))
+	}
 	ln, err := net.Listen("tcp", cfg.HTTP.Addr)
 	if err != nil {
 		return fmt.Errorf("http.addr: %w", err)
@@ -466,4 +474,23 @@ func ensureTopics(ctx context.Context, cfg Config, kconn *kafkaconn.Config, kopt
 		case <-time.After(backoff):
 		}
 	}
+}
+
+// withConsole serves the console at /ui/ next to the admin API.
+func withConsole(api http.Handler, ui http.Handler) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle(console.Prefix, ui)
+	mux.Handle("/", api)
+	return mux
+}
+
+// dlqReader reads the dead-letter topic for GET /v1/dlq, with a client of
+// its own per call and no consumer group.
+type dlqReader struct {
+	opts  []kgo.Opt
+	topic string
+}
+
+func (d dlqReader) Scan(ctx context.Context, fn func(dlq.Record) bool) error {
+	return dlq.Scan(ctx, d.opts, d.topic, fn)
 }

@@ -59,6 +59,7 @@ func Adjust(cfg *daemon.Config, isSet func(string) bool, o Options) {
 	// addresses inside it.
 	keep("http.addr", func() { cfg.HTTP.Addr = "127.0.0.1:8080" })
 	keep("admin.token", func() { cfg.Admin.Token = DemoToken })
+	keep("http.ui_plain_http", func() { cfg.HTTP.UIPlainHTTP = true })
 	keep("delivery.allow_http", func() { cfg.Delivery.AllowHTTP = true })
 	keep("delivery.allow_private_networks", func() { cfg.Delivery.AllowPrivateNetworks = true })
 	keep("retry.schedule", func() { cfg.Retry.Schedule = []time.Duration{2 * time.Second, 5 * time.Second, 10 * time.Second} })
@@ -167,6 +168,7 @@ func printBanner(w io.Writer, cfg daemon.Config, o Options, addr net.Addr) {
  Kafka-protocol broker  %s   (in-process kfake, data in %s)
  Redis                  %s   (in-process miniredis, memory only)
  Admin API              %s   (token: %s)
+ Web console            %s   (sign in with the token above)
  Health / metrics       %s/readyz   %s/metrics
  Demo receiver          %s
  Retry schedule         %v, then the dead-letter topic %s
@@ -187,7 +189,14 @@ func printBanner(w io.Writer, cfg daemon.Config, o Options, addr net.Addr) {
  Stop with Ctrl-C.
 ==============================================================================
 
-`, o.KafkaAddr, o.DataDir, o.RedisAddr, api, token, api, api, receiver, cfg.Retry.Schedule, cfg.Kafka.Topics.DLQ,
+`, o.KafkaAddr, o.DataDir, o.RedisAddr, api, token, consoleURL(cfg, api), api, api, receiver, cfg.Retry.Schedule, cfg.Kafka.Topics.DLQ,
 		o.KafkaAddr, o.KafkaAddr, token, api, o.KafkaAddr, o.KafkaAddr, cfg.Kafka.Topics.Outcomes,
 		token, api, demoOrg, demoSandbox, token, api, demoOrg, demoSandbox)
+}
+
+func consoleURL(cfg daemon.Config, api string) string {
+	if !cfg.HTTP.UI {
+		return "off (http.ui=false)"
+	}
+	return api + "/ui/"
 }
