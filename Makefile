@@ -5,10 +5,10 @@ VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev
 REVISION ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 LDFLAGS  := -X main.version=$(VERSION) -X main.revision=$(REVISION)
 # Debian packages the tests need, as command=package.
-TOOLS    := redis-server=redis-server redis-cli=redis-tools kcat=kcat curl=curl docker-compose=docker-compose promtool=prometheus prometheus=prometheus tinyproxy=tinyproxy
+TOOLS    := redis-server=redis-server redis-cli=redis-tools kcat=kcat curl=curl docker-compose=docker-compose promtool=prometheus prometheus=prometheus tinyproxy=tinyproxy chromium=chromium
 FUZZTIME ?= 5s
 
-.PHONY: help run build test deps check unit fuzz-short fuzz bench bench-redis-cluster chaos rules-check compose-check clean
+.PHONY: help run build test deps check unit fuzz-short fuzz bench bench-redis-cluster chaos rules-check compose-check screenshots clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -21,7 +21,7 @@ build: ## build bin/feedbackd and bin/feedbackctl
 
 test: deps check rules-check unit fuzz-short compose-check ## install what the tests need, then run every check and test
 
-deps: ## install redis-server, kcat, curl, docker-compose, prometheus and tinyproxy with apt when missing (as root)
+deps: ## install redis-server, kcat, curl, docker-compose, prometheus, tinyproxy and chromium with apt when missing (as root)
 	@missing=""; for t in $(TOOLS); do cmd=$${t%%=*}; pkg=$${t#*=}; \
 	  command -v $$cmd >/dev/null 2>&1 || missing="$$missing $$pkg"; done; \
 	if [ -z "$$missing" ]; then exit 0; fi; \
@@ -95,6 +95,12 @@ rules-check: ## promtool: check the alert rules and run their unit tests
 
 compose-check: ## validate docker-compose.yml (no Docker engine is needed)
 	docker-compose -f docker-compose.yml config -q
+
+SCREENSHOTS := pkg/console/testdata/screenshots
+
+screenshots: deps ## the console's browser test, saving a PNG of each screen in pkg/console/testdata/screenshots
+	mkdir -p $(SCREENSHOTS)
+	CONSOLE_SCREENSHOTS=$(CURDIR)/$(SCREENSHOTS) $(GO) test -count=1 -run '^TestConsoleInBrowser$$' ./test/e2e
 
 clean: ## remove build output and embedded-mode data
 	rm -rf bin .feedbackd

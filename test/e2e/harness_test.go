@@ -47,6 +47,7 @@ type harness struct {
 	redis     *testenv.Redis
 	cfg       daemon.Config
 	api       string
+	direct    string // the primary instance's listener itself, not through the OpenAPI-checking proxy
 	reg       *prometheus.Registry
 	producer  *kgo.Client
 	stop      func()
@@ -135,16 +136,17 @@ func start(t *testing.T, mutate func(*daemon.Config), opts ...option) *harness {
 
 // instance is one running feedbackd.
 type instance struct {
-	api  string
-	reg  *prometheus.Registry
-	stop func() // cancels and waits for Run to return; idempotent
+	api    string
+	direct string
+	reg    *prometheus.Registry
+	stop   func() // cancels and waits for Run to return; idempotent
 }
 
 // startDaemon (re)starts the harness's primary instance.
 func (h *harness) startDaemon() {
 	h.t.Helper()
 	in := h.spawn()
-	h.api, h.reg, h.stop = in.api, in.reg, in.stop
+	h.api, h.direct, h.reg, h.stop = in.api, in.direct, in.reg, in.stop
 }
 
 // spawn starts one more feedbackd instance with the harness's configuration,
@@ -171,7 +173,8 @@ func (h *harness) spawn() *instance {
 	}()
 	select {
 	case a := <-addr:
-		in.api = adminProxy(h.t, "http://"+a.String()) // every call checked against schemas/openapi.json
+		in.direct = "http://" + a.String()
+		in.api = adminProxy(h.t, in.direct) // every call checked against schemas/openapi.json
 	case err := <-done:
 		h.t.Fatalf("feedbackd did not start: %v", err)
 	case <-time.After(30 * time.Second):
