@@ -77,7 +77,8 @@ func New(api http.Handler, opts Options) *Console {
 	c := &Console{api: api, opts: opts, log: opts.Logger, pages: parsePages(), sessions: map[string]*session{}}
 	mux := http.NewServeMux()
 	static, _ := fs.Sub(assets, "assets/static")
-	mux.Handle("GET /ui/static/", http.StripPrefix("/ui/static/", http.FileServerFS(static)))
+	files := http.StripPrefix("/ui/static/", http.FileServerFS(static))
+	mux.HandleFunc("GET /ui/static/{file}", func(w http.ResponseWriter, r *http.Request) { files.ServeHTTP(w, r) })
 	mux.HandleFunc("GET /ui/{$}", c.home)
 	mux.HandleFunc("GET /ui/signin", c.signinPage)
 	mux.HandleFunc("POST /ui/signin", c.signin)

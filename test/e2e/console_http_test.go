@@ -207,6 +207,13 @@ func TestConsoleSecurity(t *testing.T) {
 		}
 	}
 
+	if resp, _ := c.do("GET", "/ui/static/", nil, nil); resp.StatusCode != http.StatusNotFound {
+		t.Errorf("the assets' directory is listed: %d", resp.StatusCode)
+	}
+	if resp, js := c.do("GET", "/ui/static/console.js", nil, nil); resp.StatusCode != http.StatusOK || !strings.Contains(js, "use strict") {
+		t.Errorf("console.js: %d", resp.StatusCode)
+	}
+
 	// Signed out, the cookie is worth nothing.
 	c.do("POST", "/ui/signout", url.Values{"csrf": {c.csrf}}, nil)
 	if resp, _ := c.do("GET", "/ui/webhooks", nil, nil); resp.StatusCode != http.StatusSeeOther {
