@@ -189,6 +189,17 @@ func (tb *tab) shot(name string) {
 	}
 }
 
+// labelled fails the test if an input, select or textarea of the page has
+// no <label>.
+func (tb *tab) labelled() {
+	tb.b.t.Helper()
+	missing := get(tb, chromedp.Evaluate[[]string](`[...document.querySelectorAll("input:not([type=hidden]), select, textarea")]
+		.filter(e => !e.labels || e.labels.length === 0).map(e => e.name || e.id)`))
+	if len(missing) > 0 {
+		tb.b.t.Errorf("inputs without a label at %s: %v", tb.location(), missing)
+	}
+}
+
 // fits375 fails the test if the page needs horizontal scrolling at 375 CSS
 // pixels (wide tables scroll inside their own box).
 func (tb *tab) fits375(page string) {
@@ -244,6 +255,7 @@ func TestConsoleInBrowser(t *testing.T) {
 	// Sign-in: a bad token, then the admin token, typed and sent with Enter.
 	tb.open(ui, "#token")
 	tb.shot("1-signin")
+	tb.labelled()
 	tb.do(chromedp.SendKeys(chromedp.CSS("#token"), "not-the-token\r"), chromedp.WaitVisible(chromedp.CSS("#signin-error")))
 	if m := tb.text("#signin-error"); !strings.Contains(m, "not valid") {
 		t.Fatalf("a bad token: %q", m)
@@ -272,6 +284,7 @@ func TestConsoleInBrowser(t *testing.T) {
 		t.Fatalf("Remove header: %d rows", n)
 	}
 	tb.shot("3-create")
+	tb.labelled()
 	tb.submit("#submit")
 	if e := get(tb, chromedp.Evaluate[string](`(document.querySelector("#url").nextElementSibling || {}).textContent || ""`)); !strings.Contains(e, "https://") {
 		t.Fatalf("the URL's error is not next to it: %q", e)
@@ -303,12 +316,14 @@ func TestConsoleInBrowser(t *testing.T) {
 	}
 	tb.shot("2-inventory")
 	tb.fits375("2-inventory")
+	tb.labelled()
 	tb.open(ui+"webhooks?q=nothing-matches", "#empty")
 	tb.open(ui+"webhooks/orgA/sb1", "#config")
 	if strings.Contains(tb.html(), secret) {
 		t.Fatal("the signing secret is shown again on the edit page")
 	}
 	tb.shot("3-edit")
+	tb.labelled()
 	tb.fits375("3-edit")
 
 	// Edit the URL: the next event goes to the new one.
@@ -381,6 +396,7 @@ func TestConsoleInBrowser(t *testing.T) {
 		t.Fatalf("dead letters: %q", l)
 	}
 	tb.shot("6-dead-letters")
+	tb.labelled()
 	tb.submit("#dlq-list a")
 	if e := tb.text("#event"); !strings.Contains(e, "req-dead") {
 		t.Fatalf("the dead letter in full: %q", e)
