@@ -4,9 +4,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/cookiejar"
+	"net/url"
 	"strings"
 	"sync"
 	"testing"
@@ -89,7 +92,9 @@ func TestEmbeddedDemoShowsEveryPath(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	for _, w := range []string{"EMBEDDED MODE", "NOT for production", o.KafkaAddr, "kcat -P", "feedbackctl produce", "curl", DemoToken} {
+	console := "http://" + cfg.HTTP.Addr + "/ui/"
+	for _, w := range []string{"EMBEDDED MODE", "NOT for production", o.KafkaAddr, "kcat -P", "feedbackctl produce", "curl", DemoToken,
+		"Web console            " + console} {
 		if !strings.Contains(banner.String(), w) {
 			t.Errorf("banner lacks %q:\n%s", w, banner.String())
 		}
@@ -105,6 +110,28 @@ func TestEmbeddedDemoShowsEveryPath(t *testing.T) {
 	}
 	if !strings.Contains(banner.String(), "feedbackctl webhooks attempts "+demoOrg) {
 		t.Errorf("banner lacks the delivery log:\n%s", banner.String())
+	}
+	// The console shows the demo webhook and its dead letters, signed in
+	// with the demo token over plain HTTP.
+	jar, _ := cookiejar.New(nil)
+	client := &http.Client{Jar: jar}
+	resp, err := client.PostForm(console+"signin", url.Values{"token": {DemoToken}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(page), "Demo receiver") {
+		t.Errorf("the console's inventory after signing in with the demo token:\n%s", page)
+	}
+	resp, err = client.Get(console + "dlq")
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(page), "rejected") || !strings.Contains(string(page), "invalid_event") {
+		t.Errorf("the console's dead letters:\n%s", page)
 	}
 	cancel()
 	if err := <-done; err != nil {
