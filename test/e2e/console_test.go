@@ -297,6 +297,8 @@ func TestConsoleInBrowser(t *testing.T) {
 		t.Fatalf("no secret after create: %q", secret)
 	}
 	tb.shot("3-secret-once")
+	tb.do(chromedp.Click(chromedp.CSS(`button[data-copy="signing-secret"]`)))
+	h.eventually("the copy button", 5*time.Second, func() bool { return tb.text(`button[data-copy="signing-secret"]`) == "Copied" })
 
 	// The created webhook receives a produced event, signed with that secret.
 	h.produceEvent(newEvent("c1", "orgA", "sb1", "email", "sent"))
