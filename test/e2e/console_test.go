@@ -320,7 +320,8 @@ func TestConsoleInBrowser(t *testing.T) {
 	tb.fits375("2-inventory")
 	tb.labelled()
 	tb.open(ui+"webhooks?q=nothing-matches", "#empty")
-	tb.open(ui+"webhooks/orgA/sb1", "#config")
+	tb.open(ui+"webhooks?q=orders&sort=host", "#inventory")
+	tb.submit(`a[aria-label="Edit Orders feedback"]`) // Edit from the inventory
 	if strings.Contains(tb.html(), secret) {
 		t.Fatal("the signing secret is shown again on the edit page")
 	}
