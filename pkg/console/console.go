@@ -96,6 +96,8 @@ func New(api http.Handler, opts Options) *Console {
 	mux.HandleFunc("POST /ui/webhooks/{org}/{sb}/campaigns", c.signedIn(c.campaign))
 	mux.HandleFunc("POST /ui/webhooks/{org}/{sb}/recover", c.signedIn(c.startRecovery))
 	mux.HandleFunc("GET /ui/webhooks/{org}/{sb}/recoveries/{id}", c.signedIn(c.recovery))
+	mux.HandleFunc("GET /ui/webhooks/{org}/{sb}/log", c.signedIn(c.deliveryLog))
+	mux.HandleFunc("GET /ui/webhooks/{org}/{sb}/messages/{id}", c.signedIn(c.message))
 	mux.HandleFunc("GET /ui/dlq", c.signedIn(c.deadLetters))
 	mux.HandleFunc("GET /ui/dlq/{topic}/{partition}/{offset}", c.signedIn(c.deadLetter))
 	mux.HandleFunc("POST /ui/dlq/replay", c.signedIn(c.replay))

@@ -37,8 +37,19 @@ var funcs = template.FuncMap{
 		}
 		return t.UTC().Format("2006-01-02 15:04:05Z")
 	},
-	"esc":  url.PathEscape,
-	"pct":  func(f float64) string { return strconv.FormatFloat(f*100, 'f', 1, 64) + "%" },
+	"esc": url.PathEscape,
+	"pct": func(f *float64) string {
+		if f == nil {
+			return "-"
+		}
+		return strconv.FormatFloat(*f*100, 'f', 1, 64) + "%"
+	},
+	"ms": func(f *float64) string {
+		if f == nil {
+			return "-"
+		}
+		return strconv.FormatFloat(*f, 'f', 1, 64) + " ms"
+	},
 	"list": func(v ...any) []any { return v },
 	"json": func(v any) string {
 		if s, ok := v.(string); ok { // a value that is not JSON, as it is
@@ -165,7 +176,8 @@ func (c *Console) signout(w http.ResponseWriter, r *http.Request, s *session) {
 // row is one config of the inventory.
 type row struct {
 	*webhook.Config
-	Host string
+	Host        string
+	SuccessRate *float64 // of the last day; nil: no attempts or no delivery log
 }
 
 type inventoryData struct {
@@ -194,6 +206,7 @@ func (c *Console) inventory(w http.ResponseWriter, r *http.Request, s *session) 
 			d.State == "disabled" && cfg.Enabled:
 			continue
 		}
+		rw.SuccessRate = c.successRate(r, s, cfg.Org, cfg.Sandbox.ID)
 		d.Rows = append(d.Rows, rw)
 	}
 	slices.SortStableFunc(d.Rows, func(a, b row) int {
@@ -202,6 +215,8 @@ func (c *Console) inventory(w http.ResponseWriter, r *http.Request, s *session) 
 			return cmp.Or(cmp.Compare(a.Sandbox.ID, b.Sandbox.ID), cmp.Compare(a.Org, b.Org))
 		case "updated":
 			return b.UpdatedAt.Compare(a.UpdatedAt)
+		case "success":
+			return cmp.Compare(known(a.SuccessRate), known(b.SuccessRate))
 		case "host":
 			return cmp.Or(cmp.Compare(a.Host, b.Host), cmp.Compare(a.Name, b.Name))
 		default:
@@ -408,4 +423,12 @@ func (c *Console) campaign(w http.ResponseWriter, r *http.Request, s *session) {
 		return
 	}
 	http.Redirect(w, r, "/ui/webhooks/"+url.PathEscape(r.PathValue("org"))+"/"+url.PathEscape(r.PathValue("sb"))+"#campaigns", http.StatusSeeOther)
+}
+
+// known orders configs without a success rate first, as the least known.
+func known(f *float64) float64 {
+	if f == nil {
+		return -1
+	}
+	return *f
 }

@@ -309,11 +309,34 @@ func TestConsoleInBrowser(t *testing.T) {
 		t.Errorf("the form's header did not arrive: %v", d.header)
 	}
 
+	// The delivery log lists the delivery; its message shows the attempt
+	// and the outcome; the health summary; a bad filter named.
+	h.eventually("the delivery in the console's delivery log", 20*time.Second, func() bool {
+		tb.open(ui+"webhooks/orgA/sb1/log", "main")
+		return strings.Contains(get(tb, chromedp.OuterHTML(chromedp.CSS("main"))), "req-c1")
+	})
+	if r := tb.text("#rate-day"); !strings.HasPrefix(r, "100.0%") {
+		t.Errorf("health: %q", r)
+	}
+	tb.shot("5-delivery-log")
+	tb.submit("#attempts a")
+	if tl := tb.text("#timeline"); !strings.Contains(tl, "attempt") || !strings.Contains(tl, "HTTP 200") {
+		t.Fatalf("the message's timeline: %q", tl)
+	}
+	if f := tb.text("#final"); !strings.Contains(f, "delivered") {
+		t.Fatalf("the final outcome: %q", f)
+	}
+	tb.shot("5-message")
+	tb.open(ui+"webhooks/orgA/sb1/log?httpStatus=abc", "#log-filters")
+	if e := get(tb, chromedp.Evaluate[string](`(document.querySelector("#l-http").nextElementSibling || {}).textContent || ""`)); !strings.Contains(e, "HTTP status") {
+		t.Errorf("a bad filter's error next to it: %q", e)
+	}
+
 	// The inventory lists it, filters and fits 375 px; the secret is never
 	// shown again.
 	tb.open(ui+"webhooks", "#inventory")
 	if inv := tb.text("#inventory"); !strings.Contains(inv, "Orders feedback") || !strings.Contains(inv, "sb1") ||
-		!strings.Contains(inv, strings.TrimPrefix(first.URL, "http://")) {
+		!strings.Contains(inv, strings.TrimPrefix(first.URL, "http://")) || !strings.Contains(inv, "100.0%") {
 		t.Fatalf("inventory: %q", inv)
 	}
 	tb.shot("2-inventory")
@@ -454,7 +477,8 @@ func TestConsoleInBrowser(t *testing.T) {
 	if inv := other.text("#inventory"); strings.Contains(inv, "orgA") || !strings.Contains(inv, "sbB") {
 		t.Fatalf("org:orgB's inventory: %q", inv)
 	}
-	for _, p := range []string{"webhooks/orgA/sb1", "webhooks/orgA/sb1/delete", "webhooks/orgA/sb1/recoveries/x"} {
+	for _, p := range []string{"webhooks/orgA/sb1", "webhooks/orgA/sb1/delete", "webhooks/orgA/sb1/recoveries/x",
+		"webhooks/orgA/sb1/log", "webhooks/orgA/sb1/messages/x"} {
 		other.open(ui+p, "#message")
 		if m := other.text("h1"); m != "Not found" {
 			t.Errorf("org:orgB at /ui/%s: %q", p, m)
