@@ -133,6 +133,18 @@ func TestEmbeddedDemoShowsEveryPath(t *testing.T) {
 	if !strings.Contains(string(page), "rejected") || !strings.Contains(string(page), "invalid_event") {
 		t.Errorf("the console's dead letters:\n%s", page)
 	}
+	// ... and its deliveries and retries in the delivery log.
+	resp, err = client.Get(console + "webhooks/" + demoOrg + "/" + demoSandbox + "/log")
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, w := range []string{"delivered", "retryable", "dead_lettered", "Success rate"} {
+		if !strings.Contains(string(page), w) {
+			t.Errorf("the console's delivery log lacks %q:\n%s", w, page)
+		}
+	}
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatalf("embedded run ended with %v", err)
