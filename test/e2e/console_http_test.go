@@ -187,6 +187,32 @@ func TestConsoleSecurity(t *testing.T) {
 		})
 	}
 
+	// JWT key material: shown once after create and after rotate-key,
+	// never on the edit page.
+	jwtForm := withCSRF(good)
+	jwtForm.Set("sandboxId", "jwt")
+	jwtForm.Set("authType", "jwt")
+	jwtForm.Set("algorithm", "HS256")
+	resp, page = c.do("POST", "/ui/webhooks/new", jwtForm, nil)
+	secrets := regexp.MustCompile(`id="(signing-secret|jwt-secret)" readonly value="([^"]+)"`).FindAllStringSubmatch(page, -1)
+	if resp.StatusCode != http.StatusCreated || len(secrets) != 2 || !strings.Contains(page, `id="key-id"`) {
+		t.Fatalf("create with HS256: %d %v", resp.StatusCode, secrets)
+	}
+	resp, page = c.do("POST", "/ui/webhooks/orgS/jwt/rotate-key", url.Values{"csrf": {c.csrf}}, nil)
+	rotated := regexp.MustCompile(`id="jwt-secret" readonly value="([^"]+)"`).FindStringSubmatch(page)
+	if resp.StatusCode != http.StatusOK || rotated == nil || rotated[1] == secrets[1][2] {
+		t.Fatalf("rotate-key: %d %v", resp.StatusCode, rotated)
+	}
+	_, page = c.do("GET", "/ui/webhooks/orgS/jwt", nil, nil)
+	for _, s := range []string{secrets[0][2], secrets[1][2], rotated[1]} {
+		if strings.Contains(html.UnescapeString(page), html.UnescapeString(s)) {
+			t.Error("the edit page shows secret material")
+		}
+	}
+	if resp, _ := c.do("POST", "/ui/webhooks/orgS/jwt/rotate-key", url.Values{"csrf": {c.csrf}}, nil); resp.StatusCode != http.StatusOK {
+		t.Errorf("a second rotate-key: %d", resp.StatusCode)
+	}
+
 	// Garbage never gets a 500.
 	for _, form := range []url.Values{
 		{"headerName": {"", "", "X"}, "headerValue": {"only-one"}},
