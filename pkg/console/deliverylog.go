@@ -112,10 +112,12 @@ func (c *Console) deliveryLog(w http.ResponseWriter, r *http.Request, s *session
 			q.Set(f, v)
 		}
 	}
-	if v := r.URL.Query().Get("cursor"); v != "" {
-		q.Set("cursor", v)
-	}
 	q.Set("limit", "50")
+	for _, k := range []string{"cursor", "limit"} { // paging, as the API takes it
+		if v := r.URL.Query().Get(k); v != "" {
+			q.Set(k, v)
+		}
+	}
 	status := http.StatusOK
 	var page struct {
 		Records    []record `json:"records"`
@@ -131,7 +133,6 @@ func (c *Console) deliveryLog(w http.ResponseWriter, r *http.Request, s *session
 	}
 	d.Records = page.Records
 	if page.NextCursor != "" {
-		q.Del("limit")
 		q.Set("cursor", page.NextCursor)
 		d.Next = q.Encode()
 	}

@@ -319,6 +319,13 @@ func TestConsoleInBrowser(t *testing.T) {
 		t.Errorf("health: %q", r)
 	}
 	tb.shot("5-delivery-log")
+	tb.open(ui+"webhooks/orgA/sb1/log?limit=1", "#attempts")
+	newest := tb.text("#attempts tbody")
+	tb.submit("#next-page")
+	if older := tb.text("#attempts tbody"); older == newest || !strings.Contains(older, "req-c1") {
+		t.Fatalf("paging: %q then %q", newest, older)
+	}
+	tb.open(ui+"webhooks/orgA/sb1/log", "#attempts")
 	tb.submit("#attempts a")
 	if tl := tb.text("#timeline"); !strings.Contains(tl, "attempt") || !strings.Contains(tl, "HTTP 200") {
 		t.Fatalf("the message's timeline: %q", tl)
