@@ -50,7 +50,7 @@ unit: ## go test ./... with the race detector (unit, integration, end-to-end, sh
 # retry, dead-letter and replay record headers, and the console's forms.
 FUZZ := pkg/event:FuzzParseAndBody pkg/event:FuzzParseFastMatchesSchema pkg/webhook:FuzzDecode pkg/netguard:FuzzParseHost \
 	pkg/signature:FuzzVerify pkg/adminauth:FuzzVerify pkg/adminauth:FuzzParseJWKS pkg/endpointauth:FuzzToken \
-	pkg/deliver:FuzzReadAnswer pkg/header:FuzzParseHeaders pkg/deliverylog:FuzzParseCursor pkg/console:FuzzParseForm
+	pkg/deliver:FuzzReadAnswer pkg/header:FuzzParseHeaders pkg/deliverylog:FuzzParseCursor pkg/console:FuzzParseForm pkg/outcome:FuzzAppendJSON
 
 # Go's fuzzing engine now and then fails a run that found nothing with
 # "context deadline exceeded" as -fuzztime ends; such a run (no failing

@@ -11,10 +11,7 @@
 // first bytes of the endpoint's answer.
 package outcome
 
-import (
-	"encoding/json"
-	"time"
-)
+import "time"
 
 // Types of records.
 const (
@@ -78,8 +75,11 @@ func (r *Record) Key() []byte {
 	return []byte(r.Org + "/" + r.Sandbox)
 }
 
-// Marshal encodes the record as JSON.
-func (r *Record) Marshal() ([]byte, error) { return json.Marshal(r) }
+// Marshal encodes the record as JSON, as encoding/json would (see
+// AppendJSON).
+func (r *Record) Marshal() ([]byte, error) {
+	return r.AppendJSON(make([]byte, 0, 384+len(r.Response)+len(r.DisabledReason)))
+}
 
 // Millis is d in milliseconds, with microsecond precision.
 func Millis(d time.Duration) *float64 {

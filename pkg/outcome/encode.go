@@ -1,0 +1,153 @@
+package outcome
+
+import (
+	"errors"
+	"math"
+	"strconv"
+	"time"
+	"unicode/utf8"
+)
+
+// AppendJSON appends the record's JSON encoding to b: the same bytes as
+// encoding/json's (field order, omitempty, HTML-safe escaping, invalid
+// UTF-8 as U+FFFD), without reflection. It fails, like encoding/json, for
+// a time whose year is outside 0..9999 or a DurationMs that is NaN or
+// infinite; b is returned unchanged then.
+func (r *Record) AppendJSON(b []byte) ([]byte, error) {
+	if y := r.Time.Year(); y < 0 || y > 9999 {
+		return b, errors.New("outcome: Record.Time: year outside of range [0,9999]")
+	}
+	if r.DurationMs != nil && (math.IsNaN(*r.DurationMs) || math.IsInf(*r.DurationMs, 0)) {
+		return b, errors.New("outcome: Record.DurationMs: unsupported value")
+	}
+	b = append(b, `{"type":`...)
+	b = appendString(b, r.Type)
+	b = append(b, `,"time":"`...)
+	b = r.Time.AppendFormat(b, time.RFC3339Nano)
+	b = append(b, `","instance":`...)
+	b = appendString(b, r.Instance)
+	b = field(b, `,"webhookId":`, r.WebhookID)
+	b = field(b, `,"eventId":`, r.EventID)
+	b = field(b, `,"requestId":`, r.RequestID)
+	b = field(b, `,"imsOrg":`, r.Org)
+	b = field(b, `,"sandbox":`, r.Sandbox)
+	b = field(b, `,"channel":`, r.Channel)
+	b = field(b, `,"feedbackStatus":`, r.Status)
+	b = field(b, `,"campaignID":`, r.CampaignID)
+	b = field(b, `,"outcome":`, r.Outcome)
+	b = field(b, `,"reason":`, r.Reason)
+	if r.Attempt != 0 {
+		b = strconv.AppendInt(append(b, `,"attempt":`...), int64(r.Attempt), 10)
+	}
+	if r.HTTPCode != 0 {
+		b = strconv.AppendInt(append(b, `,"httpStatus":`...), int64(r.HTTPCode), 10)
+	}
+	if r.DurationMs != nil {
+		b = appendFloat(append(b, `,"durationMs":`...), *r.DurationMs)
+	}
+	b = field(b, `,"errorClass":`, r.ErrorClass)
+	b = field(b, `,"response":`, r.Response)
+	if r.ResponseTruncated {
+		b = append(b, `,"responseTruncated":true`...)
+	}
+	if r.RetryInMs != 0 {
+		b = strconv.AppendInt(append(b, `,"retryInMs":`...), r.RetryInMs, 10)
+	}
+	b = field(b, `,"disabledReason":`, r.DisabledReason)
+	b = field(b, `,"source":`, r.Source)
+	return append(b, '}'), nil
+}
+
+// field appends name and s, unless s is empty (omitempty).
+func field(b []byte, name, s string) []byte {
+	if s == "" {
+		return b
+	}
+	return appendString(append(b, name...), s)
+}
+
+const hex = "0123456789abcdef"
+
+// safe[c] is true for the ASCII bytes encoding/json writes as they are
+// (with HTML escaping on, its default): not a control character, '"',
+// '\\', '<', '>' or '&'.
+var safe = func() (t [utf8.RuneSelf]bool) {
+	for c := 0x20; c < utf8.RuneSelf; c++ {
+		t[c] = c != '"' && c != '\\' && c != '<' && c != '>' && c != '&'
+	}
+	return t
+}()
+
+// appendString appends s as a JSON string, escaped as encoding/json does:
+// '"' and '\\' with a backslash, \b \f \n \r \t by name, other control
+// characters and '<', '>', '&', U+2028 and U+2029 as \u00XX / \u20XX, and
+// each byte of invalid UTF-8 as \ufffd.
+func appendString(b []byte, s string) []byte {
+	b = append(b, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		if c := s[i]; c < utf8.RuneSelf {
+			if safe[c] {
+				i++
+				continue
+			}
+			b = append(b, s[start:i]...)
+			switch c {
+			case '\\', '"':
+				b = append(b, '\\', c)
+			case '\b':
+				b = append(b, '\\', 'b')
+			case '\f':
+				b = append(b, '\\', 'f')
+			case '\n':
+				b = append(b, '\\', 'n')
+			case '\r':
+				b = append(b, '\\', 'r')
+			case '\t':
+				b = append(b, '\\', 't')
+			default:
+				b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			b = append(b, s[start:i]...)
+			b = append(b, `\ufffd`...)
+			i += size
+			start = i
+			continue
+		}
+		if r == '\u2028' || r == '\u2029' {
+			b = append(b, s[start:i]...)
+			b = append(b, '\\', 'u', '2', '0', '2', hex[r&0xf])
+			i += size
+			start = i
+			continue
+		}
+		i += size
+	}
+	b = append(b, s[start:]...)
+	return append(b, '"')
+}
+
+// appendFloat appends f as encoding/json writes a float64: the shortest
+// decimal that reads back as f, in exponent form below 1e-6 and from 1e21.
+func appendFloat(b []byte, f float64) []byte {
+	abs := math.Abs(f)
+	format := byte('f')
+	if abs != 0 && (abs < 1e-6 || abs >= 1e21) {
+		format = 'e'
+	}
+	b = strconv.AppendFloat(b, f, format, -1, 64)
+	if format == 'e' {
+		// clean up e-09 to e-9
+		if n := len(b); n >= 4 && b[n-4] == 'e' && b[n-3] == '-' && b[n-2] == '0' {
+			b[n-2] = b[n-1]
+			b = b[:n-1]
+		}
+	}
+	return b
+}

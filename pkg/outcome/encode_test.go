@@ -1,0 +1,141 @@
+package outcome
+
+import (
+	"bytes"
+	"encoding/json"
+	"math"
+	"reflect"
+	"testing"
+	"time"
+)
+
+// The append encoder writes what encoding/json writes, byte for byte.
+func TestAppendJSONMatchesEncodingJSON(t *testing.T) {
+	at := time.Date(2026, 12, 2, 10, 2, 0, 123456789, time.UTC)
+	full := Record{Type: TypeAttempt, Time: at, Instance: "host/1", WebhookID: "evt-1", EventID: "evt-1", RequestID: "r-1",
+		Org: "orgA", Sandbox: "prod", Channel: "email", Status: "bounce", CampaignID: "c-1", Outcome: "retryable",
+		Reason: "rejected", Attempt: 3, HTTPCode: 503, DurationMs: Millis(12345 * time.Microsecond), ErrorClass: "http_503",
+		Response: `{"error":"busy"}`, ResponseTruncated: true, RetryInMs: 5000, DisabledReason: "endpoint answered 410 Gone",
+		Source: "feedback.bounce/0/42"}
+	with := func(f func(*Record)) Record { r := full; f(&r); return r }
+	f := func(v float64) *float64 { return &v }
+	for name, r := range map[string]Record{
+		"zero":       {},
+		"full":       full,
+		"minimal":    {Type: TypeOutcome, Time: at, Instance: "i"},
+		"local time": with(func(r *Record) { r.Time = time.Date(2026, 1, 2, 3, 4, 5, 0, time.FixedZone("x", -5*3600-30*60)) }),
+		"quotes and escapes": with(func(r *Record) {
+			r.Response = "a\"b\\c/d\n\r\t\b\f\x00\x01\x1f\x7f <script>&amp;</script> \u2028\u2029 é 日本 🙂"
+		}),
+		"invalid utf-8": with(func(r *Record) { r.Response = "ok\xff\xfe then \xe2\x82 cut \xf0\x9f\x99" }),
+		"negative":      with(func(r *Record) { r.Attempt, r.HTTPCode, r.RetryInMs, r.DurationMs = -1, -2, -3, f(-0.5) }),
+		"zero duration": with(func(r *Record) { r.DurationMs = f(0) }),
+		"tiny duration": with(func(r *Record) { r.DurationMs = f(1.5e-9) }),
+		"huge duration": with(func(r *Record) { r.DurationMs = f(3e21) }),
+		"long duration": with(func(r *Record) { r.DurationMs = f(123456789.001) }),
+		"max ints":      with(func(r *Record) { r.Attempt, r.RetryInMs = math.MaxInt, math.MinInt64 }),
+		"year 9999":     with(func(r *Record) { r.Time = time.Date(9999, 12, 31, 23, 59, 59, 999999999, time.UTC) }),
+	} {
+		t.Run(name, func(t *testing.T) {
+			want, err := json.Marshal(&r)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := r.Marshal()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(got, want) {
+				t.Errorf("got  %s\nwant %s", got, want)
+			}
+		})
+	}
+}
+
+// What encoding/json cannot encode, neither does AppendJSON.
+func TestAppendJSONRefuses(t *testing.T) {
+	nan := math.NaN()
+	for name, r := range map[string]Record{
+		"year 10000": {Time: time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC)},
+		"year -1":    {Time: time.Date(-1, 1, 1, 0, 0, 0, 0, time.UTC)},
+		"NaN":        {DurationMs: &nan},
+	} {
+		if _, err := json.Marshal(&r); err == nil {
+			t.Fatalf("%s: encoding/json encodes it", name)
+		}
+		if b, err := r.AppendJSON([]byte("x")); err == nil || string(b) != "x" {
+			t.Errorf("%s: %q, %v; want an error and b unchanged", name, b, err)
+		}
+	}
+}
+
+// Any record encodes to valid JSON that decodes to the same record, and to
+// encoding/json's bytes.
+func FuzzAppendJSON(f *testing.F) {
+	f.Add("message.attempt", int64(1764669720123456789), "host/1", "evt-1", "orgA", "prod", "retryable", `{"error":"busy"}`, "feedback.bounce/0/42", 3, 503, 12.345, true, int64(5000))
+	f.Add("", int64(0), "", "", "", "", "", "", "", 0, 0, 0.0, false, int64(0))
+	f.Add("\u2028<&>", int64(-62135596800), "\x00\xff", "\"\\", "日本", "\xe2\x82", "\t\n", "\x7f\x1f", "🙂", -1, -1, 1e-7, false, int64(-1))
+	f.Fuzz(func(t *testing.T, typ string, nanos int64, instance, id, org, sandbox, out, response, source string,
+		attempt, status int, ms float64, truncated bool, retryIn int64) {
+		r := Record{Type: typ, Time: time.Unix(0, nanos).UTC(), Instance: instance, WebhookID: id, EventID: id, Org: org,
+			Sandbox: sandbox, Outcome: out, Response: response, ResponseTruncated: truncated, Source: source,
+			Attempt: attempt, HTTPCode: status, RetryInMs: retryIn}
+		if ms != 0 {
+			r.DurationMs = &ms
+		}
+		want, wantErr := json.Marshal(&r)
+		got, err := r.Marshal()
+		if (err != nil) != (wantErr != nil) {
+			t.Fatalf("error %v, encoding/json's %v", err, wantErr)
+		}
+		if err != nil {
+			return
+		}
+		if !json.Valid(got) {
+			t.Fatalf("not JSON: %s", got)
+		}
+		if !bytes.Equal(got, want) {
+			t.Fatalf("got  %s\nwant %s", got, want)
+		}
+		var back Record
+		if err := json.Unmarshal(got, &back); err != nil {
+			t.Fatal(err)
+		}
+		// Decoding is lossy only where encoding must be: invalid UTF-8
+		// becomes U+FFFD, and the time keeps its instant.
+		norm := r
+		for _, s := range []*string{&norm.Type, &norm.Instance, &norm.WebhookID, &norm.EventID, &norm.Org, &norm.Sandbox, &norm.Outcome, &norm.Response, &norm.Source} {
+			*s = string([]rune(*s))
+		}
+		if !back.Time.Equal(norm.Time) {
+			t.Fatalf("time %v, want %v", back.Time, norm.Time)
+		}
+		back.Time = norm.Time
+		if !reflect.DeepEqual(back, norm) {
+			t.Fatalf("decoded %+v\nwant    %+v", back, norm)
+		}
+	})
+}
+
+func BenchmarkMarshal(b *testing.B) {
+	r := Record{Type: TypeAttempt, Time: time.Now(), Instance: "host/1", WebhookID: "evt-0123456789", EventID: "evt-0123456789",
+		RequestID: "req-0123456789", Org: "org-17", Sandbox: "prod", Channel: "email", Status: "sent", CampaignID: "c-1",
+		Outcome: "success", Attempt: 1, HTTPCode: 200, DurationMs: Millis(1234 * time.Microsecond), Response: "ok",
+		Source: "feedback.sent/3/123456"}
+	b.Run("encoding/json", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := json.Marshal(&r); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("AppendJSON", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := r.Marshal(); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
