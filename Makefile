@@ -47,7 +47,8 @@ unit: ## go test ./... with the race detector (unit, integration, end-to-end, sh
 # Fuzz targets as package:target: event parsing, config validation, URL
 # hosts, webhook signatures, admin tokens and JWKS, endpoint JWTs, the
 # delivery transport's reading of answers (framing, leftovers), and the
-# retry, dead-letter and replay record headers, and the console's forms.
+# retry, dead-letter and replay record headers, the console's forms, and
+# outcome records' JSON.
 FUZZ := pkg/event:FuzzParseAndBody pkg/event:FuzzParseFastMatchesSchema pkg/webhook:FuzzDecode pkg/netguard:FuzzParseHost \
 	pkg/signature:FuzzVerify pkg/adminauth:FuzzVerify pkg/adminauth:FuzzParseJWKS pkg/endpointauth:FuzzToken \
 	pkg/deliver:FuzzReadAnswer pkg/header:FuzzParseHeaders pkg/deliverylog:FuzzParseCursor pkg/console:FuzzParseForm pkg/outcome:FuzzAppendJSON

@@ -28,7 +28,10 @@
 //     settling slot (as many again), so that producing a retry or dead
 //     letter does not keep the next delivery waiting. Polls ask for no more
 //     records than there are free delivery slots: that is the
-//     back-pressure that stops fetching.
+//     back-pressure that stops fetching. A job gives up its slot once its
+//     outcome records are handed to the Kafka client, and counts as
+//     running (a drain waits for it) until they are acknowledged and its
+//     offset is marked.
 //   - place: one of an endpoint's in-flight attempts (package admission).
 //     A job whose endpoint has no free place waits for one, first come
 //     first served.

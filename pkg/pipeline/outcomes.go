@@ -2,6 +2,8 @@ package pipeline
 
 import (
 	"context"
+	"errors"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -15,13 +17,17 @@ import (
 
 // publish writes the job's records to the outcomes topic and the delivery
 // log: its attempt (if one was made), the outcome it settled with, and the
-// operational events they caused. It returns once the broker acknowledged them, so that the
-// input offset is committed only after its outcome is on the topic (at
-// least once); false if ctx ended first. A record the broker refuses for
-// good is counted and logged, not retried: it must not hold its partition.
-func (p *Pipeline) publish(ctx context.Context, j *job, attempt *deliver.Result, done Outcome) bool {
+// operational events they caused. It does not wait for the broker: the job
+// is finished (job.finish) as settled once the broker acknowledged every
+// record (or refused one for good), so that the input offset is marked
+// settled only after its outcome is on the topic (at least once); as
+// abandoned if ctx ended first. That may happen before publish returns,
+// or later on another goroutine. A record the broker refuses for good is
+// counted and logged, not retried: it must not hold its partition.
+func (p *Pipeline) publish(ctx context.Context, j *job, attempt *deliver.Result, done Outcome) {
 	if p.opts.OutcomesTopic == "" && p.opts.Log == nil {
-		return true
+		j.finish(true)
+		return
 	}
 	now := time.Now()
 	recs := make([]*outcome.Record, 0, 4)
@@ -60,9 +66,10 @@ func (p *Pipeline) publish(ctx context.Context, j *job, attempt *deliver.Result,
 		p.opts.Log.Add(recs)
 	}
 	if p.opts.OutcomesTopic == "" {
-		return true
+		j.finish(true)
+		return
 	}
-	return p.produceOutcomes(ctx, recs)
+	p.produceOutcomes(ctx, j, recs)
 }
 
 func (p *Pipeline) outcomeRecord(j *job, typ string, now time.Time) *outcome.Record {
@@ -89,43 +96,109 @@ func responseText(b []byte) string {
 	return string(b)
 }
 
-// produceOutcomes writes recs to the outcomes topic, in order, until the
-// broker acknowledges them (true) or ctx ends (false).
-func (p *Pipeline) produceOutcomes(ctx context.Context, recs []*outcome.Record) bool {
-	krecs := make([]*kgo.Record, 0, len(recs))
+// produceOutcomes encodes recs and hands them to the client, in order,
+// without waiting (see outcomeBatch for what happens next).
+func (p *Pipeline) produceOutcomes(ctx context.Context, j *job, recs []*outcome.Record) {
+	b := &outcomeBatch{p: p, ctx: ctx, j: j, wait: 100 * time.Millisecond}
+	krecs := b.inline[:0]
+	// One buffer holds every value: should it grow, the values before keep
+	// the array they were written in.
+	size := 0
 	for _, r := range recs {
-		v, err := r.Marshal()
+		size += 384 + len(r.Response) + len(r.DisabledReason)
+	}
+	buf := make([]byte, 0, size)
+	var key []byte
+	for i, r := range recs {
+		start := len(buf)
+		v, err := r.AppendJSON(buf)
 		if err != nil { // a Record always encodes; counted in case it ever does not
 			p.metrics.outcomeErrors.Inc()
 			continue
 		}
-		krecs = append(krecs, &kgo.Record{Topic: p.opts.OutcomesTopic, Key: r.Key(), Value: v})
+		buf = v
+		if i == 0 || r.Org != recs[i-1].Org || r.Sandbox != recs[i-1].Sandbox {
+			key = r.Key()
+		}
+		krecs = append(krecs, kgo.Record{Topic: p.opts.OutcomesTopic, Key: key, Value: buf[start:len(buf):len(buf)]})
 	}
-	wait := 100 * time.Millisecond
-	for len(krecs) > 0 {
-		var again []*kgo.Record
-		for _, res := range p.cl.ProduceSync(ctx, krecs...) {
-			switch {
-			case res.Err == nil:
-				p.metrics.outcomes.Inc()
-			case ctx.Err() != nil:
-				return false
-			case permanent(res.Err):
-				p.metrics.outcomeErrors.Inc()
-				p.log.Error("outcome record refused by the broker; not retried", "topic", p.opts.OutcomesTopic, "error", res.Err)
-			default:
-				p.metrics.outcomeErrors.Inc()
-				again = append(again, &kgo.Record{Topic: res.Record.Topic, Key: res.Record.Key, Value: res.Record.Value})
-			}
-		}
-		if len(again) == 0 {
-			return true
-		}
-		p.log.Warn("outcome records not written; retrying", "topic", p.opts.OutcomesTopic, "records", len(again), "retry_in", wait)
-		if !backoff.Sleep(ctx, wait) {
-			return false
-		}
-		krecs, wait = again, min(2*wait, 10*time.Second)
+	b.send(krecs)
+}
+
+// outcomeBatch is one job's outcome records on their way to the broker.
+// Records the broker fails with a retriable error (franz-go retried them
+// already) are produced again after a backoff, until acknowledged, refused
+// for good or ctx ends. The job is finished once every record is done: as
+// abandoned if ctx ended (or the client closed) first.
+type outcomeBatch struct {
+	p      *Pipeline
+	ctx    context.Context
+	j      *job
+	wait   time.Duration // before the next retry
+	inline [3]kgo.Record // a job's records, usually
+
+	mu    sync.Mutex
+	left  int          // records not answered yet
+	again []kgo.Record // records to produce again
+	lost  bool         // ctx ended or the client closed
+}
+
+// send produces recs, which franz-go holds until their promises answer b.
+func (b *outcomeBatch) send(recs []kgo.Record) {
+	if len(recs) == 0 {
+		b.j.finish(true)
+		return
 	}
-	return true
+	b.mu.Lock()
+	b.left = len(recs)
+	b.mu.Unlock()
+	promise := b.promise
+	for i := range recs {
+		b.p.cl.Produce(b.ctx, &recs[i], promise)
+	}
+}
+
+// promise runs on franz-go's promise goroutine: it must not block.
+func (b *outcomeBatch) promise(r *kgo.Record, err error) {
+	p := b.p
+	b.mu.Lock()
+	switch {
+	case err == nil:
+		p.metrics.outcomes.Inc()
+	case b.ctx.Err() != nil || errors.Is(err, kgo.ErrClientClosed):
+		b.lost = true
+	case permanent(err):
+		p.metrics.outcomeErrors.Inc()
+		p.log.Error("outcome record refused by the broker; not retried", "topic", p.opts.OutcomesTopic, "error", err)
+	default:
+		p.metrics.outcomeErrors.Inc()
+		b.again = append(b.again, kgo.Record{Topic: r.Topic, Key: r.Key, Value: r.Value})
+	}
+	b.left--
+	last := b.left == 0
+	b.mu.Unlock()
+	switch {
+	case !last:
+	case b.lost:
+		b.j.finish(false)
+	case len(b.again) == 0:
+		b.j.finish(true)
+	default:
+		go b.retry()
+	}
+}
+
+// retry produces the failed records again after the backoff.
+func (b *outcomeBatch) retry() {
+	b.mu.Lock()
+	recs := b.again
+	b.again = nil
+	b.mu.Unlock()
+	b.p.log.Warn("outcome records not written; retrying", "topic", b.p.opts.OutcomesTopic, "records", len(recs), "retry_in", b.wait)
+	if !backoff.Sleep(b.ctx, b.wait) {
+		b.j.finish(false)
+		return
+	}
+	b.wait = min(2*b.wait, 10*time.Second)
+	b.send(recs)
 }

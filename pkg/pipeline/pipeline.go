@@ -355,10 +355,7 @@ func (p *Pipeline) start(ctx, work context.Context, j job) {
 		j.part.Abandon(j.rec.Offset)
 		return
 	}
-	p.workers.goFunc(func() {
-		defer s.done()
-		p.settle(work, &j, p.process(work, &j, s))
-	})
+	p.workers.goFunc(func() { p.settle(work, &j, p.process(work, &j, s), s) })
 }
 
 func (p *Pipeline) commit(ctx context.Context, parts []*offsets.Partition) {

@@ -37,6 +37,7 @@ type job struct {
 	breaker   string         // the attempt's answer opened or closed the endpoint's breaker
 	disable   *disabling     // set by clocked: the config is to be disabled, and why
 	settledAs Outcome        // set by settle: what was carried out in the end
+	slot      *slot          // set by settle: ended by finish
 }
 
 // Breaker transitions an attempt caused (job.breaker).

@@ -208,7 +208,7 @@ func TestProcessDecides(t *testing.T) {
 				j.state = nil // dispatch could not read it
 			}
 			s := p.slots.acquire(ctx)
-			defer s.done()
+			defer func() { s.done(); s.end() }()
 
 			o := p.process(ctx, j, s)
 			if o.Kind != c.kind || o.Reason != c.reason || !strings.HasPrefix(o.Error, c.error) || (c.error == "") != (o.Error == "") {

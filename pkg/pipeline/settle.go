@@ -22,16 +22,34 @@ import (
 // disables a config that answered 410, publishes to the outcomes topic,
 // counts and logs outcomes, and marks the record's offset: settled (it may
 // be committed), or abandoned for Abandoned or if ctx ended before a
-// produce was acknowledged (the outcome records' too).
-func (p *Pipeline) settle(ctx context.Context, j *job, o Outcome) {
+// produce was acknowledged (the outcome records' too). It gives up the
+// job's slots once the outcome records are handed to the client; the job
+// stays counted as running (a drain or revoke waits for it) until its
+// offset is marked, which may come after settle returns, once the broker
+// acknowledged them.
+func (p *Pipeline) settle(ctx context.Context, j *job, o Outcome, s *slot) {
+	j.slot = s
 	if o.Attempt != nil {
 		p.attempted(j, *o.Attempt)
 	}
-	if p.carryOut(ctx, j, o) && p.publish(ctx, j, o.Attempt, j.settledAs) {
+	if !p.carryOut(ctx, j, o) {
+		s.done()
+		j.finish(false)
+		return
+	}
+	p.publish(ctx, j, o.Attempt, j.settledAs)
+	s.done()
+}
+
+// finish marks the job's offset settled or abandoned and ends its count as
+// running. It may be called from any goroutine, once.
+func (j *job) finish(settled bool) {
+	if settled {
 		j.part.Settle(j.rec.Offset)
 	} else {
 		j.part.Abandon(j.rec.Offset)
 	}
+	j.slot.end()
 }
 
 // carryOut carries out o, and what it turns into when a produce is refused

@@ -177,15 +177,20 @@ func (s *slot) take() {
 	}
 }
 
-// done gives up everything and ends the job's count as running.
+// done gives up the job's slots. The job is still counted as running,
+// until end.
 func (s *slot) done() {
 	s.release()
 	if s.settling {
 		s.settling = false
 		<-s.pool.settling
 	}
-	s.pool.running.Done()
 }
+
+// end ends the job's count as running: its offset is marked (settled or
+// abandoned). It may be called from another goroutine than the job's, and
+// before done.
+func (s *slot) end() { s.pool.running.Done() }
 
 // goroutines runs each function on a goroutine of its own, reusing an idle
 // one that finished an earlier function when there is one. A job's
