@@ -1,14 +1,21 @@
 package e2e
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
 	"os/exec"
+	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/feedbackd/feedbackd/pkg/daemon"
 	"github.com/feedbackd/feedbackd/pkg/outcome"
@@ -122,5 +129,72 @@ func TestOutcomesTopicRecordsEveryAttempt(t *testing.T) {
 	}
 	if r := got["out-reject"][0]; r.Response != `{"error":"bad"}` {
 		t.Errorf("rejected attempt's response %q", r.Response)
+	}
+}
+
+// An input offset is not committed while the outcome records of its event
+// are not acknowledged: the broker answers every produce to the outcomes
+// topic with a retriable error until the test lets it through; then the
+// offset is committed.
+func TestOutcomesUnacknowledgedHoldTheCommit(t *testing.T) {
+	h := start(t, func(c *daemon.Config) { c.Outcomes.Enabled = true })
+	rc := newReceiver(t, nil)
+	h.createWebhook(webhookConfig("org1", "sb1", rc.URL))
+
+	topics, err := kadm.NewClient(h.producer).ListTopics(context.Background(), "feedback.outcomes")
+	if err != nil || topics["feedback.outcomes"].Err != nil {
+		t.Fatal(err, topics)
+	}
+	id := topics["feedback.outcomes"].ID
+	var refuse atomic.Bool
+	var refused atomic.Int64
+	refuse.Store(true)
+	h.kafka.Cluster.ControlKey(int16(kmsg.Produce), func(kreq kmsg.Request) (kmsg.Response, error, bool) {
+		h.kafka.Cluster.KeepControl()
+		req := kreq.(*kmsg.ProduceRequest)
+		outcomes := func(t kmsg.ProduceRequestTopic) bool { return t.Topic == "feedback.outcomes" || t.TopicID == id }
+		if !refuse.Load() || !slices.ContainsFunc(req.Topics, outcomes) {
+			return nil, nil, false
+		}
+		refused.Add(1)
+		resp := req.ResponseKind().(*kmsg.ProduceResponse)
+		for _, rt := range req.Topics {
+			st := kmsg.NewProduceResponseTopic()
+			st.Topic, st.TopicID = rt.Topic, rt.TopicID
+			for _, rp := range rt.Partitions {
+				sp := kmsg.NewProduceResponseTopicPartition()
+				sp.Partition, sp.ErrorCode = rp.Partition, kerr.NotEnoughReplicas.Code
+				st.Partitions = append(st.Partitions, sp)
+			}
+			resp.Topics = append(resp.Topics, st)
+		}
+		return resp, nil, true
+	})
+
+	rec := h.produceEvent(newEvent("held-1", "org1", "sb1", "email", "sent"))
+	committed := func() int64 {
+		offs, err := kadm.NewClient(h.producer).FetchOffsets(context.Background(), h.cfg.Kafka.Group)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if o, ok := offs.Lookup(rec.Topic, rec.Partition); ok {
+			return o.At
+		}
+		return -1
+	}
+	h.eventually("the event delivered and its outcome records refused", 30*time.Second, func() bool {
+		return rc.count() == 1 && refused.Load() >= 3
+	})
+	// The pipeline commits every second: three commit rounds go by.
+	time.Sleep(3 * time.Second)
+	if at := committed(); at > rec.Offset {
+		t.Fatalf("offset %d committed (at %d) while its outcome records were not acknowledged", rec.Offset, at)
+	}
+	refuse.Store(false)
+	h.eventually("the offset committed once the outcome records are acknowledged", 30*time.Second, func() bool {
+		return committed() == rec.Offset+1
+	})
+	if n := rc.count(); n != 1 {
+		t.Errorf("%d deliveries, want 1", n)
 	}
 }
