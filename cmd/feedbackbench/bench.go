@@ -14,7 +14,8 @@ import (
 func bench(o options) (res result, err error) {
 	e := &env{o: o, http: &http.Client{Timeout: 30 * time.Second}}
 	defer e.close()
-	res = result{Machine: machine(), Tenants: o.tenants, Events: o.events, ReceiverLatencyMS: float64(o.latency) / 1e6, Scenario: o.scenario(), Backlog: o.backlog}
+	res = result{Machine: machine(), Tenants: o.tenants, Events: o.events, ReceiverLatencyMS: float64(o.latency) / 1e6, Scenario: o.scenario(), Backlog: o.backlog,
+		Outcomes: o.outcomes}
 	if err := e.startBroker(); err != nil {
 		return res, err
 	}
@@ -25,7 +26,7 @@ func bench(o options) (res result, err error) {
 	if err := e.startReceiver(); err != nil {
 		return res, err
 	}
-	if e.daemon, err = e.startDaemon(); err != nil {
+	if e.daemon, err = e.startDaemon(o.outcomes == "on"); err != nil {
 		return res, err
 	}
 	if err := e.createTenants(); err != nil {
@@ -57,8 +58,12 @@ func bench(o options) (res result, err error) {
 	// Warm up first (connections to the receiver, the group's fetch
 	// sessions, feedbackd's caches), so that the measured rounds do not pay
 	// for them.
-	logf("warm-up: %d events, not measured", max(o.events/10, 1000))
-	if _, err := e.throughput(max(o.events/10, 1000), false, false); err != nil {
+	warmUp := func() error {
+		logf("warm-up: %d events, not measured", max(o.events/10, 1000))
+		_, err := e.throughput(max(o.events/10, 1000), false, false)
+		return err
+	}
+	if err := warmUp(); err != nil {
 		return res, err
 	}
 	// The machine is shared and its speed drifts by tens of percent from
@@ -67,42 +72,72 @@ func bench(o options) (res result, err error) {
 	// ceiling rounds and is compared with their mean, the ceiling's
 	// estimate for the time in between.
 	before := ceilings()
+	round1 := func(i, n int, withBad bool, what string) (round, phase, error) {
+		ph, err := e.throughput(o.events, withBad, i == 0 && !withBad)
+		if err != nil {
+			return round{}, ph, err
+		}
+		after := ceilings()
+		r := newRound(before, ph.rate, after)
+		logf("round %d of %d%s%s: %.0f deliveries/s, raw ceiling %.0f/s before and %.0f/s after: ratio %.2f (%.2f of the sender alone)",
+			i+1, n, what, map[bool]string{true: " with the " + o.scenario()}[withBad], r.DeliveriesPerSec, before.raw, after.raw, r.Ratio, r.SenderRatio)
+		before = after
+		return r, ph, nil
+	}
 	rounds := func(n int, withBad bool) ([]round, phase, error) {
 		var rs []round
 		var total phase
 		for i := range n {
-			ph, err := e.throughput(o.events, withBad, i == 0 && !withBad)
+			r, ph, err := round1(i, n, withBad, "")
 			if err != nil {
 				return nil, total, err
 			}
 			total.add(ph)
-			after := ceilings()
-			r := newRound(before, ph.rate, after)
-			logf("round %d of %d%s: %.0f deliveries/s, raw ceiling %.0f/s before and %.0f/s after: ratio %.2f (%.2f of the sender alone)",
-				i+1, n, map[bool]string{true: " with the " + o.scenario()}[withBad], r.DeliveriesPerSec, before.raw, after.raw, r.Ratio, r.SenderRatio)
 			rs = append(rs, r)
-			before = after
 		}
 		return rs, total, nil
 	}
-	m0 := e.daemon.memstats(e.http)
-	rs, total, err := rounds(o.rounds, false)
-	if err != nil {
-		return res, err
+	if o.outcomes == "both" {
+		// Rounds alternate between feedbackd with outcomes off and on,
+		// each after a restart and a warm-up, against the same ceilings.
+		var runs [2]variantRun
+		for i := range o.rounds {
+			for v, on := range []bool{false, true} {
+				if err := e.restartDaemon(on); err != nil {
+					return res, err
+				}
+				if err := warmUp(); err != nil {
+					return res, err
+				}
+				m0 := e.daemon.memstats(e.http)
+				r, ph, err := round1(i, o.rounds, false, map[bool]string{false: " (outcomes off)", true: " (outcomes on)"}[on])
+				if err != nil {
+					return res, err
+				}
+				runs[v].add(r, ph, m0, e.daemon.memstats(e.http))
+			}
+		}
+		res.figures = runs[0].figures()
+		on := runs[1].figures()
+		res.OutcomesOn = &on
+		res.OnVsOff = compare(runs[0], runs[1])
+	} else {
+		var run variantRun
+		m0 := e.daemon.memstats(e.http)
+		rs, total, err := rounds(o.rounds, false)
+		if err != nil {
+			return res, err
+		}
+		run.rounds, run.total = rs, total
+		run.mallocs, run.bytes = e.daemon.memstats(e.http).minus(m0)
+		res.figures = run.figures()
 	}
-	m1 := e.daemon.memstats(e.http)
-	res.Rounds = rs
-	rate := median(column(rs, func(r round) float64 { return r.DeliveriesPerSec }))
-	ratios := column(rs, func(r round) float64 { return r.Ratio })
-	res.DeliveriesPerSec, res.Ratio, res.WorstRatio = rate, median(ratios), slices.Min(ratios)
-	res.SenderRatio = median(column(rs, func(r round) float64 { return r.SenderRatio }))
-	res.CPUPer1000 = total.cpu / float64(total.deliveries) * 1000
-	res.OthersCPUPer1000 = map[string]float64{}
-	for name, c := range total.others {
-		res.OthersCPUPer1000[name] = c / float64(total.deliveries) * 1000
+	// What follows runs with the feedbackd running now: with outcomes on
+	// after --outcomes both.
+	rate, healthy := res.DeliveriesPerSec, res.Ratio
+	if res.OutcomesOn != nil {
+		rate, healthy = res.OutcomesOn.DeliveriesPerSec, res.OutcomesOn.Ratio
 	}
-	res.AllocsPerDelivery = (m1.mallocs - m0.mallocs) / float64(total.deliveries)
-	res.BytesPerDelivery = (m1.bytes - m0.bytes) / float64(total.deliveries)
 	if o.slowTenant || o.deadTenant {
 		// As many rounds again with the bad tenant getting its share, timed
 		// the same way: the other tenants' rate is compared with the
@@ -114,7 +149,7 @@ func bench(o options) (res result, err error) {
 		}
 		res.BadRounds = bad
 		res.OthersPerSec = median(column(bad, func(r round) float64 { return r.DeliveriesPerSec }))
-		res.OthersVsHealthy = median(column(bad, func(r round) float64 { return r.Ratio })) / res.Ratio
+		res.OthersVsHealthy = median(column(bad, func(r round) float64 { return r.Ratio })) / healthy
 	}
 
 	// Half the ceiling measured last, just before this phase, not the
@@ -139,6 +174,58 @@ func bench(o options) (res result, err error) {
 		}
 	}
 	return res, nil
+}
+
+// variantRun is what the rounds of one feedbackd (outcomes on or off)
+// measured.
+type variantRun struct {
+	rounds         []round
+	total          phase
+	mallocs, bytes float64
+}
+
+func (v *variantRun) add(r round, ph phase, m0, m1 memstats) {
+	v.rounds = append(v.rounds, r)
+	v.total.add(ph)
+	m, b := m1.minus(m0)
+	v.mallocs += m
+	v.bytes += b
+}
+
+// figures are the run's medians and totals.
+func (v *variantRun) figures() figures {
+	rs, total := v.rounds, v.total
+	ratios := column(rs, func(r round) float64 { return r.Ratio })
+	f := figures{
+		Rounds:            rs,
+		DeliveriesPerSec:  median(column(rs, func(r round) float64 { return r.DeliveriesPerSec })),
+		Ratio:             median(ratios),
+		WorstRatio:        slices.Min(ratios),
+		SenderRatio:       median(column(rs, func(r round) float64 { return r.SenderRatio })),
+		CPUPer1000:        total.cpu / float64(total.deliveries) * 1000,
+		OthersCPUPer1000:  map[string]float64{},
+		AllocsPerDelivery: v.mallocs / float64(total.deliveries),
+		BytesPerDelivery:  v.bytes / float64(total.deliveries),
+	}
+	for name, c := range total.others {
+		f.OthersCPUPer1000[name] = c / float64(total.deliveries) * 1000
+	}
+	return f
+}
+
+// compare is on against off, round by round: each on round with the off
+// round just before it.
+func compare(off, on variantRun) *onVsOff {
+	pairs := make([]round, len(on.rounds))
+	for i := range on.rounds {
+		pairs[i] = round{Ratio: on.rounds[i].Ratio / off.rounds[i].Ratio}
+	}
+	ratios := column(pairs, func(r round) float64 { return r.Ratio })
+	return &onVsOff{
+		Throughput:      median(ratios),
+		WorstThroughput: slices.Min(ratios),
+		CPU:             (on.total.cpu / float64(on.total.deliveries)) / (off.total.cpu / float64(off.total.deliveries)),
+	}
 }
 
 // round is one throughput round between two ceiling rounds; its ratios

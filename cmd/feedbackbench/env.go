@@ -183,19 +183,36 @@ const adminToken = "feedbackbench-admin-token"
 
 // daemonProc is a running feedbackd.
 type daemonProc struct {
-	cmd     *exec.Cmd
-	api     string
-	pprof   string // host:port of its profiles, if asked for
-	started time.Time
-	done    chan struct{}
+	cmd      *exec.Cmd
+	api      string
+	pprof    string // host:port of its profiles, if asked for
+	outcomes bool   // outcomes.enabled
+	started  time.Time
+	done     chan struct{}
 }
 
-func (e *env) startDaemon() (*daemonProc, error) {
+// restartDaemon stops feedbackd and starts it again with outcomes on or
+// off, unless it runs so already.
+func (e *env) restartDaemon(outcomes bool) error {
+	if e.daemon.outcomes == outcomes {
+		return nil
+	}
+	e.daemon.stop()
+	d, err := e.startDaemon(outcomes)
+	if err != nil {
+		return err
+	}
+	e.daemon = d
+	return nil
+}
+
+// startDaemon starts feedbackd, with outcomes on or off.
+func (e *env) startDaemon(outcomes bool) (*daemonProc, error) {
 	port, err := freePort()
 	if err != nil {
 		return nil, err
 	}
-	d := &daemonProc{api: fmt.Sprintf("http://127.0.0.1:%d", port), done: make(chan struct{})}
+	d := &daemonProc{api: fmt.Sprintf("http://127.0.0.1:%d", port), done: make(chan struct{}), outcomes: outcomes}
 	d.cmd = exec.Command(e.o.feedbackd)
 	if e.o.pprof != "" {
 		pp, err := freePort()
@@ -215,6 +232,7 @@ func (e *env) startDaemon() (*daemonProc, error) {
 		"FEEDBACKD_DELIVERY_ALLOW_PRIVATE_NETWORKS=true",
 		fmt.Sprintf("FEEDBACKD_DELIVERY_CONCURRENCY=%d", e.o.concurrency),
 		"FEEDBACKD_LOG_LEVEL=warn",
+		fmt.Sprintf("FEEDBACKD_OUTCOMES_ENABLED=%t", outcomes),
 	)
 	d.cmd.Stderr = os.Stderr
 	if err := d.cmd.Start(); err != nil {
@@ -233,7 +251,7 @@ func (e *env) startDaemon() (*daemonProc, error) {
 		if resp, err := e.http.Get(d.api + "/readyz"); err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == 200 {
-				logf("feedbackd: pid %d ready on %s", d.cmd.Process.Pid, d.api)
+				logf("feedbackd: pid %d ready on %s, outcomes %s", d.cmd.Process.Pid, d.api, map[bool]string{false: "off", true: "on"}[outcomes])
 				return d, nil
 			}
 		}

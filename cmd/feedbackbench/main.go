@@ -42,6 +42,11 @@ its own process and feedbackd (--feedbackd) as a separate process; registers
   cpu          CPU seconds per 1,000 deliveries of feedbackd, and of the
                receiver, redis-server and this process (broker, producer)
   peak RSS     feedbackd's VmHWM
+With --outcomes both (the default), the throughput rounds alternate between
+feedbackd with outcomes.enabled false and true (FEEDBACKD_OUTCOMES_ENABLED),
+restarted and warmed up before each round, against the same ceilings; both
+rows are printed with their ratio (throughput, CPU per delivery), and the
+phases after them run with outcomes on.
 With --slow-tenant or --dead-tenant, --rounds more rounds give one tenant's
 endpoint (slow: answers after 10 s; dead: refuses connections) its share of
 events, and the other tenants' ratio to the ceiling is compared with the
@@ -73,6 +78,7 @@ type options struct {
 	rounds       int // healthy throughput rounds, each between two ceiling rounds
 	jsonOut      bool
 	pprof        string
+	outcomes     string // on, off or both
 }
 
 func main() {
@@ -101,7 +107,8 @@ func run() int {
 	fs.DurationVar(&o.duration, "duration", 5*time.Second, "length of a ceiling round and of the latency phases")
 	fs.IntVar(&o.rounds, "rounds", 3, "healthy throughput rounds of --events, each compared with the mean of the ceilings measured just before and after it")
 	fs.BoolVar(&o.jsonOut, "json", false, "print the result as JSON")
-	fs.StringVar(&o.pprof, "pprof", "", "write a CPU profile of feedbackd during the throughput run to this file")
+	fs.StringVar(&o.outcomes, "outcomes", "both", "run feedbackd with outcomes (the outcomes topic) on, off, or both: rounds alternating off and on, compared")
+	fs.StringVar(&o.pprof, "pprof", "", "write a CPU profile of feedbackd during the first throughput round to this file (with --outcomes both, the first with outcomes on)")
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			fs.SetOutput(os.Stdout)
@@ -114,6 +121,10 @@ func run() int {
 	}
 	if o.tenants < 1 || o.events < 1 || o.rounds < 1 || (o.slowTenant && o.deadTenant) || ((o.slowTenant || o.deadTenant) && o.tenants < 2) {
 		fmt.Fprintln(os.Stderr, "feedbackbench: --tenants, --events and --rounds must be positive; --slow-tenant and --dead-tenant exclude each other and need --tenants >= 2")
+		return 2
+	}
+	if o.outcomes != "on" && o.outcomes != "off" && o.outcomes != "both" {
+		fmt.Fprintln(os.Stderr, "feedbackbench: --outcomes must be on, off or both")
 		return 2
 	}
 	res, err := bench(o)

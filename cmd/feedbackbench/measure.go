@@ -48,6 +48,11 @@ func procCPU(pid int) float64 {
 // memstats are the Go runtime's allocation counters of the process.
 type memstats struct{ mallocs, bytes float64 }
 
+// minus is what m counted since m0.
+func (m memstats) minus(m0 memstats) (mallocs, bytes float64) {
+	return m.mallocs - m0.mallocs, m.bytes - m0.bytes
+}
+
 // memstats reads go_memstats_mallocs_total and go_memstats_alloc_bytes_total
 // from the daemon's /metrics (zero if it cannot).
 func (d *daemonProc) memstats(c *http.Client) memstats {

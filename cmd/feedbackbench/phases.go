@@ -185,7 +185,7 @@ func (e *env) drainBacklog(res *result) error {
 		}
 		logf("backlog: %d/%d produced", to, e.o.backlog)
 	}
-	d, err := e.startDaemon()
+	d, err := e.startDaemon(e.daemon.outcomes)
 	if err != nil {
 		return err
 	}
