@@ -68,11 +68,15 @@ type Record struct {
 }
 
 // Key is the record's Kafka key.
-func (r *Record) Key() []byte {
+func (r *Record) Key() []byte { return r.AppendKey(nil) }
+
+// AppendKey appends the record's Kafka key to b; b is returned unchanged
+// for a record without one (Key is nil).
+func (r *Record) AppendKey(b []byte) []byte {
 	if r.Org == "" {
-		return nil
+		return b
 	}
-	return []byte(r.Org + "/" + r.Sandbox)
+	return append(append(append(b, r.Org...), '/'), r.Sandbox...)
 }
 
 // Marshal encodes the record as JSON, as encoding/json would (see

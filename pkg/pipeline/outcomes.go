@@ -101,8 +101,8 @@ func responseText(b []byte) string {
 func (p *Pipeline) produceOutcomes(ctx context.Context, j *job, recs []*outcome.Record) {
 	b := &outcomeBatch{p: p, ctx: ctx, j: j, wait: 100 * time.Millisecond}
 	krecs := b.inline[:0]
-	// One buffer holds every value: should it grow, the values before keep
-	// the array they were written in.
+	// One buffer holds every key and value: should it grow, those before
+	// keep the array they were written in.
 	size := 0
 	for _, r := range recs {
 		size += 384 + len(r.Response) + len(r.DisabledReason)
@@ -110,6 +110,14 @@ func (p *Pipeline) produceOutcomes(ctx context.Context, j *job, recs []*outcome.
 	buf := make([]byte, 0, size)
 	var key []byte
 	for i, r := range recs {
+		if i == 0 || r.Org != recs[i-1].Org || r.Sandbox != recs[i-1].Sandbox {
+			start := len(buf)
+			buf = r.AppendKey(buf)
+			key = buf[start:len(buf):len(buf)]
+			if len(key) == 0 {
+				key = nil
+			}
+		}
 		start := len(buf)
 		v, err := r.AppendJSON(buf)
 		if err != nil { // a Record always encodes; counted in case it ever does not
@@ -117,9 +125,6 @@ func (p *Pipeline) produceOutcomes(ctx context.Context, j *job, recs []*outcome.
 			continue
 		}
 		buf = v
-		if i == 0 || r.Org != recs[i-1].Org || r.Sandbox != recs[i-1].Sandbox {
-			key = r.Key()
-		}
 		krecs = append(krecs, kgo.Record{Topic: p.opts.OutcomesTopic, Key: key, Value: buf[start:len(buf):len(buf)]})
 	}
 	b.send(krecs)
@@ -135,7 +140,7 @@ type outcomeBatch struct {
 	ctx    context.Context
 	j      *job
 	wait   time.Duration // before the next retry
-	inline [3]kgo.Record // a job's records, usually
+	inline [2]kgo.Record // a job's records, usually
 
 	mu    sync.Mutex
 	left  int          // records not answered yet
