@@ -73,7 +73,7 @@ fuzz: ## run each fuzz target for 2 minutes
 
 BENCHFLAGS ?= --tenants 100 --events 200000
 
-bench: deps build ## Go benchmarks of the hot path, then feedbackbench end to end (BENCHFLAGS)
+bench: deps build ## Go benchmarks of the hot path, then feedbackbench end to end, outcomes off and on (BENCHFLAGS)
 	$(GO) test -run '^$$' -bench . -benchmem ./pkg/...
 	$(GO) build -o bin/ ./cmd/feedbackbench
 	bin/feedbackbench --feedbackd bin/feedbackd $(BENCHFLAGS)
