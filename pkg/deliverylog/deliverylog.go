@@ -292,7 +292,7 @@ func (l *Log) write(ctx context.Context, batch []*outcome.Record) {
 	p := l.rdb.Pipeline()
 	n := 0
 	for _, r := range batch {
-		v, err := json.Marshal(r)
+		v, err := r.Marshal()
 		if err != nil { // a Record always encodes
 			l.metrics.errors.Inc()
 			continue
