@@ -76,7 +76,7 @@ type logData struct {
 	Org, SandboxID, Name string
 	Filter               map[string]string
 	Records              []record
-	Next                 string // the next page's query, "" on the last
+	Next                 string // the next page's URL, "" on the last
 	Health               *health
 	Err                  *apiError
 }
@@ -134,7 +134,9 @@ func (c *Console) deliveryLog(w http.ResponseWriter, r *http.Request, s *session
 	d.Records = page.Records
 	if page.NextCursor != "" {
 		q.Set("cursor", page.NextCursor)
-		d.Next = q.Encode()
+		// A whole URL: html/template escapes "=" and "&" of a query put
+		// after a "?" in the template, which would lose the cursor.
+		d.Next = "/ui/webhooks/" + url.PathEscape(d.Org) + "/" + url.PathEscape(d.SandboxID) + "/log?" + q.Encode()
 	}
 	var h health
 	if _, err := c.call(r.Context(), s, http.MethodGet, configPath(r, "health"), nil, &h); err == nil {
