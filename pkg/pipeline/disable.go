@@ -24,7 +24,13 @@ type FailClock interface {
 
 // disabling is why a job disables its config (job.disable): cause is the
 // feedbackd_endpoints_disabled_total reason, reason the disabledReason.
-type disabling struct{ cause, reason string }
+// instead, for a config that kept failing, is the outcome the job had
+// before the clock turned it into an endpoint_disabled dead letter: what
+// is carried out if the config cannot be disabled.
+type disabling struct {
+	cause, reason string
+	instead       *Outcome
+}
 
 // Causes of disabling a config.
 const (
@@ -35,7 +41,7 @@ const (
 // goneReason is the disabledReason of a config disabled after a 410.
 const goneReason = "endpoint answered 410 Gone"
 
-var disabledGone = &disabling{causeGone, goneReason}
+var disabledGone = &disabling{cause: causeGone, reason: goneReason}
 
 // clocked tells the failure clock what became of the job, decided by
 // admitted (deferred by an open breaker) or judged (an attempt), and
@@ -70,7 +76,7 @@ func (p *Pipeline) clocked(ctx context.Context, j *job, t *webhook.Target, o Out
 	if !disable {
 		return o
 	}
-	j.disable = &disabling{causeFailing, failingReason(since, clock.After())}
+	j.disable = &disabling{cause: causeFailing, reason: failingReason(since, clock.After()), instead: &o}
 	d := deadLettered(dlq.ReasonEndpointDisabled, "")
 	d.Attempt = res
 	return d
@@ -95,19 +101,23 @@ func shortDuration(d time.Duration) string {
 }
 
 // disableConfig disables the job's config if it is to be (job.disable),
-// counts and logs it; if the config store fails, the job no longer
-// carries it (no endpoint.disabled record): the next failure after the
-// clock has run again, or the next 410, tries again.
-func (p *Pipeline) disableConfig(ctx context.Context, j *job) {
-	if j.disable == nil {
-		return
+// counts and logs it. If the config store fails, the job no longer
+// carries it (no endpoint.disabled record) and disableConfig returns the
+// outcome to carry out instead of the endpoint_disabled dead letter, if
+// the clock made one: the next failure after the clock has run again for
+// delivery.disable_after, or the next 410, tries again.
+func (p *Pipeline) disableConfig(ctx context.Context, j *job) (instead *Outcome) {
+	d := j.disable
+	if d == nil {
+		return nil
 	}
-	if err := p.configs.Disable(ctx, j.ev.Org, j.ev.SandboxID, j.disable.reason); err != nil {
-		p.log.Error("cannot disable config", "org", j.ev.Org, "sandbox", j.ev.SandboxID, "reason", j.disable.cause, "error", err)
+	if err := p.configs.Disable(ctx, j.ev.Org, j.ev.SandboxID, d.reason); err != nil {
+		p.log.Error("cannot disable config; its failure clock starts again", "org", j.ev.Org, "sandbox", j.ev.SandboxID, "reason", d.cause, "error", err)
 		j.disable = nil
-		return
+		return d.instead
 	}
-	p.metrics.disabled.WithLabelValues(j.disable.cause).Inc()
+	p.metrics.disabled.WithLabelValues(d.cause).Inc()
 	p.log.Warn("config disabled: its events are dead-lettered as endpoint_disabled until it is enabled again",
-		"org", j.ev.Org, "sandbox", j.ev.SandboxID, "reason", j.disable.cause, "detail", j.disable.reason)
+		"org", j.ev.Org, "sandbox", j.ev.SandboxID, "reason", d.cause, "detail", d.reason)
+	return nil
 }

@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"testing"
 	"time"
@@ -121,6 +122,54 @@ func TestProcessTellsTheFailureClock(t *testing.T) {
 			}
 			if c.send != nil && c.kind == DeadLettered && o.Attempt == nil && c.admission == nil {
 				t.Error("the attempt that tripped the clock is not kept for its outcome record")
+			}
+		})
+	}
+}
+
+// configsNoDisable is a config store that cannot disable a config.
+type configsNoDisable struct{ configsFunc }
+
+func (configsNoDisable) Disable(context.Context, string, string, string) error {
+	return errors.New("redis: connection refused")
+}
+
+// A config the store cannot disable is not left with an endpoint_disabled
+// dead letter while it stays enabled: the outcome the job had before the
+// clock tripped is carried out instead, and no endpoint.disabled record is
+// due.
+func TestUndisabledConfigKeepsTheEarlierOutcome(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		configs Configs
+		want    *Outcome // nil: the dead letter stands
+	}{
+		{"disabled", target(nil), nil},
+		{"store fails", configsNoDisable{target(nil)}, &Outcome{Kind: Retried}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := &Pipeline{
+				opts:    Options{Policy: testPolicy, ClaimTTL: time.Minute, FailClock: &clock{disable: true}},
+				configs: tc.configs,
+				sender:  sendFunc(func() deliver.Result { return deliver.Result{Verdict: deliver.Retry, Status: 503} }),
+				metrics: newMetrics(prometheus.NewRegistry(), nil),
+				log:     slog.New(slog.DiscardHandler),
+				slots:   newSlots(1, prometheus.NewGauge(prometheus.GaugeOpts{Name: "inflight"})),
+				parking: newParking(0, prometheus.NewGauge(prometheus.GaugeOpts{Name: "parked"})),
+			}
+			rec := &kgo.Record{Topic: "feedback.bounce", Value: eventWith("bounce"), Timestamp: time.Now()}
+			j := &job{rec: rec, part: &offsets.Partition{Topic: rec.Topic}}
+			s := p.slots.acquire(t.Context())
+			defer s.done()
+			if o := p.process(t.Context(), j, s); o.Kind != DeadLettered || o.Reason != dlq.ReasonEndpointDisabled {
+				t.Fatalf("the clock tripped: outcome %v %q, want an endpoint_disabled dead letter", o.Kind, o.Reason)
+			}
+			instead := p.disableConfig(t.Context(), j)
+			switch {
+			case tc.want == nil && (instead != nil || j.disable == nil):
+				t.Fatalf("disabled: instead %+v, job disables %+v", instead, j.disable)
+			case tc.want != nil && (instead == nil || instead.Kind != tc.want.Kind || j.disable != nil):
+				t.Fatalf("store failed: instead %+v (want %v), job still disables %+v", instead, tc.want.Kind, j.disable)
 			}
 		})
 	}

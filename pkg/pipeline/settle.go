@@ -157,7 +157,9 @@ func (p *Pipeline) deadLetter(ctx context.Context, j *job, o Outcome) bool {
 	if o.Reason == dlq.ReasonInvalidEvent {
 		p.metrics.invalid.WithLabelValues(invalidReason(o.Err)).Inc()
 	}
-	p.disableConfig(ctx, j)
+	if instead := p.disableConfig(ctx, j); instead != nil {
+		return p.carryOut(ctx, j, *instead)
+	}
 	e := header.DeadLetter{
 		Reason: o.Reason, WebhookID: st.WebhookID, Attempts: st.PriorAttempts + st.Attempts, LastStatus: st.LastStatus,
 		LastError: st.LastError, FirstAttemptAt: st.FirstAttemptAt, FailedAt: time.Now(), Source: st.Source,
