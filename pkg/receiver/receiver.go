@@ -5,6 +5,7 @@ package receiver
 
 import (
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -96,4 +97,7 @@ func (rc *Receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		log.Info("signature verified: answering an error on purpose", attrs...)
 	}
 	w.WriteHeader(status)
+	if status >= 300 { // a body, so that the delivery log shows the start of an answer
+		_, _ = fmt.Fprintf(w, "%d %s: answered on purpose by the demo receiver\n", status, http.StatusText(status))
+	}
 }
