@@ -134,9 +134,26 @@ func TestOutcomesTopicRecordsEveryAttempt(t *testing.T) {
 
 // An input offset is not committed while the outcome records of its event
 // are not acknowledged: the broker answers every produce to the outcomes
-// topic with a retriable error until the test lets it through; then the
-// offset is committed.
+// topic with an error until the test lets it through; then the offset is
+// committed. A retriable error is retried by the Kafka client itself, any
+// other by the pipeline (with backoff); an instance stopped meanwhile
+// commits nothing, and the one after it settles the event without sending
+// it again.
 func TestOutcomesUnacknowledgedHoldTheCommit(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		code int16
+		stop bool // stop the instance while the records are refused, then start another
+	}{
+		{"retried by the client", kerr.NotEnoughReplicas.Code, false},
+		{"retried by the pipeline", kerr.TopicAuthorizationFailed.Code, false},
+		{"stopped while refused", kerr.TopicAuthorizationFailed.Code, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) { testOutcomesHoldTheCommit(t, tc.code, tc.stop) })
+	}
+}
+
+func testOutcomesHoldTheCommit(t *testing.T, code int16, stop bool) {
 	h := start(t, func(c *daemon.Config) { c.Outcomes.Enabled = true })
 	rc := newReceiver(t, nil)
 	h.createWebhook(webhookConfig("org1", "sb1", rc.URL))
@@ -163,7 +180,7 @@ func TestOutcomesUnacknowledgedHoldTheCommit(t *testing.T) {
 			st.Topic, st.TopicID = rt.Topic, rt.TopicID
 			for _, rp := range rt.Partitions {
 				sp := kmsg.NewProduceResponseTopicPartition()
-				sp.Partition, sp.ErrorCode = rp.Partition, kerr.NotEnoughReplicas.Code
+				sp.Partition, sp.ErrorCode = rp.Partition, code
 				st.Partitions = append(st.Partitions, sp)
 			}
 			resp.Topics = append(resp.Topics, st)
@@ -190,11 +207,19 @@ func TestOutcomesUnacknowledgedHoldTheCommit(t *testing.T) {
 	if at := committed(); at > rec.Offset {
 		t.Fatalf("offset %d committed (at %d) while its outcome records were not acknowledged", rec.Offset, at)
 	}
+	if stop {
+		h.stopDaemon()
+		if at := committed(); at > rec.Offset {
+			t.Fatalf("offset %d committed (at %d) by an instance stopped before its outcome records were acknowledged", rec.Offset, at)
+		}
+		refuse.Store(false)
+		h.startDaemon()
+	}
 	refuse.Store(false)
 	h.eventually("the offset committed once the outcome records are acknowledged", 30*time.Second, func() bool {
 		return committed() == rec.Offset+1
 	})
 	if n := rc.count(); n != 1 {
-		t.Errorf("%d deliveries, want 1", n)
+		t.Errorf("%d deliveries, want 1 (a re-read event is known delivered)", n)
 	}
 }
