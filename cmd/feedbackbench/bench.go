@@ -15,7 +15,10 @@ func bench(o options) (res result, err error) {
 	e := &env{o: o, http: &http.Client{Timeout: 30 * time.Second}}
 	defer e.close()
 	res = result{Machine: machine(), Tenants: o.tenants, Events: o.events, ReceiverLatencyMS: float64(o.latency) / 1e6, Scenario: o.scenario(), Backlog: o.backlog,
-		Outcomes: o.outcomes}
+		Outcomes: o.outcomes, TLS: o.tls, Hosts: o.hosts}
+	// Before anything is started: the processes started inherit it.
+	res.FileLimit = raiseFileLimit(filesNeeded(o))
+	logf("open files: %s", res.FileLimit)
 	if err := e.startBroker(); err != nil {
 		return res, err
 	}
@@ -29,6 +32,7 @@ func bench(o options) (res result, err error) {
 	if e.daemon, err = e.startDaemon(o.outcomes == "on"); err != nil {
 		return res, err
 	}
+	res.FileLimit.Receiver, res.FileLimit.Feedbackd = openFilesLimit(e.receiverPID), openFilesLimit(e.daemon.cmd.Process.Pid)
 	if err := e.createTenants(); err != nil {
 		return res, err
 	}
@@ -40,13 +44,11 @@ func bench(o options) (res result, err error) {
 	e.cleanup = append(e.cleanup, p.Close)
 
 	logf("ceilings: %d concurrent POSTs of %d bytes, rounds of %s", o.concurrency, len(payload(0)), o.duration)
-	netHTTP, closeNetHTTP := e.netHTTPPost()
-	defer closeNetHTTP()
-	sender, closeSender, err := e.senderPost()
+	netHTTP := e.netHTTPClient()
+	sender, err := e.senderClient()
 	if err != nil {
 		return res, err
 	}
-	defer closeSender()
 	// ceilings measures both: the raw ceiling, and feedbackd's sender alone.
 	ceilings := func() ceilingPoint {
 		c := ceilingPoint{raw: e.ceiling("net/http client", netHTTP), sender: e.ceiling("feedbackd's sender alone", sender)}
@@ -197,15 +199,17 @@ func (v *variantRun) figures() figures {
 	rs, total := v.rounds, v.total
 	ratios := column(rs, func(r round) float64 { return r.Ratio })
 	f := figures{
-		Rounds:            rs,
-		DeliveriesPerSec:  median(column(rs, func(r round) float64 { return r.DeliveriesPerSec })),
-		Ratio:             median(ratios),
-		WorstRatio:        slices.Min(ratios),
-		SenderRatio:       median(column(rs, func(r round) float64 { return r.SenderRatio })),
-		CPUPer1000:        total.cpu / float64(total.deliveries) * 1000,
-		OthersCPUPer1000:  map[string]float64{},
-		AllocsPerDelivery: v.mallocs / float64(total.deliveries),
-		BytesPerDelivery:  v.bytes / float64(total.deliveries),
+		Rounds:               rs,
+		DeliveriesPerSec:     median(column(rs, func(r round) float64 { return r.DeliveriesPerSec })),
+		Ratio:                median(ratios),
+		WorstRatio:           slices.Min(ratios),
+		SenderRatio:          median(column(rs, func(r round) float64 { return r.SenderRatio })),
+		CPUPer1000:           total.cpu / float64(total.deliveries) * 1000,
+		OthersCPUPer1000:     map[string]float64{},
+		AllocsPerDelivery:    v.mallocs / float64(total.deliveries),
+		BytesPerDelivery:     v.bytes / float64(total.deliveries),
+		TLSHandshakesPer1000: float64(total.handshakes) / float64(total.deliveries) * 1000,
+		TLSResumedPer1000:    float64(total.resumed) / float64(total.deliveries) * 1000,
 	}
 	for name, c := range total.others {
 		f.OthersCPUPer1000[name] = c / float64(total.deliveries) * 1000

@@ -3,12 +3,14 @@ package main
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -27,12 +29,16 @@ type env struct {
 	kopts     []kgo.Opt // seeds, TLS and SASL of the producer
 	redis     string    // FEEDBACKD_REDIS_ADDR, or FEEDBACKD_REDIS_ADDRS for a cluster
 	redisKind string
-	receiver  string // host:port
-	others    []proc // receiver, redis-server and this process (broker, producer), for their CPU
+	endpoints []string  // the receiver's host:port, one per --hosts address
+	control   string    // the receiver's control API, host:port
+	tls       *benchTLS // with --tls
+	others    []proc    // receiver, redis-server and this process (broker, producer), for their CPU
 	cleanup   []func()
 	daemon    *daemonProc
 	producer  *kgo.Client
 	http      *http.Client
+	// receiverPID is the receiver's process, for its open-file limit.
+	receiverPID int
 }
 
 func (e *env) close() {
@@ -159,7 +165,15 @@ func (e *env) startReceiver() error {
 	if err != nil {
 		return err
 	}
-	cmd := exec.Command(self, "receiver", "--latency", e.o.latency.String(), "--slow-after", "10s")
+	args := []string{"receiver", "--latency", e.o.latency.String(), "--slow-after", "10s", "--hosts", strconv.Itoa(e.o.hosts)}
+	if e.o.tls {
+		if e.tls, err = makeTLS(hostIPs(e.o.hosts)); err != nil {
+			return fmt.Errorf("--tls: %w", err)
+		}
+		e.cleanup = append(e.cleanup, func() { os.RemoveAll(e.tls.dir) })
+		args = append(args, "--tls-dir", e.tls.dir)
+	}
+	cmd := exec.Command(self, args...)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		return err
@@ -169,14 +183,33 @@ func (e *env) startReceiver() error {
 		return err
 	}
 	e.cleanup = append(e.cleanup, func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	line, err := bufio.NewReader(out).ReadString('\n')
+	line, err := bufio.NewReader(out).ReadBytes('\n')
 	if err != nil {
 		return fmt.Errorf("receiver did not start: %w", err)
 	}
-	e.receiver = strings.TrimSpace(line)
+	var addrs receiverAddrs
+	if err := json.Unmarshal(line, &addrs); err != nil || len(addrs.Endpoints) == 0 {
+		return fmt.Errorf("receiver: unexpected first line %q", line)
+	}
+	e.endpoints, e.control = addrs.Endpoints, addrs.Control
 	e.others = append(e.others, proc{"receiver", cmd.Process.Pid})
-	logf("receiver: %s (own process, pid %d, latency %s)", e.receiver, cmd.Process.Pid, e.o.latency)
+	e.receiverPID = cmd.Process.Pid
+	hosts := e.endpoints[0]
+	if n := len(e.endpoints); n > 1 {
+		hosts = fmt.Sprintf("%d hosts, %s to %s", n, e.endpoints[0], e.endpoints[n-1])
+	}
+	logf("receiver: %s, %s (own process, pid %d, latency %s)", map[bool]string{false: "HTTP", true: "HTTPS"}[e.o.tls], hosts, cmd.Process.Pid, e.o.latency)
 	return nil
+}
+
+// endpoint is the URL of tenant i's endpoint under path (t or slow): the
+// tenants go to the hosts round robin.
+func (e *env) endpoint(path string, i int) string {
+	scheme := "http"
+	if e.tls != nil {
+		scheme = "https"
+	}
+	return fmt.Sprintf("%s://%s/%s/%d", scheme, e.endpoints[i%len(e.endpoints)], path, i)
 }
 
 const adminToken = "feedbackbench-admin-token"
@@ -234,6 +267,12 @@ func (e *env) startDaemon(outcomes bool) (*daemonProc, error) {
 		"FEEDBACKD_LOG_LEVEL=warn",
 		fmt.Sprintf("FEEDBACKD_OUTCOMES_ENABLED=%t", outcomes),
 	)
+	if e.tls != nil {
+		// feedbackd trusts the system roots for deliveries; on Linux,
+		// SSL_CERT_FILE replaces the bundle file (the certificate
+		// directories are still read).
+		d.cmd.Env = append(d.cmd.Env, "SSL_CERT_FILE="+filepath.Join(e.tls.dir, caFile))
+	}
 	d.cmd.Stderr = os.Stderr
 	if err := d.cmd.Start(); err != nil {
 		return nil, fmt.Errorf("feedbackd (%s; `make build` makes it): %w", e.o.feedbackd, err)

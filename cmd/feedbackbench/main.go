@@ -51,6 +51,19 @@ With --slow-tenant or --dead-tenant, --rounds more rounds give one tenant's
 endpoint (slow: answers after 10 s; dead: refuses connections) its share of
 events, and the other tenants' ratio to the ceiling is compared with the
 healthy one.
+With --tls, the receiver serves HTTPS (HTTP/1.1) with a certificate from an
+ECDSA P-256 CA this run makes; the ceiling clients trust it, and feedbackd is
+given it with SSL_CERT_FILE (its system roots plus this CA). TLS handshakes
+per 1,000 deliveries are reported, and how many resumed a session.
+With --hosts N, the receiver listens on N loopback addresses (127.0.0.2 and
+on) and the tenants' URLs go to them round robin, so that connection pools
+and TLS sessions are per host as with real tenants' endpoints.
+Every ceiling round uses a new client whose connections are closed after it,
+and the receiver closes the idle connections it holds (feedbackd's among
+them) before each ceiling and throughput round, so that connections do not
+pile up across phases. The open-file limit (RLIMIT_NOFILE) is raised to the
+hard limit (beyond it when privileged), for this process and the ones it
+starts, and reported with what --concurrency needs.
 With --backlog N, feedbackd is stopped, N events are produced, and it is
 started again to drain them (its peak RSS is then that run's).
 With --brokers, a secured cluster is reached with feedbackd's own variables,
@@ -79,6 +92,8 @@ type options struct {
 	jsonOut      bool
 	pprof        string
 	outcomes     string // on, off or both
+	tls          bool   // the receiver serves HTTPS
+	hosts        int    // endpoint hosts (loopback addresses)
 }
 
 func main() {
@@ -108,6 +123,8 @@ func run() int {
 	fs.IntVar(&o.rounds, "rounds", 3, "healthy throughput rounds of --events, each compared with the mean of the ceilings measured just before and after it")
 	fs.BoolVar(&o.jsonOut, "json", false, "print the result as JSON")
 	fs.StringVar(&o.outcomes, "outcomes", "both", "run feedbackd with outcomes (the outcomes topic) on, off, or both: rounds alternating off and on, compared")
+	fs.BoolVar(&o.tls, "tls", false, "the receiver serves HTTPS with a CA this run makes; the ceilings use TLS too, feedbackd trusts the CA through SSL_CERT_FILE")
+	fs.IntVar(&o.hosts, "hosts", 1, "distinct endpoint hosts: the receiver listens on this many loopback addresses (127.0.0.2 and on when more than 1), the tenants' URLs go to them round robin")
 	fs.StringVar(&o.pprof, "pprof", "", "write a CPU profile of feedbackd during the first throughput round to this file (with --outcomes both, the first with outcomes on)")
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -121,6 +138,10 @@ func run() int {
 	}
 	if o.tenants < 1 || o.events < 1 || o.rounds < 1 || (o.slowTenant && o.deadTenant) || ((o.slowTenant || o.deadTenant) && o.tenants < 2) {
 		fmt.Fprintln(os.Stderr, "feedbackbench: --tenants, --events and --rounds must be positive; --slow-tenant and --dead-tenant exclude each other and need --tenants >= 2")
+		return 2
+	}
+	if o.hosts < 1 || o.hosts > maxHosts {
+		fmt.Fprintf(os.Stderr, "feedbackbench: --hosts must be between 1 and %d\n", maxHosts)
 		return 2
 	}
 	if o.outcomes != "on" && o.outcomes != "off" && o.outcomes != "both" {

@@ -120,3 +120,58 @@ func machine() string {
 	}
 	return fmt.Sprintf("%d cores %s, %s/%s", runtime.NumCPU(), cpuModel, runtime.GOOS, runtime.GOARCH)
 }
+
+// fileLimit is the open-file limit (RLIMIT_NOFILE) of this process, which
+// the receiver, redis-server and feedbackd inherit, and what the run needs.
+type fileLimit struct {
+	Soft uint64 `json:"soft"`
+	Hard uint64 `json:"hard"`
+	// Need is about what the busiest process needs (filesNeeded).
+	Need uint64 `json:"need"`
+	// Receiver and Feedbackd are their soft limits as read back from
+	// /proc/<pid>/limits (0 if unknown).
+	Receiver  uint64 `json:"receiver"`
+	Feedbackd uint64 `json:"feedbackd"`
+	Err       string `json:"error,omitempty"`
+}
+
+// filesNeeded is about how many descriptors the busiest process (the
+// receiver, or feedbackd) may hold: a connection per slot of the phase
+// that runs, as many again for the idle ones not yet closed (feedbackd
+// keeps up to 4,096 idle; the receiver closes the idle ones between
+// phases), a listener per host, and a thousand for the rest (Kafka, Redis,
+// files).
+func filesNeeded(o options) uint64 {
+	return uint64(2*o.concurrency + o.hosts + 1000)
+}
+
+// short says whether the limit is below what the run needs.
+func (l fileLimit) short() bool { return l.Soft < l.Need }
+
+func (l fileLimit) String() string {
+	s := fmt.Sprintf("limit %d (hard %d)", l.Soft, l.Hard)
+	if l.Feedbackd > 0 {
+		s += fmt.Sprintf(", feedbackd's %d, the receiver's %d", l.Feedbackd, l.Receiver)
+	}
+	s += fmt.Sprintf("; the run needs about %d", l.Need)
+	if l.Err != "" {
+		s += " (" + l.Err + ")"
+	}
+	if l.short() {
+		s += fmt.Sprintf(": WARNING: below what --concurrency needs, connections may fail with \"too many open files\" and the figures be wrong; raise the hard limit (ulimit -Hn, as root) or lower --concurrency")
+	}
+	return s
+}
+
+// openFilesLimit is the process's soft open-file limit (0 if unknown).
+func openFilesLimit(pid int) uint64 {
+	p, err := procfs.NewProc(pid)
+	if err != nil {
+		return 0
+	}
+	l, err := p.Limits()
+	if err != nil {
+		return 0
+	}
+	return l.OpenFiles
+}

@@ -37,8 +37,13 @@ func (e *env) waitFor(what string, want int64, d *daemonProc) (stats, error) {
 }
 
 // ceiling is the receiver's rate over --duration with --concurrency
-// goroutines each calling post in a loop (post reports success).
-func (e *env) ceiling(what string, post func(g, n int) bool) float64 {
+// goroutines each posting in a loop with a client newClient makes for this
+// round. The receiver's idle connections (feedbackd's) are closed before,
+// the client's connections after: no phase's connections outlive it.
+func (e *env) ceiling(what string, newClient func() ceilingClient) float64 {
+	_ = e.drain()
+	_ = e.reset()
+	c := newClient()
 	var count atomic.Int64
 	deadline := time.Now().Add(e.o.duration)
 	var wg sync.WaitGroup
@@ -46,7 +51,7 @@ func (e *env) ceiling(what string, post func(g, n int) bool) float64 {
 	for g := range e.o.concurrency {
 		wg.Go(func() {
 			for n := 0; time.Now().Before(deadline); n++ {
-				if post(g, n) {
+				if c.post(g, n) {
 					count.Add(1)
 				}
 			}
@@ -54,8 +59,14 @@ func (e *env) ceiling(what string, post func(g, n int) bool) float64 {
 	}
 	wg.Wait()
 	rate := float64(count.Load()) / time.Since(start).Seconds()
+	c.close()
+	tlsNote := ""
+	if s, err := e.stats(); err == nil && e.tls != nil {
+		tlsNote = fmt.Sprintf(", %d TLS handshakes (%d resumed)", s.Handshakes, s.Resumed)
+	}
+	_ = e.drain()
 	_ = e.reset()
-	logf("ceiling, %s: %.0f/s", what, rate)
+	logf("ceiling, %s: %.0f/s%s", what, rate, tlsNote)
 	return rate
 }
 
@@ -65,11 +76,15 @@ type phase struct {
 	deliveries int64              // counted by the receiver
 	cpu        float64            // feedbackd's CPU seconds
 	others     map[string]float64 // CPU seconds of what shares the machine
+	handshakes int64              // TLS handshakes at the receiver
+	resumed    int64              // of them, resumed sessions
 }
 
 func (p *phase) add(q phase) {
 	p.deliveries += q.deliveries
 	p.cpu += q.cpu
+	p.handshakes += q.handshakes
+	p.resumed += q.resumed
 	if p.others == nil {
 		p.others = map[string]float64{}
 	}
@@ -81,8 +96,13 @@ func (p *phase) add(q phase) {
 // throughput produces n events and measures the healthy tenants' delivery
 // rate, first to last arrival, and the CPU feedbackd and the others used.
 // With withBad, tenant 0 (slow or dead) gets its share of events. With
-// profile, a CPU profile of feedbackd is taken meanwhile (--pprof).
+// profile, a CPU profile of feedbackd is taken meanwhile (--pprof). It
+// starts with the receiver's idle connections closed: feedbackd connects
+// again (with --tls, a handshake per connection, or a resumed session).
 func (e *env) throughput(n int, withBad, profile bool) (phase, error) {
+	if err := e.drain(); err != nil {
+		return phase{}, err
+	}
 	if err := e.reset(); err != nil {
 		return phase{}, err
 	}
@@ -127,11 +147,17 @@ func (e *env) throughput(n int, withBad, profile bool) (phase, error) {
 		deliveries: s.Count,
 		cpu:        e.daemon.cpu() - cpu0,
 		others:     map[string]float64{},
+		handshakes: s.Handshakes,
+		resumed:    s.Resumed,
 	}
 	for name, c := range e.othersCPU() {
 		ph.others[name] = c - others0[name]
 	}
-	logf("%s: %.0f deliveries/s", what, ph.rate)
+	if e.tls != nil {
+		logf("%s: %.0f deliveries/s, %d TLS handshakes (%d resumed)", what, ph.rate, ph.handshakes, ph.resumed)
+	} else {
+		logf("%s: %.0f deliveries/s", what, ph.rate)
+	}
 	return ph, nil
 }
 

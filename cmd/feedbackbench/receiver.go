@@ -2,7 +2,9 @@ package main
 
 import (
 	"bytes"
+	"crypto/tls"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -25,29 +27,38 @@ type stats struct {
 	P95    int64 `json:"p95_ns"`
 	P99    int64 `json:"p99_ns"`
 	Sample int   `json:"latency_samples"`
+	// Handshakes are the TLS handshakes (one per new connection), Resumed
+	// those of them that resumed a session.
+	Handshakes int64 `json:"tls_handshakes"`
+	Resumed    int64 `json:"tls_resumed"`
+	Open       int   `json:"open_connections"` // to the endpoints, now
 }
 
-// receiverMain is `feedbackbench receiver`: an HTTP endpoint in its own
-// process that answers 200 after --latency, except under /slow/ where it
-// answers after --slow-after. It prints its address on stdout.
+// receiverAddrs is the receiver's first line on stdout: where its
+// endpoints listen, and its control API (stats, reset, drain; plain HTTP).
+type receiverAddrs struct {
+	Control   string   `json:"control"`
+	Endpoints []string `json:"endpoints"`
+}
+
+// receiverMain is `feedbackbench receiver`: HTTP endpoints in their own
+// process, one per --hosts address, that answer 200 after --latency,
+// except under /slow/ where they answer after --slow-after; over TLS with
+// the certificate in --tls-dir if given. It prints its receiverAddrs as
+// JSON on stdout.
 func receiverMain(args []string) int {
-	var latency, slowAfter time.Duration
-	for i := 0; i+1 < len(args); i += 2 {
-		d, err := time.ParseDuration(args[i+1])
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "receiver:", err)
-			return 2
-		}
-		switch args[i] {
-		case "--latency":
-			latency = d
-		case "--slow-after":
-			slowAfter = d
-		}
+	fs := flag.NewFlagSet("receiver", flag.ContinueOnError)
+	latency := fs.Duration("latency", 0, "delay before answering")
+	slowAfter := fs.Duration("slow-after", 10*time.Second, "delay before answering under /slow/")
+	hosts := fs.Int("hosts", 1, "listen on this many loopback addresses (hostIPs)")
+	tlsDir := fs.String("tls-dir", "", "serve HTTPS with the certificate in this directory")
+	if err := fs.Parse(args); err != nil {
+		return 2
 	}
 	var mu sync.Mutex
 	var st stats
 	var lat []int64
+	var conns connTracker
 	marker := []byte(`"requestId":"t`)
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /", func(w http.ResponseWriter, r *http.Request) {
@@ -57,11 +68,11 @@ func receiverMain(args []string) int {
 			mu.Lock()
 			st.Slow++
 			mu.Unlock()
-			time.Sleep(slowAfter)
+			time.Sleep(*slowAfter)
 			return
 		}
-		if latency > 0 {
-			time.Sleep(latency)
+		if *latency > 0 {
+			time.Sleep(*latency)
 		}
 		var sent int64
 		if i := bytes.Index(body, marker); i >= 0 {
@@ -81,7 +92,8 @@ func receiverMain(args []string) int {
 		}
 		mu.Unlock()
 	})
-	mux.HandleFunc("GET /stats", func(w http.ResponseWriter, _ *http.Request) {
+	control := http.NewServeMux()
+	control.HandleFunc("GET /stats", func(w http.ResponseWriter, _ *http.Request) {
 		mu.Lock()
 		out := st
 		l := slices.Clone(lat)
@@ -90,30 +102,110 @@ func receiverMain(args []string) int {
 		if n := len(l); n > 0 {
 			out.P50, out.P95, out.P99, out.Sample = l[n*50/100], l[n*95/100], l[min(n*99/100, n-1)], n
 		}
+		out.Open = conns.open()
 		_ = json.NewEncoder(w).Encode(out)
 	})
-	mux.HandleFunc("POST /reset", func(http.ResponseWriter, *http.Request) {
+	control.HandleFunc("POST /reset", func(http.ResponseWriter, *http.Request) {
 		mu.Lock()
 		st, lat = stats{}, nil
 		mu.Unlock()
 	})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "receiver:", err)
-		return 1
+	control.HandleFunc("POST /drain", func(w http.ResponseWriter, _ *http.Request) {
+		_ = json.NewEncoder(w).Encode(map[string]int{"closed": conns.closeIdle(), "open": conns.open()})
+	})
+	fail := func(err error) int { fmt.Fprintln(os.Stderr, "receiver:", err); return 1 }
+	var tlsConfig *tls.Config
+	if *tlsDir != "" {
+		var err error
+		tlsConfig, err = serverConfig(*tlsDir, func(resumed bool) {
+			mu.Lock()
+			st.Handshakes++
+			if resumed {
+				st.Resumed++
+			}
+			mu.Unlock()
+		})
+		if err != nil {
+			return fail(err)
+		}
 	}
-	fmt.Println(ln.Addr().String())
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-	if err := srv.Serve(ln); err != nil {
-		fmt.Fprintln(os.Stderr, "receiver:", err)
-		return 1
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ConnState: conns.track}
+	var addrs receiverAddrs
+	var lns []net.Listener
+	for _, ip := range hostIPs(*hosts) {
+		ln, err := net.Listen("tcp", net.JoinHostPort(ip.String(), "0"))
+		if err != nil {
+			return fail(fmt.Errorf("%w (--hosts above 1 needs 127.0.0.0/8 on the loopback interface, as Linux has)", err))
+		}
+		addrs.Endpoints = append(addrs.Endpoints, ln.Addr().String())
+		if tlsConfig != nil {
+			ln = tls.NewListener(ln, tlsConfig)
+		}
+		lns = append(lns, ln)
+	}
+	cln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return fail(err)
+	}
+	addrs.Control = cln.Addr().String()
+	line, _ := json.Marshal(addrs)
+	fmt.Println(string(line))
+	for _, ln := range lns {
+		go func() { _ = srv.Serve(ln) }()
+	}
+	if err := (&http.Server{Handler: control, ReadHeaderTimeout: 10 * time.Second}).Serve(cln); err != nil {
+		return fail(err)
 	}
 	return 0
 }
 
+// connTracker knows the endpoints' connections and their states, to close
+// the idle ones between phases. It is safe for concurrent use.
+type connTracker struct {
+	mu    sync.Mutex
+	conns map[net.Conn]http.ConnState
+}
+
+// track is the server's ConnState hook.
+func (t *connTracker) track(c net.Conn, s http.ConnState) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.conns == nil {
+		t.conns = map[net.Conn]http.ConnState{}
+	}
+	if s == http.StateClosed || s == http.StateHijacked {
+		delete(t.conns, c)
+		return
+	}
+	t.conns[c] = s
+}
+
+// closeIdle closes the connections that are between requests, and returns
+// how many. A client sees an idle connection closed by the server as
+// keep-alive clients do (feedbackd checks before each reuse).
+func (t *connTracker) closeIdle() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	n := 0
+	for c, s := range t.conns {
+		if s == http.StateIdle {
+			_ = c.Close()
+			delete(t.conns, c)
+			n++
+		}
+	}
+	return n
+}
+
+func (t *connTracker) open() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return len(t.conns)
+}
+
 func (e *env) stats() (stats, error) {
 	var s stats
-	resp, err := e.http.Get("http://" + e.receiver + "/stats")
+	resp, err := e.http.Get("http://" + e.control + "/stats")
 	if err != nil {
 		return s, err
 	}
@@ -122,9 +214,28 @@ func (e *env) stats() (stats, error) {
 }
 
 func (e *env) reset() error {
-	resp, err := e.http.Post("http://"+e.receiver+"/reset", "", nil)
+	resp, err := e.http.Post("http://"+e.control+"/reset", "", nil)
 	if err != nil {
 		return err
 	}
 	return resp.Body.Close()
+}
+
+// drain asks the receiver to close its idle connections (the last phase's
+// client's, feedbackd's between its rounds), so that file descriptors do
+// not pile up across phases; connections in use (the slow tenant's) stay.
+func (e *env) drain() error {
+	resp, err := e.http.Post("http://"+e.control+"/drain", "", nil)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	var d struct{ Closed, Open int }
+	if err := json.NewDecoder(resp.Body).Decode(&d); err != nil {
+		return err
+	}
+	if d.Closed > 0 || d.Open > 0 {
+		logf("receiver: %d idle connections closed, %d open", d.Closed, d.Open)
+	}
+	return nil
 }

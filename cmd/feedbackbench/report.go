@@ -14,12 +14,15 @@ import (
 // result is one run's figures; JSON field names are stable for comparison
 // over time.
 type result struct {
-	Machine           string  `json:"machine"`
-	Tenants           int     `json:"tenants"`
-	Events            int     `json:"events"`
-	ReceiverLatencyMS float64 `json:"receiver_latency_ms"`
-	Scenario          string  `json:"scenario"`
-	Redis             string  `json:"redis"` // "standalone", "cluster of 3 masters" or "given"
+	Machine           string    `json:"machine"`
+	Tenants           int       `json:"tenants"`
+	Events            int       `json:"events"`
+	ReceiverLatencyMS float64   `json:"receiver_latency_ms"`
+	Scenario          string    `json:"scenario"`
+	Redis             string    `json:"redis"` // "standalone", "cluster of 3 masters" or "given"
+	TLS               bool      `json:"tls"`   // the receiver serves HTTPS
+	Hosts             int       `json:"hosts"` // endpoint hosts
+	FileLimit         fileLimit `json:"open_files"`
 	// Outcomes is --outcomes: with "both", the figures are those of
 	// feedbackd with outcomes off, OutcomesOn those with them on, from
 	// rounds alternating with them, and OnVsOff compares the two.
@@ -73,6 +76,11 @@ type figures struct {
 	OthersCPUPer1000  map[string]float64 `json:"others_cpu_s_per_1000,omitempty"`
 	AllocsPerDelivery float64            `json:"allocs_per_delivery"`
 	BytesPerDelivery  float64            `json:"alloc_bytes_per_delivery"`
+	// With --tls: TLS handshakes the receiver counted per 1,000 deliveries
+	// (each round starts without connections), and those of them that
+	// resumed a session.
+	TLSHandshakesPer1000 float64 `json:"tls_handshakes_per_1000,omitempty"`
+	TLSResumedPer1000    float64 `json:"tls_resumed_per_1000,omitempty"`
 }
 
 // onVsOff compares feedbackd with outcomes on and off: Throughput is the
@@ -89,6 +97,8 @@ func printTable(r result) {
 	w := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
 	fmt.Fprintf(w, "machine\t%s\n", r.Machine)
 	fmt.Fprintf(w, "scenario\t%s, %d tenants, receiver latency %gms, %d events, Redis %s, outcomes %s\n", r.Scenario, r.Tenants, r.ReceiverLatencyMS, r.Events, r.Redis, r.Outcomes)
+	fmt.Fprintf(w, "endpoints\t%s, %d host(s)\n", map[bool]string{false: "HTTP", true: "HTTPS (TLS, the bench's CA)"}[r.TLS], r.Hosts)
+	fmt.Fprintf(w, "open files\t%s\n", r.FileLimit)
 	if r.OutcomesOn != nil {
 		fmt.Fprintf(w, "\trounds alternate off and on, each after a restart and a warm-up; the phases after them run with outcomes on\n")
 	}
@@ -136,6 +146,9 @@ func printFigures(w io.Writer, prefix string, f figures) {
 		fmt.Fprintf(w, "%s  sharing the machine, per 1,000\t%s\n", prefix, strings.Join(parts, ", "))
 	}
 	fmt.Fprintf(w, "%sallocations per delivery\t%.0f (%.0f bytes), whole process\n", prefix, f.AllocsPerDelivery, f.BytesPerDelivery)
+	if f.TLSHandshakesPer1000 > 0 {
+		fmt.Fprintf(w, "%sTLS handshakes per 1,000 deliveries\t%.1f (%.1f of them resumed); each round starts without connections\n", prefix, f.TLSHandshakesPer1000, f.TLSResumedPer1000)
+	}
 }
 
 func logf(format string, a ...any) {

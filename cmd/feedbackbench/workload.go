@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -50,6 +51,9 @@ func (e *env) createTenants() error {
 			return err
 		}
 		dead = fmt.Sprintf("http://127.0.0.1:%d/", port)
+		if e.tls != nil {
+			dead = fmt.Sprintf("https://127.0.0.1:%d/", port)
+		}
 	}
 	logf("tenants: creating %d webhook configs", e.o.tenants)
 	var next atomic.Int64
@@ -63,10 +67,10 @@ func (e *env) createTenants() error {
 				if i >= e.o.tenants {
 					return
 				}
-				url := fmt.Sprintf("http://%s/t/%d", e.receiver, i)
+				url := e.endpoint("t", i)
 				switch {
 				case i == 0 && e.o.slowTenant:
-					url = fmt.Sprintf("http://%s/slow/0", e.receiver)
+					url = e.endpoint("slow", 0)
 				case i == 0 && e.o.deadTenant:
 					url = dead
 				}
@@ -148,18 +152,25 @@ func (e *env) produce(from, to int, pick func(n int) int) error {
 	return nil
 }
 
-// netHTTPPost is the raw ceiling's request: a plain net/http client POSTs
+// ceilingClient is one ceiling round's client: post sends a request as
+// goroutine g (and reports success), close closes its connections.
+type ceilingClient struct {
+	post  func(g, n int) bool
+	close func()
+}
+
+// netHTTPClient is the raw ceiling's client: a plain net/http client POSTs
 // what feedbackd would send to tenant g%tenants: the same body size and the
 // same headers (webhook-id, -timestamp, -signature of the same lengths, no
-// Accept-Encoding), so that the receiver parses the same request.
-func (e *env) netHTTPPost() (post func(g, n int) bool, closeIdle func()) {
-	tr := &http.Transport{MaxIdleConnsPerHost: e.o.concurrency, MaxConnsPerHost: e.o.concurrency, DisableCompression: true}
-	client := &http.Client{Transport: tr, Timeout: 30 * time.Second}
+// Accept-Encoding), so that the receiver parses the same request. Each
+// call makes a new client (a new transport: its own connections and, with
+// --tls, no TLS session cache, as net/http has by default).
+func (e *env) netHTTPClient() func() ceilingClient {
 	body := payload(0)
 	headers := make([]http.Header, e.o.concurrency)
 	urls := make([]string, e.o.concurrency)
 	for g := range headers {
-		urls[g] = fmt.Sprintf("http://%s/t/%d", e.receiver, g%e.o.tenants)
+		urls[g] = e.endpoint("t", g%e.o.tenants)
 		headers[g] = http.Header{
 			"Content-Type":      {"application/json"},
 			"User-Agent":        {"feedbackd/bench"},
@@ -168,39 +179,44 @@ func (e *env) netHTTPPost() (post func(g, n int) bool, closeIdle func()) {
 			"Webhook-Signature": {"v1," + strings.Repeat("A", 43) + "="},
 		}
 	}
-	return func(g, _ int) bool {
-		req, err := http.NewRequest(http.MethodPost, urls[g], bytes.NewReader(body))
-		if err != nil {
-			return false
+	return func() ceilingClient {
+		tr := &http.Transport{MaxIdleConnsPerHost: e.o.concurrency, MaxConnsPerHost: e.o.concurrency, DisableCompression: true}
+		if e.tls != nil {
+			tr.TLSClientConfig = e.tls.clientConfig()
 		}
-		req.Header = headers[g]
-		resp, err := client.Do(req)
-		if err != nil {
-			return false
-		}
-		_, _ = io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	}, tr.CloseIdleConnections
+		client := &http.Client{Transport: tr, Timeout: 30 * time.Second}
+		return ceilingClient{post: func(g, _ int) bool {
+			req, err := http.NewRequest(http.MethodPost, urls[g], bytes.NewReader(body))
+			if err != nil {
+				return false
+			}
+			req.Header = headers[g]
+			resp, err := client.Do(req)
+			if err != nil {
+				return false
+			}
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			return resp.StatusCode == http.StatusOK
+		}, close: tr.CloseIdleConnections}
+	}
 }
 
-// senderPost is the second ceiling's request: feedbackd's own sender
+// senderClient is the second ceiling's client: feedbackd's own sender
 // (pkg/deliver: signing, its HTTP/1.1 transport) makes the attempt, as the
 // pipeline would for tenant g%tenants, without Kafka, Redis or parsing.
-func (e *env) senderPost() (post func(g, n int) bool, closeIdle func(), err error) {
-	c := deliver.New(deliver.Options{
-		Timeout: 30 * time.Second, Guard: &netguard.Guard{AllowPrivate: true}, UserAgent: "feedbackd/bench",
-		MaxIdleConnsPerHost: e.o.concurrency,
-	})
+// Each call makes a new deliver.Client, with feedbackd's TLS settings (its
+// own, with the bench's CA as roots).
+func (e *env) senderClient() (func() ceilingClient, error) {
 	secret, err := signature.NewSecret()
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	targets := make([]*webhook.Target, e.o.tenants)
 	for i := range targets {
-		cfg := webhook.Config{URL: fmt.Sprintf("http://%s/t/%d", e.receiver, i)}
+		cfg := webhook.Config{URL: e.endpoint("t", i)}
 		if targets[i], err = webhook.NewTarget(&webhook.Stored{Config: cfg, Secrets: []webhook.Secret{{Value: secret}}}); err != nil {
-			return nil, nil, err
+			return nil, err
 		}
 	}
 	body := payload(0)
@@ -209,7 +225,17 @@ func (e *env) senderPost() (post func(g, n int) bool, closeIdle func(), err erro
 		ids[g] = "bench-" + strconv.Itoa(2_000_000+g)
 	}
 	ctx := context.Background()
-	return func(g, _ int) bool {
-		return c.Send(ctx, targets[g%len(targets)], ids[g], body).Verdict == deliver.Delivered
-	}, c.Close, nil
+	return func() ceilingClient {
+		opts := deliver.Options{
+			Timeout: 30 * time.Second, Guard: &netguard.Guard{AllowPrivate: true}, UserAgent: "feedbackd/bench",
+			MaxIdleConnsPerHost: e.o.concurrency,
+		}
+		if e.tls != nil {
+			opts.TLSConfig = &tls.Config{RootCAs: e.tls.pool}
+		}
+		c := deliver.New(opts)
+		return ceilingClient{post: func(g, _ int) bool {
+			return c.Send(ctx, targets[g%len(targets)], ids[g], body).Verdict == deliver.Delivered
+		}, close: c.Close}
+	}, nil
 }

@@ -1,0 +1,99 @@
+package main
+
+import (
+	"crypto/tls"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"runtime"
+	"sync/atomic"
+	"testing"
+)
+
+func TestHostIPs(t *testing.T) {
+	for _, tc := range []struct {
+		n           int
+		first, last string
+	}{
+		{1, "127.0.0.1", "127.0.0.1"},
+		{2, "127.0.0.2", "127.0.0.3"},
+		{1000, "127.0.0.2", "127.0.3.233"},
+	} {
+		ips := hostIPs(tc.n)
+		if len(ips) != tc.n || ips[0].String() != tc.first || ips[len(ips)-1].String() != tc.last {
+			t.Errorf("hostIPs(%d): %d addresses, %s to %s; want %s to %s", tc.n, len(ips), ips[0], ips[len(ips)-1], tc.first, tc.last)
+		}
+	}
+}
+
+// The receiver counts every handshake, and the resumed ones apart: a
+// client with a session cache resumes on its second connection.
+func TestReceiverCountsResumedHandshakes(t *testing.T) {
+	b, err := makeTLS(hostIPs(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(b.dir) })
+	var full, resumed atomic.Int64
+	cfg, err := serverConfig(b.dir, func(r bool) {
+		if r {
+			resumed.Add(1)
+		} else {
+			full.Add(1)
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Listener = tls.NewListener(ln, cfg)
+	srv.Start()
+	t.Cleanup(srv.Close)
+	cc := b.clientConfig()
+	cc.ClientSessionCache = tls.NewLRUClientSessionCache(8)
+	tr := &http.Transport{TLSClientConfig: cc}
+	t.Cleanup(tr.CloseIdleConnections)
+	for range 2 {
+		resp, err := (&http.Client{Transport: tr}).Get("https://" + ln.Addr().String() + "/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		tr.CloseIdleConnections()
+	}
+	if full.Load() != 1 || resumed.Load() != 1 {
+		t.Errorf("%d full and %d resumed handshakes; want 1 and 1", full.Load(), resumed.Load())
+	}
+}
+
+// Draining closes the connections a client keeps alive between requests,
+// and the tracker forgets them.
+func TestConnTrackerClosesIdle(t *testing.T) {
+	var conns connTracker
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+	srv.Config.ConnState = conns.track
+	srv.Start()
+	t.Cleanup(srv.Close)
+	tr := &http.Transport{}
+	t.Cleanup(tr.CloseIdleConnections)
+	resp, err := (&http.Client{Transport: tr}).Get(srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	for conns.open() == 1 {
+		if n := conns.closeIdle(); n == 1 {
+			break
+		}
+		// the server marks the connection idle just after the answer
+		runtime.Gosched()
+	}
+	if n := conns.open(); n != 0 {
+		t.Errorf("%d connections open after closeIdle; want 0", n)
+	}
+}

@@ -1,0 +1,8 @@
+//go:build !unix
+
+package main
+
+// raiseFileLimit cannot read or raise the open-file limit on this platform.
+func raiseFileLimit(need uint64) fileLimit {
+	return fileLimit{Need: need, Err: "no RLIMIT_NOFILE on this platform"}
+}
