@@ -210,6 +210,7 @@ func (v *variantRun) figures() figures {
 		BytesPerDelivery:     v.bytes / float64(total.deliveries),
 		TLSHandshakesPer1000: float64(total.handshakes) / float64(total.deliveries) * 1000,
 		TLSResumedPer1000:    float64(total.resumed) / float64(total.deliveries) * 1000,
+		Connections:          total.conns,
 	}
 	for name, c := range total.others {
 		f.OthersCPUPer1000[name] = c / float64(total.deliveries) * 1000

@@ -78,6 +78,7 @@ type phase struct {
 	others     map[string]float64 // CPU seconds of what shares the machine
 	handshakes int64              // TLS handshakes at the receiver
 	resumed    int64              // of them, resumed sessions
+	conns      int                // connections open at the receiver at the last delivery
 }
 
 func (p *phase) add(q phase) {
@@ -85,6 +86,7 @@ func (p *phase) add(q phase) {
 	p.cpu += q.cpu
 	p.handshakes += q.handshakes
 	p.resumed += q.resumed
+	p.conns = max(p.conns, q.conns)
 	if p.others == nil {
 		p.others = map[string]float64{}
 	}
@@ -149,14 +151,15 @@ func (e *env) throughput(n int, withBad, profile bool) (phase, error) {
 		others:     map[string]float64{},
 		handshakes: s.Handshakes,
 		resumed:    s.Resumed,
+		conns:      s.Open,
 	}
 	for name, c := range e.othersCPU() {
 		ph.others[name] = c - others0[name]
 	}
 	if e.tls != nil {
-		logf("%s: %.0f deliveries/s, %d TLS handshakes (%d resumed)", what, ph.rate, ph.handshakes, ph.resumed)
+		logf("%s: %.0f deliveries/s, %d connections open, %d TLS handshakes (%d resumed)", what, ph.rate, ph.conns, ph.handshakes, ph.resumed)
 	} else {
-		logf("%s: %.0f deliveries/s", what, ph.rate)
+		logf("%s: %.0f deliveries/s, %d connections open", what, ph.rate, ph.conns)
 	}
 	return ph, nil
 }

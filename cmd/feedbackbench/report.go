@@ -81,6 +81,9 @@ type figures struct {
 	// resumed a session.
 	TLSHandshakesPer1000 float64 `json:"tls_handshakes_per_1000,omitempty"`
 	TLSResumedPer1000    float64 `json:"tls_resumed_per_1000,omitempty"`
+	// Connections is the most connections open at the receiver (nearly
+	// all feedbackd's, in use and idle) at the last delivery of a round.
+	Connections int `json:"connections_at_end_of_round"`
 }
 
 // onVsOff compares feedbackd with outcomes on and off: Throughput is the
@@ -146,6 +149,7 @@ func printFigures(w io.Writer, prefix string, f figures) {
 		fmt.Fprintf(w, "%s  sharing the machine, per 1,000\t%s\n", prefix, strings.Join(parts, ", "))
 	}
 	fmt.Fprintf(w, "%sallocations per delivery\t%.0f (%.0f bytes), whole process\n", prefix, f.AllocsPerDelivery, f.BytesPerDelivery)
+	fmt.Fprintf(w, "%sconnections open at a round's end\t%d (most of any round; feedbackd's to the receiver, in use and idle)\n", prefix, f.Connections)
 	if f.TLSHandshakesPer1000 > 0 {
 		fmt.Fprintf(w, "%sTLS handshakes per 1,000 deliveries\t%.1f (%.1f of them resumed); each round starts without connections\n", prefix, f.TLSHandshakesPer1000, f.TLSResumedPer1000)
 	}
