@@ -159,8 +159,14 @@ type ceilingClient struct {
 	close func()
 }
 
+// ceilingTenant is the tenant of goroutine g's n-th request in a ceiling
+// round: the tenants in turn as the events go to them (event i to tenant
+// i%tenants, taken by the slots in order), so that with --hosts the
+// ceilings spread over the hosts as feedbackd's slots do.
+func (o options) ceilingTenant(g, n int) int { return (g + n*o.concurrency) % o.tenants }
+
 // netHTTPClient is the raw ceiling's client: a plain net/http client POSTs
-// what feedbackd would send to tenant g%tenants: the same body size and the
+// what feedbackd would send to ceilingTenant(g, n): the same body size and the
 // same headers (webhook-id, -timestamp, -signature of the same lengths, no
 // Accept-Encoding), so that the receiver parses the same request. Each
 // call makes a new client (a new transport: its own connections and, with
@@ -168,9 +174,11 @@ type ceilingClient struct {
 func (e *env) netHTTPClient() func() ceilingClient {
 	body := payload(0)
 	headers := make([]http.Header, e.o.concurrency)
-	urls := make([]string, e.o.concurrency)
+	urls := make([]string, e.o.tenants)
+	for i := range urls {
+		urls[i] = e.endpoint("t", i)
+	}
 	for g := range headers {
-		urls[g] = e.endpoint("t", g%e.o.tenants)
 		headers[g] = http.Header{
 			"Content-Type":      {"application/json"},
 			"User-Agent":        {"feedbackd/bench"},
@@ -185,8 +193,8 @@ func (e *env) netHTTPClient() func() ceilingClient {
 			tr.TLSClientConfig = e.tls.clientConfig()
 		}
 		client := &http.Client{Transport: tr, Timeout: 30 * time.Second}
-		return ceilingClient{post: func(g, _ int) bool {
-			req, err := http.NewRequest(http.MethodPost, urls[g], bytes.NewReader(body))
+		return ceilingClient{post: func(g, n int) bool {
+			req, err := http.NewRequest(http.MethodPost, urls[e.o.ceilingTenant(g, n)], bytes.NewReader(body))
 			if err != nil {
 				return false
 			}
@@ -204,7 +212,7 @@ func (e *env) netHTTPClient() func() ceilingClient {
 
 // senderClient is the second ceiling's client: feedbackd's own sender
 // (pkg/deliver: signing, its HTTP/1.1 transport) makes the attempt, as the
-// pipeline would for tenant g%tenants, without Kafka, Redis or parsing.
+// pipeline would for ceilingTenant(g, n), without Kafka, Redis or parsing.
 // Each call makes a new deliver.Client, with feedbackd's TLS settings (its
 // own, with the bench's CA as roots).
 func (e *env) senderClient() (func() ceilingClient, error) {
@@ -234,8 +242,8 @@ func (e *env) senderClient() (func() ceilingClient, error) {
 			opts.TLSConfig = &tls.Config{RootCAs: e.tls.pool}
 		}
 		c := deliver.New(opts)
-		return ceilingClient{post: func(g, _ int) bool {
-			return c.Send(ctx, targets[g%len(targets)], ids[g], body).Verdict == deliver.Delivered
+		return ceilingClient{post: func(g, n int) bool {
+			return c.Send(ctx, targets[e.o.ceilingTenant(g, n)], ids[g], body).Verdict == deliver.Delivered
 		}, close: c.Close}
 	}, nil
 }
