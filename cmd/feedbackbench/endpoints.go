@@ -51,8 +51,9 @@ type benchTLS struct {
 }
 
 // makeTLS makes an ECDSA P-256 CA valid for a day and a leaf it signs for
-// ips (one certificate for every host, as a shared receiver would have),
-// and writes them to a new temporary directory.
+// ips (one certificate for every host: with --hosts 1000 it names 1,001
+// addresses, about 6 KB sent in each full handshake), and writes them to a
+// new temporary directory.
 func makeTLS(ips []net.IP) (*benchTLS, error) {
 	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {

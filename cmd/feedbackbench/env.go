@@ -167,7 +167,11 @@ func (e *env) startReceiver() error {
 	}
 	args := []string{"receiver", "--latency", e.o.latency.String(), "--slow-after", "10s", "--hosts", strconv.Itoa(e.o.hosts)}
 	if e.o.tls {
-		if e.tls, err = makeTLS(hostIPs(e.o.hosts)); err != nil {
+		ips := hostIPs(e.o.hosts)
+		if e.o.hosts > 1 {
+			ips = append(ips, net.IPv4(127, 0, 0, 1))
+		}
+		if e.tls, err = makeTLS(ips); err != nil {
 			return fmt.Errorf("--tls: %w", err)
 		}
 		e.cleanup = append(e.cleanup, func() { os.RemoveAll(e.tls.dir) })
