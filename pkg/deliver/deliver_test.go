@@ -7,8 +7,10 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -283,5 +285,30 @@ func TestSendKeepsTheStartOfTheAnswer(t *testing.T) {
 			t.Errorf("keep %d of %d bytes: status %d, %d bytes kept (%.10q), truncated %v; want %.10q, truncated %v",
 				c.keep, len(c.answer), r.Status, len(r.Response), r.Response, r.Truncated, c.want, c.truncated)
 		}
+	}
+}
+
+// A connection re-opened to an HTTPS endpoint resumes its TLS session.
+func TestTLSSessionResumed(t *testing.T) {
+	var resumed []bool
+	var mu sync.Mutex
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		resumed = append(resumed, r.TLS.DidResume)
+		mu.Unlock()
+		w.Header().Set("Connection", "close") // the next attempt opens a new connection
+	}))
+	defer srv.Close()
+	c := New(Options{Timeout: 2 * time.Second, Guard: &netguard.Guard{AllowPrivate: true}, TLSConfig: srv.Client().Transport.(*http.Transport).TLSClientConfig.Clone()})
+	tg, _ := target(t, srv.URL, nil)
+	for range 3 {
+		if r := c.Send(context.Background(), tg, "id", []byte(`{}`)); r.Verdict != Delivered {
+			t.Fatalf("HTTPS delivery: %+v", r)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if !slices.Equal(resumed, []bool{false, true, true}) {
+		t.Fatalf("sessions resumed: %v, want a full handshake then resumptions", resumed)
 	}
 }

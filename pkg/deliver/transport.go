@@ -86,12 +86,22 @@ type request struct {
 	truncated bool
 }
 
+// sessionCacheSize is how many TLS sessions (one per host name) are kept
+// for resumption, least recently used first out.
+const sessionCacheSize = 4096
+
 func newTransport(dial func(context.Context, string, string) (net.Conn, error), tlsConfig *tls.Config, maxIdle int) *transport {
 	cfg := &tls.Config{}
 	if tlsConfig != nil {
 		cfg = tlsConfig.Clone()
 	}
 	cfg.NextProtos = []string{"http/1.1"}
+	if cfg.ClientSessionCache == nil {
+		// A connection re-opened to a host resumes its TLS session: an
+		// abbreviated handshake, without the certificate chain and its
+		// verification.
+		cfg.ClientSessionCache = tls.NewLRUClientSessionCache(sessionCacheSize)
+	}
 	return &transport{
 		dial: dial, tlsConfig: cfg, maxHead: 64 << 10, maxIdle: maxIdle, idleTimeout: 90 * time.Second,
 		idle: map[poolKey][]*conn{},
