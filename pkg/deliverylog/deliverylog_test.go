@@ -197,6 +197,28 @@ func TestAttemptsAndMessages(t *testing.T) {
 	})
 }
 
+// Every cursor the parser accepts reads without a Redis error, edge ids
+// included (Redis refuses "(0-0" as an XREVRANGE end: the parser must not
+// let it through), on a stream that exists and on one that does not.
+func TestEveryAcceptedCursorReads(t *testing.T) {
+	rdb := testenv.StartRedis(t).Client
+	l, reg := running(t, rdb, Options{})
+	l.Add(event("orgA", "ok", time.Now(), 200))
+	waitWritten(t, reg, 2)
+	for _, id := range []string{"0-0", "0-1", "1-0", "0-18446744073709551615", "18446744073709551615-0",
+		"18446744073709551615-18446744073709551615", "1700000000000-3"} {
+		c := cursorOf(id)
+		if _, err := parseCursor(c); err != nil {
+			continue // refused with a 400 naming cursor
+		}
+		for _, org := range []string{"orgA", "nobody"} {
+			if _, err := l.Attempts(t.Context(), org, "prod", Query{Cursor: c}); err != nil {
+				t.Errorf("cursor of %s on %s: %v", id, org, err)
+			}
+		}
+	}
+}
+
 // The log keeps about PerConfig entries per config and expires with
 // MaxAge; the counts outlive what the stream holds.
 func TestBounded(t *testing.T) {

@@ -149,7 +149,10 @@ func (id streamID) String() string {
 
 var errCursor = errors.New("malformed cursor")
 
-// parseCursor reads a cursor: the base64url (unpadded) of a stream id.
+// parseCursor reads a cursor: the base64url (unpadded) of a stream id
+// above 0-0. Redis gives no entry the id 0-0 and refuses "(0-0" as the end
+// of an XREVRANGE, so that cursor is refused here, not answered with a
+// Redis error.
 func parseCursor(s string) (streamID, error) {
 	if s == "" || len(s) > 64 {
 		return streamID{}, errCursor
@@ -170,6 +173,9 @@ func parseCursor(s string) (streamID, error) {
 		return streamID{}, errCursor
 	}
 	if cursorOf(id.String()) != s { // the decoder skips line breaks: one id, one cursor
+		return streamID{}, errCursor
+	}
+	if id == (streamID{}) {
 		return streamID{}, errCursor
 	}
 	return id, nil

@@ -39,6 +39,8 @@ func TestParseQuery(t *testing.T) {
 		{"cursor not an id", "cursor=" + cursorOf("abc"), "cursor", nil},
 		{"cursor id with a sign", "cursor=" + cursorOf("+1-2"), "cursor", nil},
 		{"cursor padded", "cursor=" + cursorOf("1-2") + "=", "cursor", nil},
+		{"cursor 0-0", "cursor=MC0w", "cursor", nil}, // Redis: ERR invalid end ID
+		{"cursor 0-1", "cursor=" + cursorOf("0-1"), "", nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			v, err := url.ParseQuery(tc.query)
@@ -63,8 +65,8 @@ func TestParseQuery(t *testing.T) {
 	}
 }
 
-// A cursor that parses is the encoding of exactly one stream id, and
-// encodes back to itself; nothing panics.
+// A cursor that parses is the encoding of exactly one stream id above
+// 0-0, and encodes back to itself; nothing panics.
 func FuzzParseCursor(f *testing.F) {
 	for _, s := range []string{cursorOf("0-0"), cursorOf("1700000000000-12"), cursorOf("18446744073709551615-18446744073709551615"), "", "MS0y", "***", cursorOf("01-2")} {
 		f.Add(s)
@@ -73,6 +75,9 @@ func FuzzParseCursor(f *testing.F) {
 		id, err := parseCursor(s)
 		if err != nil {
 			return
+		}
+		if id == (streamID{}) {
+			t.Fatalf("cursor %q is id 0-0, which Redis refuses as an exclusive end", s)
 		}
 		if back := cursorOf(id.String()); back != s {
 			t.Fatalf("cursor %q is id %s, which encodes as %q", s, id, back)
