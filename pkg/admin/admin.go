@@ -73,6 +73,7 @@ type api struct {
 	opts   Options
 	log    *slog.Logger
 	jwks   jwksCache
+	scans  chan struct{} // a slot per running read of the dead-letter topic
 }
 
 // maxBody bounds request bodies. A config at every limit of its schema
@@ -88,7 +89,7 @@ func NewHandler(store Store, sender Sender, opts Options) http.Handler {
 	if opts.RotationGrace <= 0 {
 		opts.RotationGrace = 24 * time.Hour
 	}
-	a := &api{store: store, sender: sender, opts: opts, log: opts.Logger}
+	a := &api{store: store, sender: sender, opts: opts, log: opts.Logger, scans: make(chan struct{}, maxScans)}
 	mux := newRouteMux()
 	v1 := func(pattern string, h http.HandlerFunc) { mux.Handle(pattern, a.authenticated(h)) }
 	v1("POST /v1/webhooks", a.create)

@@ -59,11 +59,20 @@ func showDeadLetter(r dlq.Record) deadLetter {
 	return d
 }
 
+// maxScans bounds the reads of the dead-letter topic that run at once:
+// each reads the whole topic with a Kafka client of its own.
+const maxScans = 2
+
+// scanRetryAfter is the Retry-After, in seconds, of a 503 busy.
+const scanRetryAfter = "5"
+
 // listDeadLetters answers the statistics of the dead letters that pass the
 // filters (as feedbackctl dlq stats) and the oldest limit of them (default
 // 50, up to 500; as feedbackctl dlq list), or the one at deadLetter
 // (topic/partition/offset). A token scoped to organisations sees only
-// theirs. The whole topic is read on each call.
+// theirs. The whole topic is read on each call, except with deadLetter,
+// whose read ends at its match. Beyond maxScans reads at once it answers
+// 503 busy with Retry-After.
 func (a *api) listDeadLetters(w http.ResponseWriter, r *http.Request) {
 	if a.opts.DeadLetters == nil {
 		writeError(w, http.StatusNotImplemented, "not_implemented", "reading dead letters is not configured", "")
@@ -101,6 +110,15 @@ func (a *api) listDeadLetters(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "invalid_request", msg, field)
 		return
 	}
+	select {
+	case a.scans <- struct{}{}:
+		defer func() { <-a.scans }()
+	default:
+		w.Header().Set("Retry-After", scanRetryAfter)
+		writeError(w, http.StatusServiceUnavailable, "busy",
+			"the dead-letter topic is being read by "+strconv.Itoa(maxScans)+" other requests; try again shortly", "")
+		return
+	}
 	at := q.Get("deadLetter")
 	stats := dlq.Stats{ByReason: map[string]int{}, ByChannel: map[string]int{}, ByOrg: map[string]int{}, ByAge: map[string]int{}}
 	out := []deadLetter{}
@@ -112,7 +130,7 @@ func (a *api) listDeadLetters(w http.ResponseWriter, r *http.Request) {
 		if len(out) < limit {
 			out = append(out, showDeadLetter(rec))
 		}
-		return true
+		return at == "" // coordinates name one record: the read ends at it
 	})
 	if err != nil {
 		a.fail(w, err)
