@@ -34,7 +34,7 @@ func (a *api) noLog(w http.ResponseWriter) bool {
 
 // listAttempts answers the config's recent records, newest first, with the
 // filters and cursor of deliverylog.ParseQuery; 400 naming the parameter
-// at fault.
+// at fault, 404 for a config that does not exist (as health).
 func (a *api) listAttempts(w http.ResponseWriter, r *http.Request) {
 	if a.noLog(w) {
 		return
@@ -43,7 +43,12 @@ func (a *api) listAttempts(w http.ResponseWriter, r *http.Request) {
 	if a.queryError(w, err) {
 		return
 	}
-	p, err := a.opts.Log.Attempts(r.Context(), r.PathValue("imsOrg"), r.PathValue("sandboxId"), q)
+	org, sb := r.PathValue("imsOrg"), r.PathValue("sandboxId")
+	if _, err := a.store.Get(r.Context(), org, sb); err != nil {
+		a.fail(w, err)
+		return
+	}
+	p, err := a.opts.Log.Attempts(r.Context(), org, sb, q)
 	if a.queryError(w, err) {
 		return
 	}
@@ -66,12 +71,18 @@ func (a *api) queryError(w http.ResponseWriter, err error) bool {
 }
 
 // getMessage answers every record of one webhook-id, oldest first, and
-// the outcome its delivery ended with; 404 when the log holds none.
+// the outcome its delivery ended with; 404 for a config that does not
+// exist (as health and attempts) and when the log holds none.
 func (a *api) getMessage(w http.ResponseWriter, r *http.Request) {
 	if a.noLog(w) {
 		return
 	}
-	m, err := a.opts.Log.Message(r.Context(), r.PathValue("imsOrg"), r.PathValue("sandboxId"), r.PathValue("webhookId"))
+	org, sb := r.PathValue("imsOrg"), r.PathValue("sandboxId")
+	if _, err := a.store.Get(r.Context(), org, sb); err != nil {
+		a.fail(w, err)
+		return
+	}
+	m, err := a.opts.Log.Message(r.Context(), org, sb, r.PathValue("webhookId"))
 	switch {
 	case errors.Is(err, deliverylog.ErrNotFound):
 		writeError(w, http.StatusNotFound, "not_found", "the delivery log holds no record of this webhook-id (it keeps delivery_log.per_config records for at most delivery_log.max_age)", "")

@@ -29,8 +29,9 @@ type logMessage struct {
 // /attempts (newest first, through pages) and /messages/{id} (oldest
 // first, with the final outcome), with outcomes.enabled false: the log does
 // not need the topic. Answers are cut at outcomes.response_bytes; /health
-// counts them; an org:A token gets 404 for org B's log; bad parameters are
-// a 400 naming the field; feedbackctl prints the same.
+// counts them; an org:A token gets 404 for org B's log, and everyone for a
+// config that does not exist; bad parameters are a 400 naming the field;
+// feedbackctl prints the same.
 func TestDeliveryLogShowsEveryAttempt(t *testing.T) {
 	h := start(t, func(c *daemon.Config) {
 		withAdminJWT(c)
@@ -213,6 +214,20 @@ func TestDeliveryLogShowsEveryAttempt(t *testing.T) {
 	})
 	if code := h.call("GET", "/v1/webhooks/orgA/sb1/messages/log-b", nil, nil); code != 404 {
 		t.Errorf("org B's event in org A's log: %d", code)
+	}
+
+	// A config that does not exist: 404, the same answer on every route,
+	// and feedbackctl says so and fails.
+	for _, path := range []string{"/v1/webhooks/orgA/nosuch/attempts", "/v1/webhooks/orgA/nosuch/messages/log-ok", "/v1/webhooks/orgA/nosuch/health"} {
+		var e struct {
+			Error struct{ Code, Message string }
+		}
+		if code := h.call("GET", path, nil, &e); code != 404 || e.Error.Code != "not_found" || e.Error.Message != "no webhook config for this organisation and sandbox" {
+			t.Errorf("GET %s = %d %+v, want 404 no webhook config", path, code, e.Error)
+		}
+	}
+	if out, code := h.ctl("webhooks", "attempts", "orgA", "nosuch"); code == 0 || !strings.Contains(out, "no webhook config for this organisation and sandbox") {
+		t.Errorf("feedbackctl webhooks attempts of no config (exit %d):\n%s", code, out)
 	}
 
 	// Bad input.
