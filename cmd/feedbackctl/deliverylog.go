@@ -27,7 +27,7 @@ var logFilters = []struct{ flag, param, usage string }{
 	{"request-id", "requestId", "the event's requestId"},
 	{"since", "since", "at or after: RFC 3339 time or a duration ago (90m, 24h, 3d)"},
 	{"until", "until", "at or before: as --since"},
-	{"limit", "limit", "records per page, 1 to 500 (default 50)"},
+	{"limit", "limit", "records per page, 1 to 500"},
 	{"cursor", "cursor", "continue after the page that printed this cursor"},
 }
 
@@ -64,7 +64,7 @@ func namedFlag(err error) error {
 }
 
 func webhooksAttempts(s *settings) *cobra.Command {
-	vals := make([]string, len(logFilters))
+	vals, limit := make([]string, len(logFilters)), 0
 	cmd := &cobra.Command{
 		Use:   "attempts ORG SANDBOX",
 		Short: "The config's recent attempts, outcomes and endpoint events, newest first",
@@ -84,8 +84,13 @@ combine; a page ends with the --cursor of the next one.`,
 					continue
 				}
 				v := vals[i]
-				if f.param == "since" || f.param == "until" {
-					v = ago(v, now)
+				switch f.param {
+				case "since", "until":
+					if v = ago(v, now); !isRFC3339(v) {
+						return fmt.Errorf("--%s %q: must be an RFC 3339 time or a duration ago (e.g. 1h)", f.flag, vals[i])
+					}
+				case "limit":
+					v = strconv.Itoa(limit)
 				}
 				q.Set(f.param, v)
 			}
@@ -111,9 +116,18 @@ combine; a page ends with the --cursor of the next one.`,
 		},
 	}
 	for i, f := range logFilters {
+		if f.param == "limit" {
+			cmd.Flags().IntVar(&limit, f.flag, 50, f.usage)
+			continue
+		}
 		cmd.Flags().StringVar(&vals[i], f.flag, "", f.usage)
 	}
 	return cmd
+}
+
+func isRFC3339(s string) bool {
+	_, err := time.Parse(time.RFC3339Nano, s)
+	return err == nil
 }
 
 // printRecords prints outcome records as a table; withID adds the

@@ -268,6 +268,10 @@ func TestDeliveryLogShowsEveryAttempt(t *testing.T) {
 	if code != 0 || !strings.Contains(out, `"final": {`) {
 		t.Errorf("feedbackctl messages show --json (exit %d):\n%s", code, out)
 	}
+	out, code = h.ctl("webhooks", "attempts", "orgA", "sb1", "--since", "yesterday")
+	if code == 0 || !strings.Contains(out, "--since") || !strings.Contains(out, "an RFC 3339 time or a duration ago (e.g. 1h)") {
+		t.Errorf("feedbackctl webhooks attempts --since yesterday (exit %d):\n%s", code, out)
+	}
 	out, code = h.ctlInvalid("webhooks", "attempts", "orgA", "sb1", "--limit", "0")
 	if code == 0 || !strings.Contains(out, "--limit") {
 		t.Errorf("feedbackctl webhooks attempts --limit 0 (exit %d):\n%s", code, out)
