@@ -102,11 +102,11 @@ func flagError(err error) error {
 // followRecovery shows the job's progress until it ends. Ctrl-C stops
 // following, not the job.
 func followRecovery(cmd *cobra.Command, s *settings, path string, p replay.Progress) error {
-	label := "recovery " + p.ID
+	label, done := "recovery "+p.ID, "%d resent"
 	if p.Request.DryRun {
-		label = "dry run " + p.ID
+		label, done = "dry run "+p.ID, "would resend %d"
 	}
-	d := newProgressDisplay(cmd.ErrOrStderr(), label, "resent")
+	d := newProgressDisplay(cmd.ErrOrStderr(), label, done)
 	ctx := cmd.Context()
 	var err error
 	for err == nil && p.State == replay.StateRunning {

@@ -55,11 +55,11 @@ Use --dry-run first: it counts what would be replayed and writes nothing.
 			if _, err := f.filter(); err != nil {
 				return err
 			}
-			label := "replay " + f.req.ID()
+			label, done := "replay "+f.req.ID(), "%d replayed"
 			if f.req.DryRun {
-				label = "dry run " + f.req.ID()
+				label, done = "dry run "+f.req.ID(), "would replay %d"
 			}
-			d := newProgressDisplay(cmd.ErrOrStderr(), label, "replayed")
+			d := newProgressDisplay(cmd.ErrOrStderr(), label, done)
 			var p replay.Progress
 			var err error
 			if server {
@@ -160,20 +160,20 @@ type progressDisplay struct {
 	w     io.Writer
 	tty   bool
 	label string // names the job
-	verb  string // what the job does with a record: "replayed", "resent"
+	done  string // the count of what the job did, a format: "%d replayed", "would replay %d"
 	start time.Time
 	last  time.Time
 	drawn bool
 }
 
-func newProgressDisplay(w io.Writer, label, verb string) *progressDisplay {
+func newProgressDisplay(w io.Writer, label, done string) *progressDisplay {
 	tty := false
 	if f, ok := w.(*os.File); ok {
 		if fi, err := f.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
 			tty = true
 		}
 	}
-	return &progressDisplay{w: w, tty: tty, label: label, verb: verb, start: time.Now()}
+	return &progressDisplay{w: w, tty: tty, label: label, done: done, start: time.Now()}
 }
 
 func (d *progressDisplay) update(p replay.Progress) {
@@ -201,15 +201,15 @@ func (d *progressDisplay) update(p replay.Progress) {
 		if p.Scanned == 0 && p.State == replay.StateRunning {
 			return // nothing to say yet
 		}
-		fmt.Fprintf(d.w, "%s: %d/%d read (%.0f%%), %d matched, %d %s, %.0f/s, ETA %s\n",
-			d.label, p.Scanned, p.Total, pct, p.Matched, p.Replayed, d.verb, rate, eta)
+		fmt.Fprintf(d.w, "%s: %d/%d read (%.0f%%), %d matched, %s, %.0f/s, ETA %s\n",
+			d.label, p.Scanned, p.Total, pct, p.Matched, fmt.Sprintf(d.done, p.Replayed), rate, eta)
 		return
 	}
 	const width = 30
 	filled := int(pct / 100 * width)
 	bar := strings.Repeat("=", filled) + strings.Repeat(" ", width-filled)
-	fmt.Fprintf(d.w, "\r%s [%s] %3.0f%% %d/%d read, %d %s, %.0f/s, ETA %s   ",
-		d.label, bar, pct, p.Scanned, p.Total, p.Replayed, d.verb, rate, eta)
+	fmt.Fprintf(d.w, "\r%s [%s] %3.0f%% %d/%d read, %s, %.0f/s, ETA %s   ",
+		d.label, bar, pct, p.Scanned, p.Total, fmt.Sprintf(d.done, p.Replayed), rate, eta)
 	d.drawn = true
 }
 

@@ -173,7 +173,7 @@ func (j *Jobs) run(req Request, l lease.Lease, base Progress) {
 	}
 	j.save(p)
 	l.Release(context.WithoutCancel(ctx))
-	j.log.Info("job ended", "id", id, "state", p.State, "replayed", p.Replayed, "matched", p.Matched, "skipped", p.Skipped, "err", err)
+	j.log.Info("job ended", "id", id, "state", p.State, "dry_run", req.DryRun, "replayed", p.Replayed, "matched", p.Matched, "skipped", p.Skipped, "err", err)
 }
 
 // indexKeys are the sorted sets of a job's id by start time: of every

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -107,7 +108,8 @@ func TestReplayDeliversExactlyTheFilteredDeadLetters(t *testing.T) {
 	endsBefore := inputEnds()
 	jobID := replay.Request{Org: "orgX"}.ID()
 	out, code := h.ctl("dlq", "replay", "--org", "orgX", "--dry-run")
-	if code != 0 || !strings.Contains(out, "500 match, 500 would be replayed") || !strings.Contains(out, "nothing was written") {
+	if code != 0 || !strings.Contains(out, "500 match, 500 would be replayed") || !strings.Contains(out, "nothing was written") ||
+		regexp.MustCompile(`\d replayed`).MatchString(out) {
 		t.Fatalf("dry run (exit %d):\n%s", code, out)
 	}
 	time.Sleep(time.Second)

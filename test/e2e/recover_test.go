@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -169,7 +170,8 @@ func TestRecoverResendsTheTenantsWindowOncePerJob(t *testing.T) {
 
 	// feedbackctl: the same job, as an operator runs it.
 	out, code := h.ctl("webhooks", "recover", "orgA", "prod", "--since", since.Format(time.RFC3339Nano), "--until", until.Format(time.RFC3339Nano), "--dry-run")
-	if code != 0 || !strings.Contains(out, "20 would be resent") || !strings.Contains(out, "every input topic still holds the whole window") {
+	if code != 0 || !strings.Contains(out, "20 would be resent") || !strings.Contains(out, "every input topic still holds the whole window") ||
+		!strings.Contains(out, "would resend 20") || regexp.MustCompile(`\d resent`).MatchString(out) {
 		t.Fatalf("feedbackctl webhooks recover --dry-run (exit %d):\n%s", code, out)
 	}
 	out, code = h.ctl("webhooks", "recover", "orgA", "prod", "--since", since.Format(time.RFC3339Nano), "--until", until.Format(time.RFC3339Nano), "--status", "bounce", "--rate", "100", "-o", "json")
