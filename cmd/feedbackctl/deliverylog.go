@@ -322,6 +322,23 @@ func newMessages(s *settings) *cobra.Command {
 	cmd.AddCommand(&cobra.Command{
 		Use:   "show ORG SANDBOX WEBHOOK-ID",
 		Short: "Every attempt of one event and its final outcome, oldest first",
+		Long: `show prints every record the delivery log holds of one webhook-id, oldest
+first: each attempt (HTTP status, duration, error class, the first bytes of
+the answer), each outcome (retried, deferred, delivered, dead_lettered), and
+then the outcome its delivery ended with, or that it is still being delivered.
+A recovered or replayed event shows each of its deliveries. The log keeps
+delivery_log.per_config records of a config for at most delivery_log.max_age:
+an older event is not found (exit 1).
+
+For example:
+  $ feedbackctl messages show myImsOrg prod-1 evt-0932
+  TIME                      TYPE     OUTCOME    ATTEMPT  HTTP  MS    ERROR     STATUS  RESPONSE
+  2026-12-01T10:41:07.911Z  attempt  retryable  1        503   31.2  http_503  bounce  upstream busy
+  2026-12-01T10:41:07.911Z  outcome  retried    1        503   -     http_503  bounce  -
+  2026-12-01T10:41:13.020Z  attempt  success    2        200   40.3  -         bounce  ok
+  2026-12-01T10:41:13.020Z  outcome  delivered  2        200   -     -         bounce  -
+
+  evt-0932: delivered after 2 attempts, 2026-12-01T10:41:13Z`,
 		Example: `  feedbackctl messages show myImsOrg prod-1 evt-0001
   feedbackctl messages show myImsOrg prod-1 evt-0001 -o json`,
 		Args: cobra.ExactArgs(3),

@@ -223,6 +223,10 @@ window).`,
 			if s.json() {
 				return printJSON(cmd.OutOrStdout(), out)
 			}
+			if len(out.Recoveries) == 0 {
+				fmt.Fprintln(cmd.OutOrStdout(), "no recoveries")
+				return nil
+			}
 			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "ID\tSTATE\tSINCE\tUNTIL\tSTATUSES\tREAD\tMATCHED\tRESENT\tSTARTED")
 			for _, p := range out.Recoveries {

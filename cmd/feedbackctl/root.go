@@ -103,10 +103,13 @@ func newRoot() *cobra.Command {
 	var configFile string
 	root := &cobra.Command{
 		Use:   "feedbackctl",
-		Short: "Operate feedbackd: produce events, inspect dead letters, receive webhooks",
+		Short: "Operate feedbackd: webhook configs, delivery log and health, recovery, dead letters, events",
 		Long: `feedbackctl is the operator CLI of feedbackd: webhook configs and campaigns
-through the admin API, the dead-letter topic (list, show, stats, replay),
-and producing and validating events.
+through the admin API; a config's delivery log and endpoint health
+(webhooks attempts, webhooks health, messages show); recovery of a time
+window from the input topics (webhooks recover, webhooks recoveries); the
+dead-letter topic (list, show, stats, replay); and producing and validating
+events.
 
 Settings come from flags, then FEEDBACKCTL_<NAME> environment variables
 (FEEDBACKCTL_BROKERS=k1:9092,k2:9092, FEEDBACKCTL_ADMIN_URL,

@@ -232,6 +232,9 @@ func TestRecoverResendsTheTenantsWindowOncePerJob(t *testing.T) {
 	if code := h.callAs(tokB, "GET", "/v1/webhooks/orgB/prod/recoveries", nil, &none); code != 200 || len(none.Recoveries) != 0 {
 		t.Errorf("orgB's own list: %d %+v", code, none)
 	}
+	if out, code := h.ctl("webhooks", "recoveries", "orgB", "prod"); code != 0 || strings.TrimSpace(out) != "no recoveries" {
+		t.Errorf("feedbackctl webhooks recoveries of none (exit %d):\n%s", code, out)
+	}
 	if code := h.call("POST", "/v1/webhooks/orgA/nope/recover", body, nil); code != 404 {
 		t.Errorf("no such config: %d", code)
 	}
