@@ -40,8 +40,8 @@ func (c Counts) add(field string, n int64) {
 	}
 }
 
-// successRate is the share of attempts that succeeded; nil with no
-// attempts.
+// successRate is the share of attempts that succeeded, rounded to 4
+// decimals (0.9928: 99.28%); nil with no attempts.
 func (c Counts) successRate() *float64 {
 	var all int64
 	for _, n := range c.Attempts {
@@ -50,7 +50,7 @@ func (c Counts) successRate() *float64 {
 	if all == 0 {
 		return nil
 	}
-	r := float64(c.Attempts["success"]) / float64(all)
+	r := math.Round(float64(c.Attempts["success"])/float64(all)*1e4) / 1e4
 	return &r
 }
 

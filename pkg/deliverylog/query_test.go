@@ -84,3 +84,24 @@ func FuzzParseCursor(f *testing.F) {
 		}
 	})
 }
+
+// The success rate is rounded to 4 decimals; nil without attempts.
+func TestSuccessRate(t *testing.T) {
+	for _, tc := range []struct {
+		attempts map[string]int64
+		want     float64 // -1: nil
+	}{
+		{nil, -1},
+		{map[string]int64{"success": 1, "retryable": 2}, 0.3333},
+		{map[string]int64{"success": 2, "error": 1}, 0.6667},
+		{map[string]int64{"success": 9999, "rejected": 1}, 0.9999},
+		{map[string]int64{"success": 99999, "rejected": 1}, 1},
+		{map[string]int64{"success": 1, "rejected": 99999}, 0},
+		{map[string]int64{"success": 7}, 1},
+	} {
+		got := Counts{Attempts: tc.attempts}.successRate()
+		if (got == nil) != (tc.want < 0) || (got != nil && *got != tc.want) {
+			t.Errorf("%v: %v, want %v", tc.attempts, got, tc.want)
+		}
+	}
+}
