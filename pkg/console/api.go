@@ -46,19 +46,36 @@ func (r *recorder) WriteHeader(status int) {
 	}
 }
 
-// apiPath builds an API path from segments, each escaped.
+// apiPath builds an API path from segments, each escaped so that it stays
+// one segment: "/" is escaped by url.PathEscape, and "." and ".." (which
+// PathEscape leaves alone and a path cleaner would resolve, turning
+// campaigns/.. into the config itself) are sent as "%2E" and "%2E%2E".
+// It is the console's one way to build an API path.
 func apiPath(segments ...string) string {
 	var b strings.Builder
 	for _, s := range segments {
 		b.WriteByte('/')
-		b.WriteString(url.PathEscape(s))
+		switch s {
+		case ".", "..":
+			b.WriteString(strings.Repeat("%2E", len(s)))
+		default:
+			b.WriteString(url.PathEscape(s))
+		}
 	}
 	return b.String()
+}
+
+// configAPIPath is the API path of the request's config ({org}/{sb}),
+// with tail's segments after it.
+func configAPIPath(r *http.Request, tail ...string) string {
+	return apiPath(append([]string{"v1", "webhooks", r.PathValue("org"), r.PathValue("sb")}, tail...)...)
 }
 
 // call serves one admin API request in process with the session's token
 // and decodes a JSON answer into out. A 4xx or 5xx answer is an *apiError
 // (with the API's code, message and field); the status is returned too.
+// A 3xx answer (the API's mux redirecting a path it would clean) is an
+// error too: it did nothing.
 func (c *Console) call(ctx context.Context, s *session, method, target string, body, out any) (int, error) {
 	var rd io.Reader = http.NoBody
 	if body != nil {
@@ -83,7 +100,7 @@ func (c *Console) call(ctx context.Context, s *session, method, target string, b
 	if rec.status == 0 {
 		rec.status = http.StatusOK
 	}
-	if rec.status >= 400 {
+	if rec.status >= 300 {
 		var e struct {
 			Error apiError `json:"error"`
 		}

@@ -241,7 +241,7 @@ func (c *Console) replayProgress(w http.ResponseWriter, r *http.Request, s *sess
 }
 
 func (c *Console) recoveryProgress(w http.ResponseWriter, r *http.Request, s *session) {
-	c.progressJSON(w, r, s, apiPath("v1", "webhooks", r.PathValue("org"), r.PathValue("sb"), "recoveries", r.PathValue("id")))
+	c.progressJSON(w, r, s, configAPIPath(r, "recoveries", r.PathValue("id")))
 }
 
 func (c *Console) startRecovery(w http.ResponseWriter, r *http.Request, s *session) {
@@ -251,7 +251,7 @@ func (c *Console) startRecovery(w http.ResponseWriter, r *http.Request, s *sessi
 		body["rate"] = v
 	}
 	var p progress
-	if _, err := c.call(r.Context(), s, http.MethodPost, configPath(r, "recover"), body, &p); err != nil {
+	if _, err := c.call(r.Context(), s, http.MethodPost, configAPIPath(r, "recover"), body, &p); err != nil {
 		var ae *apiError
 		if errors.As(err, &ae) && ae.Status == http.StatusBadRequest {
 			c.editPage(w, r, s, http.StatusBadRequest, editData{RecoverErr: ae, RecoverSince: body["since"].(string), RecoverUntil: body["until"].(string)})
@@ -265,7 +265,7 @@ func (c *Console) startRecovery(w http.ResponseWriter, r *http.Request, s *sessi
 
 func (c *Console) recovery(w http.ResponseWriter, r *http.Request, s *session) {
 	var p progress
-	if _, err := c.call(r.Context(), s, http.MethodGet, apiPath("v1", "webhooks", r.PathValue("org"), r.PathValue("sb"), "recoveries", r.PathValue("id")), nil, &p); err != nil {
+	if _, err := c.call(r.Context(), s, http.MethodGet, configAPIPath(r, "recoveries", r.PathValue("id")), nil, &p); err != nil {
 		c.apiFailed(w, r, s, err)
 		return
 	}

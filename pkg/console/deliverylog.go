@@ -100,7 +100,7 @@ func (c *Console) deliveryLog(w http.ResponseWriter, r *http.Request, s *session
 	var cfg struct {
 		Name string `json:"name"`
 	}
-	if _, err := c.call(r.Context(), s, http.MethodGet, configPath(r), nil, &cfg); err != nil {
+	if _, err := c.call(r.Context(), s, http.MethodGet, configAPIPath(r), nil, &cfg); err != nil {
 		c.apiFailed(w, r, s, err)
 		return
 	}
@@ -123,7 +123,7 @@ func (c *Console) deliveryLog(w http.ResponseWriter, r *http.Request, s *session
 		Records    []record `json:"records"`
 		NextCursor string   `json:"nextCursor"`
 	}
-	if _, err := c.call(r.Context(), s, http.MethodGet, configPath(r, "attempts")+"?"+q.Encode(), nil, &page); err != nil {
+	if _, err := c.call(r.Context(), s, http.MethodGet, configAPIPath(r, "attempts")+"?"+q.Encode(), nil, &page); err != nil {
 		var ae *apiError
 		if !errors.As(err, &ae) || ae.Status == http.StatusNotFound || ae.Status == http.StatusUnauthorized || ae.Status >= 500 && ae.Status != http.StatusNotImplemented {
 			c.apiFailed(w, r, s, err)
@@ -139,7 +139,7 @@ func (c *Console) deliveryLog(w http.ResponseWriter, r *http.Request, s *session
 		d.Next = "/ui/webhooks/" + url.PathEscape(d.Org) + "/" + url.PathEscape(d.SandboxID) + "/log?" + q.Encode()
 	}
 	var h health
-	if _, err := c.call(r.Context(), s, http.MethodGet, configPath(r, "health"), nil, &h); err == nil {
+	if _, err := c.call(r.Context(), s, http.MethodGet, configAPIPath(r, "health"), nil, &h); err == nil {
 		d.Health = &h
 	}
 	c.render(w, status, s, "deliverylog", view{Title: "Delivery log of " + cfg.Name, Nav: "webhooks", Data: d})
@@ -158,7 +158,7 @@ func (c *Console) message(w http.ResponseWriter, r *http.Request, s *session) {
 		Records []record `json:"records"`
 		Final   *record  `json:"final"`
 	}
-	if _, err := c.call(r.Context(), s, http.MethodGet, configPath(r, "messages", url.PathEscape(r.PathValue("id"))), nil, &m); err != nil {
+	if _, err := c.call(r.Context(), s, http.MethodGet, configAPIPath(r, "messages", r.PathValue("id")), nil, &m); err != nil {
 		c.apiFailed(w, r, s, err)
 		return
 	}

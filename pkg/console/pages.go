@@ -271,10 +271,6 @@ func (c *Console) create(w http.ResponseWriter, r *http.Request, s *session) {
 	c.render(w, http.StatusCreated, s, "secret", view{Title: "Webhook created", Nav: "webhooks", Data: out})
 }
 
-// configPath is the API path of the request's config.
-func configPath(r *http.Request, tail ...string) string {
-	return path.Join("/v1/webhooks", url.PathEscape(r.PathValue("org")), url.PathEscape(r.PathValue("sb")), path.Join(tail...))
-}
 
 // editData is the edit page: the form and what the page's other actions
 // showed (a test's outcome, a campaign change's error).
@@ -308,7 +304,7 @@ type testResult struct {
 // editPage reads the config and renders the edit page around d.
 func (c *Console) editPage(w http.ResponseWriter, r *http.Request, s *session, status int, d editData) {
 	var cfg webhook.Config
-	if _, err := c.call(r.Context(), s, http.MethodGet, configPath(r), nil, &cfg); err != nil {
+	if _, err := c.call(r.Context(), s, http.MethodGet, configAPIPath(r), nil, &cfg); err != nil {
 		c.apiFailed(w, r, s, err)
 		return
 	}
@@ -323,7 +319,7 @@ func (c *Console) editPage(w http.ResponseWriter, r *http.Request, s *session, s
 	var recs struct {
 		Recoveries []progress `json:"recoveries"`
 	}
-	if _, err := c.call(r.Context(), s, http.MethodGet, configPath(r, "recoveries")+"?limit=5", nil, &recs); err == nil {
+	if _, err := c.call(r.Context(), s, http.MethodGet, configAPIPath(r, "recoveries")+"?limit=5", nil, &recs); err == nil {
 		d.Recoveries = recs.Recoveries
 	}
 	c.render(w, status, s, "edit", view{Title: cfg.Name, Nav: "webhooks", Data: d})
@@ -340,7 +336,7 @@ func (c *Console) save(w http.ResponseWriter, r *http.Request, s *session) {
 	f.Org, f.SandboxID = r.PathValue("org"), r.PathValue("sb")
 	body["imsOrg"] = f.Org
 	body["sandbox"].(map[string]any)["id"] = f.SandboxID
-	if _, err := c.call(r.Context(), s, http.MethodPut, configPath(r), body, nil); err != nil {
+	if _, err := c.call(r.Context(), s, http.MethodPut, configAPIPath(r), body, nil); err != nil {
 		if !errors.As(err, &f.Err) || f.Err.Status == http.StatusNotFound || f.Err.Status == http.StatusUnauthorized {
 			c.apiFailed(w, r, s, err)
 			return
@@ -353,7 +349,7 @@ func (c *Console) save(w http.ResponseWriter, r *http.Request, s *session) {
 
 func (c *Console) deleteConfirm(w http.ResponseWriter, r *http.Request, s *session) {
 	var cfg webhook.Config
-	if _, err := c.call(r.Context(), s, http.MethodGet, configPath(r), nil, &cfg); err != nil {
+	if _, err := c.call(r.Context(), s, http.MethodGet, configAPIPath(r), nil, &cfg); err != nil {
 		c.apiFailed(w, r, s, err)
 		return
 	}
@@ -361,7 +357,7 @@ func (c *Console) deleteConfirm(w http.ResponseWriter, r *http.Request, s *sessi
 }
 
 func (c *Console) remove(w http.ResponseWriter, r *http.Request, s *session) {
-	if _, err := c.call(r.Context(), s, http.MethodDelete, configPath(r), nil, nil); err != nil {
+	if _, err := c.call(r.Context(), s, http.MethodDelete, configAPIPath(r), nil, nil); err != nil {
 		c.apiFailed(w, r, s, err)
 		return
 	}
@@ -370,7 +366,7 @@ func (c *Console) remove(w http.ResponseWriter, r *http.Request, s *session) {
 
 func (c *Console) test(w http.ResponseWriter, r *http.Request, s *session) {
 	var res testResult
-	if _, err := c.call(r.Context(), s, http.MethodPost, configPath(r, "test"), nil, &res); err != nil {
+	if _, err := c.call(r.Context(), s, http.MethodPost, configAPIPath(r, "test"), nil, &res); err != nil {
 		c.apiFailed(w, r, s, err)
 		return
 	}
@@ -379,7 +375,7 @@ func (c *Console) test(w http.ResponseWriter, r *http.Request, s *session) {
 
 func (c *Console) rotateSecret(w http.ResponseWriter, r *http.Request, s *session) {
 	var out created
-	if _, err := c.call(r.Context(), s, http.MethodPost, configPath(r, "rotate-secret"), nil, &out); err != nil {
+	if _, err := c.call(r.Context(), s, http.MethodPost, configAPIPath(r, "rotate-secret"), nil, &out); err != nil {
 		c.apiFailed(w, r, s, err)
 		return
 	}
@@ -389,7 +385,7 @@ func (c *Console) rotateSecret(w http.ResponseWriter, r *http.Request, s *sessio
 
 func (c *Console) rotateKey(w http.ResponseWriter, r *http.Request, s *session) {
 	var out created
-	if _, err := c.call(r.Context(), s, http.MethodPost, configPath(r, "rotate-key"), nil, &out); err != nil {
+	if _, err := c.call(r.Context(), s, http.MethodPost, configAPIPath(r, "rotate-key"), nil, &out); err != nil {
 		var ae *apiError
 		if errors.As(err, &ae) && ae.Status == http.StatusConflict {
 			c.editPage(w, r, s, http.StatusConflict, editData{ActionErr: ae.Message})
@@ -405,15 +401,19 @@ func (c *Console) rotateKey(w http.ResponseWriter, r *http.Request, s *session) 
 // campaign enables or disables one campaign through the campaign routes.
 func (c *Console) campaign(w http.ResponseWriter, r *http.Request, s *session) {
 	id := strings.TrimSpace(r.PostFormValue("campaignId"))
-	if id == "" {
+	switch id {
+	case "":
 		c.editPage(w, r, s, http.StatusBadRequest, editData{ActionErr: "campaignId: enter a campaign id"})
+		return
+	case ".", "..": // the API's pattern takes them, but no path can name them
+		c.editPage(w, r, s, http.StatusBadRequest, editData{ActionErr: "campaignId: . and .. are not campaign ids"})
 		return
 	}
 	method := http.MethodPut
 	if r.PostFormValue("action") == "disable" {
 		method = http.MethodDelete
 	}
-	if _, err := c.call(r.Context(), s, method, configPath(r, "campaigns", url.PathEscape(id)), nil, nil); err != nil {
+	if _, err := c.call(r.Context(), s, method, configAPIPath(r, "campaigns", id), nil, nil); err != nil {
 		var ae *apiError
 		if errors.As(err, &ae) && (ae.Status == http.StatusBadRequest || ae.Status == http.StatusConflict) {
 			c.editPage(w, r, s, ae.Status, editData{ActionErr: ae.Message})

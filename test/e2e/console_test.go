@@ -398,6 +398,22 @@ func TestConsoleInBrowser(t *testing.T) {
 	if l := tb.text("#campaign-list"); !strings.Contains(l, "camp-1") {
 		t.Fatalf("after enabling camp-1: %q", l)
 	}
+	// A campaign id of "." or "..", to disable (a DELETE) or enable (a
+	// PUT), is refused by name and never reaches the config itself.
+	for _, tc := range []struct{ id, button string }{
+		{"..", `button[data-campaign="camp-2"]`}, {".", `button[data-campaign="camp-2"]`},
+		{"..", "#enable-campaign-button"}, {".", "#enable-campaign-button"},
+	} {
+		get(tb, chromedp.Evaluate[string](fmt.Sprintf(`document.querySelector(%q).form.campaignId.value = %q`, tc.button, tc.id)))
+		tb.submit(tc.button)
+		if e := tb.text("#action-error"); !strings.Contains(e, "campaignId") {
+			t.Errorf("campaign id %q at %s: %q", tc.id, tc.button, e)
+		}
+		cfg.Campaigns = nil
+		if code := h.call("GET", "/v1/webhooks/orgA/sb1", nil, &cfg); code != http.StatusOK || !slices.Equal(cfg.Campaigns, []string{"camp-2", "camp-1"}) {
+			t.Fatalf("after campaign id %q at %s: %d %v", tc.id, tc.button, code, cfg.Campaigns)
+		}
+	}
 
 	// Send test event: the attempt's outcome, status, duration and class.
 	tb.submit("#send-test")
