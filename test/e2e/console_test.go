@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -447,13 +448,15 @@ func TestConsoleInBrowser(t *testing.T) {
 	tb.shot("6-dead-letters")
 	tb.labelled()
 	tb.submit("#dlq-list a")
+	deadLetterPage := tb.location()
 	if e := tb.text("#event"); !strings.Contains(e, "req-dead") {
 		t.Fatalf("the dead letter in full: %q", e)
 	}
 	tb.shot("6-dead-letter")
-	tb.open(ui+"dlq?reason=rejected", "#replay")
-	tb.do(chromedp.Click(chromedp.CSS("#replay-dry"))) // a live replay
+	tb.open(ui+"dlq?reason=rejected&org=orgA", "#replay") // org A's replay
+	tb.do(chromedp.Click(chromedp.CSS("#replay-dry")))     // a live replay
 	tb.submit("#replay-button")
+	replayPage := tb.location()
 	h.eventually("the replay done on the page", 30*time.Second, func() bool { return tb.text("#job-state") == "done" })
 	if r := tb.text("#job-replayed"); r != "1" {
 		t.Fatalf("replayed %q", r)
@@ -472,6 +475,7 @@ func TestConsoleInBrowser(t *testing.T) {
 	tb.set("#rec-since", "1h")
 	tb.set("#rec-until", "0s")
 	tb.submit("#recover-button")
+	recoveryPage := tb.location()
 	h.eventually("the recovery done", 30*time.Second, func() bool { return tb.text("#job-state") == "done" })
 	tb.shot("6-recovery")
 
@@ -500,11 +504,31 @@ func TestConsoleInBrowser(t *testing.T) {
 	if inv := other.text("#inventory"); strings.Contains(inv, "orgA") || !strings.Contains(inv, "sbB") {
 		t.Fatalf("org:orgB's inventory: %q", inv)
 	}
-	for _, p := range []string{"webhooks/orgA/sb1", "webhooks/orgA/sb1/delete", "webhooks/orgA/sb1/recoveries/x",
-		"webhooks/orgA/sb1/log", "webhooks/orgA/sb1/messages/x"} {
+	// A's real ids: each page exists for the admin and is not found for B.
+	webhookID := d.header.Get("webhook-id")
+	recoveryID := path.Base(recoveryPage)
+	replayID := path.Base(replayPage)
+	pages := []string{"webhooks/orgA/sb1", "webhooks/orgA/sb1/delete", "webhooks/orgA/sb1/recoveries/" + recoveryID,
+		"webhooks/orgA/sb1/log", "webhooks/orgA/sb1/messages/" + webhookID,
+		strings.TrimPrefix(deadLetterPage, ui), "replays/" + replayID}
+	for _, p := range pages {
+		tb.open(ui+p, "main")
+		if m := tb.text("h1"); m == "Not found" {
+			t.Fatalf("the admin at /ui/%s: %q", p, m)
+		}
 		other.open(ui+p, "#message")
 		if m := other.text("h1"); m != "Not found" {
 			t.Errorf("org:orgB at /ui/%s: %q", p, m)
+		}
+	}
+	for _, p := range []string{"progress/replays/" + replayID, "progress/recoveries/orgA/sb1/" + recoveryID} {
+		tb.open(ui+p, "body")
+		if b := tb.text("body"); !strings.Contains(b, `"state"`) {
+			t.Fatalf("the admin at /ui/%s: %q", p, b)
+		}
+		other.open(ui+p, "body")
+		if b := other.text("body"); b != "Not Found" {
+			t.Errorf("org:orgB at /ui/%s: %q", p, b)
 		}
 	}
 	other.open(ui+"dlq", "#dlq-total")
