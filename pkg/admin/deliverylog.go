@@ -17,6 +17,7 @@ type DeliveryLog interface {
 	Attempts(ctx context.Context, org, sandbox string, q deliverylog.Query) (deliverylog.Page, error)
 	Message(ctx context.Context, org, sandbox, webhookID string) (deliverylog.Message, error)
 	Health(ctx context.Context, org, sandbox string, now time.Time) (deliverylog.Health, error)
+	DayRates(ctx context.Context, configs []deliverylog.ConfigID, now time.Time) ([]*float64, error)
 }
 
 // Breakers reads endpoints' circuit breakers (package admission).
@@ -133,4 +134,29 @@ func (a *api) health(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	writeJSON(w, http.StatusOK, rep)
+}
+
+// successRate is a config's success rate of the last day in a list.
+type successRate struct {
+	Org     string   `json:"imsOrg"`
+	Sandbox string   `json:"sandboxId"`
+	LastDay *float64 `json:"lastDay"`
+}
+
+// successRates are the configs' day success rates, in their order: one
+// light read of the delivery log (its day counts only) for the whole list.
+func (a *api) successRates(ctx context.Context, cfgs []*webhook.Config) ([]successRate, error) {
+	ids := make([]deliverylog.ConfigID, len(cfgs))
+	for i, c := range cfgs {
+		ids[i] = deliverylog.ConfigID{Org: c.Org, Sandbox: c.Sandbox.ID}
+	}
+	rates, err := a.opts.Log.DayRates(ctx, ids, time.Now())
+	if err != nil {
+		return nil, err
+	}
+	out := make([]successRate, len(cfgs))
+	for i, c := range cfgs {
+		out[i] = successRate{Org: c.Org, Sandbox: c.Sandbox.ID, LastDay: rates[i]}
+	}
+	return out, nil
 }

@@ -63,6 +63,11 @@ func (a *api) list(w http.ResponseWriter, r *http.Request) {
 			orgs = nil // another organisation's: nothing to see
 		}
 	}
+	include := r.URL.Query().Get("include")
+	if include != "" && include != "successRate" {
+		writeError(w, http.StatusBadRequest, "invalid_request", `include takes "successRate" (each config's success rate of the last day)`, "include")
+		return
+	}
 	out := []*webhook.Config{}
 	for _, org := range orgs {
 		list, err := a.store.List(r.Context(), org)
@@ -74,7 +79,16 @@ func (a *api) list(w http.ResponseWriter, r *http.Request) {
 			out = append(out, &st.Config)
 		}
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"webhooks": out})
+	answer := map[string]any{"webhooks": out}
+	if include != "" && a.opts.Log != nil {
+		rates, err := a.successRates(r.Context(), out)
+		if err != nil {
+			a.fail(w, err)
+			return
+		}
+		answer["successRates"] = rates
+	}
+	writeJSON(w, http.StatusOK, answer)
 }
 
 func (a *api) get(w http.ResponseWriter, r *http.Request) {

@@ -165,13 +165,3 @@ func (c *Console) message(w http.ResponseWriter, r *http.Request, s *session) {
 	c.render(w, http.StatusOK, s, "message-timeline", view{Title: "Message " + r.PathValue("id"), Nav: "webhooks",
 		Data: messageData{Org: r.PathValue("org"), SandboxID: r.PathValue("sb"), WebhookID: r.PathValue("id"), Records: m.Records, Final: m.Final}})
 }
-
-// successRate is a config's success rate of the last day for the
-// inventory, nil when there is none (no attempts, or no delivery log).
-func (c *Console) successRate(r *http.Request, s *session, org, sb string) *float64 {
-	var h health
-	if _, err := c.call(r.Context(), s, http.MethodGet, apiPath("v1", "webhooks", org, sb, "health"), nil, &h); err != nil {
-		return nil
-	}
-	return h.SuccessRate.LastDay
-}

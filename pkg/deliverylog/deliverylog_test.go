@@ -194,6 +194,11 @@ func TestAttemptsAndMessages(t *testing.T) {
 		if err != nil || none.SuccessRate.LastDay != nil || none.LastSuccess != nil || none.AttemptDurationMs.P50 != nil {
 			t.Errorf("a config with no records: %+v %v", none, err)
 		}
+		// DayRates: Health's day rate of each config, nil without attempts.
+		rates, err := l.DayRates(ctx, []ConfigID{{"orgA", "prod"}, {"orgC", "prod"}, {"orgA", "prod"}}, time.Now())
+		if err != nil || len(rates) != 3 || rates[0] == nil || *rates[0] != *h.SuccessRate.LastDay || rates[1] != nil || rates[2] == nil {
+			t.Errorf("day rates %v %v", rates, err)
+		}
 	})
 }
 
@@ -292,6 +297,19 @@ func TestCluster(t *testing.T) {
 		h, err := l.Health(t.Context(), fmt.Sprint("org", i), "prod", time.Now())
 		if err != nil || h.LastHour.Attempts["retryable"] != 1 {
 			t.Fatalf("org%d health: %+v %v", i, h, err)
+		}
+	}
+	var all []ConfigID
+	for i := range 20 {
+		all = append(all, ConfigID{fmt.Sprint("org", i), "prod"})
+	}
+	rates, err := l.DayRates(t.Context(), all, time.Now()) // one pipeline over every node
+	if err != nil || len(rates) != 20 {
+		t.Fatalf("day rates: %v %v", rates, err)
+	}
+	for i, r := range rates {
+		if r == nil || *r != 0.5 {
+			t.Errorf("org%d day rate %v", i, r)
 		}
 	}
 }

@@ -163,3 +163,44 @@ func percentile(sorted []float64, p float64) *float64 {
 	v := sorted[min(max(i, 0), len(sorted)-1)]
 	return &v
 }
+
+// ConfigID names a config: its organisation and sandbox.
+type ConfigID struct{ Org, Sandbox string }
+
+// DayRates returns each config's share of successful attempts over the
+// last day as of now (Health's SuccessRate.LastDay), nil for a config
+// without attempts: the light read of a list of configs, its day count
+// buckets only (no stream, no last success or failure), for every config
+// in one pipelined round trip.
+func (l *Log) DayRates(ctx context.Context, configs []ConfigID, now time.Time) ([]*float64, error) {
+	if len(configs) == 0 {
+		return nil, nil
+	}
+	const day = int(24 * time.Hour / Bucket)
+	cur := bucketOf(now)
+	p := l.rdb.Pipeline()
+	cmds := make([][]*redis.MapStringStringCmd, len(configs))
+	for i, c := range configs {
+		cfg := configKey(c.Org, c.Sandbox)
+		cmds[i] = make([]*redis.MapStringStringCmd, day)
+		for j := range cmds[i] {
+			cmds[i][j] = p.HGetAll(ctx, l.countsKey(cfg, cur-int64(j)*int64(Bucket/time.Second)))
+		}
+	}
+	if _, err := p.Exec(ctx); err != nil {
+		return nil, fmt.Errorf("delivery log day rates of %d configs: %w", len(configs), err)
+	}
+	out := make([]*float64, len(configs))
+	for i, buckets := range cmds {
+		c := newCounts()
+		for _, b := range buckets {
+			for f, v := range b.Val() {
+				if n, err := strconv.ParseInt(v, 10, 64); err == nil {
+					c.add(f, n)
+				}
+			}
+		}
+		out[i] = c.successRate()
+	}
+	return out, nil
+}

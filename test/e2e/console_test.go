@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
+	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/url"
 	"os"
@@ -12,6 +14,7 @@ import (
 	"path"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -19,6 +22,7 @@ import (
 
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/feedbackd/feedbackd/pkg/daemon"
 )
@@ -454,7 +458,7 @@ func TestConsoleInBrowser(t *testing.T) {
 	}
 	tb.shot("6-dead-letter")
 	tb.open(ui+"dlq?reason=rejected&org=orgA", "#replay") // org A's replay
-	tb.do(chromedp.Click(chromedp.CSS("#replay-dry")))     // a live replay
+	tb.do(chromedp.Click(chromedp.CSS("#replay-dry")))    // a live replay
 	tb.submit("#replay-button")
 	replayPage := tb.location()
 	h.eventually("the replay done on the page", 30*time.Second, func() bool { return tb.text("#job-state") == "done" })
@@ -571,6 +575,119 @@ func matching(rc *receiver, id string) []delivery {
 		if requestID(d) == id {
 			out = append(out, d)
 		}
+	}
+	return out
+}
+
+// The inventory's Redis cost: one view of 40 configs with deliveries reads
+// their success rates in one light read of the day counts (one pipeline),
+// not a health report per config (its store entry, breaker, last success
+// and an XREVRANGE of its log each). Logged: the commands of one view by
+// name, with Redis's own time (usec) for them.
+func TestConsoleInventoryRedisCommands(t *testing.T) {
+	h := start(t, func(c *daemon.Config) { c.HTTP.UIPlainHTTP = true })
+	rc := newReceiver(t, nil)
+	const configs = 40
+	for i := range configs {
+		h.createWebhook(webhookConfig(fmt.Sprintf("org%02d", i), "sb", rc.URL+"/hook"))
+	}
+	for i := range configs {
+		for j := range 3 {
+			h.produceEvent(newEvent(fmt.Sprintf("i%d-%d", i, j), fmt.Sprintf("org%02d", i), "sb", "email", "sent"))
+		}
+	}
+	h.eventually("every delivery", 60*time.Second, func() bool { return rc.count() >= 3*configs })
+	jar, _ := cookiejar.New(nil)
+	client := &http.Client{Jar: jar}
+	resp, err := client.PostForm(h.direct+"/ui/signin", url.Values{"token": {token}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	view := func() string {
+		resp, err := client.Get(h.direct + "/ui/webhooks")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("inventory: %d %s", resp.StatusCode, b)
+		}
+		return string(b)
+	}
+	h.eventually("every config's rate in the inventory", 20*time.Second, func() bool {
+		return strings.Count(view(), "100.0%") == configs
+	})
+	// The API's answer the inventory reads, held against the OpenAPI document.
+	var list struct {
+		Webhooks     []struct{ ImsOrg string }
+		SuccessRates []struct {
+			ImsOrg  string   `json:"imsOrg"`
+			LastDay *float64 `json:"lastDay"`
+		} `json:"successRates"`
+	}
+	if code := h.call("GET", "/v1/webhooks?include=successRate", nil, &list); code != http.StatusOK || len(list.SuccessRates) != configs {
+		t.Fatalf("include=successRate: %d %+v", code, list)
+	}
+	for i, r := range list.SuccessRates {
+		if r.ImsOrg != list.Webhooks[i].ImsOrg || r.LastDay == nil || *r.LastDay != 1 {
+			t.Errorf("success rate %d: %+v of %s", i, r, list.Webhooks[i].ImsOrg)
+		}
+	}
+	var bad struct {
+		Error struct{ Field string } `json:"error"`
+	}
+	if code := h.callInvalid("GET", "/v1/webhooks?include=health", nil, &bad); code != http.StatusBadRequest || bad.Error.Field != "include" {
+		t.Errorf("include=health: %d %+v", code, bad)
+	}
+	before := commandStats(t, h.redis.Client)
+	view()
+	after := commandStats(t, h.redis.Client)
+	var total, usec int64
+	var by []string
+	for name, n := range after {
+		if d := n.calls - before[name].calls; d > 0 {
+			total, usec = total+d, usec+n.usec-before[name].usec
+			by = append(by, fmt.Sprintf("%s=%d", name, d))
+		}
+	}
+	slices.Sort(by)
+	t.Logf("one inventory view of %d configs: %d Redis commands, %d usec in Redis (the daemon's own meanwhile included): %s",
+		configs, total, usec, strings.Join(by, " "))
+	if d := after["xrevrange"].calls - before["xrevrange"].calls; d > 0 {
+		t.Errorf("%d XREVRANGEs (a log stream read) for one view of %d configs: a health report per row", d, configs)
+	}
+}
+
+type commandStat struct{ calls, usec int64 }
+
+// commandStats are the calls of each command the server has served
+// (INFO commandstats).
+func commandStats(t *testing.T, rdb *redis.Client) map[string]commandStat {
+	t.Helper()
+	info, err := rdb.Info(t.Context(), "commandstats").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]commandStat{}
+	for line := range strings.SplitSeq(info, "\n") {
+		name, rest, ok := strings.Cut(strings.TrimSpace(line), ":")
+		if !strings.HasPrefix(name, "cmdstat_") || !ok {
+			continue
+		}
+		var st commandStat
+		for kv := range strings.SplitSeq(rest, ",") {
+			k, v, _ := strings.Cut(kv, "=")
+			n, _ := strconv.ParseInt(v, 10, 64)
+			switch k {
+			case "calls":
+				st.calls = n
+			case "usec":
+				st.usec = n
+			}
+		}
+		out[strings.TrimPrefix(name, "cmdstat_")] = st
 	}
 	return out
 }
