@@ -8,29 +8,9 @@ import (
 	"strconv"
 	"strings"
 	"time"
-)
 
-// progress is a replay or recovery job as the API reports it.
-type progress struct {
-	ID      string `json:"id"`
-	Request struct {
-		Source  string `json:"source"`
-		Org     string `json:"org"`
-		Sandbox string `json:"sandbox"`
-		Since   string `json:"since"`
-		Until   string `json:"until"`
-		DryRun  bool   `json:"dryRun"`
-	} `json:"request"`
-	State     string    `json:"state"`
-	Total     int64     `json:"total"`
-	Scanned   int64     `json:"scanned"`
-	Matched   int64     `json:"matched"`
-	Replayed  int64     `json:"replayed"`
-	Skipped   int64     `json:"skipped"`
-	StartedAt time.Time `json:"startedAt"`
-	UpdatedAt time.Time `json:"updatedAt"`
-	Error     string    `json:"error"`
-}
+	"github.com/feedbackd/feedbackd/pkg/replay"
+)
 
 // deadLetter is one dead letter as GET /v1/dlq reports it.
 type deadLetter struct {
@@ -83,7 +63,7 @@ type dlqData struct {
 	Filter  map[string]string
 	List    *dlqList
 	Err     *apiError
-	Replays []progress
+	Replays []replay.Progress
 }
 
 // ErrFor is the error of the filter field f.
@@ -123,7 +103,7 @@ func (c *Console) dlqPage(w http.ResponseWriter, r *http.Request, s *session, q 
 		d.List = &list
 	}
 	var jobs struct {
-		Replays []progress `json:"replays"`
+		Replays []replay.Progress `json:"replays"`
 	}
 	if _, err := c.call(r.Context(), s, http.MethodGet, "/v1/dlq/replays?limit=10", nil, &jobs); err == nil {
 		d.Replays = jobs.Replays
@@ -181,15 +161,15 @@ func (c *Console) replay(w http.ResponseWriter, r *http.Request, s *session) {
 		body["rate"] = v
 	}
 	var out struct {
-		progress
-		Replay *progress `json:"replay"`
+		replay.Progress
+		Replay *replay.Progress `json:"replay"`
 	}
 	_, err := c.call(r.Context(), s, http.MethodPost, "/v1/dlq/replays", body, &out)
 	var ae *apiError
 	switch {
 	case err == nil:
 	case errors.As(err, &ae) && ae.Code == "running" && out.Replay != nil:
-		out.progress = *out.Replay // the same request runs already: follow it
+		out.Progress = *out.Replay // the same request runs already: follow it
 	case errors.As(err, &ae) && ae.Status < 500 && ae.Status != http.StatusUnauthorized && ae.Status != http.StatusNotFound:
 		d.Err = ae
 		c.dlqPage(w, r, s, q, d)
@@ -202,14 +182,14 @@ func (c *Console) replay(w http.ResponseWriter, r *http.Request, s *session) {
 }
 
 type jobData struct {
-	Job      progress
+	Job      replay.Progress
 	Poll     string // the JSON the page's script polls
 	Back     string
 	Recovery bool
 }
 
 func (c *Console) replayPage(w http.ResponseWriter, r *http.Request, s *session) {
-	var p progress
+	var p replay.Progress
 	if _, err := c.call(r.Context(), s, http.MethodGet, apiPath("v1", "dlq", "replays", r.PathValue("id")), nil, &p); err != nil {
 		c.apiFailed(w, r, s, err)
 		return
@@ -221,7 +201,7 @@ func (c *Console) replayPage(w http.ResponseWriter, r *http.Request, s *session)
 // progressJSON answers the job's progress for the page's script: only the
 // counts and the state it shows.
 func (c *Console) progressJSON(w http.ResponseWriter, r *http.Request, s *session, target string) {
-	var p progress
+	var p replay.Progress
 	if _, err := c.call(r.Context(), s, http.MethodGet, target, nil, &p); err != nil {
 		var ae *apiError
 		status := http.StatusInternalServerError
@@ -250,7 +230,7 @@ func (c *Console) startRecovery(w http.ResponseWriter, r *http.Request, s *sessi
 	if v := rate(r.PostFormValue("rate")); v != nil {
 		body["rate"] = v
 	}
-	var p progress
+	var p replay.Progress
 	if _, err := c.call(r.Context(), s, http.MethodPost, configAPIPath(r, "recover"), body, &p); err != nil {
 		var ae *apiError
 		if errors.As(err, &ae) && ae.Status == http.StatusBadRequest {
@@ -264,7 +244,7 @@ func (c *Console) startRecovery(w http.ResponseWriter, r *http.Request, s *sessi
 }
 
 func (c *Console) recovery(w http.ResponseWriter, r *http.Request, s *session) {
-	var p progress
+	var p replay.Progress
 	if _, err := c.call(r.Context(), s, http.MethodGet, configAPIPath(r, "recoveries", r.PathValue("id")), nil, &p); err != nil {
 		c.apiFailed(w, r, s, err)
 		return

@@ -6,6 +6,9 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/feedbackd/feedbackd/pkg/admission"
+	"github.com/feedbackd/feedbackd/pkg/deliverylog"
 )
 
 // record is one entry of a config's delivery log (an outcome record).
@@ -34,39 +37,13 @@ type record struct {
 // Kind is the record type without its "message." prefix.
 func (r record) Kind() string { return strings.TrimPrefix(r.Type, "message.") }
 
-// health is GET .../health's answer.
+// health is GET .../health's answer: the delivery log's health with what
+// the API adds (pkg/admin's healthReport).
 type health struct {
-	Enabled        bool   `json:"enabled"`
-	DisabledReason string `json:"disabledReason"`
-	Breaker        *struct {
-		State    string     `json:"state"`
-		Until    *time.Time `json:"until"`
-		Failures int64      `json:"failures"`
-	} `json:"breaker"`
-	LastHour    counts `json:"lastHour"`
-	LastDay     counts `json:"lastDay"`
-	SuccessRate struct {
-		LastHour *float64 `json:"lastHour"`
-		LastDay  *float64 `json:"lastDay"`
-	} `json:"successRate"`
-	AttemptDurationMs struct {
-		Samples int      `json:"samples"`
-		P50     *float64 `json:"p50"`
-		P99     *float64 `json:"p99"`
-	} `json:"attemptDurationMs"`
-	LastSuccess *time.Time `json:"lastSuccess"`
-	LastFailure *struct {
-		Time       time.Time `json:"time"`
-		WebhookID  string    `json:"webhookId"`
-		Outcome    string    `json:"outcome"`
-		ErrorClass string    `json:"errorClass"`
-		HTTPStatus int       `json:"httpStatus"`
-	} `json:"lastFailure"`
-}
-
-type counts struct {
-	Attempts map[string]int64 `json:"attempts"`
-	Outcomes map[string]int64 `json:"outcomes"`
+	Enabled        bool               `json:"enabled"`
+	DisabledReason string             `json:"disabledReason"`
+	Breaker        *admission.Breaker `json:"breaker"`
+	deliverylog.Health
 }
 
 // logFilters are the delivery log's filters, as the API names them.

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/feedbackd/feedbackd/pkg/replay"
 	"github.com/feedbackd/feedbackd/pkg/webhook"
 )
 
@@ -283,7 +284,7 @@ type editData struct {
 	Saved                      bool
 	Test                       *testResult
 	ActionErr                  string
-	Recoveries                 []progress
+	Recoveries                 []replay.Progress
 	RecoverErr                 *apiError
 	RecoverSince, RecoverUntil string
 }
@@ -321,7 +322,7 @@ func (c *Console) editPage(w http.ResponseWriter, r *http.Request, s *session, s
 		}
 	}
 	var recs struct {
-		Recoveries []progress `json:"recoveries"`
+		Recoveries []replay.Progress `json:"recoveries"`
 	}
 	if _, err := c.call(r.Context(), s, http.MethodGet, configAPIPath(r, "recoveries")+"?limit=5", nil, &recs); err == nil {
 		d.Recoveries = recs.Recoveries
