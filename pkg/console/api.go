@@ -75,7 +75,7 @@ func configAPIPath(r *http.Request, tail ...string) string {
 // and decodes a JSON answer into out. A 4xx or 5xx answer is an *apiError
 // (with the API's code, message and field); the status is returned too.
 // A 3xx answer (the API's mux redirecting a path it would clean) is an
-// error too: it did nothing.
+// error too, not an *apiError: it did nothing, and it is the console's bug.
 func (c *Console) call(ctx context.Context, s *session, method, target string, body, out any) (int, error) {
 	var rd io.Reader = http.NoBody
 	if body != nil {
@@ -100,7 +100,10 @@ func (c *Console) call(ctx context.Context, s *session, method, target string, b
 	if rec.status == 0 {
 		rec.status = http.StatusOK
 	}
-	if rec.status >= 300 {
+	if rec.status < 400 && rec.status >= 300 { // a bug of the console's path, not the user's
+		return rec.status, fmt.Errorf("%s %s: the API redirected (%d) to %q", method, target, rec.status, rec.header.Get("Location"))
+	}
+	if rec.status >= 400 {
 		var e struct {
 			Error apiError `json:"error"`
 		}

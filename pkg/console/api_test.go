@@ -1,6 +1,7 @@
 package console
 
 import (
+	"errors"
 	"net/http"
 	"net/url"
 	"testing"
@@ -39,5 +40,19 @@ func TestAPIPath(t *testing.T) {
 		if last := tc.segments[len(tc.segments)-1]; rec.status != 0 || seen != last {
 			t.Errorf("%s: served %d with last segment %q, want %q", got, rec.status, seen, last)
 		}
+	}
+}
+
+// A redirect of the API's mux (a path it would clean) is an error of the
+// console, never taken for a success nor shown as the API's error.
+func TestCallRedirectIsAnError(t *testing.T) {
+	mux := http.NewServeMux()
+	done := false
+	mux.HandleFunc("DELETE /v1/webhooks/o/s", func(w http.ResponseWriter, _ *http.Request) { done = true })
+	c := New(mux, Options{})
+	status, err := c.call(t.Context(), &session{token: "t"}, http.MethodDelete, "/v1/webhooks/o/s/campaigns/..", nil, nil)
+	var ae *apiError
+	if err == nil || errors.As(err, &ae) || status/100 != 3 || done {
+		t.Fatalf("status %d, error %v, deleted %v", status, err, done)
 	}
 }
