@@ -199,7 +199,7 @@ func (a *api) campaigns(w http.ResponseWriter, r *http.Request, change func(*web
 }
 
 func validCampaignID(id string) bool {
-	if id == "" || len(id) > 128 {
+	if id == "" || len(id) > 128 || id == "." || id == ".." {
 		return false
 	}
 	for _, c := range []byte(id) {

@@ -246,6 +246,11 @@ func ValidateCampaigns(campaigns []string) error {
 	if len(campaigns) > MaxCampaigns {
 		return &FieldError{Field: "campaigns", Message: fmt.Sprintf("holds at most %d campaign ids", MaxCampaigns)}
 	}
+	for i, id := range campaigns {
+		if id == "." || id == ".." { // they could not be named in a URL path (/campaigns/{campaignId})
+			return &FieldError{Field: fmt.Sprintf("campaigns.%d", i), Message: `"." and ".." are not campaign ids`}
+		}
+	}
 	return nil
 }
 

@@ -62,6 +62,7 @@ func TestDecodeFieldErrors(t *testing.T) {
 		{"bad org", edit(`"org1"`, `"org/1"`), "imsOrg", Policy{}},
 		{"wildcard plus ids", edit(`"name":"n"`, `"name":"n","campaigns":["*","c1"]`), "campaigns", Policy{}},
 		{"bad campaign id", edit(`"name":"n"`, `"name":"n","campaigns":["a b"]`), "campaigns.0", Policy{}},
+		{"dot-dot campaign id", edit(`"name":"n"`, `"name":"n","campaigns":["a",".."]`), "campaigns.1", Policy{}},
 		// What the delivery transport cannot send is refused when saved.
 		{"header vertical tab", edit(`"name":"n"`, `"name":"n","headers":{"X-A":"a\u000bb"}`), "headers.X-A", Policy{}},
 		{"header DEL", edit(`"name":"n"`, `"name":"n","headers":{"X-A":"a\u007f"}`), "headers.X-A", Policy{}},
