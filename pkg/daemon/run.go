@@ -214,6 +214,7 @@ func Run(ctx context.Context, cfg Config, opts Options) error {
 		RetryPrefix:   cfg.Kafka.Topics.RetryPrefix,
 		DLQTopic:      cfg.Kafka.Topics.DLQ,
 		OutcomesTopic: cfg.OutcomesTopic(),
+		OutcomesKafka: kopts("outcomes"),
 		Log:           outLog,
 		Instance:      instanceName(),
 		Policy:        cfg.RetryPolicy(),

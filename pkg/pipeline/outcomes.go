@@ -3,6 +3,7 @@ package pipeline
 import (
 	"context"
 	"errors"
+	"slices"
 	"sync"
 	"time"
 	"unicode/utf8"
@@ -96,6 +97,27 @@ func responseText(b []byte) string {
 	return string(b)
 }
 
+// outcomesLinger is how long the outcomes producer waits to fill its
+// batches: a job is settled only once its records are acknowledged, so the
+// wait delays the offset commit (every CommitInterval anyway) and a drain
+// by that much, and keeps no slot. Fewer, larger produce requests cost the
+// broker less per record.
+const outcomesLinger = 50 * time.Millisecond
+
+// newOutcomesClient is the outcomes topic's own producer, so that its
+// lingering batches never hold up the retry and dead-letter produces, and
+// the broker takes them in a few large requests rather than many small
+// ones.
+func newOutcomesClient(kafkaOpts []kgo.Opt, opts Options) (*kgo.Client, error) {
+	if opts.OutcomesKafka != nil {
+		kafkaOpts = opts.OutcomesKafka
+	}
+	return kgo.NewClient(append(slices.Clone(kafkaOpts),
+		kgo.DefaultProduceTopic(opts.OutcomesTopic),
+		kgo.ProducerLinger(outcomesLinger),
+	)...)
+}
+
 // produceOutcomes encodes recs and hands them to the client, in order,
 // without waiting (see outcomeBatch for what happens next).
 func (p *Pipeline) produceOutcomes(ctx context.Context, j *job, recs []*outcome.Record) {
@@ -159,7 +181,7 @@ func (b *outcomeBatch) send(recs []kgo.Record) {
 	b.mu.Unlock()
 	promise := b.promise
 	for i := range recs {
-		b.p.cl.Produce(b.ctx, &recs[i], promise)
+		b.p.outcomes.Produce(b.ctx, &recs[i], promise)
 	}
 }
 

@@ -88,6 +88,10 @@ type Options struct {
 	// OutcomesTopic receives a record per attempt and per outcome (package
 	// outcome); "" turns it off.
 	OutcomesTopic string
+	// OutcomesKafka connects the outcomes topic's own producer (seeds, TLS,
+	// SASL: kafkaconn.Config.Opts, and its client id and hooks); nil: the
+	// options given to New.
+	OutcomesKafka []kgo.Opt
 	// Log, if set, gets every job's outcome records (see OutcomeLog).
 	Log OutcomeLog
 	// Instance names this instance in outcome records.
@@ -122,17 +126,18 @@ type Options struct {
 
 // Pipeline is the consumer. Create it with New and call Run once.
 type Pipeline struct {
-	opts    Options
-	cl      *kgo.Client
-	configs Configs
-	sender  Sender
-	metrics *Metrics
-	log     *slog.Logger
-	tracker *offsets.Tracker // offsets read and settled, per partition
-	holds   *holds           // retry records not due yet
-	slots   *slots           // jobs running
-	parking *parking         // jobs waiting for a busy endpoint without a slot
-	workers *goroutines      // the goroutines jobs run on
+	opts     Options
+	cl       *kgo.Client
+	outcomes *kgo.Client // produces to OutcomesTopic; nil when it is off
+	configs  Configs
+	sender   Sender
+	metrics  *Metrics
+	log      *slog.Logger
+	tracker  *offsets.Tracker // offsets read and settled, per partition
+	holds    *holds           // retry records not due yet
+	slots    *slots           // jobs running
+	parking  *parking         // jobs waiting for a busy endpoint without a slot
+	workers  *goroutines      // the goroutines jobs run on
 }
 
 // New builds a Pipeline; kafkaOpts carry seeds, TLS and SASL (kafkaconn.Config.Opts). It creates the
@@ -199,6 +204,12 @@ func New(kafkaOpts []kgo.Opt, configs Configs, sender Sender, opts Options) (*Pi
 		return nil, err
 	}
 	p.cl = cl
+	if opts.OutcomesTopic != "" {
+		if p.outcomes, err = newOutcomesClient(kafkaOpts, opts); err != nil {
+			cl.Close()
+			return nil, err
+		}
+	}
 	return p, nil
 }
 
@@ -291,6 +302,11 @@ func (p *Pipeline) shutdown(stopWork context.CancelFunc) error {
 	// Leaving the group calls revoked, which commits what is settled while
 	// this member still owns the partitions.
 	p.cl.Close()
+	if p.outcomes != nil {
+		// Empty: a job is done (the drain waited for it) once its outcome
+		// records are acknowledged or failed.
+		p.outcomes.Close()
+	}
 	p.log.Info("pipeline stopped")
 	return nil
 }
