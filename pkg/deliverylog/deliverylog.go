@@ -292,10 +292,13 @@ func (l *Log) write(ctx context.Context, batch []*outcome.Record) {
 	p := l.rdb.Pipeline()
 	n := 0
 	for _, r := range batch {
-		v, err := r.Marshal()
-		if err != nil { // a Record always encodes
-			l.metrics.errors.Inc()
-			continue
+		v := r.Value // encoded for the outcomes topic already, if on
+		if v == nil {
+			var err error
+			if v, err = r.Marshal(); err != nil { // a Record always encodes
+				l.metrics.errors.Inc()
+				continue
+			}
 		}
 		c := configs[tenant{r.Org, r.Sandbox}]
 		if c == nil {

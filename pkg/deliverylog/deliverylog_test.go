@@ -313,3 +313,27 @@ func TestCluster(t *testing.T) {
 		}
 	}
 }
+
+// A record encoded already (its Value, the outcomes topic's bytes) is
+// written as it was encoded, not encoded again.
+func TestValueWrittenAsEncoded(t *testing.T) {
+	rdb := testenv.StartRedis(t).Client
+	l, reg := running(t, rdb, Options{})
+	recs := event("orgA", "e", time.Now().Truncate(time.Millisecond), 200)
+	encoded := *recs[0]
+	encoded.Response = "as encoded"
+	v, err := encoded.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	recs[0].Value = v
+	l.Add(recs)
+	waitWritten(t, reg, len(recs))
+	p, err := l.Attempts(t.Context(), "orgA", "prod", Query{Type: outcome.TypeAttempt})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p.Records) != 1 || p.Records[0].Response != "as encoded" {
+		t.Fatalf("got %+v, want the attempt as encoded in its Value", p.Records)
+	}
+}

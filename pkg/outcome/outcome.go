@@ -65,6 +65,13 @@ type Record struct {
 	DisabledReason string `json:"disabledReason,omitempty"`
 	// Source is "topic/partition/offset" of the input record (dlq-source).
 	Source string `json:"source,omitempty"`
+
+	// Value, if set, is the record as AppendJSON encoded it, kept by its
+	// encoder for the record's other readers: the delivery log writes the
+	// outcomes topic's bytes rather than encoding them again. It is not
+	// itself encoded. Set it before the record is shared; a record is not
+	// changed after.
+	Value []byte `json:"-"`
 }
 
 // Key is the record's Kafka key.

@@ -63,14 +63,17 @@ func (p *Pipeline) publish(ctx context.Context, j *job, attempt *deliver.Result,
 	case breakerClosed:
 		recs = append(recs, p.outcomeRecord(j, outcome.TypeEndpointRecovered, now))
 	}
-	if p.opts.Log != nil {
-		p.opts.Log.Add(recs)
-	}
 	if p.opts.OutcomesTopic == "" {
+		p.opts.Log.Add(recs)
 		j.finish(true)
 		return
 	}
-	p.produceOutcomes(ctx, j, recs)
+	b := &outcomeBatch{p: p, ctx: ctx, j: j, wait: 100 * time.Millisecond}
+	krecs := p.encodeOutcomes(b.inline[:0], recs)
+	if p.opts.Log != nil {
+		p.opts.Log.Add(recs) // after encoding: it reads their Value
+	}
+	b.send(krecs)
 }
 
 func (p *Pipeline) outcomeRecord(j *job, typ string, now time.Time) *outcome.Record {
@@ -118,11 +121,9 @@ func newOutcomesClient(kafkaOpts []kgo.Opt, opts Options) (*kgo.Client, error) {
 	)...)
 }
 
-// produceOutcomes encodes recs and hands them to the client, in order,
-// without waiting (see outcomeBatch for what happens next).
-func (p *Pipeline) produceOutcomes(ctx context.Context, j *job, recs []*outcome.Record) {
-	b := &outcomeBatch{p: p, ctx: ctx, j: j, wait: 100 * time.Millisecond}
-	krecs := b.inline[:0]
+// encodeOutcomes appends recs to krecs as records of the outcomes topic,
+// in order, and sets each one's Value.
+func (p *Pipeline) encodeOutcomes(krecs []kgo.Record, recs []*outcome.Record) []kgo.Record {
 	// One buffer holds every key and value: should it grow, those before
 	// keep the array they were written in.
 	size := 0
@@ -147,9 +148,10 @@ func (p *Pipeline) produceOutcomes(ctx context.Context, j *job, recs []*outcome.
 			continue
 		}
 		buf = v
-		krecs = append(krecs, kgo.Record{Topic: p.opts.OutcomesTopic, Key: key, Value: buf[start:len(buf):len(buf)]})
+		r.Value = buf[start:len(buf):len(buf)]
+		krecs = append(krecs, kgo.Record{Topic: p.opts.OutcomesTopic, Key: key, Value: r.Value})
 	}
-	b.send(krecs)
+	return krecs
 }
 
 // outcomeBatch is one job's outcome records on their way to the broker.
