@@ -31,7 +31,9 @@
 //     back-pressure that stops fetching. A job gives up its slot once its
 //     outcome records are handed to the Kafka client, and counts as
 //     running (a drain waits for it) until they are acknowledged and its
-//     offset is marked.
+//     offset is marked; meanwhile only its offset and records are held
+//     (unsettled), and the outcomes producer's buffer (franz-go's
+//     MaxBufferedRecords, 10,000 records) bounds how many wait.
 //   - place: one of an endpoint's in-flight attempts (package admission).
 //     A job whose endpoint has no free place waits for one, first come
 //     first served.

@@ -68,7 +68,7 @@ func (p *Pipeline) publish(ctx context.Context, j *job, attempt *deliver.Result,
 		j.finish(true)
 		return
 	}
-	b := &outcomeBatch{p: p, ctx: ctx, j: j, wait: 100 * time.Millisecond}
+	b := &outcomeBatch{p: p, ctx: ctx, job: j.unsettled(), wait: 100 * time.Millisecond}
 	krecs := p.encodeOutcomes(b.inline[:0], recs)
 	if p.opts.Log != nil {
 		p.opts.Log.Add(recs) // after encoding: it reads their Value
@@ -162,7 +162,7 @@ func (p *Pipeline) encodeOutcomes(krecs []kgo.Record, recs []*outcome.Record) []
 type outcomeBatch struct {
 	p      *Pipeline
 	ctx    context.Context
-	j      *job
+	job    unsettled     // not the *job: its record, event and answer are not held until the broker answers
 	wait   time.Duration // before the next retry
 	inline [2]kgo.Record // a job's records, usually
 
@@ -175,7 +175,7 @@ type outcomeBatch struct {
 // send produces recs, which franz-go holds until their promises answer b.
 func (b *outcomeBatch) send(recs []kgo.Record) {
 	if len(recs) == 0 {
-		b.j.finish(true)
+		b.job.finish(true)
 		return
 	}
 	b.mu.Lock()
@@ -209,9 +209,9 @@ func (b *outcomeBatch) promise(r *kgo.Record, err error) {
 	switch {
 	case !last:
 	case b.lost:
-		b.j.finish(false)
+		b.job.finish(false)
 	case len(b.again) == 0:
-		b.j.finish(true)
+		b.job.finish(true)
 	default:
 		go b.retry()
 	}
@@ -225,7 +225,7 @@ func (b *outcomeBatch) retry() {
 	b.mu.Unlock()
 	b.p.log.Warn("outcome records not written; retrying", "topic", b.p.opts.OutcomesTopic, "records", len(recs), "retry_in", b.wait)
 	if !backoff.Sleep(b.ctx, b.wait) {
-		b.j.finish(false)
+		b.job.finish(false)
 		return
 	}
 	b.wait = min(2*b.wait, 10*time.Second)

@@ -14,6 +14,7 @@ import (
 	"github.com/feedbackd/feedbackd/pkg/dlq"
 	"github.com/feedbackd/feedbackd/pkg/event"
 	"github.com/feedbackd/feedbackd/pkg/header"
+	"github.com/feedbackd/feedbackd/pkg/offsets"
 	"github.com/feedbackd/feedbackd/pkg/retry"
 )
 
@@ -43,13 +44,26 @@ func (p *Pipeline) settle(ctx context.Context, j *job, o Outcome, s *slot) {
 
 // finish marks the job's offset settled or abandoned and ends its count as
 // running. It may be called from any goroutine, once.
-func (j *job) finish(settled bool) {
+func (j *job) finish(settled bool) { j.unsettled().finish(settled) }
+
+// unsettled is what finishing the job needs: all that is kept of it while
+// its outcome records are on their way, not its record, event or answer.
+func (j *job) unsettled() unsettled { return unsettled{j.part, j.rec.Offset, j.slot} }
+
+// unsettled is a job whose offset is yet to be marked.
+type unsettled struct {
+	part   *offsets.Partition
+	offset int64
+	slot   *slot
+}
+
+func (u unsettled) finish(settled bool) {
 	if settled {
-		j.part.Settle(j.rec.Offset)
+		u.part.Settle(u.offset)
 	} else {
-		j.part.Abandon(j.rec.Offset)
+		u.part.Abandon(u.offset)
 	}
-	j.slot.end()
+	u.slot.end()
 }
 
 // carryOut carries out o, and what it turns into when a produce is refused
