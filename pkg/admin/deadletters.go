@@ -2,7 +2,6 @@ package admin
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"net/http"
 	"strconv"
@@ -17,46 +16,6 @@ import (
 // end, without a consumer group (dlq.Scan).
 type DeadLetters interface {
 	Scan(ctx context.Context, fn func(dlq.Record) bool) error
-}
-
-// deadLetter is a dead letter as the API shows it: feedbackctl dlq list
-// -o json's shape.
-type deadLetter struct {
-	DeadLetter     string            `json:"deadLetter"` // topic/partition/offset
-	Reason         string            `json:"reason"`
-	WebhookID      string            `json:"webhookId"`
-	Org            string            `json:"org"`
-	Sandbox        string            `json:"sandbox"`
-	Channel        string            `json:"channel"`
-	Status         string            `json:"status"`
-	Attempts       int               `json:"attempts"`
-	LastStatus     int               `json:"lastStatus"`
-	LastError      string            `json:"lastError"`
-	FirstAttemptAt time.Time         `json:"firstAttemptAt,omitzero"`
-	FailedAt       time.Time         `json:"failedAt"`
-	Source         string            `json:"source"`
-	Key            string            `json:"key"`
-	Headers        map[string]string `json:"headers"`
-	Value          any               `json:"value"` // the event's JSON, or its text if it is not JSON
-	Error          string            `json:"error,omitempty"`
-}
-
-func showDeadLetter(r dlq.Record) deadLetter {
-	d := deadLetter{DeadLetter: r.Coordinates(), Reason: r.Reason, WebhookID: r.WebhookID, Org: r.Org, Sandbox: r.Sandbox,
-		Channel: r.Channel, Status: r.Status, Attempts: r.Attempts, LastStatus: r.LastStatus, LastError: r.LastError,
-		FirstAttemptAt: r.FirstAttemptAt, FailedAt: r.FailedAt, Source: r.Source, Key: string(r.Key), Headers: map[string]string{}}
-	for _, h := range r.Headers {
-		d.Headers[h.Key] = string(h.Value)
-	}
-	if json.Valid(r.Value) {
-		d.Value = json.RawMessage(r.Value)
-	} else {
-		d.Value = string(r.Value)
-	}
-	if r.Err != nil {
-		d.Error = r.Err.Error()
-	}
-	return d
 }
 
 // maxScans bounds the reads of the dead-letter topic that run at once:
@@ -121,14 +80,14 @@ func (a *api) listDeadLetters(w http.ResponseWriter, r *http.Request) {
 	}
 	at := q.Get("deadLetter")
 	stats := dlq.Stats{ByReason: map[string]int{}, ByChannel: map[string]int{}, ByOrg: map[string]int{}, ByAge: map[string]int{}}
-	out := []deadLetter{}
+	out := []dlq.Entry{}
 	err = a.opts.DeadLetters.Scan(r.Context(), func(rec dlq.Record) bool {
 		if !flt.Match(rec) || !p.Allows(rec.Org) || (at != "" && rec.Coordinates() != at) {
 			return true
 		}
 		stats.Add(rec, now)
 		if len(out) < limit {
-			out = append(out, showDeadLetter(rec))
+			out = append(out, rec.Entry())
 		}
 		return at == "" // coordinates name one record: the read ends at it
 	})

@@ -83,7 +83,7 @@ func TestDeadLetterReadEndsAtItsMatch(t *testing.T) {
 
 	w := getDLQ(t, h, "?deadLetter=dlq/0/3")
 	var one struct {
-		DeadLetters []deadLetter `json:"deadLetters"`
+		DeadLetters []dlq.Entry `json:"deadLetters"`
 	}
 	if err := json.Unmarshal(w.Body.Bytes(), &one); w.Code != http.StatusOK || err != nil ||
 		len(one.DeadLetters) != 1 || one.DeadLetters[0].DeadLetter != "dlq/0/3" {

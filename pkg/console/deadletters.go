@@ -9,29 +9,12 @@ import (
 	"strings"
 	"time"
 
+	"github.com/feedbackd/feedbackd/pkg/dlq"
 	"github.com/feedbackd/feedbackd/pkg/replay"
 )
 
 // deadLetter is one dead letter as GET /v1/dlq reports it.
-type deadLetter struct {
-	DeadLetter     string            `json:"deadLetter"`
-	Reason         string            `json:"reason"`
-	WebhookID      string            `json:"webhookId"`
-	Org            string            `json:"org"`
-	Sandbox        string            `json:"sandbox"`
-	Channel        string            `json:"channel"`
-	Status         string            `json:"status"`
-	Attempts       int               `json:"attempts"`
-	LastStatus     int               `json:"lastStatus"`
-	LastError      string            `json:"lastError"`
-	FirstAttemptAt time.Time         `json:"firstAttemptAt"`
-	FailedAt       time.Time         `json:"failedAt"`
-	Source         string            `json:"source"`
-	Key            string            `json:"key"`
-	Headers        map[string]string `json:"headers"`
-	Value          any               `json:"value"`
-	Error          string            `json:"error"`
-}
+type deadLetter struct{ dlq.Entry }
 
 // Link is the console path of the dead letter's page.
 func (d deadLetter) Link() string {

@@ -2,6 +2,8 @@ package dlq
 
 import (
 	"context"
+	"encoding/json"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -63,3 +65,45 @@ func FromKafka(r *kgo.Record) Record {
 
 // Coordinates are the record's "topic/partition/offset".
 func (r Record) Coordinates() string { return header.Source(r.Topic, r.Partition, r.Offset) }
+
+// Entry is a dead letter as the admin API shows it (GET /v1/dlq) and the
+// console reads it: feedbackctl dlq list -o json's shape, without the
+// partition and offset apart (DeadLetter is "topic/partition/offset").
+type Entry struct {
+	DeadLetter     string            `json:"deadLetter"` // topic/partition/offset
+	Reason         string            `json:"reason"`
+	WebhookID      string            `json:"webhookId"`
+	Org            string            `json:"org"`
+	Sandbox        string            `json:"sandbox"`
+	Channel        string            `json:"channel"`
+	Status         string            `json:"status"`
+	Attempts       int               `json:"attempts"`
+	LastStatus     int               `json:"lastStatus"`
+	LastError      string            `json:"lastError"`
+	FirstAttemptAt time.Time         `json:"firstAttemptAt,omitzero"`
+	FailedAt       time.Time         `json:"failedAt"`
+	Source         string            `json:"source"`
+	Key            string            `json:"key"`
+	Headers        map[string]string `json:"headers"`
+	Value          any               `json:"value"` // the event's JSON, or its text if it is not JSON
+	Error          string            `json:"error,omitempty"`
+}
+
+// Entry is r as the admin API shows it.
+func (r Record) Entry() Entry {
+	d := Entry{DeadLetter: r.Coordinates(), Reason: r.Reason, WebhookID: r.WebhookID, Org: r.Org, Sandbox: r.Sandbox,
+		Channel: r.Channel, Status: r.Status, Attempts: r.Attempts, LastStatus: r.LastStatus, LastError: r.LastError,
+		FirstAttemptAt: r.FirstAttemptAt, FailedAt: r.FailedAt, Source: r.Source, Key: string(r.Key), Headers: map[string]string{}}
+	for _, h := range r.Headers {
+		d.Headers[h.Key] = string(h.Value)
+	}
+	if json.Valid(r.Value) {
+		d.Value = json.RawMessage(r.Value)
+	} else {
+		d.Value = string(r.Value)
+	}
+	if r.Err != nil {
+		d.Error = r.Err.Error()
+	}
+	return d
+}
