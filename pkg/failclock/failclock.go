@@ -116,9 +116,13 @@ func (c *Clock) indexKey() string           { return c.prefix + "failing" }
 
 // Success records a successful delivery to the config at at.
 func (c *Clock) Success(org, sandboxID string, at time.Time) {
-	k := id{org, sandboxID}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.succeeded(id{org, sandboxID}, at)
+}
+
+// succeeded notes a success of k at at, to be written; c.mu is held.
+func (c *Clock) succeeded(k id, at time.Time) {
 	cf := c.configs[k]
 	if cf == nil {
 		cf = &config{}
@@ -254,14 +258,7 @@ func (c *Clock) Flush(ctx context.Context, now time.Time) error {
 		c.failed(ctx, "successes not recorded", err)
 		c.mu.Lock()
 		for k, ok := range oks {
-			cf := c.configs[k]
-			if cf == nil {
-				cf = &config{}
-				c.configs[k] = cf
-			}
-			if ok.After(cf.ok) {
-				cf.ok = ok
-			}
+			c.succeeded(k, ok)
 		}
 		c.mu.Unlock()
 	}
