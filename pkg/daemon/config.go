@@ -261,7 +261,7 @@ func Defaults() Config {
 			DisableAfter: 5 * 24 * time.Hour,
 		},
 		Outcomes:    OutcomesConfig{ResponseBytes: 1024},
-		DeliveryLog: DeliveryLogConfig{Enabled: true, PerConfig: 1000, MaxAge: 72 * time.Hour},
+		DeliveryLog: DeliveryLogConfig{Enabled: false, PerConfig: 1000, MaxAge: 72 * time.Hour},
 		Configs:     ConfigsConfig{CacheTTL: 30 * time.Second, CacheSize: 100_000, CheckInterval: 5 * time.Second},
 		Secrets:     SecretsConfig{Keys: []string{}, RotationGrace: 24 * time.Hour},
 		Shutdown:    ShutdownConfig{Timeout: 30 * time.Second},

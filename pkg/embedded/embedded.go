@@ -68,6 +68,7 @@ func Adjust(cfg *daemon.Config, isSet func(string) bool, o Options) {
 	keep("shutdown.timeout", func() { cfg.Shutdown.Timeout = 5 * time.Second })
 	keep("log.format", func() { cfg.Log.Format = "text" })
 	keep("outcomes.enabled", func() { cfg.Outcomes.Enabled = true })
+	keep("delivery_log.enabled", func() { cfg.DeliveryLog.Enabled = true })
 	// Trying it out, an endpoint that is down for days is not a reason
 	// to turn its config off.
 	keep("delivery.disable_after", func() { cfg.Delivery.DisableAfter = 0 })

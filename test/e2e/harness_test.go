@@ -120,6 +120,7 @@ func start(t *testing.T, mutate func(*daemon.Config), opts ...option) *harness {
 	h.cfg.Configs.CheckInterval = 200 * time.Millisecond
 	h.cfg.Shutdown.Timeout = 5 * time.Second
 	h.cfg.Delivery.Breaker.Threshold = 1 << 30
+	h.cfg.DeliveryLog.Enabled = true // off by default; the tests read it
 	if mutate != nil {
 		mutate(&h.cfg)
 	}
