@@ -89,14 +89,45 @@ func (d *daemonProc) peakRSS() float64 {
 	return float64(st.VmHWM) / (1 << 20)
 }
 
-// profile saves a CPU profile of feedbackd taken over d.
+// profile saves a CPU profile of feedbackd taken over d, and halfway
+// through it a heap and a goroutine profile (file.heap, file.goroutine):
+// what the deliveries in flight hold at that moment.
 func (e *env) profile(file string, d time.Duration) error {
+	snap := make(chan error, 1)
+	go func() {
+		time.Sleep(d / 2)
+		err := e.saveProfile(file+".heap", "heap", 0)
+		if gerr := e.saveProfile(file+".goroutine", "goroutine", 0); err == nil {
+			err = gerr
+		}
+		snap <- err
+	}()
+	err := e.saveProfile(file, "profile", d)
+	if serr := <-snap; err == nil {
+		err = serr
+	}
+	if err == nil {
+		logf("pprof: CPU profile of feedbackd in %s, heap and goroutines halfway in %[1]s.heap and %[1]s.goroutine (go tool pprof -top %s %[1]s)", file, e.o.feedbackd)
+	}
+	return err
+}
+
+// saveProfile writes feedbackd's profile named kind (seconds long when
+// d > 0) to file.
+func (e *env) saveProfile(file, kind string, d time.Duration) error {
 	c := &http.Client{Timeout: d + 30*time.Second}
-	resp, err := c.Get(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", e.daemon.pprof, int(d.Seconds())))
+	u := fmt.Sprintf("http://%s/debug/pprof/%s", e.daemon.pprof, kind)
+	if d > 0 {
+		u += fmt.Sprintf("?seconds=%d", int(d.Seconds()))
+	}
+	resp, err := c.Get(u)
 	if err != nil {
 		return err
 	}
 	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s profile: %s", kind, resp.Status)
+	}
 	f, err := os.Create(file)
 	if err != nil {
 		return err
@@ -105,7 +136,6 @@ func (e *env) profile(file string, d time.Duration) error {
 		f.Close()
 		return err
 	}
-	logf("pprof: CPU profile of feedbackd in %s (go tool pprof -top %s %s)", file, e.o.feedbackd, file)
 	return f.Close()
 }
 

@@ -62,9 +62,8 @@ func FuzzReadAnswer(f *testing.F) {
 		if !wantFramed {
 			t.Fatalf("kept a connection whose answer has no framing: %q", answer)
 		}
-		if c.lim.read != consumed || c.r.Buffered() != 0 {
-			t.Fatalf("kept a connection after reading %d bytes (%d unparsed); the answer is %d bytes of %q",
-				c.lim.read, c.r.Buffered(), consumed, answer)
+		if c.lim.read != consumed {
+			t.Fatalf("kept a connection after reading %d bytes; the answer is %d bytes of %q", c.lim.read, consumed, answer)
 		}
 	})
 }
