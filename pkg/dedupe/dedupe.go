@@ -305,10 +305,21 @@ func (s *Store) Record(ctx context.Context, id string) error {
 	return nil
 }
 
-// write makes each pending batch, Linger after its first operation, until
-// Close; then it makes the last one.
+// batchesInFlight bounds the batches written at once. One at a time, the
+// operations of a busy instance waited for the round trip of the batch
+// before theirs as well as their own: on a loaded machine with 8,192
+// deliveries in flight, over 5,000 delivered jobs at once were waiting to be
+// recorded, each holding its goroutine. The operations of two batches
+// commute (adds to sets; claims need no atomicity, see writeBatch).
+const batchesInFlight = 4
+
+// write makes each pending batch, Linger after its first operation, with up
+// to batchesInFlight written at once, until Close; then it makes the last
+// one and waits for them.
 func (s *Store) write() {
-	defer close(s.done)
+	var writing sync.WaitGroup
+	sem := make(chan struct{}, batchesInFlight)
+	defer func() { writing.Wait(); close(s.done) }()
 	linger := time.NewTimer(Linger)
 	for stop := false; !stop; {
 		select {
@@ -333,7 +344,8 @@ func (s *Store) write() {
 		}
 		s.mu.Unlock()
 		if b != nil {
-			s.writeBatch(b)
+			sem <- struct{}{}
+			writing.Go(func() { s.writeBatch(b); <-sem })
 		}
 	}
 }

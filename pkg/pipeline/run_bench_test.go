@@ -1,7 +1,11 @@
 package pipeline
 
 import (
+	"bytes"
 	"context"
+	"fmt"
+	"runtime"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -66,4 +70,92 @@ func benchmarkRun(b *testing.B, outcomes string) {
 	if err := <-done; err != nil {
 		b.Fatal(err)
 	}
+}
+
+// BenchmarkInFlight measures what the pipeline holds per delivery in
+// flight, the attempt itself aside (package deliver's BenchmarkInFlight
+// measures the connection's share): the record, its job and event, the
+// goroutines, while a sender holds n attempts at once (B/in-flight: live
+// heap and goroutine stacks after a collection, over a warmed-up
+// pipeline's, less the broker's copy of the records, measured before).
+func BenchmarkInFlight(b *testing.B) {
+	const n = 4096
+	for range b.N {
+		b.ReportMetric(measureInFlight(b, n), "B/in-flight")
+	}
+}
+
+func measureInFlight(b *testing.B, n int) float64 {
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "feedback.sent", "feedback.dlq"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	seeds := kgo.SeedBrokers(c.ListenAddrs()...)
+	prod, err := kgo.NewClient(seeds, kgo.MaxBufferedRecords(1<<20))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer prod.Close()
+	produce := func(from int) {
+		for i := from; i < from+n; i++ {
+			v := bytes.Replace(eventWith("sent"), []byte(`"evt-1"`), fmt.Appendf(nil, `"evt-%d"`, i), 1)
+			prod.Produce(context.Background(), &kgo.Record{Topic: "feedback.sent", Value: v}, nil)
+		}
+		if err := prod.Flush(context.Background()); err != nil {
+			b.Fatal(err)
+		}
+	}
+	// The broker's copy of n records, to take away from what is held.
+	before := liveBytes()
+	produce(0)
+	stored := liveBytes() - before
+
+	var hold atomic.Bool
+	arrived, release := make(chan struct{}, n), make(chan struct{})
+	send := sendFunc(func() deliver.Result {
+		if hold.Load() {
+			arrived <- struct{}{}
+			<-release
+		}
+		return deliver.Result{Verdict: deliver.Delivered, Status: 200}
+	})
+	p, err := New([]kgo.Opt{seeds}, target(nil), send, Options{Group: "bench", InputTopics: []string{"feedback.sent"},
+		RetryPrefix: "feedback.retry", DLQTopic: "feedback.dlq", Instance: "bench/1",
+		Policy: testPolicy, Concurrency: n, ShutdownTimeout: time.Second})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx) }()
+	settled := func(want int64) {
+		for offsets.Committable(p.tracker.All())["feedback.sent"][0].Offset != want {
+			time.Sleep(time.Millisecond)
+		}
+	}
+	settled(int64(n)) // warm: the first n answered at once
+	hold.Store(true)
+	base := liveBytes()
+	produce(n)
+	for range n {
+		<-arrived
+	}
+	held := liveBytes()
+	close(release)
+	settled(int64(2 * n))
+	cancel()
+	if err := <-done; err != nil {
+		b.Fatal(err)
+	}
+	return float64(held-base-stored) / float64(n)
+}
+
+// liveBytes is the live heap and the goroutine stacks in use, after a
+// collection.
+func liveBytes() int64 {
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return int64(m.HeapAlloc + m.StackInuse)
 }
