@@ -1,6 +1,7 @@
 // Package deploy checks the deployment files that cannot be run here (no
-// Docker engine): the Dockerfile's basics and the compose stack's wiring.
-// `make test` also validates docker-compose.yml with `docker-compose config`.
+// Docker engine, no cluster): the Dockerfile's basics, the compose stack's
+// wiring and the Kubernetes manifests (kubernetes_test.go). `make test`
+// also validates docker-compose.yml with `docker-compose config`.
 package deploy
 
 import (
