@@ -164,12 +164,16 @@ type RetryConfig struct {
 
 // DeliveryConfig shapes HTTP attempts.
 type DeliveryConfig struct {
-	Timeout              time.Duration `mapstructure:"timeout"`
-	Concurrency          int           `mapstructure:"concurrency"`
-	MaxResponseBytes     int64         `mapstructure:"max_response_bytes"`
-	AllowPrivateNetworks bool          `mapstructure:"allow_private_networks"`
-	AllowedCIDRs         []string      `mapstructure:"allowed_cidrs"`
-	AllowHTTP            bool          `mapstructure:"allow_http"`
+	Timeout     time.Duration `mapstructure:"timeout"`
+	Concurrency int           `mapstructure:"concurrency"`
+	// MaxInflight is as many slots as Concurrency may grow to while all
+	// are taken by deliveries waiting for slow endpoints and cores are to
+	// spare (never fewer than Concurrency): the memory bound.
+	MaxInflight          int      `mapstructure:"max_inflight"`
+	MaxResponseBytes     int64    `mapstructure:"max_response_bytes"`
+	AllowPrivateNetworks bool     `mapstructure:"allow_private_networks"`
+	AllowedCIDRs         []string `mapstructure:"allowed_cidrs"`
+	AllowHTTP            bool     `mapstructure:"allow_http"`
 	// EndpointConcurrency caps the attempts in flight to one endpoint URL,
 	// all instances together, so that a slow endpoint holds at most that
 	// many of the delivery slots.
@@ -254,7 +258,7 @@ func Defaults() Config {
 			Jitter: 0.1,
 		},
 		Delivery: DeliveryConfig{
-			Timeout: 15 * time.Second, Concurrency: 256, MaxResponseBytes: 64 << 10, AllowedCIDRs: []string{},
+			Timeout: 15 * time.Second, Concurrency: 256, MaxInflight: 4096, MaxResponseBytes: 64 << 10, AllowedCIDRs: []string{},
 			EndpointConcurrency: 64, MaxParked: 256,
 			Breaker:      BreakerConfig{Threshold: 5, Cooldown: 10 * time.Second, MaxCooldown: 5 * time.Minute},
 			DedupeWindow: 10 * time.Minute,
@@ -356,6 +360,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Delivery.Concurrency < 1 || c.Delivery.Concurrency > 100_000 {
 		bad("delivery.concurrency", "%d is outside 1..100000", c.Delivery.Concurrency)
+	}
+	if c.Delivery.MaxInflight < 0 || c.Delivery.MaxInflight > 100_000 {
+		bad("delivery.max_inflight", "%d is outside 0..100000", c.Delivery.MaxInflight)
 	}
 	if c.Delivery.EndpointConcurrency < 1 || c.Delivery.EndpointConcurrency > 100_000 {
 		bad("delivery.endpoint_concurrency", "%d is outside 1..100000", c.Delivery.EndpointConcurrency)

@@ -149,7 +149,7 @@ func Run(ctx context.Context, cfg Config, opts Options) error {
 		ResponseBytes:    responseBytes(cfg),
 		// Every slot may hold a connection to the same host (tenants often
 		// share a receiver): keep them all for reuse rather than dial again.
-		MaxIdleConnsPerHost: cfg.Delivery.Concurrency,
+		MaxIdleConnsPerHost: max(cfg.Delivery.Concurrency, cfg.Delivery.MaxInflight),
 		Guard:               guard,
 		UserAgent:           "feedbackd/" + opts.Version,
 		TLSConfig:           opts.DeliveryTLS,
@@ -219,6 +219,7 @@ func Run(ctx context.Context, cfg Config, opts Options) error {
 		Instance:      instanceName(),
 		Policy:        cfg.RetryPolicy(),
 		Concurrency:   cfg.Delivery.Concurrency,
+		MaxInflight:   cfg.Delivery.MaxInflight,
 		Admission:     admit,
 		Dedupe:        dd,
 		FailClock:     clock,

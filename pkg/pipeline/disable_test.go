@@ -95,7 +95,7 @@ func TestProcessTellsTheFailureClock(t *testing.T) {
 				sender:  c.send,
 				metrics: newMetrics(prometheus.NewRegistry(), nil),
 				log:     slog.New(slog.DiscardHandler),
-				slots:   newSlots(1, prometheus.NewGauge(prometheus.GaugeOpts{Name: "inflight"})),
+				slots:   newSlots(1, 1, prometheus.NewGauge(prometheus.GaugeOpts{Name: "inflight"})),
 				parking: newParking(0, prometheus.NewGauge(prometheus.GaugeOpts{Name: "parked"})),
 			}
 			if c.admission != nil {
@@ -154,7 +154,7 @@ func TestUndisabledConfigKeepsTheEarlierOutcome(t *testing.T) {
 				sender:  sendFunc(func() deliver.Result { return deliver.Result{Verdict: deliver.Retry, Status: 503} }),
 				metrics: newMetrics(prometheus.NewRegistry(), nil),
 				log:     slog.New(slog.DiscardHandler),
-				slots:   newSlots(1, prometheus.NewGauge(prometheus.GaugeOpts{Name: "inflight"})),
+				slots:   newSlots(1, 1, prometheus.NewGauge(prometheus.GaugeOpts{Name: "inflight"})),
 				parking: newParking(0, prometheus.NewGauge(prometheus.GaugeOpts{Name: "parked"})),
 			}
 			rec := &kgo.Record{Topic: "feedback.bounce", Value: eventWith("bounce"), Timestamp: time.Now()}

@@ -28,6 +28,7 @@ type Metrics struct {
 	outcomes          prometheus.Counter
 	outcomeErrors     prometheus.Counter
 	inflight          prometheus.Gauge
+	slots             prometheus.Gauge
 	lag               *prometheus.GaugeVec
 	configUnavailable prometheus.Counter
 	produceErrors     prometheus.Counter
@@ -114,7 +115,11 @@ func newMetrics(reg prometheus.Registerer, inputTopics []string) *Metrics {
 		}),
 		inflight: f.NewGauge(prometheus.GaugeOpts{
 			Name: "feedbackd_inflight_deliveries",
-			Help: "Records being processed now (bounded by delivery.concurrency).",
+			Help: "Records being processed now (bounded by feedbackd_delivery_slots).",
+		}),
+		slots: f.NewGauge(prometheus.GaugeOpts{
+			Name: "feedbackd_delivery_slots",
+			Help: "Delivery slots now: delivery.concurrency, growing up to delivery.max_inflight while all are taken by slow endpoints.",
 		}),
 		lag: f.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "feedbackd_consumer_lag_records",

@@ -97,7 +97,12 @@ type Options struct {
 	// Instance names this instance in outcome records.
 	Instance    string
 	Policy      retry.Policy
-	Concurrency int      // deliveries in flight, all partitions together
+	Concurrency int // deliveries in flight, all partitions together, at start and at least
+	// MaxInflight is as many as the slots may grow to (see adapt) while
+	// they are all taken by deliveries waiting for slow endpoints and the
+	// process has cores to spare. Default (or below Concurrency):
+	// Concurrency, fixed.
+	MaxInflight int
 	Admission   Admitter // nil: no per-endpoint limits
 	Dedupe      Deduper  // nil: no duplicate suppression
 	// FailClock, if set, disables configs that fail with no success for
@@ -146,6 +151,7 @@ func New(kafkaOpts []kgo.Opt, configs Configs, sender Sender, opts Options) (*Pi
 	if opts.Concurrency <= 0 {
 		opts.Concurrency = 256
 	}
+	opts.MaxInflight = max(opts.MaxInflight, opts.Concurrency)
 	if opts.MaxParked <= 0 {
 		opts.MaxParked = opts.Concurrency
 	}
@@ -172,7 +178,7 @@ func New(kafkaOpts []kgo.Opt, configs Configs, sender Sender, opts Options) (*Pi
 		metrics: m,
 		log:     opts.Logger,
 		tracker: offsets.NewTracker(),
-		slots:   newSlots(opts.Concurrency, m.inflight),
+		slots:   newSlots(opts.Concurrency, opts.MaxInflight, m.inflight),
 		parking: newParking(opts.MaxParked, m.parked),
 		workers: newGoroutines(),
 	}
@@ -250,6 +256,7 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	p.holds.release = func(j job) { p.start(ctx, work, j) }
 	go p.lagLoop(ctx)
 	go p.watchDependency(ctx)
+	go p.adaptLoop(ctx)
 
 	lastCommit := time.Now()
 	gather := time.NewTimer(0)

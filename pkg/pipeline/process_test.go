@@ -181,7 +181,7 @@ func TestProcessDecides(t *testing.T) {
 				sender:  c.send,
 				metrics: newMetrics(prometheus.NewRegistry(), nil),
 				log:     slog.New(slog.DiscardHandler),
-				slots:   newSlots(1, prometheus.NewGauge(prometheus.GaugeOpts{Name: "inflight"})),
+				slots:   newSlots(1, 1, prometheus.NewGauge(prometheus.GaugeOpts{Name: "inflight"})),
 				parking: newParking(0, prometheus.NewGauge(prometheus.GaugeOpts{Name: "parked"})),
 			}
 			if c.admission != nil {

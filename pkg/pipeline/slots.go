@@ -11,13 +11,23 @@ import (
 
 // slots bounds the jobs running: n delivery slots, and n settling slots
 // that a job trades its delivery slot for once its attempt is over (see
-// slot.trade). It counts the running jobs so that a drain can wait for
-// them. It is safe for concurrent use.
+// slot.trade), where n, the limit, moves between the least and the most
+// asked for (see resize). It counts the running jobs so that a drain can
+// wait for them. It is safe for concurrent use.
+//
+// The channels hold a token per slot taken, and are as large as the most
+// slots: slots above the limit are held by the slots themselves as
+// ballast, tokens no job can take.
 type slots struct {
-	delivery chan struct{} // one token per job with a delivery slot
-	settling chan struct{} // one token per job with a settling slot
+	delivery chan struct{} // one token per job with a delivery slot, and the ballast
+	settling chan struct{} // one token per job with a settling slot, and the ballast
 	freed    chan struct{} // signalled when a delivery slot is given back
 	inflight prometheus.Gauge
+	// ballast is the tokens held in each channel (resize's alone to
+	// change; read by wait and free).
+	ballast, ballastSettling atomic.Int64
+	// full is set when a poll finds every delivery slot taken.
+	full atomic.Bool
 
 	mu       sync.Mutex // orders running.Add before the drain's Wait
 	draining bool
@@ -25,15 +35,56 @@ type slots struct {
 	running  sync.WaitGroup
 }
 
-func newSlots(n int, inflight prometheus.Gauge) *slots {
-	return &slots{
-		delivery: make(chan struct{}, n),
-		settling: make(chan struct{}, n),
+// newSlots returns n slots, which resize may take up to most.
+func newSlots(n, most int, inflight prometheus.Gauge) *slots {
+	most = max(n, most)
+	s := &slots{
+		delivery: make(chan struct{}, most),
+		settling: make(chan struct{}, most),
 		freed:    make(chan struct{}, 1),
 		inflight: inflight,
 		drain:    make(chan struct{}),
 	}
+	s.resize(n)
+	return s
 }
+
+// limit is the delivery slots jobs may take now.
+func (s *slots) limit() int { return cap(s.delivery) - int(s.ballast.Load()) }
+
+// resize makes the limit n (within the most slots): it gives ballast back
+// at once, and takes what it can of the ballast it needs now, as jobs give
+// slots up; the rest at its next call. One goroutine at a time may call it.
+func (s *slots) resize(n int) {
+	want := int64(cap(s.delivery) - min(max(n, 1), cap(s.delivery)))
+	balance(s.delivery, &s.ballast, want)
+	balance(s.settling, &s.ballastSettling, want)
+	select {
+	case s.freed <- struct{}{}:
+	default:
+	}
+}
+
+// balance makes the tokens held in ch as ballast want, or as near as the
+// tokens free now allow.
+func balance(ch chan struct{}, held *atomic.Int64, want int64) {
+	for held.Load() > want {
+		<-ch
+		held.Add(-1)
+	}
+	for held.Load() < want {
+		select {
+		case ch <- struct{}{}:
+			held.Add(1)
+		default:
+			return
+		}
+	}
+}
+
+// saturated reports whether a poll found every delivery slot taken since
+// the last call.
+func (s *slots) saturated() bool { return s.full.Swap(false) }
 
 // acquire waits for a delivery slot and counts the job as running. It
 // returns nil, taking nothing, if ctx ends first or the drain started.
@@ -97,13 +148,14 @@ const (
 // wait). It reports false once ctx has ended.
 func (s *slots) wait(ctx context.Context, timer *time.Timer) bool {
 	for len(s.delivery) == cap(s.delivery) {
+		s.full.Store(true)
 		select {
 		case <-s.freed:
 		case <-ctx.Done():
 			return false
 		}
 	}
-	want := min(pollBatch, cap(s.delivery))
+	want := min(pollBatch, s.limit())
 	if s.free() >= want {
 		return ctx.Err() == nil
 	}

@@ -1,10 +1,13 @@
 package pipeline
 
 import (
+	"context"
 	"runtime"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Goroutines that finish while maxIdle others wait for a function end.
@@ -31,5 +34,87 @@ func TestGoroutinesKeepAtMostMaxIdle(t *testing.T) {
 			t.Fatalf("%d goroutines left, %d idle; want 3 idle", runtime.NumGoroutine()-base, g.idle.Load())
 		}
 		time.Sleep(time.Millisecond)
+	}
+}
+
+func TestAdapt(t *testing.T) {
+	const least, most = 256, 4096
+	slow := load{saturated: true, sched: 100 * time.Microsecond}
+	for _, tc := range []struct {
+		name  string
+		limit int
+		l     load
+		want  int
+	}{
+		{"all taken, cores to spare: doubles", 256, slow, 512},
+		{"doubling stops at the most", 4000, slow, most},
+		{"all taken, cores neither idle nor queued: holds", 1024, load{saturated: true, sched: 2 * time.Millisecond}, 1024},
+		{"goroutines queue for a core: down a quarter", 2048, load{saturated: true, sched: 20 * time.Millisecond}, 1536},
+		{"even when not all are taken", 2048, load{sched: 20 * time.Millisecond}, 1536},
+		{"not all taken: down a sixteenth", 2048, load{sched: 100 * time.Microsecond}, 1920},
+		{"never below the least", 260, load{}, least},
+		{"queued at the least: stays", least, load{saturated: true, sched: time.Second}, least},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := adapt(tc.limit, least, most, tc.l); got != tc.want {
+				t.Errorf("adapt(%d, %+v) = %d, want %d", tc.limit, tc.l, got, tc.want)
+			}
+		})
+	}
+}
+
+// Slots grow at once; they shrink as jobs give slots up, without taking
+// any from a job.
+func TestSlotsResize(t *testing.T) {
+	s := newSlots(2, 8, prometheus.NewGauge(prometheus.GaugeOpts{Name: "inflight"}))
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	held := []*slot{s.acquire(ctx), s.acquire(ctx)}
+	if s.free() != 1 || s.limit() != 2 { // free is at least 1
+		t.Fatalf("free %d, limit %d with 2 of 2 taken", s.free(), s.limit())
+	}
+	short, stop := context.WithTimeout(ctx, 50*time.Millisecond)
+	if s.acquire(short) != nil {
+		t.Fatal("a third slot of 2")
+	}
+	stop()
+	s.resize(5)
+	if s.limit() != 5 || s.free() != 3 {
+		t.Fatalf("after growing to 5: limit %d, free %d", s.limit(), s.free())
+	}
+	for range 3 {
+		held = append(held, s.acquire(ctx))
+	}
+	s.resize(1) // 5 taken: no ballast can be taken yet
+	if s.limit() != 5 {
+		t.Fatalf("limit %d while 5 are taken; want 5 until they are given up", s.limit())
+	}
+	for _, h := range held {
+		h.done()
+		h.end()
+	}
+	s.resize(1)
+	if s.limit() != 1 || s.free() != 1 {
+		t.Fatalf("after shrinking to 1: limit %d, free %d", s.limit(), s.free())
+	}
+	h := s.acquire(ctx)
+	short, stop = context.WithTimeout(ctx, 50*time.Millisecond)
+	defer stop()
+	if s.acquire(short) != nil {
+		t.Fatal("a second slot of 1")
+	}
+	h.done()
+	h.end()
+	// A job that trades its delivery slot takes a settling slot within the
+	// limit too.
+	h = s.acquire(ctx)
+	h.trade()
+	if !h.settling || h.delivery {
+		t.Fatalf("trade: settling %v, delivery %v", h.settling, h.delivery)
+	}
+	h2 := s.acquire(ctx)
+	h2.trade()
+	if h2.settling {
+		t.Error("a second settling slot of 1")
 	}
 }
