@@ -23,6 +23,7 @@ type Metrics struct {
 	deferred          *prometheus.CounterVec
 	parked            prometheus.Gauge
 	paused            prometheus.Gauge
+	dependencySlow    prometheus.Counter
 	dlq               *prometheus.CounterVec
 	deadLettersLost   *prometheus.CounterVec
 	outcomes          prometheus.Counter
@@ -96,6 +97,10 @@ func newMetrics(reg prometheus.Registerer, inputTopics []string) *Metrics {
 		paused: f.NewGauge(prometheus.GaugeOpts{
 			Name: "feedbackd_consumption_paused",
 			Help: "1 while fetching is paused because a dependency (Redis) does not answer; records already read still run.",
+		}),
+		dependencySlow: f.NewCounter(prometheus.CounterOpts{
+			Name: "feedbackd_dependency_slow_total",
+			Help: "Checks of Redis (every second) that got no answer within 2 s; fetching pauses after 3 in a row, at once on an error.",
 		}),
 		dlq: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "feedbackd_dlq_records_total",

@@ -111,9 +111,11 @@ type Options struct {
 	// ClaimTTL bounds a dedupe claim: longer than one attempt can last.
 	// Default: 1 minute.
 	ClaimTTL time.Duration
-	// Dependency, if set, is checked every second; while it fails,
-	// fetching is paused (records already read still run) and it is
-	// checked again with backoff. feedbackd passes a Redis ping.
+	// Dependency, if set, is checked every second with a 2 s timeout;
+	// while it fails, fetching is paused (records already read still run)
+	// and it is checked again with backoff. An error wrapping ErrSlow
+	// (no answer in time) pauses only once it persists (watchDependency).
+	// feedbackd passes a Redis ping on a connection of its own.
 	Dependency func(ctx context.Context) error
 	// MaxParked bounds the jobs waiting, without a slot, for a busy
 	// endpoint, and one endpoint may have half of them; beyond that they
@@ -443,15 +445,72 @@ func (p *Pipeline) lost(_ context.Context, _ *kgo.Client, lost map[string][]int3
 	p.log.Warn("partitions lost", "partitions", lost)
 }
 
-// watchDependency pauses fetching while Dependency fails and resumes it
+// ErrSlow marks an error of Options.Dependency as slowness rather than an
+// outage: the dependency did not answer within the check's timeout, which a
+// loaded server or a starved machine also causes. Wrap it (%w).
+var ErrSlow = errors.New("dependency slow")
+
+// slowChecks is how many checks in a row may time out before fetching is
+// paused. A check times out after 2 s and the next one starts at once, so
+// a dependency that answers nothing for about 6 s pauses fetching; a stall
+// shorter than that (a fork for a snapshot, a large key freed, a machine
+// starved for a few seconds) only logs a warning. Records already read
+// wait for Redis either way: pausing only stops reading more of them.
+const slowChecks = 3
+
+// depState is what watchDependency knows between checks.
+type depState struct {
+	paused bool
+	slow   int // checks in a row that returned ErrSlow
+}
+
+// depAction is what one check asks watchDependency to do.
+type depAction int
+
+const (
+	depNone   depAction = iota
+	depSlow             // first slow answer of a spell: warn once, keep fetching
+	depPause            // down, or slow for slowChecks checks: pause fetching
+	depResume           // answered while paused: resume fetching
+	depBack             // answered after slow checks, never paused: say so
+)
+
+// judge is the decision of one check: err is what Dependency returned. It
+// does no I/O; watchDependency carries the action out.
+func judge(s depState, err error) (depState, depAction) {
+	switch {
+	case err == nil && s.paused:
+		return depState{}, depResume
+	case err == nil && s.slow > 0:
+		return depState{}, depBack
+	case err == nil:
+		return depState{}, depNone
+	case s.paused:
+		return s, depNone
+	case errors.Is(err, ErrSlow):
+		s.slow++
+		switch {
+		case s.slow >= slowChecks:
+			return depState{paused: true, slow: s.slow}, depPause
+		case s.slow == 1:
+			return s, depSlow
+		}
+		return s, depNone
+	}
+	return depState{paused: true}, depPause
+}
+
+// watchDependency pauses fetching while Dependency is down and resumes it
 // once it answers again, checking every second while it is up and with
-// backoff (up to 5 s) while it is down.
+// backoff (up to 5 s) while it is down. An answer that does not come
+// within 2 s (ErrSlow) pauses fetching only once slowChecks of them come
+// in a row; until then the next check starts at once.
 func (p *Pipeline) watchDependency(ctx context.Context) {
 	if p.opts.Dependency == nil {
 		return
 	}
 	var (
-		paused bool
+		state  depState
 		topics []string // the topics this loop paused
 		since  time.Time
 		wait   = time.Second
@@ -460,21 +519,35 @@ func (p *Pipeline) watchDependency(ctx context.Context) {
 		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		err := p.opts.Dependency(cctx)
 		cancel()
-		switch {
-		case ctx.Err() != nil:
+		if ctx.Err() != nil {
 			return
-		case err != nil && !paused:
-			paused, topics, since = true, p.cl.GetConsumeTopics(), time.Now()
+		}
+		if errors.Is(err, ErrSlow) {
+			p.metrics.dependencySlow.Inc()
+		}
+		var act depAction
+		state, act = judge(state, err)
+		switch act {
+		case depSlow:
+			wait = 0
+			p.log.Warn("dependency slow: fetching goes on, and pauses if it stays slow", "error", err, "checks", slowChecks)
+		case depPause:
+			topics, since, wait = p.cl.GetConsumeTopics(), time.Now(), time.Second
 			p.cl.PauseFetchTopics(topics...)
 			p.metrics.paused.Set(1)
 			p.log.Error("dependency down: fetching paused until it answers (nothing is skipped or dead-lettered because of it)", "error", err)
-		case err != nil:
-			wait = min(2*wait, 5*time.Second)
-		case paused:
+		case depResume:
 			p.cl.ResumeFetchTopics(topics...)
-			paused, wait = false, time.Second
+			wait = time.Second
 			p.metrics.paused.Set(0)
 			p.log.Info("dependency back: fetching resumed", "paused_for", time.Since(since).Round(time.Second))
+		case depBack:
+			wait = time.Second
+			p.log.Info("dependency answers in time again")
+		default:
+			if state.paused {
+				wait = min(2*wait, 5*time.Second)
+			}
 		}
 	}
 }
