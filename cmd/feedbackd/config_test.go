@@ -50,6 +50,7 @@ func TestEnvironmentAndFlagsOverride(t *testing.T) {
 	t.Setenv("FEEDBACKD_DELIVERY_ALLOW_HTTP", "true")
 	t.Setenv("FEEDBACKD_ADMIN_TOKEN", "from-the-environment")
 	t.Setenv("FEEDBACKD_HTTP_ADDR", ":1111")
+	t.Setenv("FEEDBACKD_REDIS_POOL_SIZE", "64")
 	fs := flagSet()
 	if err := fs.Parse([]string{"--http-addr", ":2222"}); err != nil {
 		t.Fatal(err)
@@ -60,7 +61,8 @@ func TestEnvironmentAndFlagsOverride(t *testing.T) {
 	}
 	if !reflect.DeepEqual(cfg.Kafka.Brokers, []string{"k1:9092", "k2:9092"}) ||
 		!reflect.DeepEqual(cfg.Retry.Schedule, []time.Duration{10 * time.Second, time.Minute}) ||
-		!cfg.Delivery.AllowHTTP || cfg.Admin.Token != "from-the-environment" || cfg.HTTP.Addr != ":2222" {
+		!cfg.Delivery.AllowHTTP || cfg.Admin.Token != "from-the-environment" || cfg.HTTP.Addr != ":2222" ||
+		cfg.Redis.PoolSize != 64 {
 		t.Fatalf("overrides not applied: %+v", cfg)
 	}
 	if !isSet("admin.token") || !isSet("http.addr") || isSet("log.level") {

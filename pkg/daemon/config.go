@@ -107,6 +107,9 @@ type RedisConfig struct {
 	DB           int            `mapstructure:"db"`
 	TLS          RedisTLSConfig `mapstructure:"tls"`
 	KeyPrefix    string         `mapstructure:"key_prefix"`
+	// PoolSize is the most connections feedbackd opens to each Redis
+	// server; 0 sizes it from delivery.concurrency (Config.RedisPoolSize).
+	PoolSize int `mapstructure:"pool_size"`
 }
 
 // RedisTLSConfig is TLS to Redis (and to the Sentinels).

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"runtime"
 	"strings"
 	"syscall"
 	"time"
@@ -44,6 +45,35 @@ func (r RedisConfig) tlsOn() bool {
 }
 
 func (r RedisConfig) isURL() bool { return len(r.Addrs) == 0 && strings.Contains(r.Addr, "://") }
+
+// maxRedisPool bounds redis.pool_size: Redis runs commands on one thread,
+// so connections beyond a few hundred add memory, not throughput.
+const maxRedisPool = 10_000
+
+// RedisPoolSize is the number of connections feedbackd opens to each Redis
+// server: redis.pool_size, or, when it is 0, max(10 x GOMAXPROCS,
+// min(delivery.concurrency / 32, 256)): never fewer than go-redis's default.
+//
+// Why: every part shares the pool, but only config lookups that miss the
+// local cache (one round trip per tenant, concurrent misses of a tenant
+// share it) and circuit-breaker updates of failing attempts come per
+// delivery; dedupe records, the delivery log and the failure clock are
+// written in batches by one goroutine each. So the burst is a cold start
+// (or a cache expiry) with every slot looking up a different tenant: with
+// concurrency/32 connections it drains in 32 round trips (well under a
+// second even at 10 ms each, against go-redis's PoolTimeout of 4 s). Beyond
+// 256, Redis (one thread) gains nothing and each connection costs 64 KiB of
+// buffers here.
+func (c *Config) RedisPoolSize() int {
+	if c.Redis.PoolSize > 0 {
+		return c.Redis.PoolSize
+	}
+	return autoPoolSize(runtime.GOMAXPROCS(0), c.Delivery.Concurrency)
+}
+
+func autoPoolSize(procs, concurrency int) int {
+	return max(10*procs, min(concurrency/32, 256))
+}
 
 // validate reports what is wrong with r to bad, naming the key. It reads
 // the password and TLS files, so that a wrong path is refused before start.
@@ -111,6 +141,9 @@ func (r *RedisConfig) validate(bad func(key, format string, a ...any)) {
 		if fromURL.DB != 0 && r.DB != 0 {
 			bad("redis.db", "is set and redis.addr's URL names a database too: choose one")
 		}
+	}
+	if r.PoolSize < 0 || r.PoolSize > maxRedisPool {
+		bad("redis.pool_size", "%d is outside 0..%d (0 sizes the pool from delivery.concurrency)", r.PoolSize, maxRedisPool)
 	}
 	if strings.ContainsAny(r.KeyPrefix, "{}") {
 		bad("redis.key_prefix", "must not contain { or }: feedbackd places its own Cluster hash tags")
@@ -188,8 +221,29 @@ func (r RedisConfig) tlsConfig(base *tls.Config) (*tls.Config, error) {
 
 // NewRedisClient returns the Redis client a validated configuration asks
 // for: a *redis.Client, *redis.ClusterClient or Sentinel-backed failover
-// client. It does not connect; the caller closes it.
+// client, with PoolSize connections per server (0: go-redis's default,
+// 10 per GOMAXPROCS; Config.RedisPoolSize is the automatic size). It does
+// not connect; the caller closes it.
 func (r RedisConfig) NewRedisClient() (redis.UniversalClient, error) {
+	return r.newClient(tuning{poolSize: r.PoolSize})
+}
+
+// NewRedisCheckClient returns a client like NewRedisClient's but with one
+// connection per server, for health checks: they never wait behind the
+// commands of a busy pool. Its commands end at the context's deadline
+// (go-redis ignores deadlines unless told) and are not retried, so one
+// check is one attempt of at most the caller's timeout.
+func (r RedisConfig) NewRedisCheckClient() (redis.UniversalClient, error) {
+	return r.newClient(tuning{poolSize: 1, check: true})
+}
+
+// tuning is what differs between the clients of one configuration.
+type tuning struct {
+	poolSize int // per server; 0: go-redis's default
+	check    bool
+}
+
+func (r RedisConfig) newClient(t tuning) (redis.UniversalClient, error) {
 	pw, err := r.password()
 	if err != nil {
 		return nil, fmt.Errorf("redis.password_file: %w", err)
@@ -211,6 +265,12 @@ func (r RedisConfig) NewRedisClient() (redis.UniversalClient, error) {
 		if o.TLSConfig, err = r.tlsConfig(o.TLSConfig); err != nil {
 			return nil, fmt.Errorf("redis.tls: %w", err)
 		}
+		if t.poolSize > 0 {
+			o.PoolSize = t.poolSize
+		}
+		if t.check {
+			o.ContextTimeoutEnabled, o.MaxRetries, o.PipelinePoolSize = true, -1, -1
+		}
 		return redis.NewClient(o), nil
 	}
 	addrs := r.Addrs
@@ -223,6 +283,10 @@ func (r RedisConfig) NewRedisClient() (redis.UniversalClient, error) {
 	}
 	u := &redis.UniversalOptions{
 		Addrs: addrs, MasterName: r.MasterName, Username: r.Username, Password: pw, DB: r.DB, TLSConfig: tc,
+		PoolSize: t.poolSize,
+	}
+	if t.check {
+		u.ContextTimeoutEnabled, u.MaxRetries, u.PipelinePoolSize = true, -1, -1
 	}
 	switch r.ModeName() {
 	case RedisCluster:

@@ -116,15 +116,25 @@ func Run(ctx context.Context, cfg Config, opts Options) error {
 	if err != nil {
 		return err
 	}
-	rdb, err := cfg.Redis.NewRedisClient()
+	rcfg := cfg.Redis
+	rcfg.PoolSize = cfg.RedisPoolSize()
+	rdb, err := rcfg.NewRedisClient()
 	if err != nil {
 		return err
 	}
 	defer rdb.Close()
+	registerPoolStats(reg, rdb, rcfg.PoolSize)
 	if err := checkRedis(ctx, cfg.Redis, rdb, log); err != nil {
 		return err
 	}
-	redisCheck := func(ctx context.Context) error { return cfg.Redis.RedisError(rdb.Ping(ctx).Err()) }
+	// Health checks have a connection of their own: behind a pool that
+	// thousands of deliveries keep busy, a ping would time out with Redis up.
+	checkRDB, err := cfg.Redis.NewRedisCheckClient()
+	if err != nil {
+		return err
+	}
+	defer checkRDB.Close()
+	redisCheck := newRedisHealth(cfg.Redis, checkRDB, reg).Check
 
 	producer, err := kgo.NewClient(append(kopts("configs"), kgo.DefaultProduceTopic(cfg.Kafka.Topics.Configs))...)
 	if err != nil {
@@ -288,7 +298,7 @@ func Run(ctx context.Context, cfg Config, opts Options) error {
 			"delivery.allow_http", cfg.Delivery.AllowHTTP, "delivery.allow_private_networks", cfg.Delivery.AllowPrivateNetworks)
 	}
 	log.Info("feedbackd started", "version", opts.Version, "http", ln.Addr().String(), "brokers", cfg.Kafka.Brokers,
-		"group", cfg.Kafka.Group, "redis", cfg.Redis.Describe(), "retry_tiers", len(cfg.RetryPolicy().Tiers()))
+		"group", cfg.Kafka.Group, "redis", cfg.Redis.Describe(), "redis_pool", rcfg.PoolSize, "retry_tiers", len(cfg.RetryPolicy().Tiers()))
 	if opts.Listening != nil {
 		opts.Listening(ln.Addr())
 	}
