@@ -277,3 +277,34 @@ func metric(t *testing.T, reg *prometheus.Registry, name string) float64 {
 	}
 	return 0
 }
+
+// A Cluster is down while one of its masters is: its slots' tenants cannot
+// be served. It is up again once a replica took over.
+func TestRedisHealthCluster(t *testing.T) {
+	c := testenv.StartRedisCluster(t)
+	h, _ := newHealth(t, RedisConfig{Addrs: c.Addrs})
+	if err := check(h); err != nil {
+		t.Fatal(err)
+	}
+	c.KillMasterOf(t, "some-key")
+	err := check(h)
+	if err == nil || errors.Is(err, pipeline.ErrSlow) {
+		t.Fatalf("a master killed: %v, want down", err)
+	}
+	testenv.Eventually(t, "the check answered after the failover", 30*time.Second, func() bool { return check(h) == nil })
+}
+
+// Sentinel: the master is checked, through its failovers.
+func TestRedisHealthSentinel(t *testing.T) {
+	s := testenv.StartRedisSentinel(t)
+	h, _ := newHealth(t, RedisConfig{Addrs: s.Sentinels, MasterName: s.MasterName})
+	if err := check(h); err != nil {
+		t.Fatal(err)
+	}
+	s.Master.Kill()
+	err := check(h)
+	if err == nil || errors.Is(err, pipeline.ErrSlow) {
+		t.Fatalf("the master killed: %v, want down", err)
+	}
+	testenv.Eventually(t, "the check answered after the failover", 30*time.Second, func() bool { return check(h) == nil })
+}
