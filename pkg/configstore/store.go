@@ -99,6 +99,9 @@ type Store struct {
 	applied  applied
 	loaded   atomic.Bool
 	missing  missingKeys
+
+	flightsMu sync.Mutex
+	flights   map[string]*flight // reads of Redis in flight, by key
 }
 
 // New returns a Store. producer writes the configs topic and must allow
@@ -114,6 +117,7 @@ func New(producer *kgo.Client, kafkaOpts []kgo.Opt, rdb redis.UniversalClient, o
 		cache:    newCache(opts.CacheSize, opts.CacheTTL),
 		metrics:  newMetrics(opts.Registerer),
 		applied:  applied{changed: make(chan struct{})},
+		flights:  map[string]*flight{},
 	}
 }
 
@@ -146,6 +150,7 @@ func globEscape(s string) string {
 // while Redis does not hold the configs, ErrCorrupt for an unusable stored
 // config, ErrKeyMissing for one whose secrets this instance cannot open, or
 // a Redis error: only ErrNotFound and ErrCorrupt are final answers.
+// Concurrent lookups of a tenant missing from the cache share one read.
 func (s *Store) Lookup(ctx context.Context, org, sandboxID string) (*webhook.Target, error) {
 	// A cache hit builds the key on the stack, so it does not allocate;
 	// tenant ids are at most 128 characters (schema).
@@ -159,8 +164,54 @@ func (s *Store) Lookup(ctx context.Context, org, sandboxID string) (*webhook.Tar
 		return t, nil
 	}
 	s.metrics.lookups.WithLabelValues("local", "miss").Inc()
-	key := string(k)
+	return s.shared(ctx, string(k))
+}
+
+// flight is one read of a config from Redis that concurrent lookups of the
+// same key wait for: after a cold start or a cache expiry every slot
+// holding an event of a busy tenant would otherwise send the same read,
+// each taking a connection of the shared pool.
+type flight struct {
+	gen  uint64 // the cache generation when the read started
+	done chan struct{}
+	t    *webhook.Target
+	err  error
+}
+
+// shared returns the answer of the read of key in flight, or makes the
+// read and shares its answer. A read that started before a change was
+// applied (an invalidation) is not joined: its answer may be stale. A
+// lookup whose ctx ends stops waiting; one whose read it was gives the
+// others its ctx's error (a Redis error: their events wait and look up
+// again).
+func (s *Store) shared(ctx context.Context, key string) (*webhook.Target, error) {
 	gen := s.cache.generation()
+	s.flightsMu.Lock()
+	if f, ok := s.flights[key]; ok && f.gen == gen {
+		s.flightsMu.Unlock()
+		select {
+		case <-f.done:
+			return f.t, f.err
+		case <-ctx.Done():
+			return nil, fmt.Errorf("redis: %w", ctx.Err())
+		}
+	}
+	f := &flight{gen: gen, done: make(chan struct{})}
+	s.flights[key] = f
+	s.flightsMu.Unlock()
+	f.t, f.err = s.lookupRedis(ctx, key, gen)
+	s.flightsMu.Lock()
+	if s.flights[key] == f {
+		delete(s.flights, key)
+	}
+	s.flightsMu.Unlock()
+	close(f.done)
+	return f.t, f.err
+}
+
+// lookupRedis reads key's config from Redis and caches the answer unless
+// the cache changed generation since gen.
+func (s *Store) lookupRedis(ctx context.Context, key string, gen uint64) (*webhook.Target, error) {
 	stored, err := s.read(ctx, key)
 	switch {
 	case errors.Is(err, ErrNotFound):

@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"testing"
 	"time"
 
+	dto "github.com/prometheus/client_model/go"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -301,5 +303,56 @@ func TestChangesWaitForTheTenantLock(t *testing.T) {
 	}
 	if n := rdb.Exists(ctx, lock).Val(); n != 0 {
 		t.Fatal("Update left its lock")
+	}
+}
+
+// Lookups of one tenant missing from the cache, made while Redis does not
+// answer, share one read.
+func TestConcurrentMissesShareOneRead(t *testing.T) {
+	e := newEnv(t)
+	s := e.instance(t, time.Hour)
+	ctx := testenv.Context(t, 30*time.Second)
+	if err := s.Create(ctx, stored(t, "org1", "sb1", "https://one.example")); err != nil {
+		t.Fatal(err)
+	}
+	s.cache.clear()
+	reads := func() float64 {
+		var n float64
+		for _, r := range []string{"hit", "miss", "error"} {
+			var m dto.Metric
+			if err := s.metrics.lookups.WithLabelValues("redis", r).Write(&m); err != nil {
+				t.Fatal(err)
+			}
+			n += m.GetCounter().GetValue()
+		}
+		return n
+	}
+	before := reads()
+
+	// Redis holds every read until the lookups have all started.
+	if err := e.redis.Client.Do(ctx, "CLIENT", "PAUSE", 1000, "ALL").Err(); err != nil {
+		t.Fatal(err)
+	}
+	const n = 50
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for range n {
+		wg.Go(func() {
+			tg, err := s.Lookup(ctx, "org1", "sb1")
+			if err == nil && tg.Config.URL != "https://one.example" {
+				err = fmt.Errorf("target %s", tg.Config.URL)
+			}
+			errs <- err
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := reads() - before; got != 1 {
+		t.Fatalf("%d concurrent lookups made %v reads of Redis, want 1", n, got)
 	}
 }
