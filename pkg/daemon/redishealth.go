@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -19,9 +20,10 @@ import (
 // (RedisConfig.NewRedisCheckClient): a pool that feedbackd keeps busy never
 // makes Redis look down. It is safe for concurrent use.
 type redisHealth struct {
-	cfg  RedisConfig
-	rdb  redis.UniversalClient
-	took prometheus.Gauge
+	cfg      RedisConfig
+	rdb      redis.UniversalClient
+	took     prometheus.Gauge
+	answered atomic.Bool // a check has succeeded since start
 }
 
 func newRedisHealth(cfg RedisConfig, rdb redis.UniversalClient, reg prometheus.Registerer) *redisHealth {
@@ -36,7 +38,9 @@ func newRedisHealth(cfg RedisConfig, rdb redis.UniversalClient, reg prometheus.R
 // dedupe sets and breakers: with one unreachable the pipeline cannot work).
 // It returns nil when every ping was answered; an error wrapping
 // pipeline.ErrSlow when one was not answered in time (see redisSlow); else
-// the one line of RedisConfig.RedisError saying why Redis is down.
+// the one line of RedisConfig.RedisError saying why Redis is down. Until a
+// check has succeeded, a timeout is down too: at start-up nothing tells a
+// slow server from a wrong port (TLS to a plain one waits for ever).
 func (h *redisHealth) Check(ctx context.Context) error {
 	start := time.Now()
 	var err error
@@ -49,8 +53,9 @@ func (h *redisHealth) Check(ctx context.Context) error {
 	h.took.Set(took.Seconds())
 	switch {
 	case err == nil:
+		h.answered.Store(true)
 		return nil
-	case redisSlow(err):
+	case redisSlow(err) && h.answered.Load():
 		return slowError(fmt.Sprintf("redis slow: no answer to PING in %s (%s)", took.Round(time.Millisecond), h.cfg.Describe()))
 	}
 	return h.cfg.RedisError(err)

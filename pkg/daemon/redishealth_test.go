@@ -199,6 +199,20 @@ func TestRedisHealthSlowAndDown(t *testing.T) {
 	}
 }
 
+// Before Redis has ever answered, no answer is down: TLS to a plain port
+// waits for ever, and start-up says so.
+func TestRedisHealthTimeoutBeforeAnyAnswerIsDown(t *testing.T) {
+	srv := testenv.StartRedis(t)
+	if err := srv.Client.Do(context.Background(), "CLIENT", "PAUSE", 3000, "ALL").Err(); err != nil {
+		t.Fatal(err)
+	}
+	h, _ := newHealth(t, RedisConfig{Addr: srv.Addr})
+	err := check(h)
+	if err == nil || errors.Is(err, pipeline.ErrSlow) || !strings.Contains(err.Error(), "timed out") {
+		t.Fatalf("no answer before any: %v, want down (timed out)", err)
+	}
+}
+
 // The pipeline with feedbackd's health check: Redis paused for 3 s only
 // warns; paused for longer pauses fetching after the third slow check;
 // stopped pauses it without a slow check.
@@ -225,7 +239,7 @@ func TestPipelinePausesOnlyForAPersistentSlowRedis(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	testenv.Eventually(t, "a ping measured", 10*time.Second, func() bool { return metric(t, reg, "feedbackd_redis_ping_seconds") > 0 })
+	testenv.Eventually(t, "a check answered", 10*time.Second, h.answered.Load)
 
 	// 3 s: at most two checks in a row time out (2 s each, the next at once).
 	pause(3000)
