@@ -101,7 +101,9 @@ type Store struct {
 	missing  missingKeys
 
 	flightsMu sync.Mutex
-	flights   map[string]*flight // reads of Redis in flight, by key
+	flights   map[string]*flight // reads of Redis queued or in flight, by key
+	queue     []*flight          // flights not yet taken by a batch
+	reading   int                // goroutines reading batches (readQueued)
 }
 
 // New returns a Store. producer writes the configs topic and must allow
@@ -150,7 +152,8 @@ func globEscape(s string) string {
 // while Redis does not hold the configs, ErrCorrupt for an unusable stored
 // config, ErrKeyMissing for one whose secrets this instance cannot open, or
 // a Redis error: only ErrNotFound and ErrCorrupt are final answers.
-// Concurrent lookups of a tenant missing from the cache share one read.
+// Concurrent lookups of a tenant missing from the cache share one read, and
+// reads of different tenants are batched (see maxReads).
 func (s *Store) Lookup(ctx context.Context, org, sandboxID string) (*webhook.Target, error) {
 	// A cache hit builds the key on the stack, so it does not allocate;
 	// tenant ids are at most 128 characters (schema).
@@ -167,57 +170,105 @@ func (s *Store) Lookup(ctx context.Context, org, sandboxID string) (*webhook.Tar
 	return s.shared(ctx, string(k))
 }
 
-// flight is one read of a config from Redis that concurrent lookups of the
-// same key wait for: after a cold start or a cache expiry every slot
-// holding an event of a busy tenant would otherwise send the same read,
-// each taking a connection of the shared pool.
+// Lookups that miss the local cache read Redis in batches: a miss joins
+// the read of its key in flight, or queues; up to maxReads goroutines each
+// take up to maxBatch queued keys and read them in one round trip (an
+// HGET each and one EXISTS of the marker). A lone miss is read at once; a
+// burst (a cold start, or the cache's entries expiring together with
+// thousands of slots looking up different tenants) takes at most
+// maxReads connections of the pool every part shares, not one per slot.
+const (
+	maxReads = 4
+	maxBatch = 256
+	// readTimeout bounds one batch: it serves many lookups, so no one
+	// lookup's context can cut it short.
+	readTimeout = 10 * time.Second
+)
+
+// flight is one read of a config from Redis that the lookups of its key
+// wait for.
 type flight struct {
-	gen  uint64 // the cache generation when the read started
+	key  string
+	gen  uint64 // the cache generation when it was queued
 	done chan struct{}
 	t    *webhook.Target
 	err  error
 }
 
-// shared returns the answer of the read of key in flight, or makes the
-// read and shares its answer. A read that started before a change was
-// applied (an invalidation) is not joined: its answer may be stale. A
-// lookup whose ctx ends stops waiting; one whose read it was gives the
-// others its ctx's error (a Redis error: their events wait and look up
-// again).
+// shared returns the answer of the read of key in flight, or queues one and
+// waits for its answer. A read queued before a change was applied (an
+// invalidation) is not joined: its answer may be stale. A lookup whose ctx
+// ends stops waiting, with a Redis error (its event waits and looks up
+// again); the read goes on for the others.
 func (s *Store) shared(ctx context.Context, key string) (*webhook.Target, error) {
 	gen := s.cache.generation()
 	s.flightsMu.Lock()
-	if f, ok := s.flights[key]; ok && f.gen == gen {
-		s.flightsMu.Unlock()
-		select {
-		case <-f.done:
-			return f.t, f.err
-		case <-ctx.Done():
-			return nil, fmt.Errorf("redis: %w", ctx.Err())
+	f, ok := s.flights[key]
+	if !ok || f.gen != gen {
+		f = &flight{key: key, gen: gen, done: make(chan struct{})}
+		s.flights[key] = f
+		s.queue = append(s.queue, f)
+		if s.reading < maxReads {
+			s.reading++
+			go s.readQueued()
 		}
 	}
-	f := &flight{gen: gen, done: make(chan struct{})}
-	s.flights[key] = f
 	s.flightsMu.Unlock()
-	f.t, f.err = s.lookupRedis(ctx, key, gen)
-	s.flightsMu.Lock()
-	if s.flights[key] == f {
-		delete(s.flights, key)
+	select {
+	case <-f.done:
+		return f.t, f.err
+	case <-ctx.Done():
+		return nil, fmt.Errorf("redis: %w", ctx.Err())
 	}
-	s.flightsMu.Unlock()
-	close(f.done)
-	return f.t, f.err
 }
 
-// lookupRedis reads key's config from Redis and caches the answer unless
-// the cache changed generation since gen.
-func (s *Store) lookupRedis(ctx context.Context, key string, gen uint64) (*webhook.Target, error) {
-	stored, err := s.read(ctx, key)
+// readQueued reads queued flights in batches until the queue is empty.
+func (s *Store) readQueued() {
+	for {
+		s.flightsMu.Lock()
+		n := min(len(s.queue), maxBatch)
+		if n == 0 {
+			s.queue = nil // let a burst's backing array go
+			s.reading--
+			s.flightsMu.Unlock()
+			return
+		}
+		batch := s.queue[:n:n]
+		s.queue = s.queue[n:]
+		s.flightsMu.Unlock()
+
+		keys := make([]string, len(batch))
+		for i, f := range batch {
+			keys[i] = f.key
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), readTimeout)
+		stored, errs := s.readMany(ctx, keys)
+		cancel()
+		for i, f := range batch {
+			f.t, f.err = s.settle(f, stored[i], errs[i])
+		}
+		s.flightsMu.Lock()
+		for _, f := range batch {
+			if s.flights[f.key] == f {
+				delete(s.flights, f.key)
+			}
+		}
+		s.flightsMu.Unlock()
+		for _, f := range batch {
+			close(f.done)
+		}
+	}
+}
+
+// settle turns what Redis answered for f's key into the lookup's answer,
+// counts it and caches it unless the cache changed generation since f
+// was queued.
+func (s *Store) settle(f *flight, stored *webhook.Stored, err error) (*webhook.Target, error) {
 	switch {
 	case errors.Is(err, ErrNotFound):
 		s.metrics.lookups.WithLabelValues("redis", "miss").Inc()
-		s.cache.put(key, nil, gen)
-		s.missing.set(key, nil) // deleted: nothing left to open
+		s.cache.put(f.key, nil, f.gen)
+		s.missing.set(f.key, nil) // deleted: nothing left to open
 		return nil, err
 	case err != nil:
 		s.metrics.lookups.WithLabelValues("redis", "error").Inc()
@@ -228,7 +279,7 @@ func (s *Store) lookupRedis(ctx context.Context, key string, gen uint64) (*webho
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrCorrupt, err)
 	}
-	s.cache.put(key, t, gen)
+	s.cache.put(f.key, t, f.gen)
 	return t, nil
 }
 
@@ -250,23 +301,38 @@ func hitOrMiss(t *webhook.Target) string {
 // the marker, so that a missing key is only reported as ErrNotFound when
 // Redis is known to hold every config.
 func (s *Store) read(ctx context.Context, key string) (*webhook.Stored, error) {
-	var val *redis.StringCmd
+	stored, errs := s.readMany(ctx, []string{key})
+	return stored[0], errs[0]
+}
+
+// readMany is read for several keys in one round trip (one EXISTS of the
+// marker for all): the config or the error of each key, in order.
+func (s *Store) readMany(ctx context.Context, keys []string) ([]*webhook.Stored, []error) {
+	vals := make([]*redis.StringCmd, len(keys))
 	var marker *redis.IntCmd
-	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		val = p.HGet(ctx, s.redisKey(key), "v")
+	_, _ = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, k := range keys {
+			vals[i] = p.HGet(ctx, s.redisKey(k), "v")
+		}
 		marker = p.Exists(ctx, s.markerKey())
 		return nil
 	})
-	if err != nil && !errors.Is(err, redis.Nil) {
-		return nil, fmt.Errorf("redis: %w", err)
+	stored, errs := make([]*webhook.Stored, len(keys)), make([]error, len(keys))
+	for i, v := range vals {
+		switch err := v.Err(); {
+		case err != nil && !errors.Is(err, redis.Nil):
+			errs[i] = fmt.Errorf("redis: %w", err)
+		case v.Val() != "":
+			stored[i], errs[i] = s.decode(keys[i], []byte(v.Val()))
+		case marker.Err() != nil:
+			errs[i] = fmt.Errorf("redis: %w", marker.Err())
+		case marker.Val() == 0:
+			errs[i] = ErrNotLoaded
+		default:
+			errs[i] = ErrNotFound
+		}
 	}
-	if v := val.Val(); v != "" {
-		return s.decode(key, []byte(v))
-	}
-	if marker.Val() == 0 {
-		return nil, ErrNotLoaded
-	}
-	return nil, ErrNotFound
+	return stored, errs
 }
 
 // Get returns a stored config, read from Redis (not the cache).

@@ -5,10 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	dto "github.com/prometheus/client_model/go"
+	"github.com/redis/go-redis/v9"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -40,13 +42,19 @@ func newEnv(t *testing.T) *env {
 // instance starts one Store with its syncer, as a feedbackd instance would.
 func (e *env) instance(t *testing.T, ttl time.Duration) *Store {
 	t.Helper()
+	return e.instanceOn(t, ttl, e.redis.Client)
+}
+
+// instanceOn is instance with its own Redis client.
+func (e *env) instanceOn(t *testing.T, ttl time.Duration, rdb redis.UniversalClient) *Store {
+	t.Helper()
 	kopts := []kgo.Opt{kgo.SeedBrokers(e.kafka.Seeds...)}
 	prod, err := kgo.NewClient(append(kopts, kgo.DefaultProduceTopic("feedback.configs"))...)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(prod.Close)
-	s := New(prod, kopts, e.redis.Client, Options{CacheTTL: ttl, CheckInterval: 100 * time.Millisecond})
+	s := New(prod, kopts, rdb, Options{CacheTTL: ttl, CheckInterval: 100 * time.Millisecond})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); _ = s.Run(ctx) }()
@@ -354,5 +362,69 @@ func TestConcurrentMissesShareOneRead(t *testing.T) {
 	}
 	if got := reads() - before; got != 1 {
 		t.Fatalf("%d concurrent lookups made %v reads of Redis, want 1", n, got)
+	}
+}
+
+// Lookups of many tenants missing from the cache, made while Redis does not
+// answer, are read in a few batches, not a round trip each.
+func TestConcurrentMissesAreBatched(t *testing.T) {
+	e := newEnv(t)
+	rdb := redis.NewClient(&redis.Options{Addr: e.redis.Addr})
+	t.Cleanup(func() { rdb.Close() })
+	var reads atomic.Int64 // pipelines of config reads
+	rdb.AddHook(pipelineCounter{func(cmds []redis.Cmder) {
+		if len(cmds) > 0 && cmds[0].Name() == "hget" {
+			reads.Add(1)
+		}
+	}})
+	s := e.instanceOn(t, time.Hour, rdb)
+	ctx := testenv.Context(t, 60*time.Second)
+	const n = 100
+	for i := range n {
+		if err := s.Create(ctx, stored(t, "org", fmt.Sprint("sb", i), fmt.Sprintf("https://%d.example", i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.cache.clear()
+	reads.Store(0)
+
+	if err := e.redis.Client.Do(ctx, "CLIENT", "PAUSE", 1000, "ALL").Err(); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for i := range n {
+		wg.Go(func() {
+			tg, err := s.Lookup(ctx, "org", fmt.Sprint("sb", i))
+			if want := fmt.Sprintf("https://%d.example", i); err == nil && tg.Config.URL != want {
+				err = fmt.Errorf("sb%d: target %s, want %s", i, tg.Config.URL, want)
+			}
+			errs <- err
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := reads.Load(); got < 1 || got > 2*maxReads {
+		t.Fatalf("%d lookups of different tenants took %d round trips, want 1 to %d", n, got, 2*maxReads)
+	}
+	if _, err := s.Lookup(ctx, "org", "none"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("a tenant without a config: %v", err)
+	}
+}
+
+// pipelineCounter is a go-redis hook calling fn with every pipeline.
+type pipelineCounter struct{ fn func([]redis.Cmder) }
+
+func (pipelineCounter) DialHook(next redis.DialHook) redis.DialHook          { return next }
+func (pipelineCounter) ProcessHook(next redis.ProcessHook) redis.ProcessHook { return next }
+func (h pipelineCounter) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		h.fn(cmds)
+		return next(ctx, cmds)
 	}
 }

@@ -54,16 +54,16 @@ const maxRedisPool = 10_000
 // server: redis.pool_size, or, when it is 0, max(10 x GOMAXPROCS,
 // min(delivery.concurrency / 32, 256)): never fewer than go-redis's default.
 //
-// Why: every part shares the pool, but only config lookups that miss the
-// local cache (one round trip per tenant, concurrent misses of a tenant
-// share it) and circuit-breaker updates of failing attempts come per
-// delivery; dedupe records, the delivery log and the failure clock are
-// written in batches by one goroutine each. So the burst is a cold start
-// (or a cache expiry) with every slot looking up a different tenant: with
-// concurrency/32 connections it drains in 32 round trips (well under a
-// second even at 10 ms each, against go-redis's PoolTimeout of 4 s). Beyond
-// 256, Redis (one thread) gains nothing and each connection costs 64 KiB of
-// buffers here.
+// Why: every part shares the pool. Config lookups that miss the local
+// cache are read in batches (at most 4 round trips at once); dedupe
+// records, the delivery log and the failure clock are written in batches
+// by one goroutine each. What comes per delivery is a circuit-breaker
+// script for each failed attempt, and a dedupe check for each record read
+// again after a crash or rebalance: an egress outage or a rebalance makes
+// every slot do one at once. With concurrency/32 connections such a burst
+// drains in 32 round trips (well under a second even at 10 ms each,
+// against go-redis's PoolTimeout of 4 s). Beyond 256, Redis (one thread)
+// gains nothing and each connection costs 64 KiB of buffers here.
 func (c *Config) RedisPoolSize() int {
 	if c.Redis.PoolSize > 0 {
 		return c.Redis.PoolSize
