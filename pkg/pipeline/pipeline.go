@@ -530,7 +530,7 @@ func (p *Pipeline) watchDependency(ctx context.Context) {
 		switch act {
 		case depSlow:
 			wait = 0
-			p.log.Warn("dependency slow: fetching goes on, and pauses if it stays slow", "error", err, "checks", slowChecks)
+			p.log.Warn("dependency slow: fetching goes on, and pauses if it stays slow", "error", err, "pause_after_checks", slowChecks)
 		case depPause:
 			topics, since, wait = p.cl.GetConsumeTopics(), time.Now(), time.Second
 			p.cl.PauseFetchTopics(topics...)
