@@ -52,7 +52,9 @@ const maxRedisPool = 10_000
 
 // RedisPoolSize is the number of connections feedbackd opens to each Redis
 // server: redis.pool_size, or, when it is 0, max(10 x GOMAXPROCS,
-// min(delivery.concurrency / 32, 256)): never fewer than go-redis's default.
+// min(slots / 32, 256)), where slots is the most delivery slots
+// (delivery.max_inflight, or delivery.concurrency if higher): never fewer
+// than go-redis's default.
 //
 // Why: every part shares the pool. Config lookups that miss the local
 // cache are read in batches (at most 4 round trips at once); dedupe
@@ -68,7 +70,7 @@ func (c *Config) RedisPoolSize() int {
 	if c.Redis.PoolSize > 0 {
 		return c.Redis.PoolSize
 	}
-	return autoPoolSize(runtime.GOMAXPROCS(0), c.Delivery.Concurrency)
+	return autoPoolSize(runtime.GOMAXPROCS(0), max(c.Delivery.Concurrency, c.Delivery.MaxInflight))
 }
 
 func autoPoolSize(procs, concurrency int) int {
