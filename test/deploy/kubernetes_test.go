@@ -674,6 +674,11 @@ func checkSecrets(t *testing.T, in *install, cfgFile []byte, bin string) {
 			}
 			fromSecret[key] = ref.Key
 			env[e.Name] = v
+		case e.Name == "GOMEMLIMIT":
+			// Go's runtime reads it, not feedbackd: the container's memory limit.
+			if rf := e.ValueFrom; rf == nil || rf.ResourceFieldRef == nil || rf.ResourceFieldRef.Resource != "limits.memory" {
+				t.Errorf("GOMEMLIMIT is not the container's memory limit")
+			}
 		case e.ValueFrom != nil:
 			t.Errorf("%s comes from neither the Secret nor a literal", e.Name)
 		default:
