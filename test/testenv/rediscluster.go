@@ -41,7 +41,10 @@ func StartRedisCluster(t testing.TB, args ...string) *RedisCluster {
 	}
 	c := &RedisCluster{nodes: map[string]*Redis{}}
 	for range 6 {
+		// The cluster bus port is asked for too: by default it is the
+		// port + 10,000, which another program's connection may hold.
 		r := newRedis(t, append([]string{"--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+			"--cluster-port", fmt.Sprint(freePort(t)),
 			"--cluster-node-timeout", "2000", "--cluster-replica-validity-factor", "0"}, args...)...)
 		c.Addrs = append(c.Addrs, r.Addr)
 		c.nodes[r.Addr] = r
