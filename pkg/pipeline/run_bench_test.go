@@ -28,18 +28,25 @@ func BenchmarkRun(b *testing.B) {
 	}
 }
 
-func benchmarkRun(b *testing.B, outcomes string) {
+// benchBroker starts a kfake broker with the pipeline's topics, closed
+// with the benchmark, and returns its seeds and a producer to it.
+func benchBroker(b *testing.B) (kgo.Opt, *kgo.Client) {
 	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "feedback.sent", "feedback.outcomes", "feedback.dlq"))
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer c.Close()
+	b.Cleanup(c.Close)
 	seeds := kgo.SeedBrokers(c.ListenAddrs()...)
 	prod, err := kgo.NewClient(seeds, kgo.MaxBufferedRecords(1<<20))
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer prod.Close()
+	b.Cleanup(prod.Close)
+	return seeds, prod
+}
+
+func benchmarkRun(b *testing.B, outcomes string) {
+	seeds, prod := benchBroker(b)
 	value := eventWith("sent")
 	for range b.N {
 		prod.Produce(context.Background(), &kgo.Record{Topic: "feedback.sent", Value: value}, nil)
@@ -86,17 +93,7 @@ func BenchmarkInFlight(b *testing.B) {
 }
 
 func measureInFlight(b *testing.B, n int) float64 {
-	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "feedback.sent", "feedback.dlq"))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer c.Close()
-	seeds := kgo.SeedBrokers(c.ListenAddrs()...)
-	prod, err := kgo.NewClient(seeds, kgo.MaxBufferedRecords(1<<20))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer prod.Close()
+	seeds, prod := benchBroker(b)
 	produce := func(from int) {
 		for i := from; i < from+n; i++ {
 			v := bytes.Replace(eventWith("sent"), []byte(`"evt-1"`), fmt.Appendf(nil, `"evt-%d"`, i), 1)
