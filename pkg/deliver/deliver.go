@@ -29,6 +29,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/hex"
 	"errors"
 	"io"
 	"net"
@@ -40,6 +41,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/feedbackd/feedbackd/pkg/endpointauth"
 	"github.com/feedbackd/feedbackd/pkg/netguard"
@@ -251,7 +253,7 @@ func (c *Client) attempt(ctx context.Context, deadline time.Time, t *webhook.Tar
 	now := time.Now()
 	ts := now.Unix()
 	var sig [128]byte
-	var fields [6]field
+	var fields [8]field
 	req := request{url: t.URL, custom: t.Header, body: body, keep: c.opts.ResponseBytes, fields: append(fields[:0],
 		field{"Content-Type", "application/json"},
 		field{"User-Agent", c.opts.UserAgent},
@@ -259,6 +261,9 @@ func (c *Client) attempt(ctx context.Context, deadline time.Time, t *webhook.Tar
 		field{"Webhook-Timestamp", strconv.FormatInt(ts, 10)},
 		field{"Webhook-Signature", string(t.AppendSignatures(sig[:0], id, ts, body, now))},
 	)}
+	if sc := trace.SpanContextFromContext(ctx); sc.IsValid() {
+		req.fields = appendTraceContext(req.fields, sc)
+	}
 	var token string
 	switch {
 	case t.JWT != nil:
@@ -385,4 +390,25 @@ func classify(ctx context.Context, err error, answered bool) Result {
 	default:
 		return retry(classNetwork)
 	}
+}
+
+// appendTraceContext appends the W3C trace-context headers of sc, the
+// attempt's span (the pipeline's, when tracing): traceparent, and
+// tracestate if it has one. They then replace any the config has (see
+// reserved); without a span in the context nothing is written, and a
+// config's own traceparent goes out as it is.
+func appendTraceContext(fields []field, sc trace.SpanContext) []field {
+	var b [55]byte // "00-" trace id "-" span id "-" flags
+	tid, sid := sc.TraceID(), sc.SpanID()
+	b[0], b[1], b[2] = '0', '0', '-'
+	hex.Encode(b[3:35], tid[:])
+	b[35] = '-'
+	hex.Encode(b[36:52], sid[:])
+	b[52] = '-'
+	hex.Encode(b[53:55], []byte{byte(sc.TraceFlags())})
+	fields = append(fields, field{"Traceparent", string(b[:])})
+	if ts := sc.TraceState().String(); ts != "" {
+		fields = append(fields, field{"Tracestate", ts})
+	}
+	return fields
 }

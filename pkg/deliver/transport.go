@@ -607,7 +607,9 @@ func reserved(name string, fields []field) bool {
 		return true
 	}
 	for _, f := range fields {
-		if f.name == name {
+		// A traceparent feedbackd sets takes the config's tracestate
+		// with it: the two go together.
+		if f.name == name || f.name == "Traceparent" && name == "Tracestate" {
 			return true
 		}
 	}
