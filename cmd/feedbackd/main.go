@@ -16,9 +16,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/redis/go-redis/v9"
 	"github.com/spf13/pflag"
+	"go.opentelemetry.io/otel"
 
 	"github.com/feedbackd/feedbackd/pkg/daemon"
 	"github.com/feedbackd/feedbackd/pkg/embedded"
+	"github.com/feedbackd/feedbackd/pkg/tracing"
 )
 
 // Set at build time: -ldflags "-X main.version=... -X main.revision=...".
@@ -108,6 +110,8 @@ func run() int {
 	}
 	log := newLogger(cfg.Log)
 	redis.SetLogger(redisLogger{log.With("component", "redis-client")}) // process-wide, so set here
+	// OpenTelemetry reports spans it could not export here (process-wide too).
+	otel.SetErrorHandler(otel.ErrorHandlerFunc(func(err error) { log.Warn("tracing: "+err.Error(), "component", "tracing") }))
 	if file != "" {
 		log.Info("configuration file read", "file", file)
 	}
@@ -149,6 +153,10 @@ func check(cfg daemon.Config, file string, isEmbedded bool) int {
 	}
 	if _, err := cfg.AdminAuth(); err != nil {
 		fmt.Fprintf(os.Stderr, "feedbackd: invalid configuration:\n%v\n", err)
+		return 2
+	}
+	if _, err := tracing.Enabled(os.Getenv); err != nil {
+		fmt.Fprintf(os.Stderr, "feedbackd: invalid tracing environment:\n%v\n", err)
 		return 2
 	}
 	if file == "" {

@@ -24,6 +24,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/feedbackd/feedbackd/pkg/admin"
 	"github.com/feedbackd/feedbackd/pkg/admission"
@@ -40,6 +41,7 @@ import (
 	"github.com/feedbackd/feedbackd/pkg/replay"
 	"github.com/feedbackd/feedbackd/pkg/retry"
 	"github.com/feedbackd/feedbackd/pkg/topics"
+	"github.com/feedbackd/feedbackd/pkg/tracing"
 	"github.com/feedbackd/feedbackd/pkg/webhook"
 )
 
@@ -107,6 +109,12 @@ func Run(ctx context.Context, cfg Config, opts Options) error {
 		}
 		log.Warn(err.Error()) // a missing topic: the consumers wait for it
 	}
+
+	tracer, stopTracing, err := startTracing(ctx, opts.Version, log)
+	if err != nil {
+		return err
+	}
+	defer stopTracing() // after the pipeline has drained: its last spans are exported
 
 	keyring, err := cfg.Keyring()
 	if err != nil {
@@ -242,6 +250,7 @@ func Run(ctx context.Context, cfg Config, opts Options) error {
 		LagInterval:     cfg.Kafka.LagInterval,
 		Logger:          log.With("component", "pipeline"),
 		Registerer:      reg,
+		Tracer:          tracer,
 	})
 	if err != nil {
 		return fmt.Errorf("kafka consumer: %w", err)
@@ -389,6 +398,25 @@ func connectKafka(ctx context.Context, kconn *kafkaconn.Config, kopts []kgo.Opt,
 		case <-time.After(backoff):
 		}
 	}
+}
+
+// startTracing builds the tracer the OTEL_* variables ask for (package
+// tracing): nil when tracing is off. stop exports the spans still buffered,
+// for at most 5 s.
+func startTracing(ctx context.Context, version string, log *slog.Logger) (trace.Tracer, func(), error) {
+	tp, err := tracing.New(ctx, tracing.Options{Version: version})
+	if err != nil || tp == nil {
+		return nil, func() {}, err
+	}
+	log.Info("tracing on: spans exported with OTLP over HTTP", "endpoint", tp.Endpoint())
+	stop := func() {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if err := tp.Shutdown(sctx); err != nil {
+			log.Warn("tracing: spans not exported at shutdown", "error", err)
+		}
+	}
+	return tp.Tracer(), stop, nil
 }
 
 // responseBytes is how much of each answer's body attempt records keep.

@@ -13,6 +13,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/feedbackd/feedbackd/pkg/admission"
 	"github.com/feedbackd/feedbackd/pkg/backoff"
@@ -129,6 +130,9 @@ type Options struct {
 	LagInterval     time.Duration // how often consumer lag is measured
 	Logger          *slog.Logger
 	Registerer      prometheus.Registerer
+	// Tracer, if set, traces each job (see trace.go) and makes the
+	// attempt's context the webhook's traceparent; nil: no spans.
+	Tracer trace.Tracer
 }
 
 // Pipeline is the consumer. Create it with New and call Run once.
@@ -145,6 +149,7 @@ type Pipeline struct {
 	slots    *slots           // jobs running
 	parking  *parking         // jobs waiting for a busy endpoint without a slot
 	workers  *goroutines      // the goroutines jobs run on
+	tracer   trace.Tracer     // nil: not tracing
 }
 
 // New builds a Pipeline; kafkaOpts carry seeds, TLS and SASL (kafkaconn.Config.Opts). It creates the
@@ -183,6 +188,7 @@ func New(kafkaOpts []kgo.Opt, configs Configs, sender Sender, opts Options) (*Pi
 		slots:   newSlots(opts.Concurrency, opts.MaxInflight, m.inflight),
 		parking: newParking(opts.MaxParked, m.parked),
 		workers: newGoroutines(),
+		tracer:  opts.Tracer,
 	}
 	p.holds = &holds{
 		by:     map[*offsets.Partition]*held{},
@@ -380,7 +386,7 @@ func (p *Pipeline) start(ctx, work context.Context, j job) {
 		j.part.Abandon(j.rec.Offset)
 		return
 	}
-	p.workers.goFunc(func() { p.settle(work, &j, p.process(work, &j, s), s) })
+	p.workers.goFunc(func() { p.run(work, &j, s) })
 }
 
 func (p *Pipeline) commit(ctx context.Context, parts []*offsets.Partition) {

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/feedbackd/feedbackd/pkg/admission"
 	"github.com/feedbackd/feedbackd/pkg/backoff"
@@ -38,6 +39,7 @@ type job struct {
 	disable   *disabling     // set by clocked: the config is to be disabled, and why
 	settledAs Outcome        // set by settle: what was carried out in the end
 	slot      *slot          // set by settle: ended by finish
+	span      trace.Span     // the job's process span; nil when not tracing
 }
 
 // Breaker transitions an attempt caused (job.breaker).
@@ -56,7 +58,7 @@ func (p *Pipeline) process(ctx context.Context, j *job, s *slot) Outcome {
 	if err := p.decode(j); err != nil {
 		return Outcome{Kind: DeadLettered, Reason: dlq.ReasonInvalidEvent, Error: invalidClass(err), Err: err}
 	}
-	t, err := p.lookup(ctx, j.ev)
+	t, err := p.route(ctx, j.ev)
 	if o, next := routed(j.ev, t, err); !next {
 		return o
 	}
@@ -268,7 +270,9 @@ func (p *Pipeline) claim(ctx context.Context, j *job) dedupe.Claim {
 // next attempt to the endpoint may start.
 func (p *Pipeline) attempt(ctx context.Context, j *job, t *webhook.Target, d admission.Decision, claim dedupe.Claim, s *slot) deliver.Result {
 	defer d.Release()
-	res := p.sender.Send(ctx, t, j.st.WebhookID, j.ev.Body(make([]byte, 0, len(j.ev.Raw)+32)))
+	sctx, span := p.attemptSpan(ctx, j, t)
+	res := p.sender.Send(sctx, t, j.st.WebhookID, j.ev.Body(make([]byte, 0, len(j.ev.Raw)+32)))
+	endAttempt(span, &res)
 	s.trade()
 	if res.Verdict != deliver.Delivered && p.opts.Dedupe != nil {
 		p.opts.Dedupe.Release(ctx, dedupeKey(j.ev, j.st), claim)

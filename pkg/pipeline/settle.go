@@ -135,7 +135,7 @@ func (p *Pipeline) toRetryTier(ctx context.Context, j *job, o Outcome) bool {
 	st.DueAt = time.Now().Add(o.After)
 	topic := retry.Topic(p.opts.RetryPrefix, o.Tier)
 	rec := &kgo.Record{Topic: topic, Key: j.rec.Key, Value: j.rec.Value, Headers: st.Append(foreignHeaders(j.rec))}
-	switch err := p.produce(ctx, rec); {
+	switch err := p.produce(ctx, p.carryTrace(j, rec)); {
 	case ctx.Err() != nil:
 		return false
 	case err != nil:
@@ -178,11 +178,11 @@ func (p *Pipeline) deadLetter(ctx context.Context, j *job, o Outcome) bool {
 		Reason: o.Reason, WebhookID: st.WebhookID, Attempts: st.PriorAttempts + st.Attempts, LastStatus: st.LastStatus,
 		LastError: st.LastError, FirstAttemptAt: st.FirstAttemptAt, FailedAt: time.Now(), Source: st.Source,
 	}
-	err := p.produce(ctx, dlq.ToKafka(p.opts.DLQTopic, e, j.rec))
+	err := p.produce(ctx, p.carryTrace(j, dlq.ToKafka(p.opts.DLQTopic, e, j.rec)))
 	if err != nil && ctx.Err() == nil {
 		p.logEvent(slog.LevelWarn, "dead letter refused by the broker; writing it without its value", j, slog.String("detail", err.Error()))
 		e.ValueOmitted = max(len(j.rec.Value), 1)
-		err = p.produce(ctx, dlq.ToKafka(p.opts.DLQTopic, e, j.rec))
+		err = p.produce(ctx, p.carryTrace(j, dlq.ToKafka(p.opts.DLQTopic, e, j.rec)))
 	}
 	switch {
 	case ctx.Err() != nil:
