@@ -253,7 +253,7 @@ func (c *Client) attempt(ctx context.Context, deadline time.Time, t *webhook.Tar
 	now := time.Now()
 	ts := now.Unix()
 	var sig [128]byte
-	var fields [8]field
+	var fields [6]field
 	req := request{url: t.URL, custom: t.Header, body: body, keep: c.opts.ResponseBytes, fields: append(fields[:0],
 		field{"Content-Type", "application/json"},
 		field{"User-Agent", c.opts.UserAgent},

@@ -45,7 +45,9 @@ func benchBroker(b *testing.B) (kgo.Opt, *kgo.Client) {
 	return seeds, prod
 }
 
-func benchmarkRun(b *testing.B, outcomes string) {
+// benchmarkRun runs b.N records through a pipeline; more adjusts its
+// options (BenchmarkRunTraced sets a Tracer).
+func benchmarkRun(b *testing.B, outcomes string, more ...func(*Options)) {
 	seeds, prod := benchBroker(b)
 	value := eventWith("sent")
 	for range b.N {
@@ -55,9 +57,13 @@ func benchmarkRun(b *testing.B, outcomes string) {
 		b.Fatal(err)
 	}
 	send := sendFunc(func() deliver.Result { return deliver.Result{Verdict: deliver.Delivered, Status: 200} })
-	p, err := New([]kgo.Opt{seeds}, target(nil), send, Options{Group: "bench", InputTopics: []string{"feedback.sent"},
+	opts := Options{Group: "bench", InputTopics: []string{"feedback.sent"},
 		RetryPrefix: "feedback.retry", DLQTopic: "feedback.dlq", OutcomesTopic: outcomes, Instance: "bench/1",
-		Policy: testPolicy, Concurrency: 256, ShutdownTimeout: time.Second})
+		Policy: testPolicy, Concurrency: 256, ShutdownTimeout: time.Second}
+	for _, m := range more {
+		m(&opts)
+	}
+	p, err := New([]kgo.Opt{seeds}, target(nil), send, opts)
 	if err != nil {
 		b.Fatal(err)
 	}

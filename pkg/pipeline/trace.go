@@ -69,15 +69,18 @@ func (p *Pipeline) run(ctx context.Context, j *job, s *slot) {
 	defer span.End()
 	j.span = span
 	o := p.process(ctx, j, s)
+	sctx, settling := p.tracer.Start(ctx, "settle")
+	p.settle(sctx, j, o, s)
+	defer settling.End()
+	if !span.IsRecording() { // sampled out: the attributes would be dropped
+		return
+	}
 	if j.st != nil {
 		span.SetAttributes(attrWebhookID.String(j.st.WebhookID))
 	}
 	if ev := j.ev; ev != nil {
 		span.SetAttributes(attrOrg.String(ev.Org), attrSandbox.String(ev.SandboxID), attrChannel.String(ev.Channel), attrStatus.String(ev.Status))
 	}
-
-	sctx, settling := p.tracer.Start(ctx, "settle")
-	p.settle(sctx, j, o, s)
 	done := j.settledAs
 	outcome := []attribute.KeyValue{attrOutcome.String(done.Kind.String())}
 	if done.Reason != "" {
@@ -91,7 +94,6 @@ func (p *Pipeline) run(ctx context.Context, j *job, s *slot) {
 	if done.Kind == DeadLettered || done.Kind == DeadLetterLost {
 		span.SetStatus(codes.Error, done.Kind.String()+": "+done.Reason)
 	}
-	settling.End()
 }
 
 // route is the route stage's config lookup, in a span when tracing.
@@ -102,6 +104,9 @@ func (p *Pipeline) route(ctx context.Context, ev *event.Event) (*webhook.Target,
 	ctx, span := p.tracer.Start(ctx, "route", trace.WithAttributes(attrOrg.String(ev.Org), attrSandbox.String(ev.SandboxID)))
 	defer span.End()
 	t, err := p.lookup(ctx, ev)
+	if !span.IsRecording() {
+		return t, err
+	}
 	result := "found"
 	switch {
 	case t == nil && err == nil:
@@ -141,6 +146,10 @@ func endAttempt(span trace.Span, res *deliver.Result) {
 	if span == nil {
 		return
 	}
+	defer span.End()
+	if !span.IsRecording() {
+		return
+	}
 	if res.Status != 0 {
 		span.SetAttributes(semconv.HTTPResponseStatusCode(res.Status))
 	}
@@ -148,7 +157,6 @@ func endAttempt(span trace.Span, res *deliver.Result) {
 		span.SetAttributes(semconv.ErrorTypeKey.String(res.Class))
 		span.SetStatus(codes.Error, res.Class)
 	}
-	span.End()
 }
 
 // carryTrace makes rec, a retry record or dead letter of j, carry the

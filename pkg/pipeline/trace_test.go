@@ -294,3 +294,27 @@ func readOne(t *testing.T, seeds []string, topic string) *kgo.Record {
 		}
 	}
 }
+
+// BenchmarkRunTraced is BenchmarkRun (outcomes off) with tracing on: every
+// span sampled and batched to an exporter that drops them (the SDK's work,
+// not the network's), and every span sampled out (OTEL_TRACES_SAMPLER
+// always_off: spans are made but not recorded). Tracing off is
+// BenchmarkRun/outcomes=off itself.
+func BenchmarkRunTraced(b *testing.B) {
+	for _, c := range []struct {
+		name    string
+		sampler sdktrace.Sampler
+	}{{"sampled", sdktrace.AlwaysSample()}, {"sampled_out", sdktrace.NeverSample()}} {
+		b.Run(c.name, func(b *testing.B) {
+			tp := sdktrace.NewTracerProvider(sdktrace.WithSampler(c.sampler), sdktrace.WithBatcher(discard{}))
+			defer func() { _ = tp.Shutdown(context.Background()) }()
+			benchmarkRun(b, "", func(o *Options) { o.Tracer = tp.Tracer("bench") })
+		})
+	}
+}
+
+// discard is an exporter that drops what it is given.
+type discard struct{}
+
+func (discard) ExportSpans(context.Context, []sdktrace.ReadOnlySpan) error { return nil }
+func (discard) Shutdown(context.Context) error                             { return nil }
