@@ -3,7 +3,9 @@
 // the history a replay adds, the recovery job that re-sent an event, and
 // the webhook-id they all carry. Nothing
 // else reads or writes these names; the rest of a record's headers are its
-// sender's (Foreign) and travel with it unchanged.
+// sender's (Foreign) and travel with it unchanged, but for traceparent and
+// tracestate, which the pipeline replaces with its own trace context when
+// tracing is on (package tracing).
 //
 //	| header | written by | on | value |
 //	|---|---|---|---|

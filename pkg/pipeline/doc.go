@@ -14,6 +14,9 @@
 //	clock    tell the failure clock; disable a config failing too long disable.go
 //	settle   carry out the Outcome: produce, record, count, log, mark settle.go
 //
+// With Options.Tracer each job is a span tree (process, route, POST,
+// settle) in the trace of the record's traceparent: trace.go.
+//
 // Every stage up to attempt only decides: process returns an Outcome, and
 // settle is the one function that carries any Outcome out. The decisions are
 // plain functions of what the stages learned (routed, admitted, claimed,
