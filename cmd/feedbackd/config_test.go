@@ -118,6 +118,12 @@ func TestCheckConfig(t *testing.T) {
 	}
 	cfg.Secrets.KeyFile = ""
 	cfg.Secrets.Keys = []string{"MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="}
+	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:1")
+	t.Setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
+	if code := check(cfg, "f.yaml", false); code != 2 {
+		t.Errorf("tracing over grpc, which start-up refuses: exit %d, want 2", code)
+	}
+	t.Setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
 	r, w, _ := os.Pipe()
 	stdout := os.Stdout
 	os.Stdout = w
