@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -321,6 +322,10 @@ func TestTransportRetiresConnectionsWithLeftovers(t *testing.T) {
 		{"a body longer than its Content-Length", "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok" + later, 0, "", 200},
 		{"a 204 followed by a response", "HTTP/1.1 204 No Content\r\n\r\n" + later, 0, "", 204},
 		{"a body longer than its Content-Length, the rest later", "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", 50 * time.Millisecond, "xx" + later, 200},
+		// Past the 256 bytes of the connection's head buffer.
+		{"a 600-byte head, then bytes", "HTTP/1.1 200 OK\r\nX-Pad: " + strings.Repeat("p", 560) + "\r\nContent-Length: 0\r\n\r\nxx", 0, "", 200},
+		{"a 900-byte body, then a response", "HTTP/1.1 200 OK\r\nContent-Length: 900\r\n\r\n" + strings.Repeat("b", 900) + later, 0, "", 200},
+		{"a 300-byte head, bytes 50 ms later", "HTTP/1.1 200 OK\r\nX-Pad: " + strings.Repeat("p", 260) + "\r\nContent-Length: 0\r\n\r\n", 50 * time.Millisecond, later, 200},
 	}
 	for _, scheme := range []string{"http", "https"} {
 		for _, tt := range tests {

@@ -20,6 +20,10 @@ import (
 type load struct {
 	saturated bool          // a poll found every slot taken
 	sched     time.Duration // 90th percentile of goroutines' wait for a core
+	// depFailing: the last Redis check was slow or failed. Slots full of
+	// jobs waiting for Redis (claims, config reads) look like slots
+	// waiting for endpoints; more of them would only load it more.
+	depFailing bool
 }
 
 const (
@@ -34,15 +38,15 @@ const (
 )
 
 // adapt is the next limit of the delivery slots, within [least, most]:
-// doubled while all are taken and cores are to spare, down by a quarter
-// when goroutines queue for a core, and down by a sixteenth per interval
-// while they are not all taken.
+// doubled while all are taken and cores are to spare (and Redis answers),
+// down by a quarter when goroutines queue for a core, and down by a
+// sixteenth per interval while they are not all taken.
 func adapt(limit, least, most int, l load) int {
 	next := limit
 	switch {
 	case l.sched >= busySched:
 		next = limit - limit/4
-	case l.saturated && l.sched < idleSched:
+	case l.saturated && l.sched < idleSched && !l.depFailing:
 		next = 2 * limit
 	case !l.saturated:
 		next = limit - limit/16
@@ -61,19 +65,20 @@ func (p *Pipeline) adaptLoop(ctx context.Context) {
 	sched := newSchedLatency()
 	t := time.NewTicker(adaptInterval)
 	defer t.Stop()
+	target := least // what the slots are resized to; the limit follows as jobs end
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		}
-		limit := p.slots.limit()
-		l := load{saturated: p.slots.saturated(), sched: sched.p90()}
-		if next := adapt(limit, least, most, l); next != limit {
-			p.slots.resize(next)
-			p.metrics.slots.Set(float64(p.slots.limit()))
-			p.log.Debug("delivery slots resized", "from", limit, "to", next, "all_taken", l.saturated, "sched_p90", l.sched)
+		l := load{saturated: p.slots.saturated(), sched: sched.p90(), depFailing: p.depFailing.Load()}
+		if next := adapt(target, least, most, l); next != target {
+			p.log.Debug("delivery slots resized", "from", target, "to", next, "all_taken", l.saturated, "sched_p90", l.sched, "dependency_failing", l.depFailing)
+			target = next
+			p.slots.resize(target)
 		}
+		p.metrics.slots.Set(float64(p.slots.limit()))
 	}
 }
 
@@ -90,8 +95,7 @@ func newSchedLatency() *schedLatency {
 	return s
 }
 
-// p90 is the 90th percentile of the waits since the last call (the upper
-// bound of its bucket; 0 if none).
+// p90 is the 90th percentile of the waits since the last call (0 if none).
 func (s *schedLatency) p90() time.Duration {
 	metrics.Read(s.sample)
 	if s.sample[0].Value.Kind() != metrics.KindFloat64Histogram {
@@ -101,18 +105,29 @@ func (s *schedLatency) p90() time.Duration {
 	if len(s.last) != len(h.Counts) {
 		s.last = make([]uint64, len(h.Counts))
 	}
-	var total, seen uint64
-	for i, c := range h.Counts {
-		total += c - s.last[i]
+	q := quantile(h.Counts, s.last, h.Buckets, 0.9)
+	copy(s.last, h.Counts) // Read reuses h.Counts
+	return q
+}
+
+// quantile is the q quantile of what a cumulative histogram counted
+// between last and counts: the upper bound of the bucket it falls in
+// (buckets has len(counts)+1 bounds; an unbounded last one counts as an
+// hour). 0 if nothing was counted.
+func quantile(counts, last []uint64, buckets []float64, q float64) time.Duration {
+	var total uint64
+	for i, c := range counts {
+		total += c - last[i]
 	}
-	q := time.Duration(0)
-	for i, c := range h.Counts {
-		seen += c - s.last[i]
-		if total > 0 && seen*10 >= total*9 {
-			q = time.Duration(min(h.Buckets[i+1], 3600) * float64(time.Second)) // the last bucket is unbounded
-			break
+	if total == 0 {
+		return 0
+	}
+	var seen uint64
+	for i, c := range counts {
+		seen += c - last[i]
+		if float64(seen) >= q*float64(total) {
+			return time.Duration(min(buckets[i+1], 3600) * float64(time.Second))
 		}
 	}
-	copy(s.last, h.Counts)
-	return q
+	return time.Hour
 }

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"regexp"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -149,7 +150,10 @@ type Pipeline struct {
 	slots    *slots           // jobs running
 	parking  *parking         // jobs waiting for a busy endpoint without a slot
 	workers  *goroutines      // the goroutines jobs run on
-	tracer   trace.Tracer     // nil: not tracing
+	// depFailing says the last dependency check failed or was slow: the
+	// slots do not grow then (see adapt).
+	depFailing atomic.Bool
+	tracer     trace.Tracer // nil: not tracing
 }
 
 // New builds a Pipeline; kafkaOpts carry seeds, TLS and SASL (kafkaconn.Config.Opts). It creates the
@@ -533,6 +537,7 @@ func (p *Pipeline) watchDependency(ctx context.Context) {
 		}
 		var act depAction
 		state, act = judge(state, err)
+		p.depFailing.Store(err != nil)
 		switch act {
 		case depSlow:
 			wait = 0

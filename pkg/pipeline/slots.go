@@ -23,9 +23,10 @@ type slots struct {
 	settling chan struct{} // one token per job with a settling slot, and the ballast
 	freed    chan struct{} // signalled when a delivery slot is given back
 	inflight prometheus.Gauge
-	// ballast is the tokens held in each channel (resize's alone to
-	// change; read by wait and free).
+	// ballast is the tokens held as ballast in each channel; want is how
+	// many each should hold (see resize).
 	ballast, ballastSettling atomic.Int64
+	want                     atomic.Int64
 	// full is set when a poll finds every delivery slot taken.
 	full atomic.Bool
 
@@ -45,39 +46,65 @@ func newSlots(n, most int, inflight prometheus.Gauge) *slots {
 		inflight: inflight,
 		drain:    make(chan struct{}),
 	}
-	s.resize(n)
+	want := int64(most - max(n, 1))
+	s.want.Store(want)
+	for range want { // the channels are empty: nothing waits
+		s.delivery <- struct{}{}
+		s.settling <- struct{}{}
+	}
+	s.ballast.Store(want)
+	s.ballastSettling.Store(want)
 	return s
 }
 
-// limit is the delivery slots jobs may take now.
+// limit is the delivery slots jobs may take now: more than the last
+// resize asked for while a shrink waits for jobs to give slots up.
 func (s *slots) limit() int { return cap(s.delivery) - int(s.ballast.Load()) }
 
-// resize makes the limit n (within the most slots): it gives ballast back
-// at once, and takes what it can of the ballast it needs now, as jobs give
-// slots up; the rest at its next call. One goroutine at a time may call it.
+// resize makes the limit n (within the most slots). Growing gives ballast
+// back at once. Shrinking never takes a slot that is free now, which a
+// poll may have counted on: the slots jobs give up become ballast (see
+// keep) until there is enough, so the limit comes down as fast as jobs
+// end. One goroutine at a time may call it.
 func (s *slots) resize(n int) {
 	want := int64(cap(s.delivery) - min(max(n, 1), cap(s.delivery)))
-	balance(s.delivery, &s.ballast, want)
-	balance(s.settling, &s.ballastSettling, want)
+	s.want.Store(want)
+	giveBallast(s.delivery, &s.ballast, want)
+	giveBallast(s.settling, &s.ballastSettling, want)
+	// Free settling slots can be taken at once: no poll counts them.
+	for s.ballastSettling.Load() < want {
+		select {
+		case s.settling <- struct{}{}:
+			s.ballastSettling.Add(1)
+			continue
+		default:
+		}
+		break
+	}
 	select {
 	case s.freed <- struct{}{}:
 	default:
 	}
 }
 
-// balance makes the tokens held in ch as ballast want, or as near as the
-// tokens free now allow.
-func balance(ch chan struct{}, held *atomic.Int64, want int64) {
+// giveBallast takes the ballast held in ch above want out of it.
+func giveBallast(ch chan struct{}, held *atomic.Int64, want int64) {
 	for held.Load() > want {
 		<-ch
 		held.Add(-1)
 	}
-	for held.Load() < want {
-		select {
-		case ch <- struct{}{}:
-			held.Add(1)
-		default:
-			return
+}
+
+// keep reports whether a slot given back stays taken, as ballast, because
+// the slots are shrinking (its token stays in the channel).
+func (s *slots) keep(held *atomic.Int64) bool {
+	for {
+		b := held.Load()
+		if b >= s.want.Load() {
+			return false
+		}
+		if held.CompareAndSwap(b, b+1) {
+			return true
 		}
 	}
 }
@@ -174,6 +201,9 @@ func (s *slots) wait(ctx context.Context, timer *time.Timer) bool {
 }
 
 func (s *slots) giveBack() {
+	if s.keep(&s.ballast) {
+		return
+	}
 	<-s.delivery
 	select {
 	case s.freed <- struct{}{}:
@@ -236,7 +266,9 @@ func (s *slot) done() {
 	s.release()
 	if s.settling {
 		s.settling = false
-		<-s.pool.settling
+		if !s.pool.keep(&s.pool.ballastSettling) {
+			<-s.pool.settling
+		}
 	}
 }
 

@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"context"
+	"math"
 	"runtime"
 	"sync"
 	"testing"
@@ -63,8 +64,8 @@ func TestAdapt(t *testing.T) {
 	}
 }
 
-// Slots grow at once; they shrink as jobs give slots up, without taking
-// any from a job.
+// Slots grow at once; they shrink as jobs give slots up (a slot given
+// back stays taken as ballast), never taking one that is free.
 func TestSlotsResize(t *testing.T) {
 	s := newSlots(2, 8, prometheus.NewGauge(prometheus.GaugeOpts{Name: "inflight"}))
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -89,11 +90,13 @@ func TestSlotsResize(t *testing.T) {
 	if s.limit() != 5 {
 		t.Fatalf("limit %d while 5 are taken; want 5 until they are given up", s.limit())
 	}
-	for _, h := range held {
+	for i, h := range held {
 		h.done()
 		h.end()
+		if want := max(5-(i+1), 1); s.limit() != want {
+			t.Fatalf("limit %d after %d of 5 given back; want %d", s.limit(), i+1, want)
+		}
 	}
-	s.resize(1)
 	if s.limit() != 1 || s.free() != 1 {
 		t.Fatalf("after shrinking to 1: limit %d, free %d", s.limit(), s.free())
 	}
@@ -116,5 +119,26 @@ func TestSlotsResize(t *testing.T) {
 	h2.trade()
 	if h2.settling {
 		t.Error("a second settling slot of 1")
+	}
+}
+
+func TestQuantile(t *testing.T) {
+	inf := math.Inf(1)
+	buckets := []float64{math.Inf(-1), 0.001, 0.004, inf} // (-inf,1ms], (1ms,4ms], (4ms,+inf)
+	for _, tc := range []struct {
+		name         string
+		counts, last []uint64
+		want         time.Duration
+	}{
+		{"nothing new", []uint64{5, 5, 5}, []uint64{5, 5, 5}, 0},
+		{"nine in ten fast", []uint64{9, 1, 0}, []uint64{0, 0, 0}, time.Millisecond},
+		{"only what is new counts", []uint64{100, 10, 0}, []uint64{100, 0, 0}, 4 * time.Millisecond},
+		{"the unbounded bucket is an hour", []uint64{0, 0, 3}, []uint64{0, 0, 0}, time.Hour},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := quantile(tc.counts, tc.last, buckets, 0.9); got != tc.want {
+				t.Errorf("quantile = %v, want %v", got, tc.want)
+			}
+		})
 	}
 }
