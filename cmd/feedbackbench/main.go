@@ -125,7 +125,7 @@ func run() int {
 	fs.StringVar(&o.outcomes, "outcomes", "both", "run feedbackd with outcomes (the outcomes topic) on, off, or both: rounds alternating off and on, compared")
 	fs.BoolVar(&o.tls, "tls", false, "the receiver serves HTTPS with a CA this run makes; the ceilings use TLS too, feedbackd trusts the CA through SSL_CERT_FILE")
 	fs.IntVar(&o.hosts, "hosts", 1, "distinct endpoint hosts: the receiver listens on this many loopback addresses (127.0.0.2 and on when more than 1), the tenants' URLs go to them round robin")
-	fs.StringVar(&o.pprof, "pprof", "", "write a CPU profile of feedbackd during the first throughput round to this file (with --outcomes both, the first with outcomes on)")
+	fs.StringVar(&o.pprof, "pprof", "", "write a CPU profile of feedbackd during the first throughput round to this file (with --outcomes both, the first with outcomes on), and heap and goroutine profiles taken halfway through it to FILE.heap and FILE.goroutine")
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			fs.SetOutput(os.Stdout)

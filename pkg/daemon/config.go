@@ -108,7 +108,7 @@ type RedisConfig struct {
 	TLS          RedisTLSConfig `mapstructure:"tls"`
 	KeyPrefix    string         `mapstructure:"key_prefix"`
 	// PoolSize is the most connections feedbackd opens to each Redis
-	// server; 0 sizes it from delivery.concurrency (Config.RedisPoolSize).
+	// server; 0 sizes it from the most delivery slots (Config.RedisPoolSize).
 	PoolSize int `mapstructure:"pool_size"`
 }
 

@@ -145,7 +145,7 @@ func (r *RedisConfig) validate(bad func(key, format string, a ...any)) {
 		}
 	}
 	if r.PoolSize < 0 || r.PoolSize > maxRedisPool {
-		bad("redis.pool_size", "%d is outside 0..%d (0 sizes the pool from delivery.concurrency)", r.PoolSize, maxRedisPool)
+		bad("redis.pool_size", "%d is outside 0..%d (0 sizes the pool from the delivery slots)", r.PoolSize, maxRedisPool)
 	}
 	if strings.ContainsAny(r.KeyPrefix, "{}") {
 		bad("redis.key_prefix", "must not contain { or }: feedbackd places its own Cluster hash tags")

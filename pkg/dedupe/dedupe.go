@@ -53,7 +53,8 @@ import (
 // Store checks and records delivered webhook ids. It is safe for
 // concurrent use. Records and claims are made in batches by one goroutine,
 // which Close stops: it waits Linger after the first of a batch for others
-// to join, then makes them all in one pipelined round trip.
+// to join, then writes them, with up to batchesInFlight batches written at
+// once (a pipelined round trip each, and one more for a batch's claims).
 type Store struct {
 	rdb     redis.Cmdable
 	prefix  string
