@@ -11,6 +11,7 @@ import (
 	"net"
 	"os"
 	"runtime"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -275,7 +276,10 @@ func (r RedisConfig) newClient(t tuning) (redis.UniversalClient, error) {
 		}
 		return redis.NewClient(o), nil
 	}
-	addrs := r.Addrs
+	// A copy per client: go-redis appends the nodes it learns to its
+	// options' Addrs, and two clients sharing one backing array (the main
+	// one and the health check's) raced on it.
+	addrs := slices.Clone(r.Addrs)
 	if len(addrs) == 0 {
 		addrs = []string{r.Addr}
 	}
