@@ -10,13 +10,13 @@ import (
 	"net/http/httptest"
 	"os"
 	"os/exec"
-	"runtime"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/feedbackd/feedbackd/pkg/netguard"
+	"github.com/feedbackd/feedbackd/test/testenv"
 )
 
 // holdEnv makes the test binary a holding receiver (see holdReceiver)
@@ -114,7 +114,7 @@ func BenchmarkInFlight(b *testing.B) {
 			b.ResetTimer()
 			for range b.N {
 				c := New(opts) // each round dials n connections afresh
-				before := liveBytes()
+				before := testenv.LiveBytes()
 				var wg sync.WaitGroup
 				for range n {
 					wg.Go(func() {
@@ -128,10 +128,10 @@ func BenchmarkInFlight(b *testing.B) {
 						b.Fatal(err)
 					}
 				}
-				held := liveBytes()
+				held := testenv.LiveBytes()
 				_, _ = stdin.Write([]byte{'.'})
 				wg.Wait()
-				after := liveBytes()
+				after := testenv.LiveBytes()
 				inflight += float64(held-before) / n
 				idle += float64(after-before) / n
 				c.Close()
@@ -140,13 +140,4 @@ func BenchmarkInFlight(b *testing.B) {
 			b.ReportMetric(idle/float64(b.N), "B/idle-conn")
 		})
 	}
-}
-
-// liveBytes is the live heap and the goroutine stacks in use, after a
-// collection.
-func liveBytes() int64 {
-	runtime.GC()
-	var m runtime.MemStats
-	runtime.ReadMemStats(&m)
-	return int64(m.HeapAlloc + m.StackInuse)
 }

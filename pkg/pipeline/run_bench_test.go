@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"runtime"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -14,6 +13,7 @@ import (
 
 	"github.com/feedbackd/feedbackd/pkg/deliver"
 	"github.com/feedbackd/feedbackd/pkg/offsets"
+	"github.com/feedbackd/feedbackd/test/testenv"
 )
 
 // BenchmarkRun is the pipeline's cost per record, from poll to settled
@@ -110,9 +110,9 @@ func measureInFlight(b *testing.B, n int) float64 {
 		}
 	}
 	// The broker's copy of n records, to take away from what is held.
-	before := liveBytes()
+	before := testenv.LiveBytes()
 	produce(0)
-	stored := liveBytes() - before
+	stored := testenv.LiveBytes() - before
 
 	var hold atomic.Bool
 	arrived, release := make(chan struct{}, n), make(chan struct{})
@@ -139,12 +139,12 @@ func measureInFlight(b *testing.B, n int) float64 {
 	}
 	settled(int64(n)) // warm: the first n answered at once
 	hold.Store(true)
-	base := liveBytes()
+	base := testenv.LiveBytes()
 	produce(n)
 	for range n {
 		<-arrived
 	}
-	held := liveBytes()
+	held := testenv.LiveBytes()
 	close(release)
 	settled(int64(2 * n))
 	cancel()
@@ -152,13 +152,4 @@ func measureInFlight(b *testing.B, n int) float64 {
 		b.Fatal(err)
 	}
 	return float64(held-base-stored) / float64(n)
-}
-
-// liveBytes is the live heap and the goroutine stacks in use, after a
-// collection.
-func liveBytes() int64 {
-	runtime.GC()
-	var m runtime.MemStats
-	runtime.ReadMemStats(&m)
-	return int64(m.HeapAlloc + m.StackInuse)
 }

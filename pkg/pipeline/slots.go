@@ -48,12 +48,8 @@ func newSlots(n, most int, inflight prometheus.Gauge) *slots {
 	}
 	want := int64(most - max(n, 1))
 	s.want.Store(want)
-	for range want { // the channels are empty: nothing waits
-		s.delivery <- struct{}{}
-		s.settling <- struct{}{}
-	}
-	s.ballast.Store(want)
-	s.ballastSettling.Store(want)
+	takeBallast(s.delivery, &s.ballast, want) // the channels are empty: all of it
+	takeBallast(s.settling, &s.ballastSettling, want)
 	return s
 }
 
@@ -71,16 +67,7 @@ func (s *slots) resize(n int) {
 	s.want.Store(want)
 	giveBallast(s.delivery, &s.ballast, want)
 	giveBallast(s.settling, &s.ballastSettling, want)
-	// Free settling slots can be taken at once: no poll counts them.
-	for s.ballastSettling.Load() < want {
-		select {
-		case s.settling <- struct{}{}:
-			s.ballastSettling.Add(1)
-			continue
-		default:
-		}
-		break
-	}
+	takeBallast(s.settling, &s.ballastSettling, want) // no poll counts free settling slots
 	select {
 	case s.freed <- struct{}{}:
 	default:
@@ -92,6 +79,18 @@ func giveBallast(ch chan struct{}, held *atomic.Int64, want int64) {
 	for held.Load() > want {
 		<-ch
 		held.Add(-1)
+	}
+}
+
+// takeBallast takes the free tokens of ch as ballast, up to want.
+func takeBallast(ch chan struct{}, held *atomic.Int64, want int64) {
+	for held.Load() < want {
+		select {
+		case ch <- struct{}{}:
+			held.Add(1)
+		default:
+			return
+		}
 	}
 }
 
