@@ -7,6 +7,7 @@ import (
 	"reflect"
 	"testing"
 	"time"
+	"unicode/utf8"
 )
 
 // The append encoder writes what encoding/json writes, byte for byte.
@@ -118,7 +119,7 @@ func FuzzAppendJSON(f *testing.F) {
 }
 
 func BenchmarkMarshal(b *testing.B) {
-	r := Record{Type: TypeAttempt, Time: time.Now(), Instance: "host/1", WebhookID: "evt-0123456789", EventID: "evt-0123456789",
+	r := Record{Type: TypeAttempt, Time: time.Now().UTC(), Instance: "host/1", WebhookID: "evt-0123456789", EventID: "evt-0123456789",
 		RequestID: "req-0123456789", Org: "org-17", Sandbox: "prod", Channel: "email", Status: "sent", CampaignID: "c-1",
 		Outcome: "success", Attempt: 1, HTTPCode: 200, DurationMs: Millis(1234 * time.Microsecond), Response: "ok",
 		Source: "feedback.sent/3/123456"}
@@ -138,4 +139,44 @@ func BenchmarkMarshal(b *testing.B) {
 			}
 		}
 	})
+}
+
+// safe8 agrees with the byte table for every byte at every place of a
+// word, and for words of several unsafe bytes.
+func TestSafe8(t *testing.T) {
+	isSafe := func(c byte) bool { return c < utf8.RuneSelf && safe[c] }
+	for c := range 256 {
+		for pos := range 8 {
+			for _, fill := range []byte{'a', 0x20, 0x7f, '%', '?', '[', ']'} {
+				w := bytes.Repeat([]byte{fill}, 8)
+				w[pos] = byte(c)
+				if got, want := safe8(string(w)), isSafe(byte(c)) && isSafe(fill); got != want {
+					t.Fatalf("safe8(%q) = %t, want %t", w, got, want)
+				}
+			}
+		}
+	}
+	for _, w := range []string{"\x00\x00\x00\x00\x00\x00\x00\x00", "\xff\xff\xff\xff\xff\xff\xff\xff", "a\x00\x01b\x1fc\"<", "&&>>\\\\\"\"", "abcdefg\x80"} {
+		if safe8(w) {
+			t.Errorf("safe8(%q) = true", w)
+		}
+	}
+}
+
+// An Encoder reuses the time it formatted only for the same instant in the
+// same zone.
+func TestEncoderReusesTime(t *testing.T) {
+	at := time.Date(2026, 12, 2, 10, 2, 0, 123456789, time.UTC)
+	var e Encoder
+	for _, tm := range []time.Time{at, at, at.Add(time.Nanosecond), at.In(time.FixedZone("x", 3600)), at, {}, at} {
+		r := Record{Type: TypeOutcome, Time: tm, Instance: "i"}
+		want, err := json.Marshal(&r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := e.AppendJSON(nil, &r)
+		if err != nil || !bytes.Equal(got, want) {
+			t.Errorf("%v: got %s, %v\nwant %s", tm, got, err, want)
+		}
+	}
 }

@@ -30,8 +30,31 @@ func (p *Pipeline) publish(ctx context.Context, j *job, attempt *deliver.Result,
 		j.finish(true)
 		return
 	}
-	now := time.Now()
-	recs := make([]*outcome.Record, 0, 4)
+	// The records, their Kafka records and the batch share one allocation:
+	// this runs once per settled record.
+	b := &outcomeBatch{p: p, ctx: ctx, job: j.unsettled(), wait: 100 * time.Millisecond}
+	recs := p.outcomeRecords(b.records[:0], j, attempt, done)
+	if p.opts.Log != nil {
+		defer func() { // after encoding: it reads their Value
+			ptrs := b.ptrs[:0]
+			for i := range recs {
+				ptrs = append(ptrs, &recs[i])
+			}
+			p.opts.Log.Add(ptrs)
+		}()
+	}
+	if p.opts.OutcomesTopic == "" {
+		j.finish(true)
+		return
+	}
+	b.send(p.encodeOutcomes(b.inline[:0], recs))
+}
+
+// outcomeRecords appends the job's records to recs: its attempt (if one was
+// made), the outcome it settled with, and the operational events they
+// caused.
+func (p *Pipeline) outcomeRecords(recs []outcome.Record, j *job, attempt *deliver.Result, done Outcome) []outcome.Record {
+	now := time.Now().UTC()
 	if attempt != nil {
 		r := p.outcomeRecord(j, outcome.TypeAttempt, now)
 		r.Outcome = attempt.Label()
@@ -63,22 +86,12 @@ func (p *Pipeline) publish(ctx context.Context, j *job, attempt *deliver.Result,
 	case breakerClosed:
 		recs = append(recs, p.outcomeRecord(j, outcome.TypeEndpointRecovered, now))
 	}
-	if p.opts.OutcomesTopic == "" {
-		p.opts.Log.Add(recs)
-		j.finish(true)
-		return
-	}
-	b := &outcomeBatch{p: p, ctx: ctx, job: j.unsettled(), wait: 100 * time.Millisecond}
-	krecs := p.encodeOutcomes(b.inline[:0], recs)
-	if p.opts.Log != nil {
-		p.opts.Log.Add(recs) // after encoding: it reads their Value
-	}
-	b.send(krecs)
+	return recs
 }
 
-func (p *Pipeline) outcomeRecord(j *job, typ string, now time.Time) *outcome.Record {
+func (p *Pipeline) outcomeRecord(j *job, typ string, now time.Time) outcome.Record {
 	st := j.st
-	r := &outcome.Record{Type: typ, Time: now, Instance: p.opts.Instance, WebhookID: st.WebhookID,
+	r := outcome.Record{Type: typ, Time: now, Instance: p.opts.Instance, WebhookID: st.WebhookID,
 		Attempt: st.Attempts, HTTPCode: st.LastStatus,
 		Source: st.Source}
 	if ev := j.ev; ev != nil {
@@ -123,36 +136,48 @@ func newOutcomesClient(kafkaOpts []kgo.Opt, opts Options) (*kgo.Client, error) {
 
 // encodeOutcomes appends recs to krecs as records of the outcomes topic,
 // in order, and sets each one's Value.
-func (p *Pipeline) encodeOutcomes(krecs []kgo.Record, recs []*outcome.Record) []kgo.Record {
-	// One buffer holds every key and value: should it grow, those before
-	// keep the array they were written in.
-	size := 0
-	for _, r := range recs {
-		size += 384 + len(r.Response) + len(r.DisabledReason)
-	}
-	buf := make([]byte, 0, size)
-	var key []byte
-	for i, r := range recs {
-		if i == 0 || r.Org != recs[i-1].Org || r.Sandbox != recs[i-1].Sandbox {
-			start := len(buf)
-			buf = r.AppendKey(buf)
-			key = buf[start:len(buf):len(buf)]
-			if len(key) == 0 {
-				key = nil
-			}
-		}
-		start := len(buf)
-		v, err := r.AppendJSON(buf)
+func (p *Pipeline) encodeOutcomes(krecs []kgo.Record, recs []outcome.Record) []kgo.Record {
+	// The records are encoded in a scratch buffer, then copied to one of
+	// their exact size, which every key and value shares.
+	scratch := scratchPool.Get().(*[]byte)
+	defer scratchPool.Put(scratch)
+	enc := (*scratch)[:0]
+	var endsOf [8]int
+	ends := endsOf[:0] // of each key and value in enc
+	var e outcome.Encoder
+	for i := range recs {
+		enc = recs[i].AppendKey(enc)
+		ends = append(ends, len(enc))
+		v, err := e.AppendJSON(enc, &recs[i])
 		if err != nil { // a Record always encodes; counted in case it ever does not
 			p.metrics.outcomeErrors.Inc()
+		}
+		enc = v
+		ends = append(ends, len(enc))
+	}
+	if cap(enc) <= 64<<10 { // a rare long answer's buffer is not kept
+		*scratch = enc
+	}
+	buf := append([]byte(nil), enc...)
+	start := 0
+	for i := range recs {
+		key, value := buf[start:ends[2*i]:ends[2*i]], buf[ends[2*i]:ends[2*i+1]:ends[2*i+1]]
+		start = ends[2*i+1]
+		if len(value) == 0 {
 			continue
 		}
-		buf = v
-		r.Value = buf[start:len(buf):len(buf)]
-		krecs = append(krecs, kgo.Record{Topic: p.opts.OutcomesTopic, Key: key, Value: r.Value})
+		if len(key) == 0 {
+			key = nil
+		}
+		recs[i].Value = value
+		// The Timestamp set spares franz-go a clock reading per record.
+		krecs = append(krecs, kgo.Record{Topic: p.opts.OutcomesTopic, Key: key, Value: value, Timestamp: recs[i].Time})
 	}
 	return krecs
 }
+
+// scratchPool holds encodeOutcomes' buffers.
+var scratchPool = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
 
 // outcomeBatch is one job's outcome records on their way to the broker.
 // Records the broker fails with a retriable error (franz-go retried them
@@ -164,7 +189,11 @@ type outcomeBatch struct {
 	ctx    context.Context
 	job    unsettled     // not the *job: its record, event and answer are not held until the broker answers
 	wait   time.Duration // before the next retry
-	inline [2]kgo.Record // a job's records, usually
+	// A job's records, usually: in outcome form, as Kafka records, and
+	// as the delivery log takes them.
+	records [2]outcome.Record
+	inline  [2]kgo.Record
+	ptrs    [2]*outcome.Record
 
 	mu    sync.Mutex
 	left  int          // records not answered yet

@@ -1,6 +1,10 @@
 package testenv
 
-import "runtime"
+import (
+	"runtime"
+	"syscall"
+	"time"
+)
 
 // LiveBytes is the live heap and the goroutine stacks in use, after a
 // collection: what a benchmark compares before and after it holds
@@ -10,4 +14,15 @@ func LiveBytes() int64 {
 	var m runtime.MemStats
 	runtime.ReadMemStats(&m)
 	return int64(m.HeapAlloc + m.StackInuse)
+}
+
+// ProcessCPU is the CPU time this process has used so far (user and
+// system, all threads): benchmarks report it per operation, which a shared
+// machine's drift changes less than wall-clock time.
+func ProcessCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
