@@ -185,10 +185,10 @@ var scratchPool = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return
 // for good or ctx ends. The job is finished once every record is done: as
 // abandoned if ctx ended (or the client closed) first.
 type outcomeBatch struct {
-	p      *Pipeline
-	ctx    context.Context
-	job    unsettled     // not the *job: its record, event and answer are not held until the broker answers
-	wait   time.Duration // before the next retry
+	p    *Pipeline
+	ctx  context.Context
+	job  unsettled     // not the *job: its record, event and answer are not held until the broker answers
+	wait time.Duration // before the next retry
 	// A job's records, usually: in outcome form, as Kafka records, and
 	// as the delivery log takes them.
 	records [2]outcome.Record
