@@ -86,18 +86,26 @@ func bench(o options) (res result, err error) {
 		before = after
 		return r, ph, nil
 	}
-	rounds := func(n int, withBad bool) ([]round, phase, error) {
-		var rs []round
-		var total phase
-		for i := range n {
-			r, ph, err := round1(i, n, withBad, "")
-			if err != nil {
-				return nil, total, err
-			}
-			total.add(ph)
-			rs = append(rs, r)
+	// With a slow or dead tenant, each healthy round (with outcomes on,
+	// after --outcomes both) is followed by one in which that tenant is
+	// bad and gets its share of the events, timed the same way; the other
+	// tenants' ratio to the ceiling is compared with the healthy round's
+	// just before, a pair the drift of the machine's speed changes least.
+	// Between bad rounds the tenant answers at once, so that its retries
+	// drain and the healthy rounds stay healthy.
+	bad := o.slowTenant || o.deadTenant
+	var pairs []float64
+	badRound := func(i int, healthy round) error {
+		if err := e.setBad(true); err != nil {
+			return err
 		}
-		return rs, total, nil
+		r, _, err := round1(i, o.rounds, true, "")
+		if err != nil {
+			return err
+		}
+		res.BadRounds = append(res.BadRounds, r)
+		pairs = append(pairs, r.Ratio/healthy.Ratio)
+		return e.setBad(false)
 	}
 	if o.outcomes == "both" {
 		// Rounds alternate between feedbackd with outcomes off and on,
@@ -117,6 +125,11 @@ func bench(o options) (res result, err error) {
 					return res, err
 				}
 				runs[v].add(r, ph, m0, e.daemon.memstats(e.http))
+				if bad && on {
+					if err := badRound(i, r); err != nil {
+						return res, err
+					}
+				}
 			}
 		}
 		res.figures = runs[0].figures()
@@ -125,33 +138,30 @@ func bench(o options) (res result, err error) {
 		res.OnVsOff = compare(runs[0], runs[1])
 	} else {
 		var run variantRun
-		m0 := e.daemon.memstats(e.http)
-		rs, total, err := rounds(o.rounds, false)
-		if err != nil {
-			return res, err
+		for i := range o.rounds {
+			m0 := e.daemon.memstats(e.http)
+			r, ph, err := round1(i, o.rounds, false, "")
+			if err != nil {
+				return res, err
+			}
+			run.add(r, ph, m0, e.daemon.memstats(e.http))
+			if bad {
+				if err := badRound(i, r); err != nil {
+					return res, err
+				}
+			}
 		}
-		run.rounds, run.total = rs, total
-		run.mallocs, run.bytes = e.daemon.memstats(e.http).minus(m0)
 		res.figures = run.figures()
 	}
 	// What follows runs with the feedbackd running now: with outcomes on
 	// after --outcomes both.
-	rate, healthy := res.DeliveriesPerSec, res.Ratio
+	rate := res.DeliveriesPerSec
 	if res.OutcomesOn != nil {
-		rate, healthy = res.OutcomesOn.DeliveriesPerSec, res.OutcomesOn.Ratio
+		rate = res.OutcomesOn.DeliveriesPerSec
 	}
-	if o.slowTenant || o.deadTenant {
-		// As many rounds again with the bad tenant getting its share, timed
-		// the same way: the other tenants' rate is compared with the
-		// healthy one as a share of the ceiling, which the drift of the
-		// machine's speed does not change.
-		bad, _, err := rounds(o.rounds, true)
-		if err != nil {
-			return res, err
-		}
-		res.BadRounds = bad
-		res.OthersPerSec = median(column(bad, func(r round) float64 { return r.DeliveriesPerSec }))
-		res.OthersVsHealthy = median(column(bad, func(r round) float64 { return r.Ratio })) / healthy
+	if bad {
+		res.OthersPerSec = median(column(res.BadRounds, func(r round) float64 { return r.DeliveriesPerSec }))
+		res.OthersVsHealthy, res.OthersWorstPair = median(pairs), slices.Min(pairs)
 	}
 
 	// Half the ceiling measured last, just before this phase, not the
@@ -175,6 +185,7 @@ func bench(o options) (res result, err error) {
 			return res, err
 		}
 	}
+	res.FeedbackdLog = e.daemonLog.summary()
 	return res, nil
 }
 

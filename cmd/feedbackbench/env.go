@@ -31,10 +31,12 @@ type env struct {
 	redisKind string
 	endpoints []string  // the receiver's host:port, one per --hosts address
 	control   string    // the receiver's control API, host:port
+	deadPort  int       // of the dead tenant's endpoint, on 127.0.0.1 (--dead-tenant)
 	tls       *benchTLS // with --tls
 	others    []proc    // receiver, redis-server and this process (broker, producer), for their CPU
 	cleanup   []func()
 	daemon    *daemonProc
+	daemonLog *logCount // every feedbackd's log, passed through to stderr and counted
 	producer  *kgo.Client
 	http      *http.Client
 	// receiverPID is the receiver's process, for its open-file limit.
@@ -166,6 +168,12 @@ func (e *env) startReceiver() error {
 		return err
 	}
 	args := []string{"receiver", "--latency", e.o.latency.String(), "--slow-after", "10s", "--hosts", strconv.Itoa(e.o.hosts)}
+	if e.o.deadTenant {
+		if e.deadPort, err = freePort(); err != nil {
+			return err
+		}
+		args = append(args, "--dead-port", strconv.Itoa(e.deadPort))
+	}
 	if e.o.tls {
 		ips := hostIPs(e.o.hosts)
 		if e.o.hosts > 1 {
@@ -277,7 +285,10 @@ func (e *env) startDaemon(outcomes bool) (*daemonProc, error) {
 		// directories are still read).
 		d.cmd.Env = append(d.cmd.Env, "SSL_CERT_FILE="+filepath.Join(e.tls.dir, caFile))
 	}
-	d.cmd.Stderr = os.Stderr
+	if e.daemonLog == nil {
+		e.daemonLog = newLogCount(os.Stderr)
+	}
+	d.cmd.Stderr = e.daemonLog
 	if err := d.cmd.Start(); err != nil {
 		return nil, fmt.Errorf("feedbackd (%s; `make build` makes it): %w", e.o.feedbackd, err)
 	}

@@ -47,10 +47,13 @@ feedbackd with outcomes.enabled false and true (FEEDBACKD_OUTCOMES_ENABLED),
 restarted and warmed up before each round, against the same ceilings; both
 rows are printed with their ratio (throughput, CPU per delivery), and the
 phases after them run with outcomes on.
-With --slow-tenant or --dead-tenant, --rounds more rounds give one tenant's
-endpoint (slow: answers after 10 s; dead: refuses connections) its share of
-events, and the other tenants' ratio to the ceiling is compared with the
-healthy one.
+With --slow-tenant or --dead-tenant, each healthy round (with outcomes on,
+after --outcomes both) is followed by one that gives one tenant's endpoint
+(slow: answers after 10 s; dead: refuses connections) its share of events;
+each such round's ratio to the ceiling (the other tenants') is divided by
+that of the healthy round just before it, and the median and worst of these
+pairs are reported. Between those rounds that endpoint answers at once, so
+that its retries drain and the healthy rounds stay healthy.
 With --tls, the receiver serves HTTPS (HTTP/1.1) with a certificate from an
 ECDSA P-256 CA this run makes; the ceiling clients trust it, and feedbackd is
 given it with SSL_CERT_FILE (its system roots plus this CA). TLS handshakes

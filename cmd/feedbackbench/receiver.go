@@ -14,13 +14,14 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
 // stats is what the receiver saw since its last reset.
 type stats struct {
 	Count  int64 `json:"count"`  // requests from the healthy tenants
-	Slow   int64 `json:"slow"`   // requests to the slow tenant's path
+	Bad    int64 `json:"bad"`    // requests to the slow or dead tenant's endpoint
 	First  int64 `json:"first"`  // unix ns of the first healthy request
 	Last   int64 `json:"last"`   // unix ns of the last healthy request
 	P50    int64 `json:"p50_ns"` // latency from produce time (in requestId) to arrival
@@ -44,14 +45,20 @@ type receiverAddrs struct {
 // receiverMain is `feedbackbench receiver`: HTTP endpoints in their own
 // process, one per --hosts address, that answer 200 after --latency,
 // except under /slow/ where they answer after --slow-after; over TLS with
-// the certificate in --tls-dir if given. It prints its receiverAddrs as
-// JSON on stdout.
+// the certificate in --tls-dir if given. With --dead-port, it also serves
+// the dead tenant's endpoint on that port of 127.0.0.1, except that while
+// the tenant is bad nothing listens there. The tenant is bad (slow: waits
+// --slow-after; dead: refuses connections) after POST /bad?on=true, and
+// healthy again (answers at once, requests counted apart from the other
+// tenants') after POST /bad?on=false, the start. It prints its
+// receiverAddrs as JSON on stdout.
 func receiverMain(args []string) int {
 	fs := flag.NewFlagSet("receiver", flag.ContinueOnError)
 	latency := fs.Duration("latency", 0, "delay before answering")
 	slowAfter := fs.Duration("slow-after", 10*time.Second, "delay before answering under /slow/")
 	hosts := fs.Int("hosts", 1, "listen on this many loopback addresses (hostIPs)")
 	tlsDir := fs.String("tls-dir", "", "serve HTTPS with the certificate in this directory")
+	deadPort := fs.Int("dead-port", 0, "serve the dead tenant's endpoint on this port of 127.0.0.1 while it is healthy")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -59,18 +66,25 @@ func receiverMain(args []string) int {
 	var st stats
 	var lat []int64
 	var conns connTracker
+	var bad atomic.Bool // the slow or dead tenant is bad now
 	marker := []byte(`"requestId":"t`)
+	badTenant := func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		mu.Lock()
+		st.Bad++
+		mu.Unlock()
+		if bad.Load() {
+			time.Sleep(*slowAfter)
+		}
+	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /", func(w http.ResponseWriter, r *http.Request) {
-		body, _ := io.ReadAll(r.Body)
-		now := time.Now().UnixNano()
 		if strings.HasPrefix(r.URL.Path, "/slow/") {
-			mu.Lock()
-			st.Slow++
-			mu.Unlock()
-			time.Sleep(*slowAfter)
+			badTenant(w, r)
 			return
 		}
+		body, _ := io.ReadAll(r.Body)
+		now := time.Now().UnixNano()
 		if *latency > 0 {
 			time.Sleep(*latency)
 		}
@@ -110,11 +124,50 @@ func receiverMain(args []string) int {
 		st, lat = stats{}, nil
 		mu.Unlock()
 	})
+	var tlsConfig *tls.Config // with --tls-dir, set before anything listens
+	var dead struct {
+		sync.Mutex
+		srv *http.Server // serving while the dead tenant is healthy
+	}
+	// setBad makes the slow or dead tenant bad or healthy.
+	setBad := func(on bool) error {
+		bad.Store(on)
+		if *deadPort == 0 {
+			return nil
+		}
+		dead.Lock()
+		defer dead.Unlock()
+		switch {
+		case on && dead.srv != nil:
+			err := dead.srv.Close() // its connections too: refused from now on
+			dead.srv = nil
+			return err
+		case !on && dead.srv == nil:
+			ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(*deadPort)))
+			if err != nil {
+				return err
+			}
+			if tlsConfig != nil {
+				ln = tls.NewListener(ln, tlsConfig)
+			}
+			dead.srv = &http.Server{Handler: http.HandlerFunc(badTenant), ReadHeaderTimeout: 10 * time.Second}
+			go func(srv *http.Server) { _ = srv.Serve(ln) }(dead.srv)
+		}
+		return nil
+	}
+	control.HandleFunc("POST /bad", func(w http.ResponseWriter, r *http.Request) {
+		on, err := strconv.ParseBool(r.URL.Query().Get("on"))
+		if err == nil {
+			err = setBad(on)
+		}
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+		}
+	})
 	control.HandleFunc("POST /drain", func(w http.ResponseWriter, _ *http.Request) {
 		_ = json.NewEncoder(w).Encode(map[string]int{"closed": conns.closeIdle(), "open": conns.open()})
 	})
 	fail := func(err error) int { fmt.Fprintln(os.Stderr, "receiver:", err); return 1 }
-	var tlsConfig *tls.Config
 	if *tlsDir != "" {
 		var err error
 		tlsConfig, err = serverConfig(*tlsDir, func(resumed bool) {
@@ -148,6 +201,9 @@ func receiverMain(args []string) int {
 		return fail(err)
 	}
 	addrs.Control = cln.Addr().String()
+	if err := setBad(false); err != nil {
+		return fail(fmt.Errorf("--dead-port: %w", err))
+	}
 	line, _ := json.Marshal(addrs)
 	fmt.Println(string(line))
 	for _, ln := range lns {
@@ -219,6 +275,21 @@ func (e *env) reset() error {
 		return err
 	}
 	return resp.Body.Close()
+}
+
+// setBad makes the slow or dead tenant bad (slow: answers after 10 s;
+// dead: refuses connections) or healthy (answers at once).
+func (e *env) setBad(on bool) error {
+	resp, err := e.http.Post(fmt.Sprintf("http://%s/bad?on=%t", e.control, on), "", nil)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(resp.Body)
+		return fmt.Errorf("receiver: /bad: %s", bytes.TrimSpace(b))
+	}
+	return nil
 }
 
 // drain asks the receiver to close its idle connections (the last phase's

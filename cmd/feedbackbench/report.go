@@ -38,11 +38,16 @@ type result struct {
 	OnVsOff    *onVsOff `json:"outcomes_on_vs_off,omitempty"`
 	// BadRounds are the rounds with the slow or dead tenant getting its
 	// share, timed like Rounds; their rates are the other tenants'.
-	// OthersPerSec is their median rate, OthersVsHealthy their median
-	// ratio over the healthy one.
+	// OthersPerSec is their median rate; OthersVsHealthy is the median,
+	// OthersWorstPair the least, of each one's ratio to the ceiling over
+	// that of the healthy round just before it.
 	BadRounds         []round `json:"bad_rounds,omitempty"`
 	OthersPerSec      float64 `json:"others_per_s,omitempty"`
 	OthersVsHealthy   float64 `json:"others_vs_healthy,omitempty"`
+	OthersWorstPair   float64 `json:"others_vs_healthy_worst_pair,omitempty"`
+	// FeedbackdLog counts the warnings and errors feedbackd logged during
+	// the run, by message ("3 x ERROR: dependency down: ...").
+	FeedbackdLog []string `json:"feedbackd_log"`
 	OfferedPerSec     float64 `json:"latency_offered_per_s"`
 	P50MS             float64 `json:"p50_ms"`
 	P95MS             float64 `json:"p95_ms"`
@@ -119,11 +124,17 @@ func printTable(r result) {
 		fmt.Fprintf(w, "round %d with the %s\t%.0f deliveries/s to the others; raw ceiling %.0f/s before, %.0f/s after: ratio %.2f\n", i+1, r.Scenario, rd.DeliveriesPerSec, rd.CeilingBefore, rd.CeilingAfter, rd.Ratio)
 	}
 	if r.OthersPerSec > 0 {
-		fmt.Fprintf(w, "other tenants with the %s\t%.0f deliveries/s, median round; %.2f x healthy (median ratios)\n", r.Scenario, r.OthersPerSec, r.OthersVsHealthy)
+		fmt.Fprintf(w, "other tenants with the %s\t%.0f deliveries/s, median round; %.2f x healthy (median of each round's ratio over the healthy round's before it), %.2f worst pair\n", r.Scenario, r.OthersPerSec, r.OthersVsHealthy, r.OthersWorstPair)
 	}
 	fmt.Fprintf(w, "latency at %.0f/s (p50/p95/p99)\t%.1f / %.1f / %.1f ms\n", r.OfferedPerSec, r.P50MS, r.P95MS, r.P99MS)
 	fmt.Fprintf(w, "latency at %.0f/s, half feedbackd's rate\t%.1f / %.1f / %.1f ms\n", r.SustainedPerSec, r.SustainedP50MS, r.SustainedP95MS, r.SustainedP99MS)
 	fmt.Fprintf(w, "peak RSS\t%.0f MiB\n", r.PeakRSSMiB)
+	if len(r.FeedbackdLog) == 0 {
+		fmt.Fprintf(w, "feedbackd's log\tno warning or error (but the start-up ones of the bench's settings)\n")
+	}
+	for i, l := range r.FeedbackdLog {
+		fmt.Fprintf(w, "%s\t%s\n", map[bool]string{true: "feedbackd's log"}[i == 0], l)
+	}
 	if r.Backlog > 0 {
 		fmt.Fprintf(w, "backlog of %d\t%.0f deliveries/s, peak RSS %.0f MiB\n", r.Backlog, r.BacklogPerSec, r.BacklogPeakRSSMiB)
 	}

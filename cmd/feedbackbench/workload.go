@@ -45,14 +45,10 @@ func (o options) scenario() string {
 // the slow or dead one when a scenario asks for it.
 func (e *env) createTenants() error {
 	dead := ""
-	if e.o.deadTenant {
-		port, err := freePort() // nothing listens there
-		if err != nil {
-			return err
-		}
-		dead = fmt.Sprintf("http://127.0.0.1:%d/", port)
+	if e.o.deadTenant { // the receiver's, refused while the tenant is bad
+		dead = fmt.Sprintf("http://127.0.0.1:%d/", e.deadPort)
 		if e.tls != nil {
-			dead = fmt.Sprintf("https://127.0.0.1:%d/", port)
+			dead = fmt.Sprintf("https://127.0.0.1:%d/", e.deadPort)
 		}
 	}
 	logf("tenants: creating %d webhook configs", e.o.tenants)
