@@ -41,26 +41,26 @@ type result struct {
 	// OthersPerSec is their median rate; OthersVsHealthy is the median,
 	// OthersWorstPair the least, of each one's ratio to the ceiling over
 	// that of the healthy round just before it.
-	BadRounds         []round `json:"bad_rounds,omitempty"`
-	OthersPerSec      float64 `json:"others_per_s,omitempty"`
-	OthersVsHealthy   float64 `json:"others_vs_healthy,omitempty"`
-	OthersWorstPair   float64 `json:"others_vs_healthy_worst_pair,omitempty"`
+	BadRounds       []round `json:"bad_rounds,omitempty"`
+	OthersPerSec    float64 `json:"others_per_s,omitempty"`
+	OthersVsHealthy float64 `json:"others_vs_healthy,omitempty"`
+	OthersWorstPair float64 `json:"others_vs_healthy_worst_pair,omitempty"`
 	// FeedbackdLog counts the warnings and errors feedbackd logged during
 	// the run, by message ("3 x ERROR: dependency down: ...").
-	FeedbackdLog []string `json:"feedbackd_log"`
-	OfferedPerSec     float64 `json:"latency_offered_per_s"`
-	P50MS             float64 `json:"p50_ms"`
-	P95MS             float64 `json:"p95_ms"`
-	P99MS             float64 `json:"p99_ms"`
-	SustainedPerSec   float64 `json:"latency_sustained_per_s"`
-	SustainedP50MS    float64 `json:"sustained_p50_ms"`
-	SustainedP95MS    float64 `json:"sustained_p95_ms"`
-	SustainedP99MS    float64 `json:"sustained_p99_ms"`
-	PeakRSSMiB        float64 `json:"peak_rss_mib"`
-	Backlog           int     `json:"backlog,omitempty"`
-	BacklogPerSec     float64 `json:"backlog_deliveries_per_s,omitempty"`
-	BacklogPeakRSSMiB float64 `json:"backlog_peak_rss_mib,omitempty"`
-	FeedbackdCPUCores float64 `json:"feedbackd_cpu_cores"`
+	FeedbackdLog      []string `json:"feedbackd_log"`
+	OfferedPerSec     float64  `json:"latency_offered_per_s"`
+	P50MS             float64  `json:"p50_ms"`
+	P95MS             float64  `json:"p95_ms"`
+	P99MS             float64  `json:"p99_ms"`
+	SustainedPerSec   float64  `json:"latency_sustained_per_s"`
+	SustainedP50MS    float64  `json:"sustained_p50_ms"`
+	SustainedP95MS    float64  `json:"sustained_p95_ms"`
+	SustainedP99MS    float64  `json:"sustained_p99_ms"`
+	PeakRSSMiB        float64  `json:"peak_rss_mib"`
+	Backlog           int      `json:"backlog,omitempty"`
+	BacklogPerSec     float64  `json:"backlog_deliveries_per_s,omitempty"`
+	BacklogPeakRSSMiB float64  `json:"backlog_peak_rss_mib,omitempty"`
+	FeedbackdCPUCores float64  `json:"feedbackd_cpu_cores"`
 }
 
 // figures are what the healthy throughput rounds measured. Each round has
