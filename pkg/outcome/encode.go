@@ -22,9 +22,9 @@ func (r *Record) AppendJSON(b []byte) ([]byte, error) {
 // time it formatted: the records of one job share their time, and
 // formatting it is a third of the work. The zero Encoder is ready to use.
 type Encoder struct {
-	t    time.Time
-	text []byte // t, formatted; nil before the first record
-	buf  [40]byte
+	t   time.Time
+	n   int      // buf[:n] is t, formatted; 0 before the first record
+	buf [40]byte // an RFC 3339 time of years 0..9999 takes at most 35
 }
 
 // AppendJSON appends r's JSON encoding to b (see Record.AppendJSON).
@@ -38,10 +38,12 @@ func (e *Encoder) AppendJSON(b []byte, r *Record) ([]byte, error) {
 	b = append(b, `{"type":`...)
 	b = appendString(b, r.Type)
 	b = append(b, `,"time":"`...)
-	if e.text == nil || !r.Time.Equal(e.t) || r.Time.Location() != e.t.Location() {
-		e.t, e.text = r.Time, r.Time.AppendFormat(e.buf[:0], time.RFC3339Nano)
+	if e.n == 0 || !r.Time.Equal(e.t) || r.Time.Location() != e.t.Location() {
+		// A length, not a slice of buf: a pointer into itself would move
+		// every Encoder to the heap.
+		e.t, e.n = r.Time, len(r.Time.AppendFormat(e.buf[:0], time.RFC3339Nano))
 	}
-	b = append(b, e.text...)
+	b = append(b, e.buf[:e.n]...)
 	b = append(b, `","instance":`...)
 	b = appendString(b, r.Instance)
 	b = field(b, `,"webhookId":`, r.WebhookID)

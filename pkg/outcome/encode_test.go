@@ -115,6 +115,17 @@ func FuzzAppendJSON(f *testing.F) {
 		if !reflect.DeepEqual(back, norm) {
 			t.Fatalf("decoded %+v\nwant    %+v", back, norm)
 		}
+		// One Encoder for records of the same instant, of the same instant
+		// in another zone and of another instant: each as encoding/json.
+		var e Encoder
+		for _, at := range []time.Time{r.Time, r.Time, r.Time.In(time.FixedZone("", 5*3600+1800)), r.Time.Add(time.Nanosecond), r.Time} {
+			r.Time = at
+			want, wantErr := json.Marshal(&r)
+			got, err := e.AppendJSON(nil, &r)
+			if (err != nil) != (wantErr != nil) || !bytes.Equal(got, want) {
+				t.Fatalf("one Encoder, time %v: got %s (%v)\nwant %s (%v)", at, got, err, want, wantErr)
+			}
+		}
 	})
 }
 

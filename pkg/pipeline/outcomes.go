@@ -34,20 +34,24 @@ func (p *Pipeline) publish(ctx context.Context, j *job, attempt *deliver.Result,
 	// this runs once per settled record.
 	b := &outcomeBatch{p: p, ctx: ctx, job: j.unsettled(), wait: 100 * time.Millisecond}
 	recs := p.outcomeRecords(b.records[:0], j, attempt, done)
+	var krecs []kgo.Record
+	if p.opts.OutcomesTopic != "" {
+		krecs = p.encodeOutcomes(b.inline[:0], recs)
+	}
+	// Added before the job can finish: a drain that has seen every job
+	// finished may stop the log (daemon.Run), which writes what it holds.
 	if p.opts.Log != nil {
-		defer func() { // after encoding: it reads their Value
-			ptrs := b.ptrs[:0]
-			for i := range recs {
-				ptrs = append(ptrs, &recs[i])
-			}
-			p.opts.Log.Add(ptrs)
-		}()
+		ptrs := b.ptrs[:0]
+		for i := range recs {
+			ptrs = append(ptrs, &recs[i]) // after encoding: the log reads their Value
+		}
+		p.opts.Log.Add(ptrs)
 	}
 	if p.opts.OutcomesTopic == "" {
 		j.finish(true)
 		return
 	}
-	b.send(p.encodeOutcomes(b.inline[:0], recs))
+	b.send(krecs)
 }
 
 // outcomeRecords appends the job's records to recs: its attempt (if one was
