@@ -91,21 +91,27 @@ func bench(o options) (res result, err error) {
 	// bad and gets its share of the events, timed the same way; the other
 	// tenants' ratio to the ceiling is compared with the healthy round's
 	// just before, a pair the drift of the machine's speed changes least.
-	// Between bad rounds the tenant answers at once, so that its retries
-	// drain and the healthy rounds stay healthy.
+	// After a bad round the tenant answers at once, and the next round
+	// starts once it has answered all its events: the healthy rounds do
+	// not pay for its retries.
 	bad := o.slowTenant || o.deadTenant
 	var pairs []float64
+	var badEvents int64 // produced for the bad tenant so far
 	badRound := func(i int, healthy round) error {
 		if err := e.setBad(true); err != nil {
 			return err
 		}
-		r, _, err := round1(i, o.rounds, true, "")
+		r, ph, err := round1(i, o.rounds, true, "")
 		if err != nil {
 			return err
 		}
 		res.BadRounds = append(res.BadRounds, r)
 		pairs = append(pairs, r.Ratio/healthy.Ratio)
-		return e.setBad(false)
+		if err := e.setBad(false); err != nil {
+			return err
+		}
+		badEvents += ph.badEvents
+		return e.waitBadDrained(badEvents)
 	}
 	if o.outcomes == "both" {
 		// Rounds alternate between feedbackd with outcomes off and on,

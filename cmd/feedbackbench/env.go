@@ -277,6 +277,7 @@ func (e *env) startDaemon(outcomes bool) (*daemonProc, error) {
 		"FEEDBACKD_DELIVERY_ALLOW_PRIVATE_NETWORKS=true",
 		fmt.Sprintf("FEEDBACKD_DELIVERY_CONCURRENCY=%d", e.o.concurrency),
 		"FEEDBACKD_LOG_LEVEL=warn",
+		"FEEDBACKD_LOG_FORMAT=json", // what logCount reads, whatever the caller's environment says
 		fmt.Sprintf("FEEDBACKD_OUTCOMES_ENABLED=%t", outcomes),
 	)
 	if e.tls != nil {

@@ -2,9 +2,11 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -19,10 +21,13 @@ type logCount struct {
 
 	mu      sync.Mutex
 	partial []byte         // an unfinished line
-	counts  map[string]int // "ERROR: msg" -> lines
+	counts  map[logKey]int // lines
 }
 
-func newLogCount(w io.Writer) *logCount { return &logCount{w: w, counts: map[string]int{}} }
+// logKey is a level (ERROR, WARN, OTHER) and a message.
+type logKey struct{ level, msg string }
+
+func newLogCount(w io.Writer) *logCount { return &logCount{w: w, counts: map[logKey]int{}} }
 
 // Write counts the complete lines of p and writes p to the wrapped writer.
 func (l *logCount) Write(p []byte) (int, error) {
@@ -45,9 +50,19 @@ func (l *logCount) Write(p []byte) (int, error) {
 // bench's settings (plain http to loopback, --pprof): not counted.
 var expected = []string{"webhook URLs may use plain http", "serving Go profiles"}
 
+// count counts a line if it is a warning or an error, or is not one of
+// feedbackd's JSON log lines at all (a panic's trace, say: its first
+// line is counted, as "OTHER", the rest of it too).
 func (l *logCount) count(line []byte) {
 	var rec struct{ Level, Msg string }
-	if json.Unmarshal(line, &rec) != nil || (rec.Level != "WARN" && rec.Level != "ERROR") {
+	if len(bytes.TrimSpace(line)) == 0 {
+		return
+	}
+	if json.Unmarshal(line, &rec) != nil {
+		l.counts[logKey{"OTHER", "a line that is not JSON: " + string(line[:min(len(line), 80)])}]++
+		return
+	}
+	if rec.Level != "WARN" && rec.Level != "ERROR" {
 		return
 	}
 	for _, e := range expected {
@@ -55,27 +70,31 @@ func (l *logCount) count(line []byte) {
 			return
 		}
 	}
-	l.counts[rec.Level+": "+rec.Msg]++
+	l.counts[logKey{rec.Level, rec.Msg}]++
 }
 
-// summary is one line per message, errors first, most frequent first:
-// "3 x ERROR: dependency down: ...". Empty when there was none.
+// summary is one line per message, errors first, then warnings, then
+// other lines, each most frequent first: "3 x ERROR: dependency down: ...".
+// Empty when there was none.
 func (l *logCount) summary() []string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	var out []string
-	for msg, n := range l.counts {
-		out = append(out, fmt.Sprintf("%d x %s", n, msg))
-	}
-	slices.SortFunc(out, func(a, b string) int {
-		ea, eb := strings.Contains(a, " x ERROR: "), strings.Contains(b, " x ERROR: ")
-		if ea != eb {
-			if ea {
-				return -1
-			}
-			return 1
+	keys := slices.Collect(maps.Keys(l.counts))
+	rank := map[string]int{"ERROR": 0, "WARN": 1}
+	slices.SortFunc(keys, func(a, b logKey) int {
+		ra, oka := rank[a.level]
+		rb, okb := rank[b.level]
+		if !oka {
+			ra = 2
 		}
-		return strings.Compare(a, b)
+		if !okb {
+			rb = 2
+		}
+		return cmp.Or(cmp.Compare(ra, rb), cmp.Compare(l.counts[b], l.counts[a]), strings.Compare(a.msg, b.msg))
 	})
+	out := make([]string, 0, len(keys))
+	for _, k := range keys {
+		out = append(out, fmt.Sprintf("%d x %s: %s", l.counts[k], k.level, k.msg))
+	}
 	return out
 }

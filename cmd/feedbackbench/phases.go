@@ -36,6 +36,39 @@ func (e *env) waitFor(what string, want int64, d *daemonProc) (stats, error) {
 	}
 }
 
+// waitBadDrained waits until the slow or dead tenant's endpoint, healthy
+// again, has answered all the events it was given (want, counted since
+// the start), so that its retries are not paid for by the round after:
+// they come back from the retry tiers (5 s, 30 s, 2 min) and the
+// breaker's cool-down. It gives up, saying so, after 5 minutes.
+func (e *env) waitBadDrained(want int64) error {
+	who := "the " + strings.Replace(e.o.scenario(), "-", " ", 1)
+	start := time.Now()
+	for lastLog := start; ; {
+		s, err := e.stats()
+		if err != nil {
+			return err
+		}
+		if s.BadAnswered >= want {
+			logf("%s: its %d events answered, %.0f s after the round", who, want, time.Since(start).Seconds())
+			return nil
+		}
+		if time.Since(start) > 5*time.Minute {
+			logf("%s: WARNING: %d of its %d events not answered after 5 minutes: the next round pays for their retries", who, want-s.BadAnswered, want)
+			return nil
+		}
+		if time.Since(lastLog) >= 10*time.Second {
+			lastLog = time.Now()
+			logf("%s: waiting for its retries: %d/%d events answered", who, s.BadAnswered, want)
+		}
+		select {
+		case <-e.daemon.done:
+			return fmt.Errorf("%s: feedbackd exited", who)
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
+
 // ceiling is the receiver's rate over --duration with --concurrency
 // goroutines each posting in a loop with a client newClient makes for this
 // round. The receiver's idle connections (feedbackd's) are closed before,
@@ -79,6 +112,7 @@ type phase struct {
 	handshakes int64              // TLS handshakes at the receiver
 	resumed    int64              // of them, resumed sessions
 	conns      int                // connections open at the receiver at the last delivery
+	badEvents  int64              // events produced for the slow or dead tenant
 }
 
 func (p *phase) add(q phase) {
@@ -152,6 +186,7 @@ func (e *env) throughput(n int, withBad, profile bool) (phase, error) {
 		handshakes: s.Handshakes,
 		resumed:    s.Resumed,
 		conns:      s.Open,
+		badEvents:  int64(n) - want,
 	}
 	for name, c := range e.othersCPU() {
 		ph.others[name] = c - others0[name]

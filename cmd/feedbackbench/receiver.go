@@ -20,14 +20,18 @@ import (
 
 // stats is what the receiver saw since its last reset.
 type stats struct {
-	Count  int64 `json:"count"`  // requests from the healthy tenants
-	Bad    int64 `json:"bad"`    // requests to the slow or dead tenant's endpoint
-	First  int64 `json:"first"`  // unix ns of the first healthy request
-	Last   int64 `json:"last"`   // unix ns of the last healthy request
-	P50    int64 `json:"p50_ns"` // latency from produce time (in requestId) to arrival
-	P95    int64 `json:"p95_ns"`
-	P99    int64 `json:"p99_ns"`
-	Sample int   `json:"latency_samples"`
+	Count int64 `json:"count"` // requests from the healthy tenants
+	Bad   int64 `json:"bad"`   // requests to the slow or dead tenant's endpoint
+	// BadAnswered is how many distinct events (Webhook-Id) the slow or
+	// dead tenant's endpoint has answered since the receiver started: not
+	// reset, so that the bench can wait for its retries to drain.
+	BadAnswered int64 `json:"bad_answered"`
+	First       int64 `json:"first"`  // unix ns of the first healthy request
+	Last        int64 `json:"last"`   // unix ns of the last healthy request
+	P50         int64 `json:"p50_ns"` // latency from produce time (in requestId) to arrival
+	P95         int64 `json:"p95_ns"`
+	P99         int64 `json:"p99_ns"`
+	Sample      int   `json:"latency_samples"`
 	// Handshakes are the TLS handshakes (one per new connection), Resumed
 	// those of them that resumed a session.
 	Handshakes int64 `json:"tls_handshakes"`
@@ -66,7 +70,8 @@ func receiverMain(args []string) int {
 	var st stats
 	var lat []int64
 	var conns connTracker
-	var bad atomic.Bool // the slow or dead tenant is bad now
+	var bad atomic.Bool                  // the slow or dead tenant is bad now
+	badAnswered := map[string]struct{}{} // its events answered, by Webhook-Id
 	marker := []byte(`"requestId":"t`)
 	badTenant := func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.Copy(io.Discard, r.Body)
@@ -76,6 +81,9 @@ func receiverMain(args []string) int {
 		if bad.Load() {
 			time.Sleep(*slowAfter)
 		}
+		mu.Lock()
+		badAnswered[r.Header.Get("Webhook-Id")] = struct{}{}
+		mu.Unlock()
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /", func(w http.ResponseWriter, r *http.Request) {
@@ -110,6 +118,7 @@ func receiverMain(args []string) int {
 	control.HandleFunc("GET /stats", func(w http.ResponseWriter, _ *http.Request) {
 		mu.Lock()
 		out := st
+		out.BadAnswered = int64(len(badAnswered))
 		l := slices.Clone(lat)
 		mu.Unlock()
 		slices.Sort(l)
