@@ -110,11 +110,11 @@ func BenchmarkInFlight(b *testing.B) {
 			}
 			tg, _ := target(&testing.T{}, url, map[string]string{"X-Tenant": "bench"})
 			body := make([]byte, 700)
-			var inflight, idle float64
+			var inflight, idle, stack float64
 			b.ResetTimer()
 			for range b.N {
 				c := New(opts) // each round dials n connections afresh
-				before := testenv.LiveBytes()
+				before, stack0 := testenv.LiveBytes(), testenv.StackBytes()
 				var wg sync.WaitGroup
 				for range n {
 					wg.Go(func() {
@@ -128,16 +128,18 @@ func BenchmarkInFlight(b *testing.B) {
 						b.Fatal(err)
 					}
 				}
-				held := testenv.LiveBytes()
+				held, stack1 := testenv.LiveBytes(), testenv.StackBytes()
 				_, _ = stdin.Write([]byte{'.'})
 				wg.Wait()
 				after := testenv.LiveBytes()
 				inflight += float64(held-before) / n
+				stack += float64(stack1-stack0) / n
 				idle += float64(after-before) / n
 				c.Close()
 			}
 			b.ReportMetric(inflight/float64(b.N), "B/in-flight")
 			b.ReportMetric(idle/float64(b.N), "B/idle-conn")
+			b.ReportMetric(stack/float64(b.N), "stack-B/in-flight") // of B/in-flight
 		})
 	}
 }

@@ -208,8 +208,25 @@ func (t *transport) get(ctx context.Context, deadline time.Time, key poolKey, u 
 	}
 	ctx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
-	c, err = t.dialConn(ctx, key, u)
-	return c, false, err
+	// Dialled on a goroutine of its own, which ends with it: connecting
+	// (the address check, net.Dialer, a TLS handshake) runs deeper than
+	// 8 KiB of stack, and a goroutine's stack, once grown, stays grown
+	// while it waits for the answer. With the caller's at 8 KiB rather
+	// than 16 KiB, thousands of slow deliveries in flight hold half the
+	// stack memory (BenchmarkInFlight's stack-B/in-flight).
+	dialed := make(chan dialResult, 1)
+	go func() {
+		c, err := t.dialConn(ctx, key, u)
+		dialed <- dialResult{c, err}
+	}()
+	r := <-dialed // dialConn returns once ctx ends
+	return r.c, false, r.err
+}
+
+// dialResult is what dialConn returned.
+type dialResult struct {
+	c   *conn
+	err error
 }
 
 // dialConn connects to the endpoint of u, with TLS for https, until ctx

@@ -16,6 +16,16 @@ func LiveBytes() int64 {
 	return int64(m.HeapAlloc + m.StackInuse)
 }
 
+// StackBytes is the goroutine stacks in use, after a collection (which
+// shrinks the stacks that use a quarter of their size or less): the part
+// of LiveBytes that goroutines hold.
+func StackBytes() int64 {
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return int64(m.StackInuse)
+}
+
 // ProcessCPU is the CPU time this process has used so far (user and
 // system, all threads): benchmarks report it per operation, which a shared
 // machine's drift changes less than wall-clock time.
