@@ -29,6 +29,9 @@ type slots struct {
 	want                     atomic.Int64
 	// full is set when a poll finds every delivery slot taken.
 	full atomic.Bool
+	// settlingNow is the settling slots taken, which maxSettling bounds
+	// too.
+	settlingNow atomic.Int64
 
 	mu       sync.Mutex // orders running.Add before the drain's Wait
 	draining bool
@@ -219,6 +222,14 @@ type slot struct {
 	settling bool
 }
 
+// maxSettling bounds the settling slots, whatever the limit: settling
+// waits on Redis and Kafka, and jobs pile up there only when the machine
+// cannot keep up. At 16,384 delivery slots on a starved machine, up to as
+// many settling jobs held their record, event and goroutine, 35,000
+// goroutines in all; a job that finds none free settles in its delivery
+// slot, which holds back the next poll instead.
+const maxSettling = 1024
+
 // trade trades the delivery slot for a settling slot, if one is free, once
 // the attempt is over: recording the delivery and writing a retry or dead
 // letter wait on Redis and Kafka, not on the endpoint, and should not keep
@@ -228,11 +239,16 @@ func (s *slot) trade() {
 	if !s.delivery || s.settling {
 		return
 	}
+	if s.pool.settlingNow.Add(1) > maxSettling {
+		s.pool.settlingNow.Add(-1)
+		return
+	}
 	select {
 	case s.pool.settling <- struct{}{}:
 		s.settling = true
 		s.release()
 	default:
+		s.pool.settlingNow.Add(-1)
 	}
 }
 
@@ -265,6 +281,7 @@ func (s *slot) done() {
 	s.release()
 	if s.settling {
 		s.settling = false
+		s.pool.settlingNow.Add(-1)
 		if !s.pool.keep(&s.pool.ballastSettling) {
 			<-s.pool.settling
 		}

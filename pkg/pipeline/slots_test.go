@@ -122,6 +122,35 @@ func TestSlotsResize(t *testing.T) {
 	}
 }
 
+// Settling slots are as many as the delivery slots, but never more than
+// maxSettling: the job after keeps its delivery slot, until a settling
+// slot is given back.
+func TestSlotsSettlingBound(t *testing.T) {
+	ctx := context.Background()
+	n := maxSettling + 10
+	s := newSlots(n, n, prometheus.NewGauge(prometheus.GaugeOpts{Name: "inflight"}))
+	var held []*slot
+	for range maxSettling {
+		h := s.acquire(ctx)
+		h.trade()
+		if !h.settling || h.delivery {
+			t.Fatalf("settling slot %d of %d: settling %v, delivery %v", len(held)+1, maxSettling, h.settling, h.delivery)
+		}
+		held = append(held, h)
+	}
+	over := s.acquire(ctx)
+	over.trade()
+	if over.settling || !over.delivery {
+		t.Fatalf("past maxSettling: settling %v, delivery %v", over.settling, over.delivery)
+	}
+	held[0].done()
+	held[0].end()
+	over.trade()
+	if !over.settling || over.delivery {
+		t.Fatalf("after one was given back: settling %v, delivery %v", over.settling, over.delivery)
+	}
+}
+
 func TestQuantile(t *testing.T) {
 	inf := math.Inf(1)
 	buckets := []float64{math.Inf(-1), 0.001, 0.004, inf} // (-inf,1ms], (1ms,4ms], (4ms,+inf)

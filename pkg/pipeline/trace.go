@@ -54,6 +54,14 @@ func (p *Pipeline) run(ctx context.Context, j *job, s *slot) {
 		p.settle(ctx, j, p.process(ctx, j, s), s)
 		return
 	}
+	p.runTraced(ctx, j, s)
+}
+
+// runTraced is run with spans. Apart from run, whose frame, under every
+// attempt, would otherwise hold the span attributes' 1.3 KB untraced too:
+// a delivering goroutine's stack is most of what a delivery in flight
+// costs.
+func (p *Pipeline) runTraced(ctx context.Context, j *job, s *slot) {
 	r := j.rec
 	ctx, span := p.tracer.Start(tracing.Extract(ctx, r.Headers), "process "+r.Topic,
 		trace.WithSpanKind(trace.SpanKindConsumer),
