@@ -184,6 +184,11 @@ func bench(o options) (res result, err error) {
 		return res, err
 	}
 	res.PeakRSSMiB = e.daemon.peakRSS()
+	res.MemoryAtPeak = e.memPeak
+	if e.memPeak.MostInflight > 0 {
+		res.PerInflightKB = res.PeakRSSMiB * (1 << 20) / e.memPeak.MostInflight / 1000
+	}
+	res.GOMEMLIMIT = e.gomemlimit()
 	res.FeedbackdCPUCores = e.daemon.cpu() / time.Since(e.daemon.started).Seconds()
 
 	if o.backlog > 0 {

@@ -37,6 +37,7 @@ type env struct {
 	cleanup   []func()
 	daemon    *daemonProc
 	daemonLog *logCount // every feedbackd's log, passed through to stderr and counted
+	memPeak   memPeak   // feedbackd's memory at its peak over the throughput rounds
 	producer  *kgo.Client
 	http      *http.Client
 	// receiverPID is the receiver's process, for its open-file limit.
@@ -280,6 +281,9 @@ func (e *env) startDaemon(outcomes bool) (*daemonProc, error) {
 		"FEEDBACKD_LOG_FORMAT=json", // what logCount reads, whatever the caller's environment says
 		fmt.Sprintf("FEEDBACKD_OUTCOMES_ENABLED=%t", outcomes),
 	)
+	if e.o.gomemlimit != "" {
+		d.cmd.Env = append(d.cmd.Env, "GOMEMLIMIT="+e.o.gomemlimit)
+	}
 	if e.tls != nil {
 		// feedbackd trusts the system roots for deliveries; on Linux,
 		// SSL_CERT_FILE replaces the bundle file (the certificate
@@ -337,4 +341,12 @@ func freePort() (int, error) {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// gomemlimit is feedbackd's GOMEMLIMIT: --gomemlimit, or the environment's.
+func (e *env) gomemlimit() string {
+	if e.o.gomemlimit != "" {
+		return e.o.gomemlimit
+	}
+	return os.Getenv("GOMEMLIMIT")
 }

@@ -13,6 +13,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
+	"strings"
 	"time"
 )
 
@@ -41,7 +43,11 @@ its own process and feedbackd (--feedbackd) as a separate process; registers
                from its go_memstats_* metrics over the throughput phase
   cpu          CPU seconds per 1,000 deliveries of feedbackd, and of the
                receiver, redis-server and this process (broker, producer)
-  peak RSS     feedbackd's VmHWM
+  peak RSS     feedbackd's VmHWM, with its GOMEMLIMIT (--gomemlimit); and,
+               sampled every 250 ms over the throughput rounds, its heap in
+               use and goroutine stacks when they were largest, and the peak
+               RSS over the most deliveries in flight seen: memory per
+               delivery in flight
 With --outcomes both (the default), the throughput rounds alternate between
 feedbackd with outcomes.enabled false and true (FEEDBACKD_OUTCOMES_ENABLED),
 restarted and warmed up before each round, against the same ceilings; both
@@ -97,6 +103,7 @@ type options struct {
 	outcomes     string // on, off or both
 	tls          bool   // the receiver serves HTTPS
 	hosts        int    // endpoint hosts (loopback addresses)
+	gomemlimit   string // feedbackd's GOMEMLIMIT; "" leaves the environment's
 }
 
 func main() {
@@ -128,6 +135,7 @@ func run() int {
 	fs.StringVar(&o.outcomes, "outcomes", "both", "run feedbackd with outcomes (the outcomes topic) on, off, or both: rounds alternating off and on, compared")
 	fs.BoolVar(&o.tls, "tls", false, "the receiver serves HTTPS with a CA this run makes; the ceilings use TLS too, feedbackd trusts the CA through SSL_CERT_FILE")
 	fs.IntVar(&o.hosts, "hosts", 1, "distinct endpoint hosts: the receiver listens on this many loopback addresses (127.0.0.2 and on when more than 1), the tenants' URLs go to them round robin")
+	fs.StringVar(&o.gomemlimit, "gomemlimit", "", "run feedbackd with this GOMEMLIMIT (Go's soft memory limit, e.g. 448MiB: what the Kubernetes manifest sets from the container's memory limit); default: this process's environment's, if any")
 	fs.StringVar(&o.pprof, "pprof", "", "write a CPU profile of feedbackd during the first throughput round to this file (with --outcomes both, the first with outcomes on), and heap and goroutine profiles taken halfway through it to FILE.heap and FILE.goroutine")
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -151,6 +159,10 @@ func run() int {
 		fmt.Fprintln(os.Stderr, "feedbackbench: --outcomes must be on, off or both")
 		return 2
 	}
+	if o.gomemlimit != "" && !validMemLimit(o.gomemlimit) {
+		fmt.Fprintf(os.Stderr, "feedbackbench: --gomemlimit %q is not a size such as 448MiB (B, KiB, MiB, GiB, TiB) or off\n", o.gomemlimit)
+		return 2
+	}
 	res, err := bench(o)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "feedbackbench:", err)
@@ -164,4 +176,20 @@ func run() int {
 		printTable(res)
 	}
 	return 0
+}
+
+// validMemLimit reports whether s is a GOMEMLIMIT the Go runtime takes:
+// a whole number of bytes with an optional B, KiB, MiB, GiB or TiB, or off.
+func validMemLimit(s string) bool {
+	if s == "off" {
+		return true
+	}
+	for _, unit := range []string{"TiB", "GiB", "MiB", "KiB", "B"} {
+		if n, ok := strings.CutSuffix(s, unit); ok {
+			s = n
+			break
+		}
+	}
+	_, err := strconv.ParseUint(s, 10, 63)
+	return err == nil
 }

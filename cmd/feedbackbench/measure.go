@@ -45,16 +45,21 @@ func procCPU(pid int) float64 {
 	return st.CPUTime()
 }
 
-// memstats are the Go runtime's allocation counters of the process.
-type memstats struct{ mallocs, bytes float64 }
+// memstats are the Go runtime's allocation counters of the process, and
+// what it holds now: heap in use, goroutine stacks, goroutines, and the
+// deliveries in flight (records holding a delivery slot).
+type memstats struct {
+	mallocs, bytes                     float64
+	heap, stacks, goroutines, inflight float64
+}
 
 // minus is what m counted since m0.
 func (m memstats) minus(m0 memstats) (mallocs, bytes float64) {
 	return m.mallocs - m0.mallocs, m.bytes - m0.bytes
 }
 
-// memstats reads go_memstats_mallocs_total and go_memstats_alloc_bytes_total
-// from the daemon's /metrics (zero if it cannot).
+// memstats reads go_memstats_* and the gauges above from the daemon's
+// /metrics (zero if it cannot).
 func (d *daemonProc) memstats(c *http.Client) memstats {
 	resp, err := c.Get(d.api + "/metrics")
 	if err != nil {
@@ -66,13 +71,64 @@ func (d *daemonProc) memstats(c *http.Client) memstats {
 	if err != nil {
 		return memstats{}
 	}
-	counter := func(name string) float64 {
-		if f := fams[name]; f != nil && len(f.GetMetric()) > 0 {
-			return f.GetMetric()[0].GetCounter().GetValue()
+	value := func(name string) float64 {
+		f := fams[name]
+		if f == nil || len(f.GetMetric()) == 0 {
+			return 0
 		}
-		return 0
+		if m := f.GetMetric()[0]; m.GetCounter() != nil {
+			return m.GetCounter().GetValue()
+		}
+		return f.GetMetric()[0].GetGauge().GetValue()
 	}
-	return memstats{mallocs: counter("go_memstats_mallocs_total"), bytes: counter("go_memstats_alloc_bytes_total")}
+	return memstats{
+		mallocs: value("go_memstats_mallocs_total"), bytes: value("go_memstats_alloc_bytes_total"),
+		heap: value("go_memstats_heap_inuse_bytes"), stacks: value("go_memstats_stack_inuse_bytes"),
+		goroutines: value("go_goroutines"), inflight: value("feedbackd_inflight_deliveries"),
+	}
+}
+
+// memPeak is what feedbackd held when its heap and stacks together were
+// largest, of the samples taken, and the most deliveries in flight seen.
+type memPeak struct {
+	HeapMiB      float64 `json:"heap_mib"`
+	StacksMiB    float64 `json:"stacks_mib"`
+	Goroutines   float64 `json:"goroutines"`
+	Inflight     float64 `json:"inflight"`      // at that sample
+	MostInflight float64 `json:"most_inflight"` // of all samples
+}
+
+func (p *memPeak) add(m memstats) {
+	p.MostInflight = max(p.MostInflight, m.inflight)
+	if (m.heap+m.stacks)/(1<<20) > p.HeapMiB+p.StacksMiB {
+		p.HeapMiB, p.StacksMiB, p.Goroutines, p.Inflight = m.heap/(1<<20), m.stacks/(1<<20), m.goroutines, m.inflight
+	}
+}
+
+// merge makes p the larger of the peaks of p and q.
+func (p *memPeak) merge(q memPeak) {
+	most := max(p.MostInflight, q.MostInflight)
+	if q.HeapMiB+q.StacksMiB > p.HeapMiB+p.StacksMiB {
+		*p = q
+	}
+	p.MostInflight = most
+}
+
+// sampleMemory samples feedbackd's memory every 250 ms into peak until
+// stop is closed, then closes done.
+func (e *env) sampleMemory(peak *memPeak, stop, done chan struct{}) {
+	defer close(done)
+	c := &http.Client{Timeout: 2 * time.Second}
+	for {
+		select {
+		case <-stop:
+			return
+		case <-time.After(250 * time.Millisecond):
+		}
+		if m := e.daemon.memstats(c); m.goroutines > 0 {
+			peak.add(m)
+		}
+	}
 }
 
 // peakRSS is the process's peak resident set size (VmHWM) in MiB (0 if it

@@ -168,6 +168,10 @@ func (e *env) throughput(n int, withBad, profile bool) (phase, error) {
 	} else {
 		profiled <- nil
 	}
+	var mem memPeak
+	stopSampling, sampled := make(chan struct{}), make(chan struct{})
+	go e.sampleMemory(&mem, stopSampling, sampled)
+	defer func() { close(stopSampling); <-sampled; e.memPeak.merge(mem) }()
 	if err := e.produce(0, n, pick); err != nil {
 		return phase{}, err
 	}

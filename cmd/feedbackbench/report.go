@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"fmt"
 	"io"
 	"maps"
@@ -47,20 +48,26 @@ type result struct {
 	OthersWorstPair float64 `json:"others_vs_healthy_worst_pair,omitempty"`
 	// FeedbackdLog counts the warnings and errors feedbackd logged during
 	// the run, by message ("3 x ERROR: dependency down: ...").
-	FeedbackdLog      []string `json:"feedbackd_log"`
-	OfferedPerSec     float64  `json:"latency_offered_per_s"`
-	P50MS             float64  `json:"p50_ms"`
-	P95MS             float64  `json:"p95_ms"`
-	P99MS             float64  `json:"p99_ms"`
-	SustainedPerSec   float64  `json:"latency_sustained_per_s"`
-	SustainedP50MS    float64  `json:"sustained_p50_ms"`
-	SustainedP95MS    float64  `json:"sustained_p95_ms"`
-	SustainedP99MS    float64  `json:"sustained_p99_ms"`
-	PeakRSSMiB        float64  `json:"peak_rss_mib"`
-	Backlog           int      `json:"backlog,omitempty"`
-	BacklogPerSec     float64  `json:"backlog_deliveries_per_s,omitempty"`
-	BacklogPeakRSSMiB float64  `json:"backlog_peak_rss_mib,omitempty"`
-	FeedbackdCPUCores float64  `json:"feedbackd_cpu_cores"`
+	FeedbackdLog    []string `json:"feedbackd_log"`
+	OfferedPerSec   float64  `json:"latency_offered_per_s"`
+	P50MS           float64  `json:"p50_ms"`
+	P95MS           float64  `json:"p95_ms"`
+	P99MS           float64  `json:"p99_ms"`
+	SustainedPerSec float64  `json:"latency_sustained_per_s"`
+	SustainedP50MS  float64  `json:"sustained_p50_ms"`
+	SustainedP95MS  float64  `json:"sustained_p95_ms"`
+	SustainedP99MS  float64  `json:"sustained_p99_ms"`
+	PeakRSSMiB      float64  `json:"peak_rss_mib"`
+	// MemoryAtPeak is feedbackd's heap and stacks when they were largest
+	// in the throughput rounds; PerInflightKB is the peak RSS over the most
+	// deliveries in flight seen there.
+	MemoryAtPeak      memPeak `json:"memory_at_peak"`
+	PerInflightKB     float64 `json:"peak_rss_per_inflight_kb"`
+	GOMEMLIMIT        string  `json:"gomemlimit"` // feedbackd's, "" if none
+	Backlog           int     `json:"backlog,omitempty"`
+	BacklogPerSec     float64 `json:"backlog_deliveries_per_s,omitempty"`
+	BacklogPeakRSSMiB float64 `json:"backlog_peak_rss_mib,omitempty"`
+	FeedbackdCPUCores float64 `json:"feedbackd_cpu_cores"`
 }
 
 // figures are what the healthy throughput rounds measured. Each round has
@@ -128,7 +135,11 @@ func printTable(r result) {
 	}
 	fmt.Fprintf(w, "latency at %.0f/s (p50/p95/p99)\t%.1f / %.1f / %.1f ms\n", r.OfferedPerSec, r.P50MS, r.P95MS, r.P99MS)
 	fmt.Fprintf(w, "latency at %.0f/s, half feedbackd's rate\t%.1f / %.1f / %.1f ms\n", r.SustainedPerSec, r.SustainedP50MS, r.SustainedP95MS, r.SustainedP99MS)
-	fmt.Fprintf(w, "peak RSS\t%.0f MiB\n", r.PeakRSSMiB)
+	fmt.Fprintf(w, "peak RSS\t%.0f MiB (GOMEMLIMIT %s)\n", r.PeakRSSMiB, cmp.Or(r.GOMEMLIMIT, "not set"))
+	if m := r.MemoryAtPeak; m.Goroutines > 0 {
+		fmt.Fprintf(w, "  at the largest heap and stacks\theap in use %.0f MiB, stacks %.0f MiB, %.0f goroutines, %.0f deliveries in flight\n", m.HeapMiB, m.StacksMiB, m.Goroutines, m.Inflight)
+		fmt.Fprintf(w, "  per delivery in flight\t%.1f KB (peak RSS over the most in flight, %.0f)\n", r.PerInflightKB, m.MostInflight)
+	}
 	if len(r.FeedbackdLog) == 0 {
 		fmt.Fprintf(w, "feedbackd's log\tno warning or error (but the start-up ones of the bench's settings)\n")
 	}
