@@ -185,7 +185,7 @@ func bench(o options) (res result, err error) {
 	}
 	res.PeakRSSMiB = e.daemon.peakRSS()
 	res.MemoryAtPeak = e.memPeak
-	if e.memPeak.MostInflight > 0 {
+	if e.memPeak.MostInflight >= 1000 { // below, the process's own memory is most of it
 		res.PerInflightKB = res.PeakRSSMiB * (1 << 20) / e.memPeak.MostInflight / 1000
 	}
 	res.GOMEMLIMIT = e.gomemlimit()

@@ -38,7 +38,9 @@ its own process and feedbackd (--feedbackd) as a separate process; registers
                round and ratio count, and the worst is shown
   latency      p50/p95/p99 from produce to arrival at half the ceiling
                measured last (just before), and again at half feedbackd's
-               measured rate
+               measured rate; each over --duration after a second at the
+               rate that is not counted (feedbackd opens its connections
+               again: the ceiling round before closed them)
   allocations  feedbackd's Go allocations (count, bytes) per delivery,
                from its go_memstats_* metrics over the throughput phase
   cpu          CPU seconds per 1,000 deliveries of feedbackd, and of the
@@ -47,7 +49,7 @@ its own process and feedbackd (--feedbackd) as a separate process; registers
                sampled every 250 ms over the throughput rounds, its heap in
                use and goroutine stacks when they were largest, and the peak
                RSS over the most deliveries in flight seen: memory per
-               delivery in flight
+               delivery in flight (from 1,000 in flight)
 With --outcomes both (the default), the throughput rounds alternate between
 feedbackd with outcomes.enabled false and true (FEEDBACKD_OUTCOMES_ENABLED),
 restarted and warmed up before each round, against the same ceilings; both

@@ -206,27 +206,27 @@ func (e *env) throughput(n int, withBad, profile bool) (phase, error) {
 // latency offers rate events/s for --duration and returns the p50, p95
 // and p99 from produce to arrival, in milliseconds.
 func (e *env) latency(rate float64) (p50, p95, p99 float64, err error) {
+	// A second at the rate first, not counted: the ceiling round before
+	// closed feedbackd's idle connections (as every phase does, so that
+	// file descriptors do not pile up), and with thousands of slots the
+	// first events of the phase would measure re-opening them.
+	if err := e.reset(); err != nil {
+		return 0, 0, 0, err
+	}
+	logf("latency: offering %.0f events/s for 1s, not measured (connections open again)", rate)
+	warm, err := e.offer(rate, time.Second)
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	if _, err := e.waitFor("latency warm-up", int64(warm), e.daemon); err != nil {
+		return 0, 0, 0, err
+	}
 	if err := e.reset(); err != nil {
 		return 0, 0, 0, err
 	}
 	logf("latency: offering %.0f events/s for %s", rate, e.o.duration)
-	ctx := context.Background()
-	const tick = 10 * time.Millisecond
-	perTick := rate * tick.Seconds()
-	t := time.NewTicker(tick)
-	defer t.Stop()
-	start := time.Now()
-	sent, owed := 0, 0.0
-	for time.Since(start) < e.o.duration {
-		<-t.C
-		owed += perTick
-		for ; owed >= 1; owed-- {
-			ch := sent % 4
-			e.producer.Produce(ctx, &kgo.Record{Topic: channels[ch].topic, Value: eventFor(sent, ch, time.Now().UnixNano(), e.o.healthyTenant(sent))}, nil)
-			sent++
-		}
-	}
-	if err := e.producer.Flush(ctx); err != nil {
+	sent, err := e.offer(rate, e.o.duration)
+	if err != nil {
 		return 0, 0, 0, err
 	}
 	s, err := e.waitFor("latency", int64(sent), e.daemon)
@@ -236,6 +236,28 @@ func (e *env) latency(rate float64) (p50, p95, p99 float64, err error) {
 	p50, p95, p99 = float64(s.P50)/1e6, float64(s.P95)/1e6, float64(s.P99)/1e6
 	logf("latency: p50 %.1f ms, p95 %.1f ms, p99 %.1f ms over %d deliveries", p50, p95, p99, s.Sample)
 	return p50, p95, p99, nil
+}
+
+// offer produces rate events/s to the healthy tenants for d, each stamped
+// with its produce time, and returns how many it produced.
+func (e *env) offer(rate float64, d time.Duration) (int, error) {
+	ctx := context.Background()
+	const tick = 10 * time.Millisecond
+	perTick := rate * tick.Seconds()
+	t := time.NewTicker(tick)
+	defer t.Stop()
+	start := time.Now()
+	sent, owed := 0, 0.0
+	for time.Since(start) < d {
+		<-t.C
+		owed += perTick
+		for ; owed >= 1; owed-- {
+			ch := sent % 4
+			e.producer.Produce(ctx, &kgo.Record{Topic: channels[ch].topic, Value: eventFor(sent, ch, time.Now().UnixNano(), e.o.healthyTenant(sent))}, nil)
+			sent++
+		}
+	}
+	return sent, e.producer.Flush(ctx)
 }
 
 // drainBacklog stops feedbackd, produces the backlog, starts a fresh

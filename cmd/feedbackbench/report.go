@@ -138,7 +138,9 @@ func printTable(r result) {
 	fmt.Fprintf(w, "peak RSS\t%.0f MiB (GOMEMLIMIT %s)\n", r.PeakRSSMiB, cmp.Or(r.GOMEMLIMIT, "not set"))
 	if m := r.MemoryAtPeak; m.Goroutines > 0 {
 		fmt.Fprintf(w, "  at the largest heap and stacks\theap in use %.0f MiB, stacks %.0f MiB, %.0f goroutines, %.0f deliveries in flight\n", m.HeapMiB, m.StacksMiB, m.Goroutines, m.Inflight)
-		fmt.Fprintf(w, "  per delivery in flight\t%.1f KB (peak RSS over the most in flight, %.0f)\n", r.PerInflightKB, m.MostInflight)
+		if m.MostInflight >= 1000 { // below, the process's own memory is most of it
+			fmt.Fprintf(w, "  per delivery in flight\t%.1f KB (peak RSS over the most in flight, %.0f)\n", r.PerInflightKB, m.MostInflight)
+		}
 	}
 	if len(r.FeedbackdLog) == 0 {
 		fmt.Fprintf(w, "feedbackd's log\tno warning or error (but the start-up ones of the bench's settings)\n")
