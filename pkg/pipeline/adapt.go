@@ -3,6 +3,7 @@ package pipeline
 import (
 	"context"
 	"runtime/metrics"
+	"sync/atomic"
 	"time"
 )
 
@@ -15,6 +16,47 @@ import (
 // process's goroutines get a core as soon as they can run (the deliveries
 // wait for endpoints, not for CPU); and they shrink back when goroutines
 // queue for a core or the slots are not all needed.
+
+// A slow endpoint's attempts hold delivery slots for seconds without
+// using a core: an endpoint answering in 10 s held 64 of the 256 slots (its
+// endpoint_concurrency) in a bench against a fast receiver, where the
+// slots do not grow (the goroutines queue for a core), and the other
+// tenants got 0.87 of their rate. So the slots never go below Concurrency
+// plus the attempts in progress for longer than slowAttempt (slowAttempts).
+const slowAttempt = time.Second
+
+// slowAttempts counts the attempts in progress by the second they started
+// in, so that adapt can tell how many delivery slots wait on slow
+// endpoints. Each counter is cumulative: a bucket's started less ended is
+// the attempts of its latest second still in progress, since an attempt
+// lasts less than attemptSeconds (delivery.timeout is at most 5 minutes).
+// It is safe for concurrent use.
+type slowAttempts struct {
+	started, ended [attemptSeconds]atomic.Int64
+}
+
+const attemptSeconds = 512
+
+// start counts an attempt starting now and returns what end takes.
+func (a *slowAttempts) start(now time.Time) int64 {
+	sec := now.Unix()
+	a.started[sec%attemptSeconds].Add(1)
+	return sec
+}
+
+// end counts the end of the attempt that start returned sec for.
+func (a *slowAttempts) end(sec int64) { a.ended[sec%attemptSeconds].Add(1) }
+
+// older is how many attempts in progress at now started at least age ago
+// (to the second, erring towards fewer).
+func (a *slowAttempts) older(now time.Time, age time.Duration) int {
+	n := int64(0)
+	last := now.Unix() - int64(age/time.Second) - 1 // started in that second or before: age ago at least
+	for sec := now.Unix() - attemptSeconds + 1; sec <= last; sec++ {
+		n += a.started[sec%attemptSeconds].Load() - a.ended[sec%attemptSeconds].Load()
+	}
+	return int(max(n, 0))
+}
 
 // load is what adapt decides on, sampled over adaptInterval.
 type load struct {
@@ -73,8 +115,9 @@ func (p *Pipeline) adaptLoop(ctx context.Context) {
 		case <-t.C:
 		}
 		l := load{saturated: p.slots.saturated(), sched: sched.p90(), depFailing: p.depFailing.Load()}
-		if next := adapt(target, least, most, l); next != target {
-			p.log.Debug("delivery slots resized", "from", target, "to", next, "all_taken", l.saturated, "sched_p90", l.sched, "dependency_failing", l.depFailing)
+		floor := min(least+p.attempts.older(time.Now(), slowAttempt), most)
+		if next := adapt(target, floor, most, l); next != target {
+			p.log.Debug("delivery slots resized", "from", target, "to", next, "all_taken", l.saturated, "sched_p90", l.sched, "dependency_failing", l.depFailing, "slow_attempts", floor-least)
 			target = next
 			p.slots.resize(target)
 		}

@@ -150,6 +150,7 @@ type Pipeline struct {
 	slots    *slots           // jobs running
 	parking  *parking         // jobs waiting for a busy endpoint without a slot
 	workers  *goroutines      // the goroutines jobs run on
+	attempts slowAttempts     // in progress, by the second they started (see adapt)
 	// depFailing says the last dependency check failed or was slow: the
 	// slots do not grow then (see adapt).
 	depFailing atomic.Bool

@@ -271,7 +271,9 @@ func (p *Pipeline) claim(ctx context.Context, j *job) dedupe.Claim {
 func (p *Pipeline) attempt(ctx context.Context, j *job, t *webhook.Target, d admission.Decision, claim dedupe.Claim, s *slot) deliver.Result {
 	defer d.Release()
 	sctx, span := p.attemptSpan(ctx, j, t)
+	started := p.attempts.start(time.Now())
 	res := p.sender.Send(sctx, t, j.st.WebhookID, j.ev.Body(make([]byte, 0, len(j.ev.Raw)+32)))
+	p.attempts.end(started)
 	endAttempt(span, &res)
 	s.trade()
 	if res.Verdict != deliver.Delivered && p.opts.Dedupe != nil {

@@ -171,3 +171,51 @@ func TestQuantile(t *testing.T) {
 		})
 	}
 }
+
+// slowAttempts counts the attempts in progress that started at least an
+// age ago, to the second and never more, across a bucket's reuse.
+func TestSlowAttempts(t *testing.T) {
+	var a slowAttempts
+	t0 := time.Unix(1000, 0)
+	s1, s2, s3 := a.start(t0), a.start(t0.Add(100*time.Millisecond)), a.start(t0.Add(900*time.Millisecond))
+	late := a.start(t0.Add(1500 * time.Millisecond))
+	a.end(s2)
+	for _, tc := range []struct {
+		at   time.Duration
+		want int
+	}{
+		{1500 * time.Millisecond, 0}, // 0.6 s to 1.5 s old: not counted
+		{2100 * time.Millisecond, 2}, // s1 and s3, both over a second old
+		{2900 * time.Millisecond, 2}, // late is only 1.4 s old
+		{3000 * time.Millisecond, 3}, // and now counted
+		{10 * time.Second, 3},
+	} {
+		if got := a.older(t0.Add(tc.at), time.Second); got != tc.want {
+			t.Errorf("at t0+%v: %d older than 1s, want %d", tc.at, got, tc.want)
+		}
+	}
+	a.end(s1)
+	a.end(s3)
+	a.end(late)
+	if got := a.older(t0.Add(10*time.Second), time.Second); got != 0 {
+		t.Errorf("all ended: %d", got)
+	}
+	// The same bucket, attemptSeconds later.
+	again := t0.Add(attemptSeconds * time.Second)
+	a.start(again)
+	if got := a.older(again.Add(2*time.Second), time.Second); got != 1 {
+		t.Errorf("bucket reused: %d, want 1", got)
+	}
+}
+
+// adapt never takes the slots below the floor it is given: Concurrency
+// plus the slow attempts in progress.
+func TestAdaptFloor(t *testing.T) {
+	busy := load{saturated: true, sched: 10 * time.Millisecond}
+	if got := adapt(256, 256+64, 4096, busy); got != 320 {
+		t.Errorf("busy cores, 64 slow attempts: %d slots, want 320", got)
+	}
+	if got := adapt(400, 256+64, 4096, busy); got != 320 {
+		t.Errorf("busy cores from 400: %d slots, want 320 (400 less a quarter is 300)", got)
+	}
+}
