@@ -23,10 +23,7 @@ func TestGoroutinesKeepAtMostMaxIdle(t *testing.T) {
 		finished.Add(1)
 		g.goFunc(func() { running.Done(); <-release; finished.Done() })
 	}
-	running.Wait()
-	if n := runtime.NumGoroutine() - base; n < 20 {
-		t.Fatalf("%d goroutines for 20 functions running at once", n)
-	}
+	running.Wait() // 20 functions blocked at once: 20 goroutines (counting them here would count other tests' that are ending)
 	close(release)
 	finished.Wait()
 	deadline := time.Now().Add(5 * time.Second)
