@@ -186,7 +186,9 @@ func bench(o options) (res result, err error) {
 	res.PeakRSSMiB = e.daemon.peakRSS()
 	res.MemoryAtPeak = e.memPeak
 	if e.memPeak.MostInflight >= 1000 { // below, the process's own memory is most of it
-		res.PerInflightKB = res.PeakRSSMiB * (1 << 20) / e.memPeak.MostInflight / 1000
+		// Both over the throughput rounds' samples (with --outcomes both,
+		// over every feedbackd started), not the last one's peak.
+		res.PerInflightKB = e.memPeak.RSSMiB * (1 << 20) / e.memPeak.MostInflight / 1000
 	}
 	res.GOMEMLIMIT = e.gomemlimit()
 	res.FeedbackdCPUCores = e.daemon.cpu() / time.Since(e.daemon.started).Seconds()

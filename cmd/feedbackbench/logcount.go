@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"unicode/utf8"
 )
 
 // logCount passes feedbackd's log through to w and counts its warnings and
@@ -22,6 +23,21 @@ type logCount struct {
 	mu      sync.Mutex
 	partial []byte         // an unfinished line
 	counts  map[logKey]int // lines
+	others  int            // distinct OTHER messages counted, up to maxOthers
+}
+
+// maxOthers bounds the distinct lines that are not JSON listed.
+const maxOthers = 20
+
+// firstRunes is at most n bytes of b, cut at a character's start.
+func firstRunes(b []byte, n int) string {
+	if len(b) <= n {
+		return string(b)
+	}
+	for n > 0 && !utf8.RuneStart(b[n]) {
+		n--
+	}
+	return string(b[:n])
 }
 
 // logKey is a level (ERROR, WARN, OTHER) and a message.
@@ -59,7 +75,13 @@ func (l *logCount) count(line []byte) {
 		return
 	}
 	if json.Unmarshal(line, &rec) != nil {
-		l.counts[logKey{"OTHER", "a line that is not JSON: " + string(line[:min(len(line), 80)])}]++
+		k := logKey{"OTHER", "a line that is not JSON: " + firstRunes(line, 80)}
+		if _, ok := l.counts[k]; !ok && l.others >= maxOthers {
+			k = logKey{"OTHER", "more lines that are not JSON"} // a panic's thousands of goroutines
+		} else if !ok {
+			l.others++
+		}
+		l.counts[k]++
 		return
 	}
 	if rec.Level != "WARN" && rec.Level != "ERROR" {

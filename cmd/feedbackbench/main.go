@@ -12,6 +12,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"strconv"
 	"strings"
@@ -47,9 +48,9 @@ its own process and feedbackd (--feedbackd) as a separate process; registers
                receiver, redis-server and this process (broker, producer)
   peak RSS     feedbackd's VmHWM, with its GOMEMLIMIT (--gomemlimit); and,
                sampled every 250 ms over the throughput rounds, its heap in
-               use and goroutine stacks when they were largest, and the peak
-               RSS over the most deliveries in flight seen: memory per
-               delivery in flight (from 1,000 in flight)
+               use and goroutine stacks when they were largest, and the
+               largest RSS sampled over the most deliveries in flight seen:
+               memory per delivery in flight (from 1,000 in flight)
 With --outcomes both (the default), the throughput rounds alternate between
 feedbackd with outcomes.enabled false and true (FEEDBACKD_OUTCOMES_ENABLED),
 restarted and warmed up before each round, against the same ceilings; both
@@ -186,12 +187,13 @@ func validMemLimit(s string) bool {
 	if s == "off" {
 		return true
 	}
-	for _, unit := range []string{"TiB", "GiB", "MiB", "KiB", "B"} {
-		if n, ok := strings.CutSuffix(s, unit); ok {
-			s = n
+	shift := 0
+	for i, unit := range []string{"B", "KiB", "MiB", "GiB", "TiB"} {
+		if n, ok := strings.CutSuffix(s, unit); ok && (unit != "B" || !strings.HasSuffix(s, "iB")) {
+			s, shift = n, 10*i
 			break
 		}
 	}
-	_, err := strconv.ParseUint(s, 10, 63)
-	return err == nil
+	n, err := strconv.ParseUint(s, 10, 63)
+	return err == nil && n <= math.MaxInt64>>shift
 }

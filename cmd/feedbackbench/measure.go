@@ -96,10 +96,12 @@ type memPeak struct {
 	Goroutines   float64 `json:"goroutines"`
 	Inflight     float64 `json:"inflight"`      // at that sample
 	MostInflight float64 `json:"most_inflight"` // of all samples
+	RSSMiB       float64 `json:"rss_mib"`       // the largest RSS of all samples
 }
 
-func (p *memPeak) add(m memstats) {
+func (p *memPeak) add(m memstats, rssMiB float64) {
 	p.MostInflight = max(p.MostInflight, m.inflight)
+	p.RSSMiB = max(p.RSSMiB, rssMiB)
 	if (m.heap+m.stacks)/(1<<20) > p.HeapMiB+p.StacksMiB {
 		p.HeapMiB, p.StacksMiB, p.Goroutines, p.Inflight = m.heap/(1<<20), m.stacks/(1<<20), m.goroutines, m.inflight
 	}
@@ -107,11 +109,11 @@ func (p *memPeak) add(m memstats) {
 
 // merge makes p the larger of the peaks of p and q.
 func (p *memPeak) merge(q memPeak) {
-	most := max(p.MostInflight, q.MostInflight)
+	most, rss := max(p.MostInflight, q.MostInflight), max(p.RSSMiB, q.RSSMiB)
 	if q.HeapMiB+q.StacksMiB > p.HeapMiB+p.StacksMiB {
 		*p = q
 	}
-	p.MostInflight = most
+	p.MostInflight, p.RSSMiB = most, rss
 }
 
 // sampleMemory samples feedbackd's memory every 250 ms into peak until
@@ -126,9 +128,23 @@ func (e *env) sampleMemory(peak *memPeak, stop, done chan struct{}) {
 		case <-time.After(250 * time.Millisecond):
 		}
 		if m := e.daemon.memstats(c); m.goroutines > 0 {
-			peak.add(m)
+			peak.add(m, e.daemon.rss())
 		}
 	}
+}
+
+// rss is the process's resident set size (VmRSS) in MiB (0 if it cannot be
+// read).
+func (d *daemonProc) rss() float64 {
+	p, err := procfs.NewProc(d.cmd.Process.Pid)
+	if err != nil {
+		return 0
+	}
+	st, err := p.NewStatus()
+	if err != nil {
+		return 0
+	}
+	return float64(st.VmRSS) / (1 << 20)
 }
 
 // peakRSS is the process's peak resident set size (VmHWM) in MiB (0 if it

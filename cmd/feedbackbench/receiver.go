@@ -81,6 +81,9 @@ func receiverMain(args []string) int {
 		if bad.Load() {
 			time.Sleep(*slowAfter)
 		}
+		if r.Context().Err() != nil {
+			return // feedbackd gave up (its timeout), or the dead endpoint closed: not answered
+		}
 		mu.Lock()
 		badAnswered[r.Header.Get("Webhook-Id")] = struct{}{}
 		mu.Unlock()

@@ -59,8 +59,8 @@ type result struct {
 	SustainedP99MS  float64  `json:"sustained_p99_ms"`
 	PeakRSSMiB      float64  `json:"peak_rss_mib"`
 	// MemoryAtPeak is feedbackd's heap and stacks when they were largest
-	// in the throughput rounds; PerInflightKB is the peak RSS over the most
-	// deliveries in flight seen there.
+	// in the throughput rounds; PerInflightKB is the largest RSS sampled
+	// there over the most deliveries in flight seen there.
 	MemoryAtPeak      memPeak `json:"memory_at_peak"`
 	PerInflightKB     float64 `json:"peak_rss_per_inflight_kb"`
 	GOMEMLIMIT        string  `json:"gomemlimit"` // feedbackd's, "" if none
@@ -139,7 +139,7 @@ func printTable(r result) {
 	if m := r.MemoryAtPeak; m.Goroutines > 0 {
 		fmt.Fprintf(w, "  at the largest heap and stacks\theap in use %.0f MiB, stacks %.0f MiB, %.0f goroutines, %.0f deliveries in flight\n", m.HeapMiB, m.StacksMiB, m.Goroutines, m.Inflight)
 		if m.MostInflight >= 1000 { // below, the process's own memory is most of it
-			fmt.Fprintf(w, "  per delivery in flight\t%.1f KB (peak RSS over the most in flight, %.0f)\n", r.PerInflightKB, m.MostInflight)
+			fmt.Fprintf(w, "  per delivery in flight\t%.1f KB (the largest RSS sampled, %.0f MiB, over the most in flight, %.0f)\n", r.PerInflightKB, m.RSSMiB, m.MostInflight)
 		}
 	}
 	if len(r.FeedbackdLog) == 0 {

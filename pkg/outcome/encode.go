@@ -11,8 +11,9 @@ import (
 // AppendJSON appends the record's JSON encoding to b: the same bytes as
 // encoding/json's (field order, omitempty, HTML-safe escaping, invalid
 // UTF-8 as U+FFFD), without reflection. It fails, like encoding/json, for
-// a time whose year is outside 0..9999 or a DurationMs that is NaN or
-// infinite; b is returned unchanged then.
+// a time whose year is outside 0..9999 or whose zone is 24 hours or more
+// from UTC, or a DurationMs that is NaN or infinite; b is returned
+// unchanged then.
 func (r *Record) AppendJSON(b []byte) ([]byte, error) {
 	var e Encoder
 	return e.AppendJSON(b, r)
@@ -24,13 +25,16 @@ func (r *Record) AppendJSON(b []byte) ([]byte, error) {
 type Encoder struct {
 	t   time.Time
 	n   int      // buf[:n] is t, formatted; 0 before the first record
-	buf [40]byte // an RFC 3339 time of years 0..9999 takes at most 35
+	buf [40]byte // an RFC 3339 time of years 0..9999, zones within 24 h, takes at most 35
 }
 
 // AppendJSON appends r's JSON encoding to b (see Record.AppendJSON).
 func (e *Encoder) AppendJSON(b []byte, r *Record) ([]byte, error) {
 	if y := r.Time.Year(); y < 0 || y > 9999 {
 		return b, errors.New("outcome: Record.Time: year outside of range [0,9999]")
+	}
+	if _, off := r.Time.Zone(); off <= -24*3600 || off >= 24*3600 {
+		return b, errors.New("outcome: Record.Time: timezone hour outside of range [0,23]")
 	}
 	if r.DurationMs != nil && (math.IsNaN(*r.DurationMs) || math.IsInf(*r.DurationMs, 0)) {
 		return b, errors.New("outcome: Record.DurationMs: unsupported value")

@@ -118,7 +118,8 @@ func FuzzAppendJSON(f *testing.F) {
 		// One Encoder for records of the same instant, of the same instant
 		// in another zone and of another instant: each as encoding/json.
 		var e Encoder
-		for _, at := range []time.Time{r.Time, r.Time, r.Time.In(time.FixedZone("", 5*3600+1800)), r.Time.Add(time.Nanosecond), r.Time} {
+		for _, at := range []time.Time{r.Time, r.Time, r.Time.In(time.FixedZone("", 5*3600+1800)), r.Time.Add(time.Nanosecond), r.Time,
+			r.Time.In(time.FixedZone("", 30*3600)), r.Time.In(time.FixedZone("", -24*3600)), r.Time.In(time.FixedZone("", 1<<36)), r.Time} {
 			r.Time = at
 			want, wantErr := json.Marshal(&r)
 			got, err := e.AppendJSON(nil, &r)

@@ -22,8 +22,21 @@ import (
 // endpoint_concurrency) in a bench against a fast receiver, where the
 // slots do not grow (the goroutines queue for a core), and the other
 // tenants got 0.87 of their rate. So the slots never go below Concurrency
-// plus the attempts in progress for longer than slowAttempt (slowAttempts).
-const slowAttempt = time.Second
+// plus the attempts in progress for longer than slowAge (slowAttempts).
+// On a starved machine any attempt can take long because it waits for a
+// core; the age grows with the goroutines' wait (slowSchedFactor times its
+// p90), so that waiting for CPU does not read as waiting for an endpoint
+// and the floor does not push the slots up while the cores are the limit.
+const (
+	slowAttempt     = time.Second
+	slowSchedFactor = 50
+)
+
+// slowAge is the age past which an attempt in progress counts as waiting
+// for a slow endpoint, given the goroutines' p90 wait for a core.
+func slowAge(sched time.Duration) time.Duration {
+	return max(slowAttempt, slowSchedFactor*sched)
+}
 
 // slowAttempts counts the attempts in progress by the second they started
 // in, so that adapt can tell how many delivery slots wait on slow
@@ -115,7 +128,7 @@ func (p *Pipeline) adaptLoop(ctx context.Context) {
 		case <-t.C:
 		}
 		l := load{saturated: p.slots.saturated(), sched: sched.p90(), depFailing: p.depFailing.Load()}
-		floor := min(least+p.attempts.older(time.Now(), slowAttempt), most)
+		floor := min(least+p.attempts.older(time.Now(), slowAge(l.sched)), most)
 		if next := adapt(target, floor, most, l); next != target {
 			p.log.Debug("delivery slots resized", "from", target, "to", next, "all_taken", l.saturated, "sched_p90", l.sched, "dependency_failing", l.depFailing, "slow_attempts", floor-least)
 			target = next

@@ -271,9 +271,7 @@ func (p *Pipeline) claim(ctx context.Context, j *job) dedupe.Claim {
 func (p *Pipeline) attempt(ctx context.Context, j *job, t *webhook.Target, d admission.Decision, claim dedupe.Claim, s *slot) deliver.Result {
 	defer d.Release()
 	sctx, span := p.attemptSpan(ctx, j, t)
-	started := p.attempts.start(time.Now())
-	res := p.sender.Send(sctx, t, j.st.WebhookID, j.ev.Body(make([]byte, 0, len(j.ev.Raw)+32)))
-	p.attempts.end(started)
+	res := p.send(sctx, j, t, s.delivery)
 	endAttempt(span, &res)
 	s.trade()
 	if res.Verdict != deliver.Delivered && p.opts.Dedupe != nil {
@@ -290,6 +288,17 @@ func (p *Pipeline) attempt(ctx context.Context, j *job, t *webhook.Target, d adm
 	st.LastStatus, st.LastError = res.Status, res.Class
 	j.breaker = p.report(ctx, j.ev, t, res)
 	return res
+}
+
+// send makes the attempt. One that holds a delivery slot is counted in
+// attempts while it runs (see slowAttempts): a parked job handed its
+// endpoint's place may go on without one, and must not raise the slots'
+// floor.
+func (p *Pipeline) send(ctx context.Context, j *job, t *webhook.Target, inSlot bool) deliver.Result {
+	if inSlot {
+		defer p.attempts.end(p.attempts.start(time.Now()))
+	}
+	return p.sender.Send(ctx, t, j.st.WebhookID, j.ev.Body(make([]byte, 0, len(j.ev.Raw)+32)))
 }
 
 // dedupeKey names one event for duplicate suppression: its tenant, the

@@ -205,6 +205,18 @@ func TestSlowAttempts(t *testing.T) {
 	}
 }
 
+// An attempt counts as slow after a second, or after many times the
+// goroutines' wait for a core when they queue for one.
+func TestSlowAge(t *testing.T) {
+	for sched, want := range map[time.Duration]time.Duration{
+		0: time.Second, 10 * time.Millisecond: time.Second, 100 * time.Millisecond: 5 * time.Second,
+	} {
+		if got := slowAge(sched); got != want {
+			t.Errorf("slowAge(%v) = %v, want %v", sched, got, want)
+		}
+	}
+}
+
 // adapt never takes the slots below the floor it is given: Concurrency
 // plus the slow attempts in progress.
 func TestAdaptFloor(t *testing.T) {
