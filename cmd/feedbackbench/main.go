@@ -47,7 +47,7 @@ its own process and feedbackd (--feedbackd) as a separate process; registers
   cpu          CPU seconds per 1,000 deliveries of feedbackd, and of the
                receiver, redis-server and this process (broker, producer)
   peak RSS     feedbackd's VmHWM, with its GOMEMLIMIT (--gomemlimit); and,
-               sampled every 250 ms over the throughput rounds, its heap in
+               sampled every second over the throughput rounds, its heap in
                use and goroutine stacks when they were largest, and the
                largest RSS sampled over the most deliveries in flight seen:
                memory per delivery in flight (from 1,000 in flight)

@@ -116,7 +116,7 @@ func (p *memPeak) merge(q memPeak) {
 	p.MostInflight, p.RSSMiB = most, rss
 }
 
-// sampleMemory samples feedbackd's memory every 250 ms into peak until
+// sampleMemory samples feedbackd's memory every second into peak until
 // stop is closed, then closes done.
 func (e *env) sampleMemory(peak *memPeak, stop, done chan struct{}) {
 	defer close(done)
@@ -125,7 +125,7 @@ func (e *env) sampleMemory(peak *memPeak, stop, done chan struct{}) {
 		select {
 		case <-stop:
 			return
-		case <-time.After(250 * time.Millisecond):
+		case <-time.After(time.Second): // a scrape of /metrics costs feedbackd CPU: not more often
 		}
 		if m := e.daemon.memstats(c); m.goroutines > 0 {
 			peak.add(m, e.daemon.rss())
