@@ -136,20 +136,18 @@ func (e *env) sampleMemory(peak *memPeak, stop, done chan struct{}) {
 // rss is the process's resident set size (VmRSS) in MiB (0 if it cannot be
 // read).
 func (d *daemonProc) rss() float64 {
-	p, err := procfs.NewProc(d.cmd.Process.Pid)
-	if err != nil {
-		return 0
-	}
-	st, err := p.NewStatus()
-	if err != nil {
-		return 0
-	}
-	return float64(st.VmRSS) / (1 << 20)
+	return d.status(func(st procfs.ProcStatus) uint64 { return st.VmRSS })
 }
 
 // peakRSS is the process's peak resident set size (VmHWM) in MiB (0 if it
-// cannot be read), from /proc/<pid>/status through procfs.
+// cannot be read).
 func (d *daemonProc) peakRSS() float64 {
+	return d.status(func(st procfs.ProcStatus) uint64 { return st.VmHWM })
+}
+
+// status is the field of /proc/<pid>/status (through procfs) that bytes
+// picks, in MiB; 0 if it cannot be read.
+func (d *daemonProc) status(bytes func(procfs.ProcStatus) uint64) float64 {
 	p, err := procfs.NewProc(d.cmd.Process.Pid)
 	if err != nil {
 		return 0
@@ -158,7 +156,7 @@ func (d *daemonProc) peakRSS() float64 {
 	if err != nil {
 		return 0
 	}
-	return float64(st.VmHWM) / (1 << 20)
+	return float64(bytes(st)) / (1 << 20)
 }
 
 // profile saves a CPU profile of feedbackd taken over d, and halfway

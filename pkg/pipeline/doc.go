@@ -29,9 +29,9 @@
 //   - slot: what a job takes to run. There are Concurrency delivery
 //     slots; after its attempt a job trades its delivery slot for a
 //     settling slot (as many again, at most 1,024), so that producing a
-//     retry or dead letter does not keep the next delivery waiting. Polls ask for no more
-//     records than there are free delivery slots: that is the
-//     back-pressure that stops fetching. A job gives up its slot once its
+//     retry or dead letter does not keep the next delivery waiting. Polls
+//     ask for no more records than there are free delivery slots: that is
+//     the back-pressure that stops fetching. A job gives up its slot once its
 //     outcome records are handed to the Kafka client, and counts as
 //     running (a drain waits for it) until they are acknowledged and its
 //     offset is marked; meanwhile only its offset and records are held
