@@ -71,12 +71,17 @@ type Store struct {
 }
 
 // batch is what one round trip records and claims. done is closed once it
-// is made; err is set if the records were not written.
+// is made.
 type batch struct {
-	records []string
+	records []record
 	claims  []*claimOp
 	done    chan struct{}
-	err     error
+}
+
+// record is one delivered id of a batch, and whom to tell once Redis has it.
+type record struct {
+	id   string
+	then func(error)
 }
 
 // claimOp is one claim of a batch, and its answer. A claim is a lease on
@@ -97,7 +102,7 @@ const Linger = time.Millisecond
 // maxBatch bounds the ids of one SADD.
 const maxBatch = 512
 
-// ErrClosed is returned by Record after Close.
+// ErrClosed is what Record reports after Close.
 var ErrClosed = errors.New("dedupe store closed")
 
 // Claim is the answer to a claim.
@@ -155,7 +160,7 @@ func New(rdb redis.Cmdable, keyPrefix string, window time.Duration, reg promethe
 }
 
 // Close makes the records and claims pending and stops the writer; later
-// Records return ErrClosed and Claims Unknown. It must be called once.
+// Records report ErrClosed and Claims are Unknown. It must be called once.
 func (s *Store) Close() {
 	s.mu.Lock()
 	s.closed = true
@@ -280,30 +285,34 @@ func (s *Store) Release(ctx context.Context, id string, c Claim) {
 	}
 }
 
-// Record remembers that id was delivered, for the window, and returns once
-// Redis has it, ctx ended or the store is closed. The error is counted as
-// well as returned; the caller need not act on it.
-func (s *Store) Record(ctx context.Context, id string) error {
+// Record remembers that id was delivered, for the window. It does not
+// wait: then is called once, on the store's writer goroutine, with nil
+// once Redis has it or the error (counted) if Redis did not take it; after
+// Close, at once with ErrClosed. then must not block: it holds up the
+// records of its batch that come after it.
+//
+// Waiting for the answer instead kept a goroutine per delivered event: on a
+// starved machine with 16,384 deliveries in flight, 11,540 delivered jobs
+// were waiting at once, each with its stack and most with a delivery slot.
+func (s *Store) Record(id string, then func(error)) {
 	s.mu.Lock()
 	b := s.pendingLocked()
 	if b != nil {
-		b.records = append(b.records, id)
+		b.records = append(b.records, record{id, then})
 	}
 	s.mu.Unlock()
-	err := ErrClosed
-	if b != nil {
-		select {
-		case <-b.done:
-			err = b.err
-		case <-ctx.Done():
-			err = ctx.Err()
-		}
+	if b == nil {
+		s.recorded(then, ErrClosed)
 	}
+}
+
+// recorded counts err, if any, and calls then with it.
+func (s *Store) recorded(then func(error), err error) {
 	if err != nil {
 		s.metrics.errors.WithLabelValues("record").Inc()
-		return fmt.Errorf("dedupe record: %w", err)
+		err = fmt.Errorf("dedupe record: %w", err)
 	}
-	return nil
+	then(err)
 }
 
 // batchesInFlight bounds the batches written at once. One at a time, the
@@ -351,11 +360,11 @@ func (s *Store) write() {
 	}
 }
 
-// writeBatch makes b and closes b.done. One pipelined round trip adds its
-// records to the current delivered set, which expires a window after it
-// ends, and looks for its claims' ids in the sets of the window; a second
-// one sets the claims of the ids not found, unless another claim holds
-// them. Check and set need not be atomic: both copies of an event claim,
+// writeBatch makes b, tells its records' callers and closes b.done. One
+// pipelined round trip adds its records to the current delivered set, which
+// expires a window after it ends, and looks for its claims' ids in the sets
+// of the window; a second one sets the claims of the ids not found, unless
+// another claim holds them. Check and set need not be atomic: both copies of an event claim,
 // and a claim is kept after its attempt delivers, so a copy finds either
 // the record or the other's claim.
 func (s *Store) writeBatch(b *batch) {
@@ -364,8 +373,8 @@ func (s *Store) writeBatch(b *batch) {
 	start := s.bucket(now)
 	expireAt := time.UnixMilli(start).Add(s.width + s.window + s.width)
 	var members [shards][]any
-	for _, id := range b.records {
-		h, shard := hash(id)
+	for _, r := range b.records {
+		h, shard := hash(r.id)
 		members[shard] = append(members[shard], h)
 	}
 	var writes []redis.Cmder
@@ -392,11 +401,14 @@ func (s *Store) writeBatch(b *batch) {
 		}
 		return nil
 	})
+	var err error
 	for _, w := range writes {
-		if err := w.Err(); err != nil {
-			b.err = err
+		if err = w.Err(); err != nil {
 			break
 		}
+	}
+	for _, r := range b.records {
+		s.recorded(r.then, err)
 	}
 	var claiming []*claimOp
 	for i, c := range b.claims {

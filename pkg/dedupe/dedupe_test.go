@@ -29,7 +29,7 @@ func TestRememberedForTheWindow(t *testing.T) {
 	if got := claim("msg-1"); got != InFlight {
 		t.Fatalf("second claim while the first is held: %v, want InFlight", got)
 	}
-	if err := s.Record(ctx, "msg-1"); err != nil {
+	if err := recordAndWait(s, "msg-1"); err != nil {
 		t.Fatal(err)
 	}
 	recorded := time.Now()
@@ -82,7 +82,7 @@ func TestRedisDownNeverHoldsAnEventBack(t *testing.T) {
 	s := New(r.Client, "t:", time.Minute, nil)
 	t.Cleanup(s.Close)
 	ctx := t.Context()
-	if err := s.Record(ctx, "msg-1"); err != nil {
+	if err := recordAndWait(s, "msg-1"); err != nil {
 		t.Fatal(err)
 	}
 	r.Kill()
@@ -90,7 +90,7 @@ func TestRedisDownNeverHoldsAnEventBack(t *testing.T) {
 	if got := s.Claim(ctx, "msg-1", time.Minute).State; got != Unknown {
 		t.Fatalf("claim with Redis down: %v, want Unknown (the attempt goes ahead)", got)
 	}
-	if err := s.Record(ctx, "msg-2"); err == nil {
+	if err := recordAndWait(s, "msg-2"); err == nil {
 		t.Fatal("Record with Redis down returned no error")
 	}
 	for op, want := range map[string]float64{"check": 1, "record": 1} {
@@ -98,6 +98,13 @@ func TestRedisDownNeverHoldsAnEventBack(t *testing.T) {
 			t.Errorf("errors{op=%q} = %v, want %v", op, got, want)
 		}
 	}
+}
+
+// recordAndWait records id and waits for the answer.
+func recordAndWait(s *Store, id string) error {
+	answer := make(chan error, 1)
+	s.Record(id, func(err error) { answer <- err })
+	return <-answer
 }
 
 func value(t *testing.T, c prometheus.Counter) float64 {
@@ -110,7 +117,7 @@ func value(t *testing.T, c prometheus.Counter) float64 {
 }
 
 // Concurrent records are written in batches, each one acknowledged only
-// once Redis has it; after Close, Record fails instead of hanging.
+// once Redis has it; after Close, Record reports ErrClosed at once.
 func TestConcurrentRecordsAndClose(t *testing.T) {
 	r := testenv.StartRedis(t)
 	s := New(r.Client, "t:", time.Minute, nil)
@@ -119,7 +126,7 @@ func TestConcurrentRecordsAndClose(t *testing.T) {
 	var wg sync.WaitGroup
 	for i := range n {
 		wg.Go(func() {
-			if err := s.Record(ctx, "id-"+strconv.Itoa(i)); err != nil {
+			if err := recordAndWait(s, "id-"+strconv.Itoa(i)); err != nil {
 				t.Errorf("record %d: %v", i, err)
 			}
 		})
@@ -142,7 +149,7 @@ func TestConcurrentRecordsAndClose(t *testing.T) {
 		}
 	}
 	s.Close()
-	if err := s.Record(ctx, "late"); !errors.Is(err, ErrClosed) {
+	if err := recordAndWait(s, "late"); !errors.Is(err, ErrClosed) {
 		t.Fatalf("Record after Close = %v, want ErrClosed", err)
 	}
 }
@@ -183,7 +190,7 @@ func TestConcurrentClaims(t *testing.T) {
 	s := New(r.Client, "t:", time.Minute, nil)
 	t.Cleanup(s.Close)
 	ctx := t.Context()
-	if err := s.Record(ctx, "done"); err != nil {
+	if err := recordAndWait(s, "done"); err != nil {
 		t.Fatal(err)
 	}
 	const n = 50

@@ -32,9 +32,10 @@
 //     retry or dead letter does not keep the next delivery waiting. Polls
 //     ask for no more records than there are free delivery slots: that is
 //     the back-pressure that stops fetching. A job gives up its slot once its
-//     outcome records are handed to the Kafka client, and counts as
-//     running (a drain waits for it) until they are acknowledged and its
-//     offset is marked; meanwhile only its offset and records are held
+//     outcome records (and, delivered, its dedupe record) are handed to
+//     the Kafka client (and the dedupe store), and counts as running (a
+//     drain waits for it) until they are acknowledged and its offset is
+//     marked; meanwhile only its offset and records are held
 //     (unsettled), and the outcomes producer's buffer (franz-go's
 //     MaxBufferedRecords, 10,000 records) bounds how many wait.
 //   - place: one of an endpoint's in-flight attempts (package admission).

@@ -64,8 +64,10 @@ type Deduper interface {
 	Delivered(ctx context.Context, key string) bool
 	// Release ends a claim whose attempt did not deliver.
 	Release(ctx context.Context, key string, c dedupe.Claim)
-	// Record remembers that key was delivered.
-	Record(ctx context.Context, key string) error
+	// Record remembers that key was delivered, without waiting: then is
+	// called once, from any goroutine, with nil once it is remembered or
+	// the error. then must not block.
+	Record(key string, then func(error))
 }
 
 // OutcomeLog keeps the recent outcome records of each config for the admin

@@ -39,6 +39,7 @@ type job struct {
 	disable   *disabling     // set by clocked: the config is to be disabled, and why
 	settledAs Outcome        // set by settle: what was carried out in the end
 	slot      *slot          // set by settle: ended by finish
+	recording *recording     // set by settle for a delivery it records in dedupe
 	span      trace.Span     // the job's process span; nil when not tracing
 }
 

@@ -58,7 +58,7 @@ func (d deduper) Claim(context.Context, string, time.Duration) dedupe.Claim {
 }
 func (d deduper) Delivered(context.Context, string) bool      { return d.delivered }
 func (deduper) Release(context.Context, string, dedupe.Claim) {}
-func (deduper) Record(context.Context, string) error          { return nil }
+func (deduper) Record(_ string, then func(error))             { then(nil) }
 
 var testPolicy = retry.Policy{Schedule: []time.Duration{5 * time.Second, time.Minute, time.Hour}}
 

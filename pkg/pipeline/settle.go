@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -24,9 +25,10 @@ import (
 // counts and logs outcomes, and marks the record's offset: settled (it may
 // be committed), or abandoned for Abandoned or if ctx ended before a
 // produce was acknowledged (the outcome records' too). It gives up the
-// job's slots once the outcome records are handed to the client; the job
-// stays counted as running (a drain or revoke waits for it) until its
-// offset is marked, which may come after settle returns, once the broker
+// job's slots once the outcome records are handed to the client (and a
+// delivery's dedupe record to the store); the job stays counted as
+// running (a drain or revoke waits for it) until its offset is marked,
+// which may come after settle returns, once the broker (and Redis)
 // acknowledged them.
 func (p *Pipeline) settle(ctx context.Context, j *job, o Outcome, s *slot) {
 	j.slot = s
@@ -43,21 +45,43 @@ func (p *Pipeline) settle(ctx context.Context, j *job, o Outcome, s *slot) {
 }
 
 // finish marks the job's offset settled or abandoned and ends its count as
-// running. It may be called from any goroutine, once.
+// running, unless it waits for its dedupe record too (see unsettled). It may
+// be called from any goroutine, once.
 func (j *job) finish(settled bool) { j.unsettled().finish(settled) }
 
 // unsettled is what finishing the job needs: all that is kept of it while
-// its outcome records are on their way, not its record, event or answer.
-func (j *job) unsettled() unsettled { return unsettled{j.part, j.rec.Offset, j.slot} }
+// its outcome records and dedupe record are on their way, not its record,
+// event or answer.
+func (j *job) unsettled() unsettled { return unsettled{j.part, j.rec.Offset, j.slot, j.recording} }
 
-// unsettled is a job whose offset is yet to be marked.
+// unsettled is a job whose offset is yet to be marked. A delivered job
+// that is recorded in dedupe (recording) is finished twice, once by its
+// dedupe record and once by its outcome records, and marked on the second.
 type unsettled struct {
-	part   *offsets.Partition
-	offset int64
-	slot   *slot
+	part      *offsets.Partition
+	offset    int64
+	slot      *slot
+	recording *recording // nil: the first finish marks the offset
+}
+
+// recording is a delivered job's dedupe record, which is in Redis before its
+// offset is marked: a record read again after a crash or rebalance before
+// the commit finds it (delivered, not sent again).
+type recording struct {
+	pending   atomic.Int32 // finishes to come: 2, then 1
+	abandoned atomic.Bool
 }
 
 func (u unsettled) finish(settled bool) {
+	if r := u.recording; r != nil {
+		if !settled {
+			r.abandoned.Store(true)
+		}
+		if r.pending.Add(-1) > 0 {
+			return
+		}
+		settled = !r.abandoned.Load()
+	}
 	if settled {
 		u.part.Settle(u.offset)
 	} else {
@@ -76,9 +100,7 @@ func (p *Pipeline) carryOut(ctx context.Context, j *job, o Outcome) bool {
 		return false
 	case Delivered:
 		if p.opts.Dedupe != nil {
-			if err := p.opts.Dedupe.Record(ctx, dedupeKey(j.ev, j.st)); err != nil {
-				p.logEvent(slog.LevelWarn, "delivered id not remembered: a re-read would send it again", j, slog.String("detail", err.Error()))
-			}
+			p.record(j)
 		}
 		p.final(j, "delivered")
 		p.logEvent(slog.LevelInfo, "delivered", j)
@@ -103,6 +125,24 @@ func (p *Pipeline) carryOut(ctx context.Context, j *job, o Outcome) bool {
 		p.logEvent(slog.LevelError, "DEAD LETTER LOST: the broker refuses it", j, slog.String("reason", o.Reason), slog.String("detail", o.Err.Error()))
 	}
 	return true
+}
+
+// record records the delivered job in dedupe. It does not wait: the job
+// keeps neither its slot nor its goroutine meanwhile, and it is finished a
+// second time once Redis answered (see unsettled). A failed record is
+// logged; the job is settled all the same.
+func (p *Pipeline) record(j *job) {
+	j.recording = &recording{}
+	j.recording.pending.Store(2)
+	u := j.unsettled()
+	webhookID, source := j.st.WebhookID, j.st.Source // not the job: it is not held until Redis answers
+	p.opts.Dedupe.Record(dedupeKey(j.ev, j.st), func(err error) {
+		if err != nil {
+			p.log.Warn("delivered id not remembered: a re-read would send it again",
+				slog.String("webhook_id", webhookID), slog.String("source", source), slog.String("detail", err.Error()))
+		}
+		u.finish(true)
+	})
 }
 
 // attempted counts an attempt and logs it at debug.
