@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"strings"
 	"syscall"
 
@@ -114,6 +115,14 @@ func run() int {
 	otel.SetErrorHandler(otel.ErrorHandlerFunc(func(err error) { log.Warn("tracing: "+err.Error(), "component", "tracing") }))
 	if file != "" {
 		log.Info("configuration file read", "file", file)
+	}
+	switch soft, container, from, err := memoryLimit(os.Getenv, cgroupMemoryFiles); {
+	case err != nil:
+		log.Warn("soft memory limit not set: "+err.Error(), "file", from)
+	case soft > 0:
+		debug.SetMemoryLimit(soft)
+		log.Info("soft memory limit set under the container's (GOMEMLIMIT not set)",
+			"limit_mib", soft>>20, "container_mib", container>>20, "file", from)
 	}
 
 	if *pprofAddr != "" {

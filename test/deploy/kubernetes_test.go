@@ -675,10 +675,10 @@ func checkSecrets(t *testing.T, in *install, cfgFile []byte, bin string) {
 			fromSecret[key] = ref.Key
 			env[e.Name] = v
 		case e.Name == "GOMEMLIMIT":
-			// Go's runtime reads it, not feedbackd: the container's memory limit.
-			if rf := e.ValueFrom; rf == nil || rf.ResourceFieldRef == nil || rf.ResourceFieldRef.Resource != "limits.memory" {
-				t.Errorf("GOMEMLIMIT is not the container's memory limit")
-			}
+			// feedbackd sets the soft memory limit under the container's
+			// itself; one at the limit would leave nothing for what Go does
+			// not count.
+			t.Errorf("GOMEMLIMIT is set: feedbackd derives it from the container's memory limit")
 		case e.ValueFrom != nil:
 			t.Errorf("%s comes from neither the Secret nor a literal", e.Name)
 		default:
