@@ -64,6 +64,8 @@ type Store struct {
 	kick    chan struct{} // a batch is pending (capacity 1)
 	quit    chan struct{}
 	done    chan struct{}
+	abort   context.Context // ends the batches still in flight closeGrace after Close
+	cancel  context.CancelFunc
 
 	mu      sync.Mutex
 	pending *batch // waiting for the writer; nil if none
@@ -155,19 +157,38 @@ func New(rdb redis.Cmdable, keyPrefix string, window time.Duration, reg promethe
 		rdb: rdb, prefix: keyPrefix, window: window, width: max(window/10, time.Millisecond), metrics: newMetrics(reg),
 		kick: make(chan struct{}, 1), quit: make(chan struct{}), done: make(chan struct{}),
 	}
+	s.abort, s.cancel = context.WithCancel(context.Background())
 	go s.write()
 	return s
 }
 
 // Close makes the records and claims pending and stops the writer; later
-// Records report ErrClosed and Claims are Unknown. It must be called once.
+// Records report ErrClosed and Claims are Unknown. Batches still waiting
+// for Redis closeGrace later are cut short (their records told the error),
+// so that a shutdown with Redis gone does not wait out their timeouts. It
+// must be called once.
 func (s *Store) Close() {
 	s.mu.Lock()
 	s.closed = true
 	s.mu.Unlock()
 	close(s.quit)
-	<-s.done
+	select {
+	case <-s.done:
+	case <-time.After(closeGrace):
+		s.cancel()
+		<-s.done
+	}
+	s.cancel()
 }
+
+// closeGrace is how long Close waits for the batches in flight. It is
+// past once the pipeline's own drain (shutdown.timeout) has waited for
+// the records that mattered to it.
+const closeGrace = 2 * time.Second
+
+// batchTimeout bounds a batch's round trips: a slow Redis answers within
+// it, a gone one is found out.
+const batchTimeout = 5 * time.Second
 
 // bucket is the start of the delivered set that t falls in.
 func (s *Store) bucket(t time.Time) int64 {
@@ -286,10 +307,16 @@ func (s *Store) Release(ctx context.Context, id string, c Claim) {
 }
 
 // Record remembers that id was delivered, for the window. It does not
-// wait: then is called once, on the store's writer goroutine, with nil
-// once Redis has it or the error (counted) if Redis did not take it; after
-// Close, at once with ErrClosed. then must not block: it holds up the
-// records of its batch that come after it.
+// wait: then is called once, on the goroutine that writes its batch, with
+// nil once Redis has it or an error (counted) if Redis did not take it;
+// after Close, at once on the caller's, with ErrClosed. The records of one
+// batch are all told the same error value, which says how many they are:
+// log it once. then must not block: it holds up the records of its batch
+// that come after it.
+//
+// What is waiting is bounded by time, not by count: a batch gets its
+// answer or its error within batchTimeout, and the ones after it wait for
+// at most batchesInFlight of them.
 //
 // Waiting for the answer instead kept a goroutine per delivered event: on a
 // starved machine with 16,384 deliveries in flight, 11,540 delivered jobs
@@ -302,17 +329,9 @@ func (s *Store) Record(id string, then func(error)) {
 	}
 	s.mu.Unlock()
 	if b == nil {
-		s.recorded(then, ErrClosed)
-	}
-}
-
-// recorded counts err, if any, and calls then with it.
-func (s *Store) recorded(then func(error), err error) {
-	if err != nil {
 		s.metrics.errors.WithLabelValues("record").Inc()
-		err = fmt.Errorf("dedupe record: %w", err)
+		then(ErrClosed)
 	}
-	then(err)
 }
 
 // batchesInFlight bounds the batches written at once. One at a time, the
@@ -379,7 +398,7 @@ func (s *Store) writeBatch(b *batch) {
 	}
 	var writes []redis.Cmder
 	seen := make([][]*redis.BoolCmd, len(b.claims))
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(s.abort, batchTimeout)
 	defer cancel()
 	_, _ = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for shard, m := range members {
@@ -404,11 +423,13 @@ func (s *Store) writeBatch(b *batch) {
 	var err error
 	for _, w := range writes {
 		if err = w.Err(); err != nil {
+			s.metrics.errors.WithLabelValues("record").Add(float64(len(b.records)))
+			err = fmt.Errorf("dedupe record of %d ids: %w", len(b.records), err)
 			break
 		}
 	}
 	for _, r := range b.records {
-		s.recorded(r.then, err)
+		r.then(err)
 	}
 	var claiming []*claimOp
 	for i, c := range b.claims {

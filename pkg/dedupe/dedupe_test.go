@@ -1,8 +1,11 @@
 package dedupe
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -93,10 +96,61 @@ func TestRedisDownNeverHoldsAnEventBack(t *testing.T) {
 	if err := recordAndWait(s, "msg-2"); err == nil {
 		t.Fatal("Record with Redis down returned no error")
 	}
-	for op, want := range map[string]float64{"check": 1, "record": 1} {
+
+	// The records of a batch share one error, which says how many they
+	// are: the pipeline logs it once.
+	answers := make(chan error, 3)
+	for _, id := range []string{"msg-3", "msg-4", "msg-5"} {
+		s.Record(id, func(err error) { answers <- err })
+	}
+	told := map[error]int{}
+	for range 3 {
+		err := <-answers
+		if err == nil {
+			t.Fatal("Record with Redis down returned no error")
+		}
+		told[err]++
+	}
+	for err, n := range told {
+		if want := fmt.Sprintf("dedupe record of %d ids", n); !strings.HasPrefix(err.Error(), want) {
+			t.Errorf("told %d records %q, want it to start with %q", n, err, want)
+		}
+	}
+	for op, want := range map[string]float64{"check": 1, "record": 4} {
 		if got := value(t, s.metrics.errors.WithLabelValues(op)); got != want {
 			t.Errorf("errors{op=%q} = %v, want %v", op, got, want)
 		}
+	}
+}
+
+// A shutdown with Redis hung does not wait out every batch's timeout:
+// once closeGrace is past, the batch still waiting for one of the four in
+// flight is cut short (context.Canceled), not sent to wait its own.
+func TestCloseCutsShortTheBatchesWaitingOnAHungRedis(t *testing.T) {
+	r := testenv.StartRedis(t)
+	s := New(r.Client, "t:", time.Minute, nil)
+	if err := recordAndWait(s, "warm"); err != nil {
+		t.Fatal(err)
+	}
+	r.Hang(t)
+	answers := make(chan error, batchesInFlight+1)
+	for i := range batchesInFlight + 1 {
+		s.Record("hung-"+strconv.Itoa(i), func(err error) { answers <- err })
+		time.Sleep(20 * Linger) // a batch each
+	}
+	s.Close()
+	canceled := 0
+	for range batchesInFlight + 1 {
+		err := <-answers
+		if err == nil {
+			t.Fatal("a record with Redis hung reported no error")
+		}
+		if errors.Is(err, context.Canceled) {
+			canceled++
+		}
+	}
+	if canceled == 0 {
+		t.Fatal("no batch was cut short at Close: each waited for its own timeout")
 	}
 }
 

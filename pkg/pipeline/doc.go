@@ -36,8 +36,10 @@
 //     the Kafka client (and the dedupe store), and counts as running (a
 //     drain waits for it) until they are acknowledged and its offset is
 //     marked; meanwhile only its offset and records are held
-//     (unsettled), and the outcomes producer's buffer (franz-go's
-//     MaxBufferedRecords, 10,000 records) bounds how many wait.
+//     (unsettled). The outcomes producer's buffer (franz-go's
+//     MaxBufferedRecords, 10,000 records) bounds how many wait for Kafka;
+//     those waiting for Redis are bounded by time (a dedupe batch has its
+//     answer or its error within 5 s).
 //   - place: one of an endpoint's in-flight attempts (package admission).
 //     A job whose endpoint has no free place waits for one, first come
 //     first served.

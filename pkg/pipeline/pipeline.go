@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"regexp"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -157,6 +158,12 @@ type Pipeline struct {
 	// slots do not grow then (see adapt).
 	depFailing atomic.Bool
 	tracer     trace.Tracer // nil: not tracing
+	// unrecorded is the last dedupe record error logged: a batch's
+	// records share one, which is logged once (see record).
+	unrecorded struct {
+		sync.Mutex
+		last error
+	}
 }
 
 // New builds a Pipeline; kafkaOpts carry seeds, TLS and SASL (kafkaconn.Config.Opts). It creates the

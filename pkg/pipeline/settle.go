@@ -130,19 +130,31 @@ func (p *Pipeline) carryOut(ctx context.Context, j *job, o Outcome) bool {
 // record records the delivered job in dedupe. It does not wait: the job
 // keeps neither its slot nor its goroutine meanwhile, and it is finished a
 // second time once Redis answered (see unsettled). A failed record is
-// logged; the job is settled all the same.
+// logged, once for the records of a batch, which share their error (with
+// Redis gone, a line per delivery would flood the log); the job is
+// settled all the same.
 func (p *Pipeline) record(j *job) {
 	j.recording = &recording{}
 	j.recording.pending.Store(2)
 	u := j.unsettled()
 	webhookID, source := j.st.WebhookID, j.st.Source // not the job: it is not held until Redis answers
 	p.opts.Dedupe.Record(dedupeKey(j.ev, j.st), func(err error) {
-		if err != nil {
-			p.log.Warn("delivered id not remembered: a re-read would send it again",
+		if err != nil && p.firstOfBatch(err) {
+			p.log.Warn("delivered ids not remembered: a re-read would send them again",
 				slog.String("webhook_id", webhookID), slog.String("source", source), slog.String("detail", err.Error()))
 		}
 		u.finish(true)
 	})
+}
+
+// firstOfBatch reports whether err, a dedupe record error, is not the one
+// logged last.
+func (p *Pipeline) firstOfBatch(err error) bool {
+	p.unrecorded.Lock()
+	defer p.unrecorded.Unlock()
+	first := !errors.Is(p.unrecorded.last, err)
+	p.unrecorded.last = err
+	return first
 }
 
 // attempted counts an attempt and logs it at debug.

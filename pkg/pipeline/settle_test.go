@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"context"
+	"fmt"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -51,5 +52,23 @@ func TestRecordingFinishesOnTheSecondFinish(t *testing.T) {
 				t.Fatalf("committable past the record: %v, want %v", committable, tc.settled)
 			}
 		})
+	}
+}
+
+// The records of a dedupe batch that Redis did not take share one error:
+// it is logged for the first of them, and a new batch's error again.
+func TestFirstOfBatch(t *testing.T) {
+	p := &Pipeline{}
+	batch1, batch2 := fmt.Errorf("dedupe record of 2 ids: %w", context.DeadlineExceeded),
+		fmt.Errorf("dedupe record of 1 ids: %w", context.DeadlineExceeded)
+	for i, tc := range []struct {
+		err  error
+		want bool
+	}{
+		{batch1, true}, {batch1, false}, {batch2, true}, {batch2, false}, {batch1, true},
+	} {
+		if got := p.firstOfBatch(tc.err); got != tc.want {
+			t.Errorf("call %d (%v): %v, want %v", i, tc.err, got, tc.want)
+		}
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"syscall"
 	"testing"
 	"time"
 
@@ -98,6 +99,23 @@ func (r *Redis) Kill() {
 		_ = r.cmd.Process.Kill()
 		_ = r.cmd.Wait()
 		r.cmd = nil
+	}
+}
+
+// Hang stops the server (SIGSTOP) until the test ends or Resume: it
+// accepts connections and answers nothing, like a Redis that hangs.
+func (r *Redis) Hang(t testing.TB) {
+	t.Helper()
+	if err := r.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(r.Resume)
+}
+
+// Resume lets a server stopped by Hang go on.
+func (r *Redis) Resume() {
+	if r.cmd != nil && r.cmd.Process != nil {
+		_ = r.cmd.Process.Signal(syscall.SIGCONT)
 	}
 }
 
