@@ -8,9 +8,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/feedbackd/feedbackd/pkg/dedupe"
 	"github.com/feedbackd/feedbackd/pkg/deliver"
 	"github.com/feedbackd/feedbackd/pkg/offsets"
 	"github.com/feedbackd/feedbackd/test/testenv"
@@ -98,11 +100,28 @@ func benchmarkRun(b *testing.B, outcomes string, more ...func(*Options)) {
 func BenchmarkInFlight(b *testing.B) {
 	const n = 4096
 	for range b.N {
-		b.ReportMetric(measureInFlight(b, n), "B/in-flight")
+		b.ReportMetric(measureHeld(b, n, false), "B/in-flight")
 	}
 }
 
-func measureInFlight(b *testing.B, n int) float64 {
+// BenchmarkWaitingForRedis measures what the pipeline holds per delivered
+// job whose dedupe record Redis has not answered yet (B/waiting, measured
+// as BenchmarkInFlight's), with Redis hung (SIGSTOP) while n deliveries
+// are answered at once. A job that waited for the answer kept its
+// goroutine and its slot (8,500 B each at a8c0384, and the deliveries
+// after it waited for slots); one that hands its record over keeps its
+// offset and the record's place in its batch.
+func BenchmarkWaitingForRedis(b *testing.B) {
+	const n = 4096
+	for range b.N {
+		b.ReportMetric(measureHeld(b, n, true), "B/waiting")
+	}
+}
+
+// measureHeld is what the pipeline holds per job while n jobs are held: in
+// their attempts, or (redisHung) delivered, waiting for Redis to record
+// them.
+func measureHeld(b *testing.B, n int, redisHung bool) float64 {
 	seeds, prod := benchBroker(b)
 	produce := func(from int) {
 		for i := from; i < from+n; i++ {
@@ -123,13 +142,26 @@ func measureInFlight(b *testing.B, n int) float64 {
 	send := sendFunc(func() deliver.Result {
 		if hold.Load() {
 			arrived <- struct{}{}
-			<-release
+			if !redisHung {
+				<-release
+			}
 		}
 		return deliver.Result{Verdict: deliver.Delivered, Status: 200}
 	})
-	p, err := New([]kgo.Opt{seeds}, target(nil), send, Options{Group: "bench", InputTopics: []string{"feedback.sent"},
+	opts := Options{Group: "bench", InputTopics: []string{"feedback.sent"},
 		RetryPrefix: "feedback.retry", DLQTopic: "feedback.dlq", Instance: "bench/1",
-		Policy: testPolicy, Concurrency: n, ShutdownTimeout: time.Second})
+		Policy: testPolicy, Concurrency: n, ShutdownTimeout: time.Second}
+	var r *testenv.Redis
+	if redisHung {
+		r = testenv.StartRedis(b)
+		// Reads wait for the hung server as long as the measure takes.
+		rdb := redis.NewClient(&redis.Options{Addr: r.Addr, ReadTimeout: time.Minute})
+		b.Cleanup(func() { rdb.Close() })
+		store := dedupe.New(rdb, "bench:", time.Minute, nil)
+		b.Cleanup(store.Close)
+		opts.Dedupe = store
+	}
+	p, err := New([]kgo.Opt{seeds}, target(nil), send, opts)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -143,17 +175,32 @@ func measureInFlight(b *testing.B, n int) float64 {
 	}
 	settled(int64(n)) // warm: the first n answered at once
 	hold.Store(true)
+	if redisHung {
+		r.Hang(b)
+	}
 	base := testenv.LiveBytes()
 	produce(n)
 	for range n {
 		<-arrived
 	}
+	if redisHung {
+		time.Sleep(200 * time.Millisecond) // for the last ones to settle as far as they can
+	}
 	held := testenv.LiveBytes()
 	close(release)
+	if redisHung {
+		r.Resume()
+	}
 	settled(int64(2 * n))
+	// What the waiting jobs held is what Redis's answers let go (the
+	// pipeline's goroutines, idle or gone, are what they were at base).
+	after := testenv.LiveBytes()
 	cancel()
 	if err := <-done; err != nil {
 		b.Fatal(err)
+	}
+	if redisHung {
+		return float64(held-after) / float64(n)
 	}
 	return float64(held-base-stored) / float64(n)
 }
