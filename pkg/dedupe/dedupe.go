@@ -172,18 +172,18 @@ func (s *Store) Close() {
 	s.closed = true
 	s.mu.Unlock()
 	close(s.quit)
+	defer s.cancel()
 	select {
 	case <-s.done:
 	case <-time.After(closeGrace):
 		s.cancel()
 		<-s.done
 	}
-	s.cancel()
 }
 
-// closeGrace is how long Close waits for the batches in flight. It is
-// past once the pipeline's own drain (shutdown.timeout) has waited for
-// the records that mattered to it.
+// closeGrace is how long Close waits for the batches in flight. Close
+// comes after the pipeline's drain (shutdown.timeout), which already
+// waited for the records it needed.
 const closeGrace = 2 * time.Second
 
 // batchTimeout bounds a batch's round trips: a slow Redis answers within
