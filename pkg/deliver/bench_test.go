@@ -24,6 +24,22 @@ func BenchmarkSend(b *testing.B) {
 	benchAttempts(b, func(ctx context.Context) Result { return c.Send(ctx, tg, "msg_2b6c1f0e9d8a", body) })
 }
 
+// BenchmarkStart is BenchmarkSend with the attempts made as the pipeline
+// makes them, with Start: the answer is awaited on a goroutine of Start's,
+// which hands the result back over a channel. Side by side with
+// BenchmarkSend it is what waiting on a small new goroutine costs per
+// attempt against a receiver that answers at once.
+func BenchmarkStart(b *testing.B) {
+	tg, body := benchReceiver(b)
+	c := New(Options{Timeout: 5e9, Guard: devClient().opts.Guard, UserAgent: "feedbackd/bench", MaxIdleConnsPerHost: 256})
+	defer c.Close()
+	benchAttempts(b, func(ctx context.Context) Result {
+		done := make(chan Result, 1)
+		c.Start(ctx, tg, "msg_2b6c1f0e9d8a", body, func(r Result) { done <- r })
+		return <-done
+	})
+}
+
 // BenchmarkSendNetHTTP is BenchmarkSend's workload (same receiver, body,
 // headers and signature, the same guarded dial, bounded response read and
 // status rules) sent through net/http's Client and Transport with

@@ -1,16 +1,11 @@
 package deliver
 
 import (
-	"bufio"
 	"context"
 	"crypto/tls"
-	"fmt"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -19,87 +14,27 @@ import (
 	"github.com/feedbackd/feedbackd/test/testenv"
 )
 
-// holdEnv makes the test binary a holding receiver (see holdReceiver)
-// instead of running tests.
-const holdEnv = "FEEDBACKD_DELIVER_HOLD_RECEIVER"
-
 func TestMain(m *testing.M) {
-	if mode := os.Getenv(holdEnv); mode != "" {
-		holdReceiver(mode == "tls")
-		return
-	}
+	testenv.ServeHoldReceiver()
 	os.Exit(m.Run())
-}
-
-// holdReceiver serves HTTP (or HTTPS, with net/http/httptest's fixed test
-// certificate) on loopback in a process of its own, so that its memory is
-// not the measured one. It prints its URL, then a byte on stdout for
-// every request it has read, and answers 200 to the requests it holds
-// each time a byte arrives on stdin. It ends when stdin closes.
-func holdReceiver(useTLS bool) {
-	var mu sync.Mutex
-	release := make(chan struct{})
-	arrived := make(chan struct{}, 1<<16)
-	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		_, _ = io.Copy(io.Discard, r.Body)
-		mu.Lock()
-		wait := release
-		mu.Unlock()
-		arrived <- struct{}{}
-		<-wait
-	}))
-	if useTLS {
-		srv.StartTLS()
-	} else {
-		srv.Start()
-	}
-	out := bufio.NewWriter(os.Stdout)
-	fmt.Fprintln(out, srv.URL)
-	out.Flush()
-	go func() {
-		for range arrived {
-			_, _ = out.Write([]byte{'.'})
-			if len(arrived) == 0 {
-				out.Flush()
-			}
-		}
-	}()
-	in := bufio.NewReader(os.Stdin)
-	for {
-		if _, err := in.ReadByte(); err != nil {
-			return
-		}
-		mu.Lock()
-		close(release)
-		release = make(chan struct{})
-		mu.Unlock()
-	}
 }
 
 // BenchmarkInFlight measures what a delivery costs while it waits for a
 // slow endpoint's answer (B/in-flight: live heap and goroutine stacks of
 // this process, per attempt, with the attempt's goroutine) and what a
 // connection costs once idle in the pool after it (B/idle-conn). The
-// receiver (holdReceiver) runs in a process of its own and holds every
-// request until all n have arrived. One iteration is n attempts.
+// receiver (testenv.ServeHoldReceiver) runs in a process of its own and holds every
+// request until all n have arrived. One iteration is n attempts, made with
+// Send (the attempt's goroutine waits for the answer: that of a caller as
+// deep as the bench's, shallower than the pipeline's) or with Start (as the
+// pipeline makes them: eight callers make them all, each attempt waited
+// for on a goroutine of Start's).
 func BenchmarkInFlight(b *testing.B) {
-	for _, scheme := range []string{"http", "https"} {
-		b.Run(scheme, func(b *testing.B) {
+	for _, run := range []struct{ scheme, call string }{{"http", "Send"}, {"http", "Start"}, {"https", "Send"}, {"https", "Start"}} {
+		scheme := run.scheme
+		b.Run(scheme+"/"+run.call, func(b *testing.B) {
 			const n = 2048
-			cmd := exec.Command(os.Args[0])
-			cmd.Env = append(os.Environ(), holdEnv+"="+map[string]string{"http": "plain", "https": "tls"}[scheme])
-			stdin, _ := cmd.StdinPipe()
-			stdout, _ := cmd.StdoutPipe()
-			if err := cmd.Start(); err != nil {
-				b.Fatal(err)
-			}
-			defer func() { stdin.Close(); _ = cmd.Wait() }()
-			out := bufio.NewReader(stdout)
-			url, err := out.ReadString('\n')
-			if err != nil {
-				b.Fatal(err)
-			}
-			url = strings.TrimSpace(url)
+			recv := testenv.StartHoldReceiver(b, scheme == "https")
 			opts := Options{Timeout: time.Minute, Guard: &netguard.Guard{AllowPrivate: true}, UserAgent: "feedbackd/bench", MaxIdleConnsPerHost: n}
 			if scheme == "https" {
 				// httptest's certificate is the same in every process.
@@ -108,7 +43,7 @@ func BenchmarkInFlight(b *testing.B) {
 				ts.Close()
 				opts.TLSConfig.MinVersion = tls.VersionTLS12
 			}
-			tg, _ := target(&testing.T{}, url, map[string]string{"X-Tenant": "bench"})
+			tg, _ := target(&testing.T{}, recv.URL, map[string]string{"X-Tenant": "bench"})
 			body := make([]byte, 700)
 			var inflight, idle, stack float64
 			b.ResetTimer()
@@ -116,20 +51,31 @@ func BenchmarkInFlight(b *testing.B) {
 				c := New(opts) // each round dials n connections afresh
 				before, stack0 := testenv.LiveBytes(), testenv.StackBytes()
 				var wg sync.WaitGroup
-				for range n {
-					wg.Go(func() {
-						if r := c.Send(context.Background(), tg, "msg_2b6c1f0e9d8a", body); r.Verdict != Delivered {
-							b.Errorf("verdict %v class %q", r.Verdict, r.Class)
-						}
-					})
-				}
-				for range n {
-					if _, err := out.ReadByte(); err != nil {
-						b.Fatal(err)
+				check := func(r Result) {
+					if r.Verdict != Delivered {
+						b.Errorf("verdict %v class %q", r.Verdict, r.Class)
 					}
 				}
+				if run.call == "Send" {
+					for range n {
+						wg.Go(func() { check(c.Send(context.Background(), tg, "msg_2b6c1f0e9d8a", body)) })
+					}
+				} else {
+					// Eight callers take turns, as the pipeline's workers do.
+					wg.Add(n)
+					var callers sync.WaitGroup
+					for range 8 {
+						callers.Go(func() {
+							for range n / 8 {
+								c.Start(context.Background(), tg, "msg_2b6c1f0e9d8a", body, func(r Result) { check(r); wg.Done() })
+							}
+						})
+					}
+					callers.Wait()
+				}
+				recv.Arrived(n)
 				held, stack1 := testenv.LiveBytes(), testenv.StackBytes()
-				_, _ = stdin.Write([]byte{'.'})
+				recv.Release()
 				wg.Wait()
 				after := testenv.LiveBytes()
 				inflight += float64(held-before) / n

@@ -19,15 +19,16 @@ import (
 	"github.com/feedbackd/feedbackd/pkg/webhook"
 )
 
-// transport makes webhook POSTs over HTTP/1.1 on the calling goroutine and
-// keeps idle connections per endpoint. It is safe for concurrent use; a
+// transport makes webhook POSTs over HTTP/1.1, each an exchange made on
+// the calling goroutine (its answer may be awaited and read on another),
+// and keeps idle connections per endpoint. It is safe for concurrent use; a
 // connection carries one exchange at a time.
 //
 // Why not net/http's Transport: it runs a read and a write goroutine per
 // connection and hands every request and answer between them and the
 // caller over channels. Against a fast receiver that is most of the cost
-// of a delivery, about twice the CPU per request of an exchange made on
-// the caller's goroutine (BenchmarkSend). A webhook attempt needs little
+// of a delivery, about twice the CPU per request of an exchange made by
+// the caller (BenchmarkSend). A webhook attempt needs little
 // of the rest: one request at a time, never a redirect or HTTP/2, and one
 // egress proxy at most (proxy.go).
 // The answer's head is still parsed by net/http (http.ReadResponse), so
@@ -108,11 +109,15 @@ func newTransport(dial func(context.Context, string, string) (net.Conn, error), 
 	}
 }
 
-// post sends req on an idle or new connection and reads the answer: the
-// final status and headers, and at most maxBody bytes of the body, which
-// are discarded. answered reports whether the endpoint sent any byte of an
-// answer. The exchange ends at deadline or when ctx ends, whichever comes
-// first: connecting, the TLS handshake, writing and reading.
+// An exchange is one request and its answer on a connection: begin
+// writes the request on an idle or new connection, wait blocks until the
+// answer's first bytes arrive, and end reads the answer (the final status
+// and headers, and at most maxBody bytes of the body, which are discarded)
+// and keeps or closes the connection. They run in that order, each once;
+// wait and end may run on another goroutine than begin, and wait does
+// nothing but wait, at a shallow depth of the stack it runs on. The
+// exchange ends at deadline or when ctx ends, whichever comes first:
+// connecting, the TLS handshake, writing and reading.
 //
 // Connection reuse never lets an answer belong to another request: a
 // connection is kept only when the answer was read whole, nothing followed
@@ -123,22 +128,103 @@ func newTransport(dial func(context.Context, string, string) (net.Conn, error), 
 // connection instead of answering the next request, which may be another
 // tenant's. As with any HTTP/1.1 client, bytes that arrive only after the
 // next request was written cannot be told from its answer.
-func (t *transport) post(ctx context.Context, deadline time.Time, req *request, maxBody int64) (status int, h http.Header, answered bool, err error) {
+type exchange struct {
+	t        *transport
+	ctx      context.Context
+	deadline time.Time
+	key      poolKey
+	req      *request
+	maxBody  int64
+	c        *conn // nil once the exchange failed without one, or ended
+	reused   bool  // c was idle in the pool
+	err      error // why the exchange failed before end
+}
+
+// begin starts the exchange of req in x.
+func (t *transport) begin(ctx context.Context, deadline time.Time, req *request, maxBody int64, x *exchange) {
+	*x = exchange{t: t, ctx: ctx, deadline: deadline, req: req, maxBody: maxBody}
 	u := req.url
 	if err := webhook.CheckRequestable(u); err != nil {
-		return 0, nil, false, &url.Error{Op: "parse", URL: "", Err: err}
+		x.err = &url.Error{Op: "parse", URL: "", Err: err}
+		return
 	}
-	key := poolKey{https: u.Scheme == "https", proxied: t.proxy != nil, host: u.Host}
-	for fresh := false; ; fresh = true {
-		c, reused, err := t.get(ctx, deadline, key, u, fresh)
-		if err != nil {
-			return 0, nil, false, err
-		}
-		resp, answered, err := t.exchange(ctx, deadline, key, c, req, maxBody)
-		if err != nil && reused && !answered && closedBeforeAnswer(err) && ctx.Err() == nil && time.Now().Before(deadline) {
-			// The endpoint had closed the idle connection (a keep-alive
-			// timeout racing our request): once more on a new one, as the
-			// attempt would otherwise be retried later anyway.
+	x.key = poolKey{https: u.Scheme == "https", proxied: t.proxy != nil, host: u.Host}
+	x.send(false)
+}
+
+// send writes the request on an idle connection, or with fresh on a new
+// one.
+func (x *exchange) send(fresh bool) {
+	c, reused, err := x.t.get(x.ctx, x.deadline, x.key, x.req.url, fresh)
+	if err != nil {
+		x.c, x.reused, x.err = nil, false, err
+		return
+	}
+	x.c, x.reused = c, reused
+	// ctx's watch first, then the deadline, then ctx: a cancellation
+	// after the check sets a deadline in the past that this one cannot
+	// overwrite, and one before it is seen by the check.
+	c.watch(x.ctx)
+	_ = c.SetDeadline(x.deadline)
+	if err := x.ctx.Err(); err != nil {
+		x.t.put(x.key, c)
+		x.c, x.reused, x.err = nil, false, err
+		return
+	}
+	x.err = c.write(x.req, x.t.maxHead)
+}
+
+// waiting reports whether wait has an answer to wait for.
+func (x *exchange) waiting() bool { return x.c != nil && x.err == nil }
+
+// wait blocks until the answer's first bytes arrive, or the exchange
+// fails.
+func (x *exchange) wait() {
+	if x.waiting() {
+		x.err = x.c.head.await()
+	}
+}
+
+// waitBriefly is wait for at most d. It reports whether the wait is over:
+// if not, wait waits for the rest.
+func (x *exchange) waitBriefly(d time.Duration) (over bool) {
+	if !x.waiting() {
+		return true
+	}
+	until := time.Now().Add(d)
+	if !until.Before(x.deadline) {
+		x.wait()
+		return true
+	}
+	_ = x.c.SetReadDeadline(until)
+	err := x.c.head.await()
+	// The attempt's deadline back, then ctx: as in send, a cancellation
+	// that this overwrote is seen by the check.
+	_ = x.c.SetReadDeadline(x.deadline)
+	if cerr := x.ctx.Err(); cerr != nil {
+		x.err = cerr
+		return true
+	}
+	var ne net.Error
+	if err != nil && errors.As(err, &ne) && ne.Timeout() && time.Now().Before(x.deadline) {
+		return false // a timeout leaves a TLS connection as it was
+	}
+	x.err = err
+	return true
+}
+
+// end reads the answer and reports the final status and headers, and
+// whether the endpoint sent any byte of an answer (answered). A reused
+// connection that the endpoint had closed before answering (a keep-alive
+// timeout racing the request) is replaced: the request is sent once more,
+// on a new connection, as the attempt would otherwise be retried later
+// anyway.
+func (x *exchange) end() (status int, h http.Header, answered bool, err error) {
+	for {
+		resp, answered, err := x.read()
+		if err != nil && x.reused && !answered && closedBeforeAnswer(err) && x.ctx.Err() == nil && time.Now().Before(x.deadline) {
+			x.send(true)
+			x.wait()
 			continue
 		}
 		if err != nil {
@@ -148,31 +234,32 @@ func (t *transport) post(ctx context.Context, deadline time.Time, req *request, 
 	}
 }
 
-// exchange makes req on c, then keeps c for reuse or closes it.
-func (t *transport) exchange(ctx context.Context, deadline time.Time, key poolKey, c *conn, req *request, maxBody int64) (resp *http.Response, answered bool, err error) {
-	// ctx's watch first, then the deadline, then ctx: a cancellation
-	// after the check sets a deadline in the past that this one cannot
-	// overwrite, and one before it is seen by the check.
-	c.watch(ctx)
-	_ = c.SetDeadline(deadline)
-	if err := ctx.Err(); err != nil {
-		t.put(key, c)
-		return nil, false, err
+// read reads the answer, unless the exchange failed, then keeps the
+// connection for reuse or closes it.
+func (x *exchange) read() (resp *http.Response, answered bool, err error) {
+	c := x.c
+	if c == nil {
+		return nil, false, x.err
 	}
-	resp, reusable, err := c.exchange(req, t.maxHead, maxBody)
+	x.c = nil
+	reusable := false
+	err = x.err
+	if err == nil {
+		resp, reusable, err = c.read(x.maxBody, x.req)
+	}
 	answered = c.lim.read > 0
-	if ctx.Err() != nil || err != nil || !reusable {
+	if x.ctx.Err() != nil || err != nil || !reusable {
 		c.close()
 	} else {
-		t.put(key, c)
+		x.t.put(x.key, c)
 	}
 	if err != nil {
 		// If the deadline or ctx cut the exchange short, what was read by
 		// then (a partial status line, say) is not what the endpoint meant.
 		switch {
-		case ctx.Err() != nil:
-			err = ctx.Err()
-		case !time.Now().Before(deadline):
+		case x.ctx.Err() != nil:
+			err = x.ctx.Err()
+		case !time.Now().Before(x.deadline):
 			err = context.DeadlineExceeded
 		}
 	}
@@ -482,11 +569,12 @@ func (c *conn) close() {
 	c.Close()
 }
 
-// exchange writes req and reads the answer. reusable says whether the
-// connection may carry another request.
-func (c *conn) exchange(req *request, maxHead, maxBody int64) (resp *http.Response, reusable bool, err error) {
+// write writes req, and readies the connection for its answer's head of
+// at most maxHead bytes.
+func (c *conn) write(req *request, maxHead int64) error {
 	c.lim.n, c.lim.read = maxHead, 0
 	buf := requestBufs.Get().(*[]byte)
+	var err error
 	*buf, err = appendRequest((*buf)[:0], req, c.via)
 	if err == nil {
 		_, err = c.Write(*buf)
@@ -494,12 +582,13 @@ func (c *conn) exchange(req *request, maxHead, maxBody int64) (resp *http.Respon
 	if cap(*buf) <= 64<<10 { // one large event must not pin its size in the pool
 		requestBufs.Put(buf)
 	}
-	if err != nil {
-		return nil, false, err
-	}
-	if err := c.head.await(); err != nil {
-		return nil, false, err
-	}
+	return err
+}
+
+// read reads the answer to the request written, whose first bytes
+// c.head.await has. reusable says whether the connection may carry another
+// request.
+func (c *conn) read(maxBody int64, req *request) (resp *http.Response, reusable bool, err error) {
 	r := readers.Get().(*bufio.Reader)
 	r.Reset(&c.head)
 	defer func() {
