@@ -25,10 +25,10 @@ func BenchmarkSend(b *testing.B) {
 }
 
 // BenchmarkStart is BenchmarkSend with the attempts made as the pipeline
-// makes them, with Start: the answer is awaited on a goroutine of Start's,
-// which hands the result back over a channel. Side by side with
-// BenchmarkSend it is what waiting on a small new goroutine costs per
-// attempt against a receiver that answers at once.
+// makes them, with Start, whose result comes back over a channel. The
+// receiver answers within quickAnswer, so done runs on the calling
+// goroutine: side by side with BenchmarkSend it is what Start costs
+// against a receiver that answers at once.
 func BenchmarkStart(b *testing.B) {
 	tg, body := benchReceiver(b)
 	c := New(Options{Timeout: 5e9, Guard: devClient().opts.Guard, UserAgent: "feedbackd/bench", MaxIdleConnsPerHost: 256})

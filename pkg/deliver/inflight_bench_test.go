@@ -27,8 +27,8 @@ func TestMain(m *testing.M) {
 // request until all n have arrived. One iteration is n attempts, made with
 // Send (the attempt's goroutine waits for the answer: that of a caller as
 // deep as the bench's, shallower than the pipeline's) or with Start (as the
-// pipeline makes them: eight callers make them all, each attempt waited
-// for on a goroutine of Start's).
+// pipeline makes them: 64 callers make them all, each attempt waited for
+// on a goroutine of Start's once quickAnswer has passed).
 func BenchmarkInFlight(b *testing.B) {
 	for _, run := range []struct{ scheme, call string }{{"http", "Send"}, {"http", "Start"}, {"https", "Send"}, {"https", "Start"}} {
 		scheme := run.scheme
@@ -61,12 +61,13 @@ func BenchmarkInFlight(b *testing.B) {
 						wg.Go(func() { check(c.Send(context.Background(), tg, "msg_2b6c1f0e9d8a", body)) })
 					}
 				} else {
-					// Eight callers take turns, as the pipeline's workers do.
+					// Callers take turns, as the pipeline's workers do;
+					// each waits quickAnswer before Start returns.
 					wg.Add(n)
 					var callers sync.WaitGroup
-					for range 8 {
+					for range 64 {
 						callers.Go(func() {
-							for range n / 8 {
+							for range n / 64 {
 								c.Start(context.Background(), tg, "msg_2b6c1f0e9d8a", body, func(r Result) { check(r); wg.Done() })
 							}
 						})
