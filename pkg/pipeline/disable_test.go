@@ -106,7 +106,7 @@ func TestProcessTellsTheFailureClock(t *testing.T) {
 			s := p.slots.acquire(t.Context())
 			defer s.done()
 
-			o := p.process(t.Context(), j, s)
+			o := processed(t.Context(), p, j, s)
 			if o.Kind != c.kind || o.Reason != c.reason {
 				t.Fatalf("outcome %v %q, want %v %q", o.Kind, o.Reason, c.kind, c.reason)
 			}
@@ -161,7 +161,7 @@ func TestUndisabledConfigKeepsTheEarlierOutcome(t *testing.T) {
 			j := &job{rec: rec, part: &offsets.Partition{Topic: rec.Topic}}
 			s := p.slots.acquire(t.Context())
 			defer s.done()
-			if o := p.process(t.Context(), j, s); o.Kind != DeadLettered || o.Reason != dlq.ReasonEndpointDisabled {
+			if o := processed(t.Context(), p, j, s); o.Kind != DeadLettered || o.Reason != dlq.ReasonEndpointDisabled {
 				t.Fatalf("the clock tripped: outcome %v %q, want an endpoint_disabled dead letter", o.Kind, o.Reason)
 			}
 			instead := p.disableConfig(t.Context(), j)

@@ -79,9 +79,13 @@ type OutcomeLog interface {
 	Add(recs []*outcome.Record)
 }
 
-// Sender makes one delivery attempt.
+// Sender makes delivery attempts (deliver.Client).
 type Sender interface {
-	Send(ctx context.Context, t *webhook.Target, id string, body []byte) deliver.Result
+	// Start makes one attempt and calls done with its result, once: before
+	// it returns, or on a goroutine that waited for a slow answer. Waiting
+	// there rather than on the job's goroutine, whose stack the stages
+	// grew, is what makes a slow delivery in flight cheap.
+	Start(ctx context.Context, t *webhook.Target, id string, body []byte, done func(deliver.Result))
 }
 
 // Options configure a Pipeline.

@@ -50,32 +50,43 @@ const (
 )
 
 // process runs the stages that decide the record's outcome (decode, route,
-// admit, claim, attempt, judge) and returns it for settle to carry out. It
-// writes nothing to Kafka and counts no outcome; its effects are the attempt
-// and what the attempt needs: an endpoint's place, a dedupe claim, the
-// breaker's and the failure clock's report of the answer (and the log lines
-// of waiting for Redis and of breaker changes).
-func (p *Pipeline) process(ctx context.Context, j *job, s *slot) Outcome {
+// admit, claim, attempt, judge) and calls then with it, for settle to carry
+// out: once, on this goroutine, or on the one that waited for the attempt's
+// answer (see Sender). It writes nothing to Kafka and counts no outcome;
+// its effects are the attempt and what the attempt needs: an endpoint's
+// place, a dedupe claim, the breaker's and the failure clock's report of
+// the answer (and the log lines of waiting for Redis and of breaker
+// changes).
+func (p *Pipeline) process(ctx context.Context, j *job, s *slot, then func(Outcome)) {
 	if err := p.decode(j); err != nil {
-		return Outcome{Kind: DeadLettered, Reason: dlq.ReasonInvalidEvent, Error: invalidClass(err), Err: err}
+		then(Outcome{Kind: DeadLettered, Reason: dlq.ReasonInvalidEvent, Error: invalidClass(err), Err: err})
+		return
 	}
 	t, err := p.route(ctx, j.ev)
 	if o, next := routed(j.ev, t, err); !next {
-		return o
+		then(o)
+		return
 	}
 	d, ok := p.admit(ctx, j, s, t.Endpoint)
 	if !ok {
-		return abandoned
+		then(abandoned)
+		return
 	}
 	if o, next := admitted(d, j.st, p.opts.Policy, time.Now()); !next {
-		return p.clocked(ctx, j, t, o)
+		then(p.clocked(ctx, j, t, o))
+		return
 	}
 	claim := p.claim(ctx, j)
 	if o, next := claimed(claim, p.opts.Policy); !next {
 		d.Release()
-		return o
+		then(o)
+		return
 	}
-	j.res = p.attempt(ctx, j, t, d, claim, s)
+	p.attempt(ctx, j, t, d, claim, s, then)
+}
+
+// judge decides the outcome of the job's attempt (j.res).
+func (p *Pipeline) judge(ctx context.Context, j *job, t *webhook.Target) Outcome {
 	o := p.clocked(ctx, j, t, judged(&j.res, j.st, p.opts.Policy))
 	if o.Kind == DeadLettered && o.Reason == dlq.ReasonRetriesExhausted &&
 		p.opts.Dedupe != nil && p.mayBeDelivered(j) && p.opts.Dedupe.Delivered(ctx, dedupeKey(j.ev, j.st)) {
@@ -264,42 +275,47 @@ func (p *Pipeline) claim(ctx context.Context, j *job) dedupe.Claim {
 	return p.opts.Dedupe.Claim(ctx, dedupeKey(j.ev, j.st), p.opts.ClaimTTL)
 }
 
-// attempt renders, signs and sends the event, counts the attempt in the
-// job's state, ends the claim if it did not deliver (the next attempt need
-// not wait for it), tells admission control how the endpoint answered and
-// then frees the endpoint's place d, so that the report comes before the
-// next attempt to the endpoint may start.
-func (p *Pipeline) attempt(ctx context.Context, j *job, t *webhook.Target, d admission.Decision, claim dedupe.Claim, s *slot) deliver.Result {
-	defer d.Release()
+// attempt renders, signs and sends the event; once it is answered (on this
+// goroutine or on the one that waited, see Sender), it sets j.res, counts
+// the attempt in the job's state, ends the claim if it did not deliver (the
+// next attempt need not wait for it), tells admission control how the
+// endpoint answered and then frees the endpoint's place d, so that the
+// report comes before the next attempt to the endpoint may start, and
+// calls then with the outcome judged from the answer.
+//
+// An attempt that holds a delivery slot is counted in attempts while it
+// runs (see slowAttempts): a parked job handed its endpoint's place may go
+// on without one, and must not raise the slots' floor.
+func (p *Pipeline) attempt(ctx context.Context, j *job, t *webhook.Target, d admission.Decision, claim dedupe.Claim, s *slot, then func(Outcome)) {
 	sctx, span := p.attemptSpan(ctx, j, t)
-	res := p.send(sctx, j, t, s.delivery)
-	endAttempt(span, &res)
-	s.trade()
-	if res.Verdict != deliver.Delivered && p.opts.Dedupe != nil {
-		p.opts.Dedupe.Release(ctx, dedupeKey(j.ev, j.st), claim)
-	}
-	if res.Verdict == deliver.Aborted {
-		return res
-	}
-	st := j.st
-	st.Attempts++
-	if st.FirstAttemptAt.IsZero() {
-		st.FirstAttemptAt = time.Now()
-	}
-	st.LastStatus, st.LastError = res.Status, res.Class
-	j.breaker = p.report(ctx, j.ev, t, res)
-	return res
-}
-
-// send makes the attempt. One that holds a delivery slot is counted in
-// attempts while it runs (see slowAttempts): a parked job handed its
-// endpoint's place may go on without one, and must not raise the slots'
-// floor.
-func (p *Pipeline) send(ctx context.Context, j *job, t *webhook.Target, inSlot bool) deliver.Result {
+	inSlot := s.delivery
+	var began int64
 	if inSlot {
-		defer p.attempts.end(p.attempts.start(time.Now()))
+		began = p.attempts.start(time.Now())
 	}
-	return p.sender.Send(ctx, t, j.st.WebhookID, j.ev.Body(make([]byte, 0, len(j.ev.Raw)+32)))
+	body := j.ev.Body(make([]byte, 0, len(j.ev.Raw)+32))
+	p.sender.Start(sctx, t, j.st.WebhookID, body, func(res deliver.Result) {
+		if inSlot {
+			p.attempts.end(began)
+		}
+		endAttempt(span, &res)
+		s.trade()
+		if res.Verdict != deliver.Delivered && p.opts.Dedupe != nil {
+			p.opts.Dedupe.Release(ctx, dedupeKey(j.ev, j.st), claim)
+		}
+		j.res = res
+		if res.Verdict != deliver.Aborted {
+			st := j.st
+			st.Attempts++
+			if st.FirstAttemptAt.IsZero() {
+				st.FirstAttemptAt = time.Now()
+			}
+			st.LastStatus, st.LastError = res.Status, res.Class
+			j.breaker = p.report(ctx, j.ev, t, res)
+		}
+		d.Release()
+		then(p.judge(ctx, j, t))
+	})
 }
 
 // dedupeKey names one event for duplicate suppression: its tenant, the

@@ -42,7 +42,18 @@ func (f configsFunc) Lookup(_ context.Context, org, sandbox string) (*webhook.Ta
 }
 func (configsFunc) Disable(context.Context, string, string, string) error { return nil }
 
-func (f sendFunc) Send(context.Context, *webhook.Target, string, []byte) deliver.Result { return f() }
+// Start answers on a goroutine of its own, as deliver.Client does once a
+// request is written.
+func (f sendFunc) Start(_ context.Context, _ *webhook.Target, _ string, _ []byte, done func(deliver.Result)) {
+	go func() { done(f()) }()
+}
+
+// processed is the outcome process decides for j.
+func processed(ctx context.Context, p *Pipeline, j *job, s *slot) Outcome {
+	decided := make(chan Outcome, 1)
+	p.process(ctx, j, s, func(o Outcome) { decided <- o })
+	return <-decided
+}
 
 func (a admitter) Admit(context.Context, string) admission.Decision { return a.admit() }
 func (a admitter) Wait(ctx context.Context, _ string) (admission.Decision, error) {
@@ -210,7 +221,7 @@ func TestProcessDecides(t *testing.T) {
 			s := p.slots.acquire(ctx)
 			defer func() { s.done(); s.end() }()
 
-			o := p.process(ctx, j, s)
+			o := processed(ctx, p, j, s)
 			if o.Kind != c.kind || o.Reason != c.reason || !strings.HasPrefix(o.Error, c.error) || (c.error == "") != (o.Error == "") {
 				t.Fatalf("outcome %v %q (error %q), want %v %q (error %q)", o.Kind, o.Reason, o.Error, c.kind, c.reason, c.error)
 			}

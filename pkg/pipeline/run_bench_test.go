@@ -4,7 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"sync/atomic"
+	"sync"
 	"testing"
 	"time"
 
@@ -14,7 +14,10 @@ import (
 
 	"github.com/feedbackd/feedbackd/pkg/dedupe"
 	"github.com/feedbackd/feedbackd/pkg/deliver"
+	"github.com/feedbackd/feedbackd/pkg/netguard"
 	"github.com/feedbackd/feedbackd/pkg/offsets"
+	"github.com/feedbackd/feedbackd/pkg/signature"
+	"github.com/feedbackd/feedbackd/pkg/webhook"
 	"github.com/feedbackd/feedbackd/test/testenv"
 )
 
@@ -58,7 +61,7 @@ func benchmarkRun(b *testing.B, outcomes string, more ...func(*Options)) {
 	if err := prod.Flush(context.Background()); err != nil {
 		b.Fatal(err)
 	}
-	send := sendFunc(func() deliver.Result { return deliver.Result{Verdict: deliver.Delivered, Status: 200} })
+	var send answeredAtOnce
 	opts := Options{Group: "bench", InputTopics: []string{"feedback.sent"},
 		RetryPrefix: "feedback.retry", DLQTopic: "feedback.dlq", OutcomesTopic: outcomes, Instance: "bench/1",
 		Policy: testPolicy, Concurrency: 256, ShutdownTimeout: time.Second}
@@ -91,17 +94,47 @@ func benchmarkRun(b *testing.B, outcomes string, more ...func(*Options)) {
 	}
 }
 
+// answeredAtOnce delivers every attempt, answered within Start's brief
+// wait: done runs on the job's goroutine.
+type answeredAtOnce struct{}
+
+func (answeredAtOnce) Start(_ context.Context, _ *webhook.Target, _ string, _ []byte, done func(deliver.Result)) {
+	done(deliver.Result{Verdict: deliver.Delivered, Status: 200})
+}
+
 // BenchmarkInFlight measures what the pipeline holds per delivery in
-// flight, the attempt itself aside (package deliver's BenchmarkInFlight
-// measures the connection's share): the record, its job and event, the
-// goroutines, while a sender holds n attempts at once (B/in-flight: live
-// heap and goroutine stacks after a collection, over a warmed-up
-// pipeline's, less the broker's copy of the records, measured before).
+// flight while n attempts are held at once (B/in-flight: live heap and
+// goroutine stacks after a collection, less what is left once the attempts
+// are answered and settled: the records stay in the broker, connections
+// idle in the pool; stack-B/in-flight is the stacks' part, over a warmed-up
+// pipeline's). With a sender that holds them ("held"), that is the
+// pipeline's own share, the attempt aside: the record, its job and event,
+// the goroutines. With the real sender ("http", deliver.Client against a
+// receiver in a process of its own that holds every request), it is all of
+// it, connections included, as in feedbackd: before Sender.Start, the job's
+// goroutine (its stack grown by the stages) waited for every answer.
 func BenchmarkInFlight(b *testing.B) {
 	const n = 4096
-	for range b.N {
-		b.ReportMetric(measureHeld(b, n, false), "B/in-flight")
-	}
+	b.Run("held", func(b *testing.B) {
+		for range b.N {
+			m := measureHeld(b, n, heldSender(true), target(nil), false)
+			b.ReportMetric(m.bytes, "B/in-flight")
+			b.ReportMetric(m.stack, "stack-B/in-flight")
+		}
+	})
+	b.Run("http", func(b *testing.B) {
+		recv := testenv.StartHoldReceiver(b, false)
+		c := deliver.New(deliver.Options{Timeout: time.Minute, Guard: &netguard.Guard{AllowPrivate: true},
+			UserAgent: "feedbackd/bench", MaxIdleConnsPerHost: n})
+		b.Cleanup(c.Close)
+		h := holder{sender: c, arrived: recv.Arrived, release: recv.Release}
+		configs := urlTarget(b, recv.URL)
+		for range b.N {
+			m := measureHeld(b, n, h, configs, false)
+			b.ReportMetric(m.bytes, "B/in-flight")
+			b.ReportMetric(m.stack, "stack-B/in-flight")
+		}
+	})
 }
 
 // BenchmarkWaitingForRedis measures what the pipeline holds per delivered
@@ -114,14 +147,72 @@ func BenchmarkInFlight(b *testing.B) {
 func BenchmarkWaitingForRedis(b *testing.B) {
 	const n = 4096
 	for range b.N {
-		b.ReportMetric(measureHeld(b, n, true), "B/waiting")
+		b.ReportMetric(measureHeld(b, n, heldSender(false), target(nil), true).bytes, "B/waiting")
 	}
 }
 
-// measureHeld is what the pipeline holds per job while n jobs are held: in
-// their attempts, or (redisHung) delivered, waiting for Redis to record
-// them.
-func measureHeld(b *testing.B, n int, redisHung bool) float64 {
+// holder is a sender whose attempts a measure holds.
+type holder struct {
+	sender  Sender
+	arrived func(n int) // waits until n more attempts are held
+	release func()      // answers the attempts held
+}
+
+// heldSender answers every attempt with 200 once it is released; without
+// hold, at once.
+func heldSender(hold bool) holder {
+	var mu sync.Mutex
+	arrived, release := make(chan struct{}, 1<<16), make(chan struct{})
+	send := sendFunc(func() deliver.Result {
+		mu.Lock()
+		wait := release
+		mu.Unlock()
+		arrived <- struct{}{}
+		if hold {
+			<-wait
+		}
+		return deliver.Result{Verdict: deliver.Delivered, Status: 200}
+	})
+	return holder{
+		sender: send,
+		arrived: func(n int) {
+			for range n {
+				<-arrived
+			}
+		},
+		release: func() {
+			mu.Lock()
+			close(release)
+			release = make(chan struct{})
+			mu.Unlock()
+		},
+	}
+}
+
+// urlTarget is every event's config, for an endpoint at url.
+func urlTarget(b *testing.B, url string) configsFunc {
+	secret, err := signature.NewSecret()
+	if err != nil {
+		b.Fatal(err)
+	}
+	var tg *webhook.Target
+	target(func(c *webhook.Config) {
+		c.URL = url
+		tg, err = webhook.NewTarget(&webhook.Stored{Config: *c, Secrets: []webhook.Secret{{Value: secret}}})
+	})("org", "sandbox")
+	if err != nil {
+		b.Fatal(err)
+	}
+	return func(org, sandbox string) (*webhook.Target, error) { return tg, nil }
+}
+
+// perJob is what the pipeline held per job in a measure, in bytes: live
+// heap and stacks, and the stacks' part.
+type perJob struct{ bytes, stack float64 }
+
+// measureHeld is what the pipeline holds per job while h holds n attempts,
+// or (redisHung) while n delivered jobs wait for Redis to record them.
+func measureHeld(b *testing.B, n int, h holder, configs Configs, redisHung bool) perJob {
 	seeds, prod := benchBroker(b)
 	produce := func(from int) {
 		for i := from; i < from+n; i++ {
@@ -132,22 +223,8 @@ func measureHeld(b *testing.B, n int, redisHung bool) float64 {
 			b.Fatal(err)
 		}
 	}
-	// The broker's copy of n records, to take away from what is held.
-	before := testenv.LiveBytes()
 	produce(0)
-	stored := testenv.LiveBytes() - before
 
-	var hold atomic.Bool
-	arrived, release := make(chan struct{}, n), make(chan struct{})
-	send := sendFunc(func() deliver.Result {
-		if hold.Load() {
-			arrived <- struct{}{}
-			if !redisHung {
-				<-release
-			}
-		}
-		return deliver.Result{Verdict: deliver.Delivered, Status: 200}
-	})
 	opts := Options{Group: "bench", InputTopics: []string{"feedback.sent"},
 		RetryPrefix: "feedback.retry", DLQTopic: "feedback.dlq", Instance: "bench/1",
 		Policy: testPolicy, Concurrency: n, ShutdownTimeout: time.Second}
@@ -161,7 +238,7 @@ func measureHeld(b *testing.B, n int, redisHung bool) float64 {
 		b.Cleanup(store.Close)
 		opts.Dedupe = store
 	}
-	p, err := New([]kgo.Opt{seeds}, target(nil), send, opts)
+	p, err := New([]kgo.Opt{seeds}, configs, h.sender, opts)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -173,34 +250,31 @@ func measureHeld(b *testing.B, n int, redisHung bool) float64 {
 			time.Sleep(time.Millisecond)
 		}
 	}
-	settled(int64(n)) // warm: the first n answered at once
-	hold.Store(true)
+	// Warm: the first n attempts, answered together.
+	h.arrived(n)
+	h.release()
+	settled(int64(n))
 	if redisHung {
 		r.Hang(b)
 	}
-	base := testenv.LiveBytes()
+	stack0 := testenv.StackBytes()
 	produce(n)
-	for range n {
-		<-arrived
-	}
+	h.arrived(n)
 	if redisHung {
 		time.Sleep(200 * time.Millisecond) // for the last ones to settle as far as they can
 	}
-	held := testenv.LiveBytes()
-	close(release)
+	holding, stack1 := testenv.LiveBytes(), testenv.StackBytes()
+	h.release()
 	if redisHung {
 		r.Resume()
 	}
 	settled(int64(2 * n))
-	// What the waiting jobs held is what Redis's answers let go (the
-	// pipeline's goroutines, idle or gone, are what they were at base).
+	// What the jobs held is what their answers let go: the broker keeps
+	// the records, the pool the connections.
 	after := testenv.LiveBytes()
 	cancel()
 	if err := <-done; err != nil {
 		b.Fatal(err)
 	}
-	if redisHung {
-		return float64(held-after) / float64(n)
-	}
-	return float64(held-base-stored) / float64(n)
+	return perJob{bytes: float64(holding-after) / float64(n), stack: float64(stack1-stack0) / float64(n)}
 }

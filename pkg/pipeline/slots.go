@@ -215,7 +215,8 @@ func (s *slots) giveBack() {
 
 // slot is one running job's share of the slots: its delivery slot, which it
 // gives up while it is parked and trades for a settling slot after its
-// attempt. It is used by one goroutine.
+// attempt. It is used by one goroutine at a time: the job's, then the one
+// that waited for the attempt's answer (see Sender).
 type slot struct {
 	pool     *slots
 	delivery bool
@@ -295,8 +296,11 @@ func (s *slot) end() { s.pool.running.Done() }
 
 // goroutines runs each function on a goroutine of its own, reusing an idle
 // one that finished an earlier function when there is one. A job's
-// goroutine grows its stack (parsing, HTTP); a new goroutine per record
-// would grow and copy it again every time. At most maxIdle goroutines wait
+// goroutine grows its stack (parsing, routing, signing, writing the
+// request, and settling the jobs whose attempt ended before a request was
+// written); a new goroutine per record would grow and copy it again every
+// time. It is free again once the job's request is written: the answer is
+// waited for elsewhere (see Sender). At most maxIdle goroutines wait
 // for the next function (until close); the others end: with thousands of
 // slow deliveries in flight, keeping every goroutine that ever ran kept
 // twice Concurrency of them, 12,000 idle ones in a bench at 8,192 slots.

@@ -48,20 +48,20 @@ const (
 )
 
 // run is a job on its worker: process decides its outcome and settle
-// carries it out, each in its span when tracing.
+// carries it out, each in its span when tracing. settle runs where process
+// calls it: on the worker, or on the goroutine that waited for the
+// attempt's answer.
 func (p *Pipeline) run(ctx context.Context, j *job, s *slot) {
 	if p.tracer == nil {
-		p.settle(ctx, j, p.process(ctx, j, s), s)
+		p.process(ctx, j, s, func(o Outcome) { p.settle(ctx, j, o, s) })
 		return
 	}
-	p.runTraced(ctx, j, s)
+	tctx, span := p.startProcessSpan(ctx, j) // not ctx again: the closure above would take it by reference, on the heap
+	p.process(tctx, j, s, func(o Outcome) { p.settleTraced(tctx, span, j, o, s) })
 }
 
-// runTraced is run with spans. Apart from run, whose frame, under every
-// attempt, would otherwise hold the span attributes' 1.3 KB untraced too:
-// a delivering goroutine's stack is most of what a delivery in flight
-// costs.
-func (p *Pipeline) runTraced(ctx context.Context, j *job, s *slot) {
+// startProcessSpan starts the job's process span.
+func (p *Pipeline) startProcessSpan(ctx context.Context, j *job) (context.Context, trace.Span) {
 	r := j.rec
 	ctx, span := p.tracer.Start(tracing.Extract(ctx, r.Headers), "process "+r.Topic,
 		trace.WithSpanKind(trace.SpanKindConsumer),
@@ -74,9 +74,14 @@ func (p *Pipeline) runTraced(ctx context.Context, j *job, s *slot) {
 			semconv.MessagingKafkaOffset(int(r.Offset)),
 			semconv.MessagingConsumerGroupName(p.opts.Group),
 		))
-	defer span.End()
 	j.span = span
-	o := p.process(ctx, j, s)
+	return ctx, span
+}
+
+// settleTraced is settle in its span, under the job's process span, which
+// it ends with the outcome's attributes.
+func (p *Pipeline) settleTraced(ctx context.Context, span trace.Span, j *job, o Outcome, s *slot) {
+	defer span.End()
 	sctx, settling := p.tracer.Start(ctx, "settle")
 	p.settle(sctx, j, o, s)
 	defer settling.End()
