@@ -233,8 +233,12 @@ func (c *Client) Close() {
 // replaced once, within the attempt.
 func (c *Client) Send(ctx context.Context, t *webhook.Target, id string, body []byte) Result {
 	a := c.begin(ctx, t, id, body)
-	a.x.wait()
-	return a.result()
+	for {
+		a.x.wait()
+		if r, again := a.judged(); !again {
+			return a.result(r)
+		}
+	}
 }
 
 // Start makes the attempt Send makes, but waits for a slow answer on a
@@ -243,7 +247,9 @@ func (c *Client) Send(ctx context.Context, t *webhook.Target, id string, body []
 // called once with the Result: before Start returns if the answer came by
 // then or the attempt ended first (a refused address, a failed
 // connection); otherwise on that other goroutine, which waits for the
-// answer, reads and judges it and then runs done.
+// answer, reads and judges it and then runs done. A request sent again
+// within the attempt (on a new connection, or with a new OAuth2 token) is
+// waited for the same way.
 //
 // Why: a goroutine's stack, once grown, stays grown while it waits. The
 // caller's runs deep (the pipeline's stages, signing) and would hold
@@ -253,11 +259,15 @@ func (c *Client) Send(ctx context.Context, t *webhook.Target, id string, body []
 // goroutine, and the stack growth of running done on a new one.
 func (c *Client) Start(ctx context.Context, t *webhook.Target, id string, body []byte, done func(Result)) {
 	a := c.begin(ctx, t, id, body)
-	if a.waiting() && !a.x.waitBriefly(c.quick) {
-		go a.await(done)
-		return
+	for {
+		if a.waiting() && !a.x.waitBriefly(c.quick) {
+			go a.await(done)
+			return
+		}
+		if a.finished(done) {
+			return
+		}
 	}
-	a.finish(done)
 }
 
 // quickAnswer is how long Start waits for an answer on the calling
@@ -270,21 +280,35 @@ func (c *Client) Start(ctx context.Context, t *webhook.Target, id string, body [
 // measured (README "Performance").
 const quickAnswer = 20 * time.Millisecond
 
-// await waits for the answer, then ends the attempt and calls done. Its
-// frame is under the wait, so what end returns stays out of it (finish).
+// await waits for the answer, then judges it and calls done. Its frame is
+// under the wait, so what judged returns stays out of it (finished).
 func (a *attempt) await(done func(Result)) {
-	a.x.wait()
-	a.finish(done)
+	for {
+		a.x.wait()
+		if a.finished(done) {
+			return
+		}
+	}
 }
 
-// finish calls done with the attempt's result.
+// finished judges the answer waited for and calls done with the result,
+// unless the request was sent again (again: its answer is to be waited
+// for).
 //
 //go:noinline
-func (a *attempt) finish(done func(Result)) { done(a.result()) }
+func (a *attempt) finished(done func(Result)) bool {
+	r, again := a.judged()
+	if !again {
+		done(a.result(r))
+	}
+	return !again
+}
 
-// result ends the attempt and gives it back to its pool.
-func (a *attempt) result() Result {
-	r := a.end()
+// result ends the attempt with r and gives it back to its pool. r's
+// Response is its own array (discard appends to a nil kept), never the
+// attempt's.
+func (a *attempt) result(r Result) Result {
+	r.Duration = time.Since(a.start)
 	*a = attempt{}
 	attempts.Put(a)
 	return r
@@ -382,38 +406,34 @@ func (a *attempt) send() {
 	c.tr.begin(a.ctx, a.deadline, &a.req, c.opts.MaxResponseBytes, &a.x)
 }
 
-// end reads and judges the answer, once waited for. An OAuth2 token the
-// endpoint refused is replaced, and the request sent again, once.
-func (a *attempt) end() Result {
-	r := a.judged()
-	if r.Status == http.StatusUnauthorized && a.token != "" && !a.renewed {
+// judged is the result of the request sent, once its answer was waited
+// for; or again, when the request was sent once more within the attempt
+// and that answer is to be waited for: on a new connection (see
+// exchange.end), or with a new token once the endpoint refused an OAuth2
+// token, which happens once.
+func (a *attempt) judged() (r Result, again bool) {
+	if a.ended != nil {
+		return *a.ended, false
+	}
+	status, h, answered, again, err := a.x.end()
+	switch {
+	case again:
+		return Result{}, true
+	case err != nil:
+		return classify(a.ctx, err, answered), false
+	case status == http.StatusProxyAuthRequired && a.c.tr.proxy != nil:
+		// Only a proxy sends 407: the answer to a plain-http request
+		// through it, never the endpoint's.
+		return Result{Verdict: Retry, Class: classProxyAuth}, false
+	case status == http.StatusUnauthorized && a.token != "" && !a.renewed:
 		a.c.tokens.Invalidate(a.t.OAuth2, a.token)
 		a.renewed = true
 		a.send()
-		a.x.wait()
-		r = a.judged()
+		return Result{}, true
 	}
-	r.Duration = time.Since(a.start)
-	return r
-}
-
-// judged is the result of the request sent last.
-func (a *attempt) judged() Result {
-	if a.ended != nil {
-		return *a.ended
-	}
-	status, h, answered, err := a.x.end()
-	if err != nil {
-		return classify(a.ctx, err, answered)
-	}
-	if status == http.StatusProxyAuthRequired && a.c.tr.proxy != nil {
-		// Only a proxy sends 407: the answer to a plain-http request
-		// through it, never the endpoint's.
-		return Result{Verdict: Retry, Class: classProxyAuth}
-	}
-	r := judge(status, h, a.signed)
+	r = judge(status, h, a.signed)
 	r.Response, r.Truncated = a.req.kept, a.req.truncated
-	return r
+	return r, false
 }
 
 // judge applies the status rules to an HTTP response.

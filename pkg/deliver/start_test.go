@@ -2,6 +2,7 @@ package deliver
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -9,48 +10,55 @@ import (
 	"testing"
 	"time"
 
+	"github.com/feedbackd/feedbackd/pkg/endpointauth"
 	"github.com/feedbackd/feedbackd/pkg/netguard"
 )
 
 // Start calls done once: before it returns when the answer comes within
-// the brief wait, after it (on its own goroutine) when the answer is slower.
-// Either way the attempt is judged as Send judges it, a body that trickles
-// after the head is read whole (the brief wait's deadline is gone), a
-// cancellation or the attempt's timeout during either wait ends it, and
-// the connection, TLS or not, carries the next attempt.
+// the brief wait, after it (on its own goroutine) when the answer is
+// slower. Either way the attempt is judged as Send judges it, a body that
+// trickles after the head is read whole (the brief wait's deadline is
+// gone), a cancellation or the attempt's timeout in either wait ends it,
+// and the connection, TLS or not, carries the next attempt.
+//
+// The slow endpoints answer only once Start has returned (gate), and the
+// cancellations are made then: what happens after the brief wait does not
+// depend on the machine's speed.
 func TestStart(t *testing.T) {
+	const quick = 20 * time.Millisecond
 	for _, tt := range []struct {
 		name     string
-		handler  func(w http.ResponseWriter, r *http.Request)
-		cancelAt time.Duration // 0: never
+		handler  func(gate <-chan struct{}) http.HandlerFunc
+		cancel   bool          // once Start has returned
+		cancelAt time.Duration // after Start is called
 		timeout  time.Duration // the attempt's; 0: 2 s
-		quick    time.Duration // the brief wait; 0: quickAnswer
+		quick    time.Duration // the brief wait; 0: quick
 		sync     string        // done before Start returns: yes, no, either
 		verdict  Verdict
 		class    string
 		response string
 		newConns int32 // for two attempts
 	}{
-		{name: "at once", handler: answerAfter(0, ""), quick: time.Minute, sync: "yes", verdict: Delivered, newConns: 1},
-		{name: "slow", handler: answerAfter(60*time.Millisecond, "ok"), sync: "no", verdict: Delivered, response: "ok", newConns: 1},
-		{name: "slow 503", handler: func(w http.ResponseWriter, r *http.Request) {
-			time.Sleep(30 * time.Millisecond)
-			w.WriteHeader(http.StatusServiceUnavailable)
-		}, sync: "no", verdict: Retry, class: "http_503", newConns: 1},
-		{name: "head at once, body trickled", handler: func(w http.ResponseWriter, r *http.Request) {
-			w.WriteHeader(http.StatusOK)
-			_, _ = w.Write([]byte("first "))
-			w.(http.Flusher).Flush()
-			time.Sleep(3 * quickAnswer)
-			_, _ = w.Write([]byte("and last"))
+		{name: "at once", handler: answering(http.StatusOK, ""), quick: time.Second, sync: "yes", verdict: Delivered, newConns: 1},
+		{name: "slow", handler: gated(http.StatusOK, "ok"), sync: "no", verdict: Delivered, response: "ok", newConns: 1},
+		{name: "slow 503", handler: gated(http.StatusServiceUnavailable, ""), sync: "no", verdict: Retry, class: "http_503", newConns: 1},
+		{name: "head at once, body trickled", handler: func(<-chan struct{}) http.HandlerFunc {
+			return func(w http.ResponseWriter, r *http.Request) {
+				w.WriteHeader(http.StatusOK)
+				_, _ = w.Write([]byte("first "))
+				w.(http.Flusher).Flush()
+				time.Sleep(3 * quick)
+				_, _ = w.Write([]byte("and last"))
+			}
 		}, sync: "either", verdict: Delivered, response: "first and last", newConns: 1},
-		{name: "cancelled while waiting", handler: hang, cancelAt: 50 * time.Millisecond, sync: "no", verdict: Aborted, class: classCanceled, newConns: 2},
-		{name: "cancelled in the brief wait", handler: hang, cancelAt: 20 * time.Millisecond, quick: time.Minute, sync: "yes", verdict: Aborted, class: classCanceled, newConns: 2},
-		{name: "timed out while waiting", handler: hang, timeout: 100 * time.Millisecond, sync: "no", verdict: Retry, class: classTimeout, newConns: 2},
+		{name: "cancelled while waiting", handler: hanging, cancel: true, sync: "no", verdict: Aborted, class: classCanceled, newConns: 2},
+		{name: "cancelled in the brief wait", handler: hanging, cancelAt: 50 * time.Millisecond, quick: time.Second, sync: "yes", verdict: Aborted, class: classCanceled, newConns: 2},
+		{name: "timed out while waiting", handler: hanging, timeout: 300 * time.Millisecond, sync: "either", verdict: Retry, class: classTimeout, newConns: 2},
 	} {
 		for _, scheme := range []string{"http", "https"} {
 			t.Run(tt.name+"/"+scheme, func(t *testing.T) {
-				srv := httptest.NewUnstartedServer(http.HandlerFunc(tt.handler))
+				gate := make(chan struct{}, 2)
+				srv := httptest.NewUnstartedServer(tt.handler(gate))
 				var conns atomic.Int32
 				srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
 					if s == http.StateNew {
@@ -70,6 +78,7 @@ func TestStart(t *testing.T) {
 				defer srv.Close()
 				c := New(opts)
 				defer c.Close()
+				c.quick = quick
 				if tt.quick > 0 {
 					c.quick = tt.quick
 				}
@@ -89,6 +98,10 @@ func TestStart(t *testing.T) {
 						results <- r
 					})
 					returned.Store(1)
+					gate <- struct{}{}
+					if tt.cancel {
+						cancel()
+					}
 					r := <-results
 					cancel()
 					time.Sleep(10 * time.Millisecond)
@@ -110,10 +123,65 @@ func TestStart(t *testing.T) {
 	}
 }
 
-// answerAfter answers 200 with body after d.
-func answerAfter(d time.Duration, body string) func(http.ResponseWriter, *http.Request) {
-	return func(w http.ResponseWriter, r *http.Request) {
-		time.Sleep(d)
-		_, _ = w.Write([]byte(body))
+// answering answers status with body at once.
+func answering(status int, body string) func(<-chan struct{}) http.HandlerFunc {
+	return func(<-chan struct{}) http.HandlerFunc {
+		return func(w http.ResponseWriter, r *http.Request) {
+			w.WriteHeader(status)
+			_, _ = w.Write([]byte(body))
+		}
+	}
+}
+
+// gated answers status with body once the test lets it (a value on gate).
+func gated(status int, body string) func(<-chan struct{}) http.HandlerFunc {
+	return func(gate <-chan struct{}) http.HandlerFunc {
+		return func(w http.ResponseWriter, r *http.Request) {
+			<-gate
+			w.WriteHeader(status)
+			_, _ = w.Write([]byte(body))
+		}
+	}
+}
+
+// hanging never answers (see hang).
+func hanging(<-chan struct{}) http.HandlerFunc { return hang }
+
+// A request sent again within the attempt (here with a new OAuth2 token,
+// the first one refused at once) is waited for as the first one was: its
+// slow answer after Start has returned, not on the caller's goroutine.
+func TestStartWaitsForTheRenewedTokensAnswerApart(t *testing.T) {
+	var tokens atomic.Int32
+	tokenSrv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprintf(w, `{"access_token":"tok-%d","token_type":"Bearer","expires_in":3600}`, tokens.Add(1))
+	}))
+	defer tokenSrv.Close()
+	gate := make(chan struct{}, 1)
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Authorization") == "Bearer tok-1" {
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		<-gate
+	}))
+	defer srv.Close()
+	c := New(Options{Timeout: 5 * time.Second, Guard: &netguard.Guard{AllowPrivate: true},
+		TLSConfig: srv.Client().Transport.(*http.Transport).TLSClientConfig.Clone()})
+	defer c.Close()
+	c.quick = 200 * time.Millisecond
+	tg, _ := target(t, srv.URL, nil)
+	tg.OAuth2 = endpointauth.NewOAuth2("cfg", tokenSrv.URL+"/token", "client", "secret", "", "")
+	var returned atomic.Bool
+	results := make(chan Result, 1)
+	var doneBeforeReturn bool
+	c.Start(context.Background(), tg, "id", []byte(`{}`), func(r Result) {
+		doneBeforeReturn = !returned.Load()
+		results <- r
+	})
+	returned.Store(true)
+	gate <- struct{}{}
+	if r := <-results; r.Verdict != Delivered || doneBeforeReturn || tokens.Load() != 2 {
+		t.Fatalf("result %+v, done before Start returned: %v, %d tokens; want Delivered after it returned, 2 tokens", r, doneBeforeReturn, tokens.Load())
 	}
 }

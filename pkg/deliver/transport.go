@@ -19,9 +19,9 @@ import (
 	"github.com/feedbackd/feedbackd/pkg/webhook"
 )
 
-// transport makes webhook POSTs over HTTP/1.1, each an exchange made on
-// the calling goroutine (its answer may be awaited and read on another),
-// and keeps idle connections per endpoint. It is safe for concurrent use; a
+// transport makes webhook POSTs over HTTP/1.1, each an exchange (whose
+// steps may run on different goroutines), and keeps idle connections per
+// endpoint. It is safe for concurrent use; a
 // connection carries one exchange at a time.
 //
 // Why not net/http's Transport: it runs a read and a write goroutine per
@@ -110,14 +110,16 @@ func newTransport(dial func(context.Context, string, string) (net.Conn, error), 
 }
 
 // An exchange is one request and its answer on a connection: begin
-// writes the request on an idle or new connection, wait blocks until the
-// answer's first bytes arrive, and end reads the answer (the final status
-// and headers, and at most maxBody bytes of the body, which are discarded)
-// and keeps or closes the connection. They run in that order, each once;
-// wait and end may run on another goroutine than begin, and wait does
-// nothing but wait, at a shallow depth of the stack it runs on. The
-// exchange ends at deadline or when ctx ends, whichever comes first:
-// connecting, the TLS handshake, writing and reading.
+// writes the request on an idle or new connection, wait (or waitBriefly,
+// then wait) blocks until the answer's first bytes arrive, and end reads
+// the answer (the final status and headers, and at most maxBody bytes of
+// the body, which are discarded) and keeps or closes the connection; if
+// end sent the request again (again), its answer is waited for and ended
+// in turn. Each step may run on another goroutine than the one before,
+// one at a time, and wait does nothing but wait, at a shallow depth of the
+// stack it runs on. The exchange ends at deadline or when ctx ends,
+// whichever comes first: connecting, the TLS handshake, writing and
+// reading.
 //
 // Connection reuse never lets an answer belong to another request: a
 // connection is kept only when the answer was read whole, nothing followed
@@ -202,7 +204,13 @@ func (x *exchange) waitBriefly(d time.Duration) (over bool) {
 	// that this overwrote is seen by the check.
 	_ = x.c.SetReadDeadline(x.deadline)
 	if cerr := x.ctx.Err(); cerr != nil {
-		x.err = cerr
+		if err == nil {
+			// An answer came: its status decides, as it would have after
+			// wait. The reset may have undone ctx's cut: made again.
+			_ = x.c.SetDeadline(aLongTimeAgo)
+		} else {
+			x.err = cerr
+		}
 		return true
 	}
 	var ne net.Error
@@ -218,20 +226,18 @@ func (x *exchange) waitBriefly(d time.Duration) (over bool) {
 // connection that the endpoint had closed before answering (a keep-alive
 // timeout racing the request) is replaced: the request is sent once more,
 // on a new connection, as the attempt would otherwise be retried later
-// anyway.
-func (x *exchange) end() (status int, h http.Header, answered bool, err error) {
-	for {
-		resp, answered, err := x.read()
-		if err != nil && x.reused && !answered && closedBeforeAnswer(err) && x.ctx.Err() == nil && time.Now().Before(x.deadline) {
-			x.send(true)
-			x.wait()
-			continue
-		}
-		if err != nil {
-			return 0, nil, answered, err
-		}
-		return resp.StatusCode, resp.Header, true, nil
+// anyway, and end reports again: that answer is to be waited for, and
+// ended, in turn.
+func (x *exchange) end() (status int, h http.Header, answered, again bool, err error) {
+	resp, answered, err := x.read()
+	if err != nil && x.reused && !answered && closedBeforeAnswer(err) && x.ctx.Err() == nil && time.Now().Before(x.deadline) {
+		x.send(true)
+		return 0, nil, false, true, nil
 	}
+	if err != nil {
+		return 0, nil, answered, false, err
+	}
+	return resp.StatusCode, resp.Header, true, false, nil
 }
 
 // read reads the answer, unless the exchange failed, then keeps the
@@ -650,7 +656,7 @@ func discard(body io.Reader, max int64, req *request) (whole bool) {
 // appendRequest appends req's head and body to b, in absolute form with
 // the proxy's credentials when via is not nil. It refuses header values
 // with control characters (request smuggling), as config validation does;
-// names come from feedbackd or from validated configs, and post checked
+// names come from feedbackd or from validated configs, and begin checked
 // the URL.
 func appendRequest(b []byte, req *request, via *proxy) ([]byte, error) {
 	u := req.url

@@ -17,8 +17,10 @@
 // With Options.Tracer each job is a span tree (process, route, POST,
 // settle) in the trace of the record's traceparent: trace.go.
 //
-// Every stage up to attempt only decides: process returns an Outcome, and
-// settle is the one function that carries any Outcome out. The decisions are
+// Every stage up to attempt only decides: process hands an Outcome on (to
+// settle, on the job's goroutine or on the one that waited for a slow
+// answer: see Sender), and settle is the one function that carries any
+// Outcome out. The decisions are
 // plain functions of what the stages learned (routed, admitted, claimed,
 // judged), table-tested without Kafka, Redis or HTTP.
 //

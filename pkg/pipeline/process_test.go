@@ -42,10 +42,18 @@ func (f configsFunc) Lookup(_ context.Context, org, sandbox string) (*webhook.Ta
 }
 func (configsFunc) Disable(context.Context, string, string, string) error { return nil }
 
-// Start answers on a goroutine of its own, as deliver.Client does once a
-// request is written.
+// Start answers on a goroutine of its own, as deliver.Client does for a
+// slow answer.
 func (f sendFunc) Start(_ context.Context, _ *webhook.Target, _ string, _ []byte, done func(deliver.Result)) {
 	go func() { done(f()) }()
+}
+
+// quickSendFunc is sendFunc answered before Start returns, as
+// deliver.Client does for a quick answer.
+type quickSendFunc sendFunc
+
+func (f quickSendFunc) Start(_ context.Context, _ *webhook.Target, _ string, _ []byte, done func(deliver.Result)) {
+	done(f())
 }
 
 // processed is the outcome process decides for j.
@@ -100,28 +108,31 @@ func goAhead() admission.Decision {
 
 // TestProcessDecides covers every outcome process can decide, one row per
 // way of getting there.
+// processCase is one of TestProcessDecides's cases.
+type processCase struct {
+	name      string
+	value     []byte
+	state     *header.Retry // a retry record's
+	badState  error
+	configs   configsFunc
+	admission *admitter
+	dedupe    *deduper
+	send      sendFunc
+	ctx       func() context.Context
+
+	kind      Kind
+	reason    string
+	error     string
+	tier      time.Duration
+	attempted bool
+}
+
 func TestProcessDecides(t *testing.T) {
 	now := time.Now()
 	retryState := func(attempts int) *header.Retry {
 		return &header.Retry{WebhookID: "evt-1", Attempts: attempts, DueAt: now}
 	}
-	cases := []struct {
-		name      string
-		value     []byte
-		state     *header.Retry // a retry record's
-		badState  error
-		configs   configsFunc
-		admission *admitter
-		dedupe    *deduper
-		send      sendFunc
-		ctx       func() context.Context
-
-		kind      Kind
-		reason    string
-		error     string
-		tier      time.Duration
-		attempted bool
-	}{
+	cases := []processCase{
 		{name: "not JSON", value: []byte(`{"imsOrg":`), kind: DeadLettered, reason: dlq.ReasonInvalidEvent, error: "invalid_json"},
 		{name: "schema", value: []byte(`{"imsOrg":"orgA"}`), kind: DeadLettered, reason: dlq.ReasonInvalidEvent, error: "schema: "},
 		{name: "unreadable retry state", state: &header.Retry{WebhookID: "evt-1"}, badState: errors.New("retry header retry-attempts: bad"),
@@ -175,73 +186,85 @@ func TestProcessDecides(t *testing.T) {
 			kind: DeadLettered, reason: dlq.ReasonEndpointInvalid, attempted: true},
 		{name: "attempt cut short by the drain", send: answer(deliver.Aborted, 0, "canceled"), kind: Abandoned},
 	}
+	// Each case with the answer given before Start returns (quick) and on
+	// another goroutine (slow), the sender's two ways.
 	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			if c.value == nil {
-				c.value = eventWith("bounce")
-			}
-			if c.configs == nil {
-				c.configs = target(nil)
-			}
-			if c.send == nil {
-				c.send = func() deliver.Result { t.Fatal("an attempt was made"); return deliver.Result{} }
-			}
-			p := &Pipeline{
-				opts:    Options{Policy: testPolicy, ClaimTTL: time.Minute},
-				configs: c.configs,
-				sender:  c.send,
-				metrics: newMetrics(prometheus.NewRegistry(), nil),
-				log:     slog.New(slog.DiscardHandler),
-				slots:   newSlots(1, 1, prometheus.NewGauge(prometheus.GaugeOpts{Name: "inflight"})),
-				parking: newParking(0, prometheus.NewGauge(prometheus.GaugeOpts{Name: "parked"})),
-			}
-			if c.admission != nil {
-				p.opts.Admission = c.admission
-			}
-			if c.dedupe != nil {
-				p.opts.Dedupe = c.dedupe
-			}
-			ctx := context.Background()
-			if c.ctx != nil {
-				ctx = c.ctx()
-			}
-			topic := "feedback.bounce"
-			if c.state != nil || c.badState != nil {
-				topic = "feedback.retry.5s"
-			}
-			rec := &kgo.Record{Topic: topic, Value: c.value, Timestamp: now}
-			if c.state != nil || c.badState != nil {
-				rec.Headers = c.state.Append(nil) // what a retry record carries
-			}
-			j := &job{rec: rec, part: &offsets.Partition{Topic: topic},
-				state: c.state, badState: c.badState}
-			if c.badState != nil {
-				j.state = nil // dispatch could not read it
-			}
-			s := p.slots.acquire(ctx)
-			defer func() { s.done(); s.end() }()
+		for _, answered := range []string{"quick", "slow"} {
+			t.Run(c.name+"/"+answered, func(t *testing.T) {
+				runProcessCase(t, c, answered == "quick")
+			})
+		}
+	}
+}
 
-			o := processed(ctx, p, j, s)
-			if o.Kind != c.kind || o.Reason != c.reason || !strings.HasPrefix(o.Error, c.error) || (c.error == "") != (o.Error == "") {
-				t.Fatalf("outcome %v %q (error %q), want %v %q (error %q)", o.Kind, o.Reason, o.Error, c.kind, c.reason, c.error)
-			}
-			if o.Tier != c.tier {
-				t.Errorf("tier %s, want %s", o.Tier, c.tier)
-			}
-			if o.Kind == Retried || o.Kind == Deferred {
-				if o.After <= 0 || o.After > o.Tier+o.Tier/2 {
-					t.Errorf("due after %s, want within (0, 1.5 x tier %s]", o.After, o.Tier)
-				}
-			}
-			if (o.Attempt != nil) != c.attempted {
-				t.Errorf("attempt %+v, want one: %v", o.Attempt, c.attempted)
-			}
-			if o.Kind == DeadLettered && o.Reason == dlq.ReasonInvalidEvent && o.Err == nil {
-				t.Error("an invalid event's outcome does not say what is wrong")
-			}
-			if j.st == nil || j.st.WebhookID == "" {
-				t.Error("the job has no delivery state with a webhook-id: its dead letter could not name it")
-			}
-		})
+func runProcessCase(t *testing.T, c processCase, quick bool) {
+	if c.value == nil {
+		c.value = eventWith("bounce")
+	}
+	if c.configs == nil {
+		c.configs = target(nil)
+	}
+	if c.send == nil {
+		c.send = func() deliver.Result { t.Error("an attempt was made"); return deliver.Result{} }
+	}
+	var sender Sender = c.send
+	if quick {
+		sender = quickSendFunc(c.send)
+	}
+	p := &Pipeline{
+		opts:    Options{Policy: testPolicy, ClaimTTL: time.Minute},
+		configs: c.configs,
+		sender:  sender,
+		metrics: newMetrics(prometheus.NewRegistry(), nil),
+		log:     slog.New(slog.DiscardHandler),
+		slots:   newSlots(1, 1, prometheus.NewGauge(prometheus.GaugeOpts{Name: "inflight"})),
+		parking: newParking(0, prometheus.NewGauge(prometheus.GaugeOpts{Name: "parked"})),
+	}
+	if c.admission != nil {
+		p.opts.Admission = c.admission
+	}
+	if c.dedupe != nil {
+		p.opts.Dedupe = c.dedupe
+	}
+	ctx := context.Background()
+	if c.ctx != nil {
+		ctx = c.ctx()
+	}
+	topic := "feedback.bounce"
+	if c.state != nil || c.badState != nil {
+		topic = "feedback.retry.5s"
+	}
+	rec := &kgo.Record{Topic: topic, Value: c.value, Timestamp: time.Now()}
+	if c.state != nil || c.badState != nil {
+		rec.Headers = c.state.Append(nil) // what a retry record carries
+	}
+	j := &job{rec: rec, part: &offsets.Partition{Topic: topic},
+		state: c.state, badState: c.badState}
+	if c.badState != nil {
+		j.state = nil // dispatch could not read it
+	}
+	s := p.slots.acquire(ctx)
+	defer func() { s.done(); s.end() }()
+
+	o := processed(ctx, p, j, s)
+	if o.Kind != c.kind || o.Reason != c.reason || !strings.HasPrefix(o.Error, c.error) || (c.error == "") != (o.Error == "") {
+		t.Fatalf("outcome %v %q (error %q), want %v %q (error %q)", o.Kind, o.Reason, o.Error, c.kind, c.reason, c.error)
+	}
+	if o.Tier != c.tier {
+		t.Errorf("tier %s, want %s", o.Tier, c.tier)
+	}
+	if o.Kind == Retried || o.Kind == Deferred {
+		if o.After <= 0 || o.After > o.Tier+o.Tier/2 {
+			t.Errorf("due after %s, want within (0, 1.5 x tier %s]", o.After, o.Tier)
+		}
+	}
+	if (o.Attempt != nil) != c.attempted {
+		t.Errorf("attempt %+v, want one: %v", o.Attempt, c.attempted)
+	}
+	if o.Kind == DeadLettered && o.Reason == dlq.ReasonInvalidEvent && o.Err == nil {
+		t.Error("an invalid event's outcome does not say what is wrong")
+	}
+	if j.st == nil || j.st.WebhookID == "" {
+		t.Error("the job has no delivery state with a webhook-id: its dead letter could not name it")
 	}
 }

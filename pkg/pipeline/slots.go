@@ -297,10 +297,11 @@ func (s *slot) end() { s.pool.running.Done() }
 // goroutines runs each function on a goroutine of its own, reusing an idle
 // one that finished an earlier function when there is one. A job's
 // goroutine grows its stack (parsing, routing, signing, writing the
-// request, and settling the jobs whose attempt ended before a request was
-// written); a new goroutine per record would grow and copy it again every
-// time. It is free again once the job's request is written: the answer is
-// waited for elsewhere (see Sender). At most maxIdle goroutines wait
+// request, and settling the job when its answer came within the sender's
+// brief wait, as a nearby endpoint's does); a new goroutine per record
+// would grow and copy it again every time. A slow answer is waited for
+// elsewhere (see Sender): the goroutine is free again after the brief
+// wait. At most maxIdle goroutines wait
 // for the next function (until close); the others end: with thousands of
 // slow deliveries in flight, keeping every goroutine that ever ran kept
 // twice Concurrency of them, 12,000 idle ones in a bench at 8,192 slots.

@@ -56,7 +56,9 @@ func (p *Pipeline) run(ctx context.Context, j *job, s *slot) {
 		p.process(ctx, j, s, func(o Outcome) { p.settle(ctx, j, o, s) })
 		return
 	}
-	tctx, span := p.startProcessSpan(ctx, j) // not ctx again: the closure above would take it by reference, on the heap
+	// A new variable, not ctx again: assigned twice, ctx would be captured
+	// by reference by the closure above, an allocation per job.
+	tctx, span := p.startProcessSpan(ctx, j)
 	p.process(tctx, j, s, func(o Outcome) { p.settleTraced(tctx, span, j, o, s) })
 }
 
