@@ -19,6 +19,8 @@ func bench(o options) (res result, err error) {
 	// Before anything is started: the processes started inherit it.
 	res.FileLimit = raiseFileLimit(filesNeeded(o))
 	logf("open files: %s", res.FileLimit)
+	res.Ports = localPorts(o)
+	logf("ephemeral ports: %s", res.Ports)
 	if err := e.startBroker(); err != nil {
 		return res, err
 	}

@@ -24,6 +24,7 @@ type result struct {
 	TLS               bool      `json:"tls"`   // the receiver serves HTTPS
 	Hosts             int       `json:"hosts"` // endpoint hosts
 	FileLimit         fileLimit `json:"open_files"`
+	Ports             portRange `json:"ephemeral_ports"`
 	// Outcomes is --outcomes: with "both", the figures are those of
 	// feedbackd with outcomes off, OutcomesOn those with them on, from
 	// rounds alternating with them, and OnVsOff compares the two.
@@ -114,6 +115,7 @@ func printTable(r result) {
 	fmt.Fprintf(w, "scenario\t%s, %d tenants, receiver latency %gms, %d events, Redis %s, outcomes %s\n", r.Scenario, r.Tenants, r.ReceiverLatencyMS, r.Events, r.Redis, r.Outcomes)
 	fmt.Fprintf(w, "endpoints\t%s, %d host(s)\n", map[bool]string{false: "HTTP", true: "HTTPS (TLS, the bench's CA)"}[r.TLS], r.Hosts)
 	fmt.Fprintf(w, "open files\t%s\n", r.FileLimit)
+	fmt.Fprintf(w, "ephemeral ports\t%s\n", r.Ports)
 	if r.OutcomesOn != nil {
 		fmt.Fprintf(w, "\trounds alternate off and on, each after a restart and a warm-up; the phases after them run with outcomes on\n")
 	}
