@@ -75,7 +75,10 @@ and the receiver closes the idle connections it holds (feedbackd's among
 them) before each ceiling and throughput round, so that connections do not
 pile up across phases. The open-file limit (RLIMIT_NOFILE) is raised to the
 hard limit (beyond it when privileged), for this process and the ones it
-starts, and reported with what --concurrency needs.
+starts, and reported with what --concurrency needs. So is the range of
+ephemeral ports, with what a round takes of it per host: above half of it,
+connect() slows every dial (the ceilings most), and the line says how many
+--hosts to spread over.
 With --backlog N, feedbackd is stopped, N events are produced, and it is
 started again to drain them (its peak RSS is then that run's).
 With --brokers, a secured cluster is reached with feedbackd's own variables,
