@@ -87,17 +87,10 @@ func TestProcessTellsTheFailureClock(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			fc := &clock{disable: c.disable}
 			if c.send == nil {
-				c.send = func() deliver.Result { t.Fatal("an attempt was made"); return deliver.Result{} }
+				// t.Error: the fake answers on a goroutine of its own.
+				c.send = func() deliver.Result { t.Error("an attempt was made"); return deliver.Result{} }
 			}
-			p := &Pipeline{
-				opts:    Options{Policy: testPolicy, ClaimTTL: time.Minute, FailClock: fc},
-				configs: target(nil),
-				sender:  c.send,
-				metrics: newMetrics(prometheus.NewRegistry(), nil),
-				log:     slog.New(slog.DiscardHandler),
-				slots:   newSlots(1, 1, prometheus.NewGauge(prometheus.GaugeOpts{Name: "inflight"})),
-				parking: newParking(0, prometheus.NewGauge(prometheus.GaugeOpts{Name: "parked"})),
-			}
+			p := stagesOnly(Options{Policy: testPolicy, ClaimTTL: time.Minute, FailClock: fc}, target(nil), c.send)
 			if c.admission != nil {
 				p.opts.Admission = c.admission
 			}

@@ -56,6 +56,19 @@ func (f quickSendFunc) Start(_ context.Context, _ *webhook.Target, _ string, _ [
 	done(f())
 }
 
+// stagesOnly is a Pipeline for process alone: no Kafka client, one slot.
+func stagesOnly(opts Options, configs Configs, sender Sender) *Pipeline {
+	return &Pipeline{
+		opts:    opts,
+		configs: configs,
+		sender:  sender,
+		metrics: newMetrics(prometheus.NewRegistry(), nil),
+		log:     slog.New(slog.DiscardHandler),
+		slots:   newSlots(1, 1, prometheus.NewGauge(prometheus.GaugeOpts{Name: "inflight"})),
+		parking: newParking(0, prometheus.NewGauge(prometheus.GaugeOpts{Name: "parked"})),
+	}
+}
+
 // processed is the outcome process decides for j.
 func processed(ctx context.Context, p *Pipeline, j *job, s *slot) Outcome {
 	decided := make(chan Outcome, 1)
@@ -211,15 +224,7 @@ func runProcessCase(t *testing.T, c processCase, quick bool) {
 	if quick {
 		sender = quickSendFunc(c.send)
 	}
-	p := &Pipeline{
-		opts:    Options{Policy: testPolicy, ClaimTTL: time.Minute},
-		configs: c.configs,
-		sender:  sender,
-		metrics: newMetrics(prometheus.NewRegistry(), nil),
-		log:     slog.New(slog.DiscardHandler),
-		slots:   newSlots(1, 1, prometheus.NewGauge(prometheus.GaugeOpts{Name: "inflight"})),
-		parking: newParking(0, prometheus.NewGauge(prometheus.GaugeOpts{Name: "parked"})),
-	}
+	p := stagesOnly(Options{Policy: testPolicy, ClaimTTL: time.Minute}, c.configs, sender)
 	if c.admission != nil {
 		p.opts.Admission = c.admission
 	}

@@ -115,25 +115,20 @@ func (answeredAtOnce) Start(_ context.Context, _ *webhook.Target, _ string, _ []
 // goroutine (its stack grown by the stages) waited for every answer.
 func BenchmarkInFlight(b *testing.B) {
 	const n = 4096
-	b.Run("held", func(b *testing.B) {
-		for range b.N {
-			m := measureHeld(b, n, heldSender(true), target(nil), false)
-			b.ReportMetric(m.bytes, "B/in-flight")
-			b.ReportMetric(m.stack, "stack-B/in-flight")
-		}
-	})
-	b.Run("http", func(b *testing.B) {
-		recv := testenv.StartHoldReceiver(b, false)
-		c := deliver.New(deliver.Options{Timeout: time.Minute, Guard: &netguard.Guard{AllowPrivate: true},
-			UserAgent: "feedbackd/bench", MaxIdleConnsPerHost: n})
-		b.Cleanup(c.Close)
-		h := holder{sender: c, arrived: recv.Arrived, release: recv.Release}
-		configs := urlTarget(b, recv.URL)
+	report := func(b *testing.B, h holder, configs Configs) {
 		for range b.N {
 			m := measureHeld(b, n, h, configs, false)
 			b.ReportMetric(m.bytes, "B/in-flight")
 			b.ReportMetric(m.stack, "stack-B/in-flight")
 		}
+	}
+	b.Run("held", func(b *testing.B) { report(b, heldSender(true), target(nil)) })
+	b.Run("http", func(b *testing.B) {
+		recv := testenv.StartHoldReceiver(b, false)
+		c := deliver.New(deliver.Options{Timeout: time.Minute, Guard: &netguard.Guard{AllowPrivate: true},
+			UserAgent: "feedbackd/bench", MaxIdleConnsPerHost: n})
+		b.Cleanup(c.Close)
+		report(b, holder{sender: c, arrived: recv.Arrived, release: recv.Release}, urlTarget(b, recv.URL))
 	})
 }
 
