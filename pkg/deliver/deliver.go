@@ -128,8 +128,13 @@ type Options struct {
 	Guard               *netguard.Guard // which addresses may be dialed; nil: public ones only
 	UserAgent           string
 	TLSConfig           *tls.Config // nil: system roots
-	MaxIdleConnsPerHost int
-	Registerer          prometheus.Registerer // nil: metrics are not exported
+	MaxIdleConnsPerHost int         // 0: 64
+	// MaxIdleConns bounds the idle connections kept over all endpoints
+	// (0: 4,096, or MaxIdleConnsPerHost if more). Below the attempts in
+	// flight, a burst of answers closes the connections beyond it, and
+	// the next burst dials them again.
+	MaxIdleConns int
+	Registerer   prometheus.Registerer // nil: metrics are not exported
 	// Proxy, if set (see ParseProxy), carries every delivery and OAuth2
 	// token request: CONNECT for https, absolute-form requests for http.
 	// The Guard still judges the endpoint's host before anything is sent;
@@ -156,6 +161,9 @@ func New(opts Options) *Client {
 	}
 	if opts.MaxIdleConnsPerHost <= 0 {
 		opts.MaxIdleConnsPerHost = 64
+	}
+	if opts.MaxIdleConns <= 0 {
+		opts.MaxIdleConns = max(4096, opts.MaxIdleConnsPerHost)
 	}
 	if opts.Guard == nil {
 		opts.Guard = &netguard.Guard{}
@@ -206,7 +214,7 @@ func New(opts Options) *Client {
 		Name: "feedbackd_oauth2_token_requests_total",
 		Help: "Access-token requests to tenants' OAuth2 token endpoints, by result (ok, error).",
 	}, []string{"result"})
-	tr := newTransport(guard.DialContext, opts.TLSConfig, opts.MaxIdleConnsPerHost)
+	tr := newTransport(guard.DialContext, opts.TLSConfig, opts.MaxIdleConnsPerHost, opts.MaxIdleConns)
 	if px != nil {
 		tr.proxy, tr.check = px, guard.CheckTarget
 	}

@@ -39,6 +39,7 @@ type transport struct {
 	tlsConfig   *tls.Config // https; offers http/1.1 only
 	maxHead     int64       // bytes of status lines and headers, 1xx answers included
 	maxIdle     int         // idle connections kept per endpoint
+	maxIdleAll  int         // idle connections kept over all endpoints
 	idleTimeout time.Duration
 	// With a proxy, every connection goes through it, and check judges
 	// the endpoint's host first, as dial would have (the proxy dials it).
@@ -52,10 +53,7 @@ type transport struct {
 	closed bool
 }
 
-const (
-	maxIdleTotal = 4096 // idle connections kept over all endpoints
-	max1xx       = 5    // informational answers read before the final one
-)
+const max1xx = 5 // informational answers read before the final one
 
 var (
 	errHeadTooLarge = errors.New("answer head too large")
@@ -91,7 +89,7 @@ type request struct {
 // for resumption, least recently used first out.
 const sessionCacheSize = 4096
 
-func newTransport(dial func(context.Context, string, string) (net.Conn, error), tlsConfig *tls.Config, maxIdle int) *transport {
+func newTransport(dial func(context.Context, string, string) (net.Conn, error), tlsConfig *tls.Config, maxIdle, maxIdleAll int) *transport {
 	cfg := &tls.Config{}
 	if tlsConfig != nil {
 		cfg = tlsConfig.Clone()
@@ -104,7 +102,7 @@ func newTransport(dial func(context.Context, string, string) (net.Conn, error), 
 		cfg.ClientSessionCache = tls.NewLRUClientSessionCache(sessionCacheSize)
 	}
 	return &transport{
-		dial: dial, tlsConfig: cfg, maxHead: 64 << 10, maxIdle: maxIdle, idleTimeout: 90 * time.Second,
+		dial: dial, tlsConfig: cfg, maxHead: 64 << 10, maxIdle: maxIdle, maxIdleAll: maxIdleAll, idleTimeout: 90 * time.Second,
 		idle: map[poolKey][]*conn{},
 	}
 }
@@ -427,7 +425,7 @@ func (h *headReader) pending() int { return h.n - h.i }
 func (t *transport) put(key poolKey, c *conn) {
 	c.idleSince = time.Now()
 	t.mu.Lock()
-	if t.closed || len(t.idle[key]) >= t.maxIdle || t.nIdle >= maxIdleTotal {
+	if t.closed || len(t.idle[key]) >= t.maxIdle || t.nIdle >= t.maxIdleAll {
 		t.mu.Unlock()
 		c.close()
 		return

@@ -367,3 +367,75 @@ func TestTransportRetiresConnectionsWithLeftovers(t *testing.T) {
 		}
 	}
 }
+
+// Attempts held in flight at once to several hosts, then answered: the
+// connections they leave idle are kept up to MaxIdleConnsPerHost per host
+// and MaxIdleConns over all, and the others are closed.
+func TestTransportIdleBounds(t *testing.T) {
+	const hosts, perHost = 3, 4 // attempts held in flight to each host
+	for _, tc := range []struct {
+		name             string
+		idlePerHost, all int
+		wantAll          int // the bound over all hosts
+		wantKept         int
+	}{
+		{"per host bound", 2, 0, 4096, 6},
+		{"bound over all hosts", 4, 5, 5, 5},
+		{"bound over all defaults to at least the per-host one", 8192, 0, 8192, 12},
+		{"room for all", 4, 12, 12, 12},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			release := make(chan struct{})
+			var held atomic.Int32
+			gate := func(w http.ResponseWriter, r *http.Request) {
+				if held.Add(1) == hosts*perHost {
+					close(release)
+				}
+				<-release
+				io.Copy(io.Discard, r.Body)
+			}
+			var servers []*counted
+			for range hosts {
+				servers = append(servers, newCounted(t, false, 0, gate))
+			}
+			c := New(Options{Timeout: 5 * time.Second, Guard: &netguard.Guard{AllowPrivate: true}, UserAgent: "feedbackd/test",
+				MaxIdleConnsPerHost: tc.idlePerHost, MaxIdleConns: tc.all})
+			t.Cleanup(c.Close)
+			if c.tr.maxIdleAll != tc.wantAll {
+				t.Errorf("bound over all hosts %d, want %d", c.tr.maxIdleAll, tc.wantAll)
+			}
+			var wg sync.WaitGroup
+			for _, s := range servers {
+				tg, _ := target(t, s.URL+"/hook", nil)
+				for range perHost {
+					wg.Go(func() {
+						if r := c.Send(context.Background(), tg, "msg_1", []byte(`{}`)); r.Verdict != Delivered {
+							t.Errorf("Send = %+v", r)
+						}
+					})
+				}
+			}
+			wg.Wait()
+			c.tr.mu.Lock()
+			kept := c.tr.nIdle
+			perKey := 0
+			for _, cs := range c.tr.idle {
+				perKey = max(perKey, len(cs))
+			}
+			c.tr.mu.Unlock()
+			if kept != tc.wantKept {
+				t.Errorf("%d idle connections kept, want %d", kept, tc.wantKept)
+			}
+			if perKey > tc.idlePerHost {
+				t.Errorf("%d idle connections kept to one host, over the bound %d", perKey, tc.idlePerHost)
+			}
+			testenv.Eventually(t, "the connections beyond the bounds to be closed", 5*time.Second, func() bool {
+				closed := 0
+				for _, s := range servers {
+					closed += int(s.closed.Load())
+				}
+				return closed == hosts*perHost-tc.wantKept
+			})
+		})
+	}
+}
