@@ -238,15 +238,15 @@ type fileLimit struct {
 // filesNeeded is about how many descriptors the busiest process (the
 // receiver, or feedbackd) may hold: a connection per slot of the phase that
 // runs; with more than one host, the idle connections feedbackd keeps to
-// the other hosts beside them (up to maxIdleTotal, 4,096 in pkg/deliver;
-// to one host it dials only when none is idle); a listener per host; and a
+// the other hosts beside them (up to 4,096, or the slots if more: what
+// pkg/deliver keeps idle over all hosts, as feedbackd configures it; to one
+// host it dials only when none is idle); a listener per host; and a
 // thousand for the rest (Kafka, Redis, files). Each phase's connections
 // are closed before the next starts, so phases do not add up.
 func filesNeeded(o options) uint64 {
-	const feedbackdIdle = 4096
 	idle := 0
 	if o.hosts > 1 {
-		idle = min(feedbackdIdle, o.concurrency*(o.hosts-1))
+		idle = min(max(4096, o.concurrency), o.concurrency*(o.hosts-1))
 	}
 	return uint64(o.concurrency + idle + o.hosts + 1000)
 }

@@ -161,13 +161,21 @@ func Run(ctx context.Context, cfg Config, opts Options) error {
 	})
 
 	guard := cfg.Guard(opts.Resolver)
+	slots := max(cfg.Delivery.Concurrency, cfg.Delivery.MaxInflight)
+	files := openFileLimit()
+	idle, short := idleConns(slots, files)
+	if short {
+		log.Warn("open-file limit below what the delivery slots need: connections may fail with \"too many open files\"; raise it (ulimit -n, LimitNOFILE=) or lower delivery.max_inflight",
+			"limit", files, "need", slots+openFilesReserved, "delivery.max_inflight", cfg.Delivery.MaxInflight, "delivery.concurrency", cfg.Delivery.Concurrency)
+	}
 	sender := deliver.New(deliver.Options{
 		Timeout:          cfg.Delivery.Timeout,
 		MaxResponseBytes: cfg.Delivery.MaxResponseBytes,
 		ResponseBytes:    responseBytes(cfg),
 		// Every slot may hold a connection to the same host (tenants often
 		// share a receiver): keep them all for reuse rather than dial again.
-		MaxIdleConnsPerHost: max(cfg.Delivery.Concurrency, cfg.Delivery.MaxInflight),
+		MaxIdleConnsPerHost: slots,
+		MaxIdleConns:        idle,
 		Guard:               guard,
 		UserAgent:           "feedbackd/" + opts.Version,
 		TLSConfig:           opts.DeliveryTLS,
