@@ -257,7 +257,7 @@ func (e *env) offer(rate float64, d time.Duration) (int, error) {
 			sent++
 		}
 	}
-	return sent, e.producer.Flush(ctx)
+	return sent, e.flush()
 }
 
 // drainBacklog stops feedbackd, produces the backlog, starts a fresh
