@@ -1,5 +1,7 @@
 package daemon
 
+import "math"
+
 // openFilesReserved is the descriptors kept for everything but delivery
 // connections: Kafka and Redis connections, listeners, admin clients.
 const openFilesReserved = 1000
@@ -8,16 +10,15 @@ const openFilesReserved = 1000
 // endpoints (deliver.Options.MaxIdleConns): 4,096, or as many as the slots
 // if more, so that a burst of answers closes none the next burst needs;
 // but no more than the open-file limit leaves beside a connection per slot
-// and openFilesReserved (limit 0: unknown, not bounded). short says that
-// the limit does not cover even the slots' own connections.
+// and openFilesReserved, and at least 64. A limit of 0 or above MaxInt32
+// is taken as unknown or unlimited: no bound. short says that the limit is
+// below slots + openFilesReserved, what the slots and the rest need
+// without any idle connection.
 func idleConns(slots int, limit uint64) (n int, short bool) {
 	n = max(4096, slots)
-	if limit == 0 {
+	if limit == 0 || limit > math.MaxInt32 {
 		return n, false
 	}
-	room := int64(limit) - int64(slots) - openFilesReserved
-	if room < 64 {
-		return 64, true
-	}
-	return int(min(int64(n), room)), false
+	room := int(limit) - slots - openFilesReserved
+	return max(64, min(n, room)), room < 0
 }

@@ -2,18 +2,14 @@
 
 package daemon
 
-import (
-	"math"
-	"syscall"
-)
+import "syscall"
 
 // openFileLimit is the process's open-file limit (RLIMIT_NOFILE, which Go
-// raises to the hard limit at start), or 0 if it cannot be read or is
-// unlimited.
+// raises to the hard limit at start), or 0 if it cannot be read.
 func openFileLimit() uint64 {
 	var r syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &r); err != nil || r.Cur > math.MaxInt32 {
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &r); err != nil {
 		return 0
 	}
-	return r.Cur
+	return uint64(r.Cur) // int64 on some BSDs
 }

@@ -164,9 +164,13 @@ func Run(ctx context.Context, cfg Config, opts Options) error {
 	slots := max(cfg.Delivery.Concurrency, cfg.Delivery.MaxInflight)
 	files := openFileLimit()
 	idle, short := idleConns(slots, files)
-	if short {
+	switch {
+	case short:
 		log.Warn("open-file limit below what the delivery slots need: connections may fail with \"too many open files\"; raise it (ulimit -n, LimitNOFILE=) or lower delivery.max_inflight",
-			"limit", files, "need", slots+openFilesReserved, "delivery.max_inflight", cfg.Delivery.MaxInflight, "delivery.concurrency", cfg.Delivery.Concurrency)
+			"limit", files, "need", slots+openFilesReserved, "slots", slots, "idle_connections", idle)
+	case idle < slots:
+		log.Info("idle delivery connections bounded by the open-file limit: fewer kept than slots, more dialing",
+			"limit", files, "slots", slots, "idle_connections", idle)
 	}
 	sender := deliver.New(deliver.Options{
 		Timeout:          cfg.Delivery.Timeout,

@@ -391,7 +391,11 @@ func TestTransportIdleBounds(t *testing.T) {
 				if held.Add(1) == hosts*perHost {
 					close(release)
 				}
-				<-release
+				select { // every attempt in flight at once, then all answered
+				case <-release:
+				case <-time.After(5 * time.Second):
+					t.Error("not every attempt arrived in flight at once")
+				}
 				io.Copy(io.Discard, r.Body)
 			}
 			var servers []*counted
@@ -429,13 +433,19 @@ func TestTransportIdleBounds(t *testing.T) {
 			if perKey > tc.idlePerHost {
 				t.Errorf("%d idle connections kept to one host, over the bound %d", perKey, tc.idlePerHost)
 			}
-			testenv.Eventually(t, "the connections beyond the bounds to be closed", 5*time.Second, func() bool {
-				closed := 0
+			count := func() (conns, closed int) {
 				for _, s := range servers {
-					closed += int(s.closed.Load())
+					conns, closed = conns+int(s.conns.Load()), closed+int(s.closed.Load())
 				}
-				return closed == hosts*perHost-tc.wantKept
+				return conns, closed
+			}
+			testenv.Eventually(t, "the connections beyond the bounds to be closed", 5*time.Second, func() bool {
+				_, closed := count()
+				return closed >= hosts*perHost-tc.wantKept
 			})
+			if conns, closed := count(); conns != hosts*perHost || closed != hosts*perHost-tc.wantKept {
+				t.Errorf("%d connections opened and %d closed, want %d and %d", conns, closed, hosts*perHost, hosts*perHost-tc.wantKept)
+			}
 		})
 	}
 }
