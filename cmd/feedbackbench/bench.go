@@ -17,7 +17,7 @@ func bench(o options) (res result, err error) {
 	res = result{Machine: machine(), Tenants: o.tenants, Events: o.events, ReceiverLatencyMS: float64(o.latency) / 1e6, Scenario: o.scenario(), Backlog: o.backlog,
 		Outcomes: o.outcomes, TLS: o.tls, Hosts: o.hosts}
 	// Before anything is started: the processes started inherit it.
-	res.FileLimit = raiseFileLimit(filesNeeded(o))
+	res.FileLimit = raiseFileLimit(filesNeeded(o), filesLeast(o))
 	logf("open files: %s", res.FileLimit)
 	res.Ports = localPorts(o)
 	logf("ephemeral ports: %s", res.Ports)

@@ -226,8 +226,10 @@ func machine() string {
 type fileLimit struct {
 	Soft uint64 `json:"soft"`
 	Hard uint64 `json:"hard"`
-	// Need is about what the busiest process needs (filesNeeded).
-	Need uint64 `json:"need"`
+	// Need is about what the busiest process needs (filesNeeded), Least
+	// what it cannot do without (filesLeast).
+	Need  uint64 `json:"need"`
+	Least uint64 `json:"least"`
 	// Receiver and Feedbackd are their soft limits as read back from
 	// /proc/<pid>/limits (0 if unknown).
 	Receiver  uint64 `json:"receiver"`
@@ -236,22 +238,31 @@ type fileLimit struct {
 }
 
 // filesNeeded is about how many descriptors the busiest process (the
-// receiver, or feedbackd) may hold: a connection per slot of the phase that
+// receiver, or feedbackd) may hold without feedbackd closing an idle
+// connection for want of them: a connection per slot of the phase that
 // runs; with more than one host, the idle connections feedbackd keeps to
 // the other hosts beside them (up to 4,096, or the slots if more: what
 // pkg/deliver keeps idle over all hosts, as feedbackd configures it; to one
 // host it dials only when none is idle); a listener per host; and a
 // thousand for the rest (Kafka, Redis, files). Each phase's connections
-// are closed before the next starts, so phases do not add up.
+// are closed before the next starts, so phases do not add up. Below it
+// but at least filesLeast, feedbackd stays within its limit by closing
+// idle connections (it keeps in use and idle ones together under the
+// limit less a thousand): more dialing, no failures.
 func filesNeeded(o options) uint64 {
 	idle := 0
 	if o.hosts > 1 {
 		idle = min(max(4096, o.concurrency), o.concurrency*(o.hosts-1))
 	}
-	return uint64(o.concurrency + idle + o.hosts + 1000)
+	return filesLeast(o) + uint64(idle)
 }
 
-// short says whether the limit is below what the run needs.
+// filesLeast is what the run needs for a connection per slot: below it,
+// connections may fail with "too many open files".
+func filesLeast(o options) uint64 { return uint64(o.concurrency + o.hosts + 1000) }
+
+// short says whether the limit is below what the run needs to keep every
+// connection it could use (filesNeeded).
 func (l fileLimit) short() bool { return l.Soft < l.Need }
 
 func (l fileLimit) String() string {
@@ -263,8 +274,11 @@ func (l fileLimit) String() string {
 	if l.Err != "" {
 		s += " (" + l.Err + ")"
 	}
-	if l.short() {
-		s += fmt.Sprintf(": WARNING: below what --concurrency needs, connections may fail with \"too many open files\" and the figures be wrong; raise the hard limit (ulimit -Hn, as root) or lower --concurrency")
+	switch {
+	case l.Soft < l.Least:
+		s += fmt.Sprintf(": WARNING: below what --concurrency needs (%d), connections may fail with \"too many open files\" and the figures be wrong; raise the hard limit (ulimit -Hn, as root) or lower --concurrency", l.Least)
+	case l.short():
+		s += fmt.Sprintf(" to keep every idle connection to the other hosts (at least %d): feedbackd closes idle ones to stay within its limit, and dials more", l.Least)
 	}
 	return s
 }

@@ -3,6 +3,6 @@
 package main
 
 // raiseFileLimit cannot read or raise the open-file limit on this platform.
-func raiseFileLimit(need uint64) fileLimit {
-	return fileLimit{Need: need, Err: "no RLIMIT_NOFILE on this platform"}
+func raiseFileLimit(need, least uint64) fileLimit {
+	return fileLimit{Need: need, Least: least, Err: "no RLIMIT_NOFILE on this platform"}
 }

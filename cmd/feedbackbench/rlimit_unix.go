@@ -12,8 +12,8 @@ import (
 // hard limit and the process may raise it (CAP_SYS_RESOURCE). Having called
 // Setrlimit, the processes it starts inherit the raised limit (Go's os/exec
 // restores the original one only when the program did not set it itself).
-func raiseFileLimit(need uint64) fileLimit {
-	l := fileLimit{Need: need}
+func raiseFileLimit(need, least uint64) fileLimit {
+	l := fileLimit{Need: need, Least: least}
 	var r syscall.Rlimit
 	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &r); err != nil {
 		l.Err = fmt.Sprintf("getrlimit: %v", err)

@@ -163,14 +163,10 @@ func Run(ctx context.Context, cfg Config, opts Options) error {
 	guard := cfg.Guard(opts.Resolver)
 	slots := max(cfg.Delivery.Concurrency, cfg.Delivery.MaxInflight)
 	files := openFileLimit()
-	idle, short := idleConns(slots, files)
-	switch {
-	case short:
+	conns, short := deliveryConns(slots, files)
+	if short {
 		log.Warn("open-file limit below what the delivery slots need: connections may fail with \"too many open files\"; raise it (ulimit -n, LimitNOFILE=) or lower delivery.max_inflight",
-			"limit", files, "need", slots+openFilesReserved, "slots", slots, "idle_connections", idle)
-	case idle < slots:
-		log.Info("idle delivery connections bounded by the open-file limit: fewer kept than slots, more dialing",
-			"limit", files, "slots", slots, "idle_connections", idle)
+			"limit", files, "need", slots+openFilesReserved, "slots", slots, "connections", conns)
 	}
 	sender := deliver.New(deliver.Options{
 		Timeout:          cfg.Delivery.Timeout,
@@ -179,7 +175,7 @@ func Run(ctx context.Context, cfg Config, opts Options) error {
 		// Every slot may hold a connection to the same host (tenants often
 		// share a receiver): keep them all for reuse rather than dial again.
 		MaxIdleConnsPerHost: slots,
-		MaxIdleConns:        idle,
+		MaxConns:            conns,
 		Guard:               guard,
 		UserAgent:           "feedbackd/" + opts.Version,
 		TLSConfig:           opts.DeliveryTLS,

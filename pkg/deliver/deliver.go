@@ -134,7 +134,13 @@ type Options struct {
 	// flight, a burst of answers closes the connections beyond it, and
 	// the next burst dials them again.
 	MaxIdleConns int
-	Registerer   prometheus.Registerer // nil: metrics are not exported
+	// MaxConns bounds the connections open at once over all endpoints, in
+	// use and idle (0: no bound): set below the open-file limit, it keeps
+	// idle connections without running out of descriptors. A dial at the
+	// bound first closes the idle connection least recently used (of a
+	// sample of endpoints); with none idle, it dials beyond it.
+	MaxConns   int
+	Registerer prometheus.Registerer // nil: metrics are not exported
 	// Proxy, if set (see ParseProxy), carries every delivery and OAuth2
 	// token request: CONNECT for https, absolute-form requests for http.
 	// The Guard still judges the endpoint's host before anything is sent;
@@ -214,7 +220,7 @@ func New(opts Options) *Client {
 		Name: "feedbackd_oauth2_token_requests_total",
 		Help: "Access-token requests to tenants' OAuth2 token endpoints, by result (ok, error).",
 	}, []string{"result"})
-	tr := newTransport(guard.DialContext, opts.TLSConfig, opts.MaxIdleConnsPerHost, opts.MaxIdleConns)
+	tr := newTransport(guard.DialContext, opts.TLSConfig, opts.MaxIdleConnsPerHost, opts.MaxIdleConns, opts.MaxConns)
 	if px != nil {
 		tr.proxy, tr.check = px, guard.CheckTarget
 	}

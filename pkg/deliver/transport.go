@@ -40,6 +40,7 @@ type transport struct {
 	maxHead     int64       // bytes of status lines and headers, 1xx answers included
 	maxIdle     int         // idle connections kept per endpoint
 	maxIdleAll  int         // idle connections kept over all endpoints
+	maxOpen     int         // connections open at once, in use and idle, over all endpoints; 0: no bound
 	idleTimeout time.Duration
 	// With a proxy, every connection goes through it, and check judges
 	// the endpoint's host first, as dial would have (the proxy dials it).
@@ -49,6 +50,7 @@ type transport struct {
 	mu     sync.Mutex
 	idle   map[poolKey][]*conn // most recently used last
 	nIdle  int
+	nOpen  int         // dialled or being dialled, and not closed
 	sweep  *time.Timer // closes expired idle connections; nil while none are idle
 	closed bool
 }
@@ -89,7 +91,7 @@ type request struct {
 // for resumption, least recently used first out.
 const sessionCacheSize = 4096
 
-func newTransport(dial func(context.Context, string, string) (net.Conn, error), tlsConfig *tls.Config, maxIdle, maxIdleAll int) *transport {
+func newTransport(dial func(context.Context, string, string) (net.Conn, error), tlsConfig *tls.Config, maxIdle, maxIdleAll, maxOpen int) *transport {
 	cfg := &tls.Config{}
 	if tlsConfig != nil {
 		cfg = tlsConfig.Clone()
@@ -102,7 +104,7 @@ func newTransport(dial func(context.Context, string, string) (net.Conn, error), 
 		cfg.ClientSessionCache = tls.NewLRUClientSessionCache(sessionCacheSize)
 	}
 	return &transport{
-		dial: dial, tlsConfig: cfg, maxHead: 64 << 10, maxIdle: maxIdle, maxIdleAll: maxIdleAll, idleTimeout: 90 * time.Second,
+		dial: dial, tlsConfig: cfg, maxHead: 64 << 10, maxIdle: maxIdle, maxIdleAll: maxIdleAll, maxOpen: maxOpen, idleTimeout: 90 * time.Second,
 		idle: map[poolKey][]*conn{},
 	}
 }
@@ -297,6 +299,9 @@ func (t *transport) get(ctx context.Context, deadline time.Time, key poolKey, u 
 		}
 		c.close()
 	}
+	if evicted := t.open(); evicted != nil {
+		evicted.close()
+	}
 	ctx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
 	// Dialled on a goroutine of its own, which ends with it: connecting
@@ -311,7 +316,69 @@ func (t *transport) get(ctx context.Context, deadline time.Time, key poolKey, u 
 		dialed <- dialResult{c, err}
 	}()
 	r := <-dialed // dialConn returns once ctx ends
-	return r.c, false, r.err
+	if r.err != nil {
+		t.release()
+		return nil, false, r.err
+	}
+	r.c.t = t
+	return r.c, false, nil
+}
+
+// open counts a connection about to be dialled. At maxOpen connections
+// it takes an idle one out of the pool for the caller to close in its
+// place, so that connections in use and idle share the open-file limit
+// (a burst of answers keeps all of theirs, and the next burst to other
+// hosts closes the idle ones it needs room for); with none idle it
+// returns nil, and the connection is dialled beyond the bound.
+func (t *transport) open() (evicted *conn) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.nOpen++
+	if t.maxOpen <= 0 || t.nOpen <= t.maxOpen || t.nIdle == 0 {
+		return nil
+	}
+	return t.takeLeastRecent()
+}
+
+// evictSample is how many endpoints' pools takeLeastRecent looks at.
+const evictSample = 8
+
+// takeLeastRecent takes out of the pool the connection idle for longest
+// among the oldest of up to evictSample endpoints' pools (in the map's
+// random order: the least recently used of a sample, as Redis evicts, so
+// that an eviction costs the same with 10 endpoints or 10,000). Called
+// with t.mu held and at least one connection idle (nIdle > 0).
+func (t *transport) takeLeastRecent() *conn {
+	var key poolKey
+	var oldest *conn
+	n := 0
+	for k, cs := range t.idle {
+		if len(cs) == 0 { // get leaves an endpoint's pool in the map
+			continue
+		}
+		if oldest == nil || cs[0].idleSince.Before(oldest.idleSince) {
+			key, oldest = k, cs[0]
+		}
+		if n++; n == evictSample {
+			break
+		}
+	}
+	cs := t.idle[key]
+	cs[0] = nil
+	if len(cs) == 1 {
+		delete(t.idle, key)
+	} else {
+		t.idle[key] = cs[1:]
+	}
+	t.nIdle--
+	return oldest
+}
+
+// release counts a connection closed, or one whose dial failed.
+func (t *transport) release() {
+	t.mu.Lock()
+	t.nOpen--
+	t.mu.Unlock()
 }
 
 // dialResult is what dialConn returned.
@@ -494,6 +561,7 @@ func (t *transport) close() {
 type conn struct {
 	net.Conn              // what requests are written to
 	tcp       net.Conn    // the socket under TLS, for alive
+	t         *transport  // counts it open until close; nil once closed
 	via       *proxy      // the proxy that takes absolute-form requests on it, or nil
 	head      headReader  // between lim and the exchange's pooled reader
 	lim       limitReader // between Conn and head
@@ -571,6 +639,10 @@ func (c *conn) close() {
 		c.unwatch()
 	}
 	c.Close()
+	if c.t != nil {
+		c.t.release()
+		c.t = nil
+	}
 }
 
 // write writes req, and readies the connection for its answer's head of

@@ -449,3 +449,104 @@ func TestTransportIdleBounds(t *testing.T) {
 		})
 	}
 }
+
+// TestTransportOpenBound: connections in use and idle share MaxConns. A
+// burst of answers keeps all its connections idle; a dial at the bound
+// closes the one idle longest (to another host); with none idle, a dial
+// goes beyond the bound; and a connection that fails to dial is not
+// counted.
+func TestTransportOpenBound(t *testing.T) {
+	const bound = 4
+	var held atomic.Int32
+	var release sync.Map // path: chan struct{} the attempts to it wait for
+	gate := func(w http.ResponseWriter, r *http.Request) {
+		if ch, ok := release.Load(r.URL.Path); ok {
+			held.Add(1)
+			select {
+			case <-ch.(chan struct{}):
+			case <-time.After(5 * time.Second):
+				t.Error("attempts held for 5 s")
+			}
+		}
+		io.Copy(io.Discard, r.Body)
+	}
+	a, b := newCounted(t, false, 0, gate), newCounted(t, false, 0, gate)
+	c := New(Options{Timeout: 5 * time.Second, Guard: &netguard.Guard{AllowPrivate: true}, UserAgent: "feedbackd/test",
+		MaxIdleConnsPerHost: 16, MaxConns: bound})
+	t.Cleanup(c.Close)
+	send := func(s *counted, path string) {
+		tg, _ := target(t, s.URL+path, nil)
+		if r := c.Send(context.Background(), tg, "msg_1", []byte(`{}`)); r.Verdict != Delivered {
+			t.Errorf("Send = %+v", r)
+		}
+	}
+	state := func() (open, idleA, idleB int) {
+		c.tr.mu.Lock()
+		defer c.tr.mu.Unlock()
+		for key, cs := range c.tr.idle {
+			switch {
+			case strings.HasSuffix(a.URL, key.host):
+				idleA = len(cs)
+			case strings.HasSuffix(b.URL, key.host):
+				idleB = len(cs)
+			}
+		}
+		return c.tr.nOpen, idleA, idleB
+	}
+	// burst sends n attempts to s at once, all in flight before any is
+	// answered, then, before answering them, calls meanwhile.
+	burst := func(s *counted, path string, n int, meanwhile func()) {
+		ch := make(chan struct{})
+		release.Store(path, ch)
+		held.Store(0)
+		var wg sync.WaitGroup
+		for range n {
+			wg.Go(func() { send(s, path) })
+		}
+		testenv.Eventually(t, "every attempt in flight", 5*time.Second, func() bool { return held.Load() == int32(n) })
+		meanwhile()
+		close(ch)
+		wg.Wait()
+	}
+
+	burst(a, "/burst", bound, func() {})
+	if open, idleA, _ := state(); open != bound || idleA != bound {
+		t.Fatalf("after a burst of %d: %d open, %d idle to A; want all kept", bound, open, idleA)
+	}
+	send(b, "/")
+	send(b, "/") // on the connection the first one dialled
+	if open, idleA, idleB := state(); open != bound || idleA != bound-1 || idleB != 1 {
+		t.Errorf("after B's dial at the bound: %d open, %d idle to A, %d to B; want %d, %d, 1", open, idleA, idleB, bound, bound-1)
+	}
+	testenv.Eventually(t, "A to see one connection closed", 5*time.Second, func() bool { return a.closed.Load() == 1 })
+	if n := b.conns.Load(); n != 1 {
+		t.Errorf("B saw %d connections, want 1", n)
+	}
+
+	// All in use: B's next connection goes beyond the bound.
+	burst(a, "/all", bound, func() {
+		if open, idleA, _ := state(); open != bound || idleA != 0 {
+			t.Errorf("%d attempts in flight: %d open, %d idle to A; want %d, 0", bound, open, idleA, bound)
+		}
+		var wg sync.WaitGroup
+		wg.Go(func() { send(b, "/") })
+		wg.Go(func() { send(b, "/") })
+		wg.Wait()
+	})
+	if open, _, _ := state(); open < bound+1 {
+		t.Errorf("%d open, want more than %d: dialled beyond the bound with none idle", open, bound)
+	}
+
+	// A failed dial is not counted (over the bound, an idle connection
+	// was closed to make room for it first).
+	before, _, _ := state()
+	dead := httptest.NewServer(http.NotFoundHandler())
+	dead.Close()
+	tg, _ := target(t, dead.URL, nil)
+	if r := c.Send(context.Background(), tg, "msg_1", []byte(`{}`)); r.Verdict == Delivered {
+		t.Fatalf("Send to a closed port = %+v", r)
+	}
+	if open, _, _ := state(); open != before-1 {
+		t.Errorf("%d open after a failed dial, want %d", open, before-1)
+	}
+}
