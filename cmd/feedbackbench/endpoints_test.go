@@ -97,3 +97,28 @@ func TestConnTrackerClosesIdle(t *testing.T) {
 		t.Errorf("%d connections open after closeIdle; want 0", n)
 	}
 }
+
+// TestTopicsReachEveryHost: with a few hosts (where a host's share of
+// the slots is large), over a few rounds of the tenants every topic's
+// events go to every host, about equally (tenant n%tenants, host
+// tenant%hosts, as produce and endpoint pick them).
+func TestTopicsReachEveryHost(t *testing.T) {
+	for _, tc := range []struct{ tenants, hosts int }{{10000, 4}, {100, 4}, {1000, 8}, {100, 1}, {12, 4}, {10000, 2}} {
+		events := 8 * tc.tenants
+		count := make([][]int, len(channels))
+		for i := range count {
+			count[i] = make([]int, tc.hosts)
+		}
+		for n := range events {
+			count[topicOf(n)][n%tc.tenants%tc.hosts]++
+		}
+		for topic, perHost := range count {
+			for host, c := range perHost {
+				want := events / len(channels) / tc.hosts
+				if c < want/2 || c > want*2 {
+					t.Fatalf("%d tenants, %d hosts: topic %d sent %d events to host %d, want about %d", tc.tenants, tc.hosts, topic, c, host, want)
+				}
+			}
+		}
+	}
+}

@@ -106,9 +106,19 @@ var channels = []struct{ topic, channel, status string }{
 	{"feedback.bounce", "email", "bounce"}, {"feedback.error", "sms", "error"},
 }
 
-// payload is event n: about 700 bytes of JSON, tenant and topic chosen
-// round-robin, its requestId carrying the produce time for latency.
-func payload(n int) []byte { return eventFor(n, n%4, time.Now().UnixNano(), 0) }
+// payload is event n: about 700 bytes of JSON, topic chosen by topicOf,
+// its requestId carrying the produce time for latency.
+func payload(n int) []byte { return eventFor(n, topicOf(n), time.Now().UnixNano(), 0) }
+
+// topicOf is the index in channels of event n's topic: the top two bits
+// of a Fibonacci hash of n, so that consecutive events spread over the
+// four evenly and events n, n+k, n+2k, ... reach all four whatever k.
+// Not n%4: tenants are picked in turn too and go to the hosts round robin,
+// so with --tenants a multiple of 4 and --hosts 4 each topic's events
+// went to one host only, and as feedbackd's fetches took the topics by
+// turns the hosts' connection pools were used by turns (one host's idle
+// pool empty while another held thousands).
+func topicOf(n int) int { return int(uint32(n) * 2654435769 >> 30) }
 
 // eventIDs numbers events over the whole run: each phase's events are new
 // ones, never suppressed as already delivered by an earlier phase.
@@ -148,7 +158,7 @@ func (e *env) produce(from, to int, pick func(n int) int) error {
 	ctx := context.Background()
 	var failed atomic.Value
 	for n := from; n < to; n++ {
-		ch := n % 4
+		ch := topicOf(n)
 		e.producer.Produce(ctx, &kgo.Record{Topic: channels[ch].topic, Key: []byte(strconv.Itoa(n)), Value: eventFor(n, ch, time.Now().UnixNano(), pick(n))},
 			func(_ *kgo.Record, err error) {
 				if err != nil {
