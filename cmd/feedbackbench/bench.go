@@ -45,7 +45,7 @@ func bench(o options) (res result, err error) {
 	e.producer = p
 	e.cleanup = append(e.cleanup, p.Close)
 
-	logf("ceilings: %d concurrent POSTs of %d bytes, rounds of %s", o.concurrency, len(payload(0)), o.duration)
+	logf("ceilings: %d concurrent POSTs of %d bytes, rounds of %s", o.concurrency, len(payload()), o.duration)
 	netHTTP := e.netHTTPClient()
 	sender, err := e.senderClient()
 	if err != nil {

@@ -98,19 +98,18 @@ func TestConnTrackerClosesIdle(t *testing.T) {
 	}
 }
 
-// TestTopicsReachEveryHost: with a few hosts (where a host's share of
-// the slots is large), over a few rounds of the tenants every topic's
-// events go to every host, about equally (tenant n%tenants, host
+// TestTopicsReachEveryHost: over a few rounds of the tenants every
+// topic's events go to every host, about equally (tenant n%tenants, host
 // tenant%hosts, as produce and endpoint pick them).
 func TestTopicsReachEveryHost(t *testing.T) {
-	for _, tc := range []struct{ tenants, hosts int }{{10000, 4}, {100, 4}, {1000, 8}, {100, 1}, {12, 4}, {10000, 2}} {
+	for _, tc := range []struct{ tenants, hosts int }{{10000, 4}, {100, 4}, {1000, 8}, {100, 1}, {12, 4}, {10000, 2}, {9870, 987}, {10000, 1000}} {
 		events := 8 * tc.tenants
 		count := make([][]int, len(channels))
 		for i := range count {
 			count[i] = make([]int, tc.hosts)
 		}
 		for n := range events {
-			count[topicOf(n)][n%tc.tenants%tc.hosts]++
+			count[topicOf(n, tc.hosts)][n%tc.tenants%tc.hosts]++
 		}
 		for topic, perHost := range count {
 			for host, c := range perHost {

@@ -278,7 +278,7 @@ func (l fileLimit) String() string {
 	case l.Soft < l.Least:
 		s += fmt.Sprintf(": WARNING: below what --concurrency needs (%d), connections may fail with \"too many open files\" and the figures be wrong; raise the hard limit (ulimit -Hn, as root) or lower --concurrency", l.Least)
 	case l.short():
-		s += fmt.Sprintf(" to keep every idle connection to the other hosts (at least %d): feedbackd closes idle ones to stay within its limit, and dials more", l.Least)
+		s += fmt.Sprintf(" to keep every idle connection to the other hosts (%d for a connection per slot): feedbackd closes idle ones to stay within its limit, and dials more", l.Least)
 	}
 	return s
 }

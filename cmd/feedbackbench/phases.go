@@ -252,7 +252,7 @@ func (e *env) offer(rate float64, d time.Duration) (int, error) {
 		<-t.C
 		owed += perTick
 		for ; owed >= 1; owed-- {
-			ch := topicOf(sent)
+			ch := topicOf(sent, e.o.hosts)
 			e.producer.Produce(ctx, &kgo.Record{Topic: channels[ch].topic, Value: eventFor(sent, ch, time.Now().UnixNano(), e.o.healthyTenant(sent))}, nil)
 			sent++
 		}

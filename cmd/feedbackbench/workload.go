@@ -106,19 +106,19 @@ var channels = []struct{ topic, channel, status string }{
 	{"feedback.bounce", "email", "bounce"}, {"feedback.error", "sms", "error"},
 }
 
-// payload is event n: about 700 bytes of JSON, topic chosen by topicOf,
+// payload is an event of about 700 bytes of JSON, as the ceilings send,
 // its requestId carrying the produce time for latency.
-func payload(n int) []byte { return eventFor(n, topicOf(n), time.Now().UnixNano(), 0) }
+func payload() []byte { return eventFor(0, 0, time.Now().UnixNano(), 0) }
 
-// topicOf is the index in channels of event n's topic: the top two bits
-// of a Fibonacci hash of n, so that consecutive events spread over the
-// four evenly and events n, n+k, n+2k, ... reach all four whatever k.
-// Not n%4: tenants are picked in turn too and go to the hosts round robin,
-// so with --tenants a multiple of 4 and --hosts 4 each topic's events
-// went to one host only, and as feedbackd's fetches took the topics by
-// turns the hosts' connection pools were used by turns (one host's idle
-// pool empty while another held thousands).
-func topicOf(n int) int { return int(uint32(n) * 2654435769 >> 30) }
+// topicOf is the index in channels of event n's topic, with hosts
+// endpoint hosts: the four in turn every hosts events. Not n%4: events
+// take the tenants in turn and tenants go to the hosts round robin, so
+// with --tenants a multiple of 4 and --hosts 4 each topic's events went
+// to one host only, and as feedbackd's fetches took the topics by turns
+// the hosts' connection pools were used by turns (one host's idle pool
+// empty while another held thousands). With tenants a multiple of hosts,
+// the events to each host take the four topics in turn.
+func topicOf(n, hosts int) int { return n / max(1, hosts) % 4 }
 
 // eventIDs numbers events over the whole run: each phase's events are new
 // ones, never suppressed as already delivered by an earlier phase.
@@ -158,7 +158,7 @@ func (e *env) produce(from, to int, pick func(n int) int) error {
 	ctx := context.Background()
 	var failed atomic.Value
 	for n := from; n < to; n++ {
-		ch := topicOf(n)
+		ch := topicOf(n, e.o.hosts)
 		e.producer.Produce(ctx, &kgo.Record{Topic: channels[ch].topic, Key: []byte(strconv.Itoa(n)), Value: eventFor(n, ch, time.Now().UnixNano(), pick(n))},
 			func(_ *kgo.Record, err error) {
 				if err != nil {
@@ -195,7 +195,7 @@ func (o options) ceilingTenant(g, n int) int { return (g + n*o.concurrency) % o.
 // call makes a new client (a new transport: its own connections and, with
 // --tls, no TLS session cache, as net/http has by default).
 func (e *env) netHTTPClient() func() ceilingClient {
-	body := payload(0)
+	body := payload()
 	headers := make([]http.Header, e.o.concurrency)
 	urls := make([]string, e.o.tenants)
 	for i := range urls {
@@ -250,7 +250,7 @@ func (e *env) senderClient() (func() ceilingClient, error) {
 			return nil, err
 		}
 	}
-	body := payload(0)
+	body := payload()
 	ids := make([]string, e.o.concurrency)
 	for g := range ids {
 		ids[g] = "bench-" + strconv.Itoa(2_000_000+g)

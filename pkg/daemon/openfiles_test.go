@@ -21,6 +21,7 @@ func TestDeliveryConns(t *testing.T) {
 		{"the limit just covers the slots and the rest", 16384, 17384, 16384, false},
 		{"the limit below the slots and the rest", 16384, 17000, 16000, true},
 		{"at least 64", 4096, 1024, 64, true},
+		{"few slots, a limit below them and the rest", 32, 1024, 64, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			n, short := deliveryConns(tc.slots, tc.limit)

@@ -173,7 +173,8 @@ func Run(ctx context.Context, cfg Config, opts Options) error {
 		MaxResponseBytes: cfg.Delivery.MaxResponseBytes,
 		ResponseBytes:    responseBytes(cfg),
 		// Every slot may hold a connection to the same host (tenants often
-		// share a receiver): keep them all for reuse rather than dial again.
+		// share a receiver): keep them all for reuse rather than dial again
+		// (and as many over all hosts, or 4,096: MaxIdleConns's default).
 		MaxIdleConnsPerHost: slots,
 		MaxConns:            conns,
 		Guard:               guard,

@@ -138,7 +138,8 @@ type Options struct {
 	// use and idle (0: no bound): set below the open-file limit, it keeps
 	// idle connections without running out of descriptors. A dial at the
 	// bound first closes the idle connection least recently used (of a
-	// sample of endpoints); with none idle, it dials beyond it.
+	// sample of endpoints); with none idle, it dials beyond it, and closes
+	// that connection once answered.
 	MaxConns   int
 	Registerer prometheus.Registerer // nil: metrics are not exported
 	// Proxy, if set (see ParseProxy), carries every delivery and OAuth2

@@ -346,8 +346,10 @@ const evictSample = 8
 // takeLeastRecent takes out of the pool the connection idle for longest
 // among the oldest of up to evictSample endpoints' pools (in the map's
 // random order: the least recently used of a sample, as Redis evicts, so
-// that an eviction costs the same with 10 endpoints or 10,000). Called
-// with t.mu held and at least one connection idle (nIdle > 0).
+// that an eviction looks at a few pools however many endpoints there
+// are; it also steps over the pools get emptied, which closeExpired
+// drops). Called with t.mu held and at least one connection idle
+// (nIdle > 0).
 func (t *transport) takeLeastRecent() *conn {
 	var key poolKey
 	var oldest *conn
@@ -488,11 +490,12 @@ func (h *headReader) await() error {
 // pending is how many bytes read from the connection wait in it.
 func (h *headReader) pending() int { return h.n - h.i }
 
-// put keeps c for the next request to key, unless enough are kept.
+// put keeps c for the next request to key, unless enough are kept, or
+// more than maxOpen are open (dialled past it while none was idle).
 func (t *transport) put(key poolKey, c *conn) {
 	c.idleSince = time.Now()
 	t.mu.Lock()
-	if t.closed || len(t.idle[key]) >= t.maxIdle || t.nIdle >= t.maxIdleAll {
+	if t.closed || len(t.idle[key]) >= t.maxIdle || t.nIdle >= t.maxIdleAll || t.maxOpen > 0 && t.nOpen > t.maxOpen {
 		t.mu.Unlock()
 		c.close()
 		return
@@ -515,6 +518,9 @@ func (t *transport) closeExpired() {
 		n := 0 // oldest first
 		for n < len(cs) && cs[n].idleSince.Before(cutoff) {
 			n++
+		}
+		if len(cs) == 0 { // get leaves an endpoint's emptied pool for reuse
+			delete(t.idle, key)
 		}
 		if n == 0 {
 			continue

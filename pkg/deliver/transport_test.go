@@ -453,8 +453,8 @@ func TestTransportIdleBounds(t *testing.T) {
 // TestTransportOpenBound: connections in use and idle share MaxConns. A
 // burst of answers keeps all its connections idle; a dial at the bound
 // closes the one idle longest (to another host); with none idle, a dial
-// goes beyond the bound; and a connection that fails to dial is not
-// counted.
+// goes beyond the bound, and that connection is closed once answered; a
+// connection that fails to dial is not counted, nor one closed.
 func TestTransportOpenBound(t *testing.T) {
 	const bound = 4
 	var held atomic.Int32
@@ -523,18 +523,25 @@ func TestTransportOpenBound(t *testing.T) {
 		t.Errorf("B saw %d connections, want 1", n)
 	}
 
-	// All in use: B's next connection goes beyond the bound.
+	// All in use: B's next connections go beyond the bound, and are closed
+	// once answered.
 	burst(a, "/all", bound, func() {
-		if open, idleA, _ := state(); open != bound || idleA != 0 {
-			t.Errorf("%d attempts in flight: %d open, %d idle to A; want %d, 0", bound, open, idleA, bound)
+		if open, idleA, idleB := state(); open != bound || idleA != 0 || idleB != 0 {
+			t.Errorf("%d attempts in flight: %d open, %d idle to A, %d to B; want %d, 0, 0", bound, open, idleA, idleB, bound)
 		}
 		var wg sync.WaitGroup
 		wg.Go(func() { send(b, "/") })
 		wg.Go(func() { send(b, "/") })
 		wg.Wait()
+		if open, _, idleB := state(); open != bound || idleB != 0 {
+			t.Errorf("past the bound: %d open, %d idle to B after their answers; want %d, 0", open, idleB, bound)
+		}
 	})
-	if open, _, _ := state(); open < bound+1 {
-		t.Errorf("%d open, want more than %d: dialled beyond the bound with none idle", open, bound)
+	if n := b.conns.Load(); n != 3 {
+		t.Errorf("B saw %d connections, want 3: 2 dialled past the bound", n)
+	}
+	if open, idleA, _ := state(); open != bound || idleA != bound {
+		t.Errorf("after the burst: %d open, %d idle to A; want %d, %d", open, idleA, bound, bound)
 	}
 
 	// A failed dial is not counted (over the bound, an idle connection
@@ -548,5 +555,9 @@ func TestTransportOpenBound(t *testing.T) {
 	}
 	if open, _, _ := state(); open != before-1 {
 		t.Errorf("%d open after a failed dial, want %d", open, before-1)
+	}
+	c.Close()
+	if open, _, _ := state(); open != 0 {
+		t.Errorf("%d open after Close, want 0", open)
 	}
 }
