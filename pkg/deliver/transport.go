@@ -347,8 +347,8 @@ const evictSample = 8
 // among the oldest of up to evictSample endpoints' pools (in the map's
 // random order: the least recently used of a sample, as Redis evicts, so
 // that an eviction looks at a few pools however many endpoints there
-// are; it also steps over the pools get emptied, which closeExpired
-// drops). Called with t.mu held and at least one connection idle
+// are; it also steps over the emptied pools get leaves, which
+// closeExpired drops). Called with t.mu held and at least one connection idle
 // (nIdle > 0).
 func (t *transport) takeLeastRecent() *conn {
 	var key poolKey
@@ -365,15 +365,21 @@ func (t *transport) takeLeastRecent() *conn {
 			break
 		}
 	}
-	cs := t.idle[key]
-	cs[0] = nil
-	if len(cs) == 1 {
+	t.dropOldest(key, t.idle[key], 1)
+	return oldest
+}
+
+// dropOldest takes the n connections idle longest, cs[:n], out of cs, the
+// pool of key, and drops the pool once it is empty (get leaves an emptied
+// one in the map for reuse). Called with t.mu held.
+func (t *transport) dropOldest(key poolKey, cs []*conn, n int) {
+	clear(cs[:n])
+	if n == len(cs) {
 		delete(t.idle, key)
 	} else {
-		t.idle[key] = cs[1:]
+		t.idle[key] = cs[n:]
 	}
-	t.nIdle--
-	return oldest
+	t.nIdle -= n
 }
 
 // release counts a connection closed, or one whose dial failed.
@@ -519,20 +525,10 @@ func (t *transport) closeExpired() {
 		for n < len(cs) && cs[n].idleSince.Before(cutoff) {
 			n++
 		}
-		if len(cs) == 0 { // get leaves an endpoint's emptied pool for reuse
-			delete(t.idle, key)
+		if n > 0 || len(cs) == 0 {
+			expired = append(expired, cs[:n]...)
+			t.dropOldest(key, cs, n)
 		}
-		if n == 0 {
-			continue
-		}
-		expired = append(expired, cs[:n]...)
-		if n == len(cs) {
-			delete(t.idle, key)
-		} else {
-			t.idle[key] = append(cs[:0], cs[n:]...)
-			clear(cs[len(cs)-n:])
-		}
-		t.nIdle -= n
 	}
 	t.sweep = nil
 	if t.nIdle > 0 && !t.closed {
