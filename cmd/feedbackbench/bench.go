@@ -210,14 +210,17 @@ type variantRun struct {
 	rounds         []round
 	total          phase
 	mallocs, bytes float64
+	dials, evicted float64 // feedbackd's delivery connections
 }
 
 func (v *variantRun) add(r round, ph phase, m0, m1 memstats) {
 	v.rounds = append(v.rounds, r)
 	v.total.add(ph)
-	m, b := m1.minus(m0)
-	v.mallocs += m
-	v.bytes += b
+	d := m1.minus(m0)
+	v.mallocs += d.mallocs
+	v.bytes += d.bytes
+	v.dials += d.dials
+	v.evicted += d.evicted
 }
 
 // figures are the run's medians and totals.
@@ -232,6 +235,8 @@ func (v *variantRun) figures() figures {
 		SenderRatio:          median(column(rs, func(r round) float64 { return r.SenderRatio })),
 		CPUPer1000:           total.cpu / float64(total.deliveries) * 1000,
 		OthersCPUPer1000:     map[string]float64{},
+		DialsPer1000:         v.dials / float64(total.deliveries) * 1000,
+		EvictedPer1000:       v.evicted / float64(total.deliveries) * 1000,
 		AllocsPerDelivery:    v.mallocs / float64(total.deliveries),
 		BytesPerDelivery:     v.bytes / float64(total.deliveries),
 		TLSHandshakesPer1000: float64(total.handshakes) / float64(total.deliveries) * 1000,
@@ -240,6 +245,9 @@ func (v *variantRun) figures() figures {
 	}
 	for name, c := range total.others {
 		f.OthersCPUPer1000[name] = c / float64(total.deliveries) * 1000
+	}
+	if total.steady.deliveries > 0 {
+		f.SteadyCPUPer1000 = total.steady.cpu / float64(total.steady.deliveries) * 1000
 	}
 	return f
 }

@@ -47,15 +47,18 @@ func procCPU(pid int) float64 {
 
 // memstats are the Go runtime's allocation counters of the process, and
 // what it holds now: heap in use, goroutine stacks, goroutines, and the
-// deliveries in flight (records holding a delivery slot).
+// deliveries in flight (records holding a delivery slot); and its delivery
+// connection counters.
 type memstats struct {
 	mallocs, bytes                     float64
 	heap, stacks, goroutines, inflight float64
+	dials, evicted                     float64
 }
 
 // minus is what m counted since m0.
-func (m memstats) minus(m0 memstats) (mallocs, bytes float64) {
-	return m.mallocs - m0.mallocs, m.bytes - m0.bytes
+func (m memstats) minus(m0 memstats) memstats {
+	return memstats{mallocs: m.mallocs - m0.mallocs, bytes: m.bytes - m0.bytes,
+		dials: m.dials - m0.dials, evicted: m.evicted - m0.evicted}
 }
 
 // memstats reads go_memstats_* and the gauges above from the daemon's
@@ -85,6 +88,7 @@ func (d *daemonProc) memstats(c *http.Client) memstats {
 		mallocs: value("go_memstats_mallocs_total"), bytes: value("go_memstats_alloc_bytes_total"),
 		heap: value("go_memstats_heap_inuse_bytes"), stacks: value("go_memstats_stack_inuse_bytes"),
 		goroutines: value("go_goroutines"), inflight: value("feedbackd_inflight_deliveries"),
+		dials: value("feedbackd_delivery_dials_total"), evicted: value("feedbackd_delivery_connections_evicted_total"),
 	}
 }
 

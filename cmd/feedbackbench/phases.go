@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -113,6 +114,14 @@ type phase struct {
 	resumed    int64              // of them, resumed sessions
 	conns      int                // connections open at the receiver at the last delivery
 	badEvents  int64              // events produced for the slow or dead tenant
+	steady     steady             // feedbackd's CPU with every slot in use
+}
+
+// steady is feedbackd's CPU seconds over a round's deliveries made with
+// every slot in use.
+type steady struct {
+	cpu        float64
+	deliveries int64
 }
 
 func (p *phase) add(q phase) {
@@ -121,6 +130,8 @@ func (p *phase) add(q phase) {
 	p.handshakes += q.handshakes
 	p.resumed += q.resumed
 	p.conns = max(p.conns, q.conns)
+	p.steady.cpu += q.steady.cpu
+	p.steady.deliveries += q.steady.deliveries
 	if p.others == nil {
 		p.others = map[string]float64{}
 	}
@@ -162,9 +173,21 @@ func (e *env) throughput(n int, withBad, profile bool) (phase, error) {
 	logf("%s: producing %d events over %d tenants", what, n, e.o.tenants)
 	cpu0 := e.daemon.cpu()
 	others0 := e.othersCPU()
+	var st steady
+	inUse, stopSteady, steadyDone := make(chan struct{}), make(chan struct{}), make(chan struct{})
+	go e.sampleSteady(want, &st, inUse, stopSteady, steadyDone)
+	// The profile is of the round with every slot in use: with thousands
+	// of slots, its first seconds are mostly dialling.
 	profiled := make(chan error, 1)
 	if e.daemon.pprof != "" && profile {
-		go func() { profiled <- e.profile(e.o.pprof, 5*time.Second) }()
+		go func() {
+			select {
+			case <-inUse:
+				profiled <- e.profile(e.o.pprof, 5*time.Second)
+			case <-stopSteady:
+				profiled <- errors.New("the round ended before every slot was in use: not profiled")
+			}
+		}()
 	} else {
 		profiled <- nil
 	}
@@ -173,9 +196,13 @@ func (e *env) throughput(n int, withBad, profile bool) (phase, error) {
 	go e.sampleMemory(&mem, stopSampling, sampled)
 	defer func() { close(stopSampling); <-sampled; e.memPeak.merge(mem) }()
 	if err := e.produce(0, n, pick); err != nil {
+		close(stopSteady)
+		<-steadyDone
 		return phase{}, err
 	}
 	s, err := e.waitFor(what, want, e.daemon)
+	close(stopSteady)
+	<-steadyDone
 	if perr := <-profiled; perr != nil {
 		logf("pprof: %v", perr)
 	}
@@ -191,6 +218,7 @@ func (e *env) throughput(n int, withBad, profile bool) (phase, error) {
 		resumed:    s.Resumed,
 		conns:      s.Open,
 		badEvents:  int64(n) - want,
+		steady:     st,
 	}
 	for name, c := range e.othersCPU() {
 		ph.others[name] = c - others0[name]
@@ -201,6 +229,43 @@ func (e *env) throughput(n int, withBad, profile bool) (phase, error) {
 		logf("%s: %.0f deliveries/s, %d connections open", what, ph.rate, ph.conns)
 	}
 	return ph, nil
+}
+
+// sampleSteady measures feedbackd's CPU over the deliveries of a round of
+// want made with every slot in use, into st, until stop is closed, then
+// closes done: from the first sample with --concurrency deliveries made
+// (the first attempt in each slot dials: the round starts without
+// connections), when it closes inUse, to the last with --concurrency or
+// more yet to make (then the slots empty). A round too short for two such
+// samples leaves st zero.
+func (e *env) sampleSteady(want int64, st *steady, inUse, stop, done chan struct{}) {
+	defer close(done)
+	conc := int64(e.o.concurrency)
+	var first, last struct {
+		count int64
+		cpu   float64
+	}
+	started := false
+	for {
+		select {
+		case <-stop:
+			if started && last.count > first.count {
+				*st = steady{cpu: last.cpu - first.cpu, deliveries: last.count - first.count}
+			}
+			return
+		case <-time.After(250 * time.Millisecond):
+		}
+		cpu := e.daemon.cpu()
+		s, err := e.stats()
+		if err != nil || s.Count < conc || s.Count > want-conc {
+			continue
+		}
+		if !started {
+			first.count, first.cpu, started = s.Count, cpu, true
+			close(inUse)
+		}
+		last.count, last.cpu = s.Count, cpu
+	}
 }
 
 // latency offers rate events/s for --duration and returns the p50, p95

@@ -83,6 +83,16 @@ type figures struct {
 	WorstRatio       float64 `json:"ratio_worst_round"`
 	SenderRatio      float64 `json:"ratio_to_sender"`
 	CPUPer1000       float64 `json:"cpu_s_per_1000"`
+	// SteadyCPUPer1000 is CPUPer1000 over the part of the rounds with
+	// every slot in use (0 if too short): without the first --concurrency
+	// deliveries, which each dial (the round starts without connections),
+	// nor the last ones, as the slots empty.
+	SteadyCPUPer1000 float64 `json:"steady_cpu_s_per_1000,omitempty"`
+	// DialsPer1000 are feedbackd's dials per 1,000 deliveries
+	// (feedbackd_delivery_dials_total), EvictedPer1000 its connections
+	// closed to stay within the open-file limit.
+	DialsPer1000   float64 `json:"dials_per_1000"`
+	EvictedPer1000 float64 `json:"evicted_per_1000"`
 	// CPU seconds per 1,000 deliveries of what shares the machine in the
 	// throughput phase: the receiver, redis-server, and this process
 	// (kfake broker and producer).
@@ -166,6 +176,9 @@ func printFigures(w io.Writer, prefix string, f figures) {
 	fmt.Fprintf(w, "%sratio to the raw ceiling\t%.2f median, %.2f worst round\n", prefix, f.Ratio, f.WorstRatio)
 	fmt.Fprintf(w, "%sratio to feedbackd's sender alone\t%.2f median\n", prefix, f.SenderRatio)
 	fmt.Fprintf(w, "%sCPU per 1,000 deliveries\t%.3f s\n", prefix, f.CPUPer1000)
+	if f.SteadyCPUPer1000 > 0 {
+		fmt.Fprintf(w, "%s  with every slot in use\t%.3f s (without a round's first deliveries, which dial, and its last)\n", prefix, f.SteadyCPUPer1000)
+	}
 	if len(f.OthersCPUPer1000) > 0 {
 		names := slices.Sorted(maps.Keys(f.OthersCPUPer1000))
 		parts := make([]string, len(names))
@@ -176,11 +189,14 @@ func printFigures(w io.Writer, prefix string, f figures) {
 	}
 	fmt.Fprintf(w, "%sallocations per delivery\t%.0f (%.0f bytes), whole process\n", prefix, f.AllocsPerDelivery, f.BytesPerDelivery)
 	fmt.Fprintf(w, "%sconnections open at a round's end\t%d (most of any round; feedbackd's to the receiver, in use and idle)\n", prefix, f.Connections)
+	fmt.Fprintf(w, "%sdials per 1,000 deliveries\t%.1f, %.1f connections evicted (feedbackd's; each round starts without connections)\n", prefix, f.DialsPer1000, f.EvictedPer1000)
 	if f.TLSHandshakesPer1000 > 0 {
 		fmt.Fprintf(w, "%sTLS handshakes per 1,000 deliveries\t%.1f (%.1f of them resumed); each round starts without connections\n", prefix, f.TLSHandshakesPer1000, f.TLSResumedPer1000)
 	}
 }
 
 func logf(format string, a ...any) {
-	fmt.Fprintf(os.Stderr, "%s "+format+"\n", append([]any{time.Now().Format("15:04:05")}, a...)...)
+	// Formatted apart from the time, so that format may index its
+	// arguments (%[1]s).
+	fmt.Fprintf(os.Stderr, "%s %s\n", time.Now().Format("15:04:05"), fmt.Sprintf(format, a...))
 }

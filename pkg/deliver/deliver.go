@@ -225,6 +225,7 @@ func New(opts Options) *Client {
 	if px != nil {
 		tr.proxy, tr.check = px, guard.CheckTarget
 	}
+	registerConnMetrics(opts.Registerer, tr)
 	return &Client{
 		quick:  quickAnswer,
 		tr:     tr,
@@ -232,6 +233,33 @@ func New(opts Options) *Client {
 		opts:   opts,
 		tokens: endpointauth.NewTokenCache(hc, fetches),
 	}
+}
+
+// registerConnMetrics exports tr's connections, read when scraped: the
+// hot path only counts under the lock it takes anyway.
+func registerConnMetrics(reg prometheus.Registerer, tr *transport) {
+	f := promauto.With(reg)
+	for _, state := range []string{"in_use", "idle"} {
+		f.NewGaugeFunc(prometheus.GaugeOpts{
+			Name:        "feedbackd_delivery_connections",
+			Help:        "Connections to endpoints open now: in_use (carrying an attempt, or being dialled) or idle (kept for the next attempt to the same endpoint).",
+			ConstLabels: prometheus.Labels{"state": state},
+		}, func() float64 {
+			inUse, idle, _ := tr.connStats()
+			if state == "idle" {
+				return float64(idle)
+			}
+			return float64(inUse)
+		})
+	}
+	f.NewCounterFunc(prometheus.CounterOpts{
+		Name: "feedbackd_delivery_dials_total",
+		Help: "Connections dialled to endpoints (and proxies), failed dials included: an attempt that found no idle connection to its endpoint.",
+	}, func() float64 { _, _, c := tr.connStats(); return float64(c.dials) })
+	f.NewCounterFunc(prometheus.CounterOpts{
+		Name: "feedbackd_delivery_connections_evicted_total",
+		Help: "Connections closed to stay within the open-file limit's share for deliveries: idle ones closed to make room for a dial, and ones dialled past it closed once answered.",
+	}, func() float64 { _, _, c := tr.connStats(); return float64(c.evicted) })
 }
 
 // Close closes idle connections. Attempts in flight finish; their

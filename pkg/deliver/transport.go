@@ -53,6 +53,22 @@ type transport struct {
 	nOpen  int         // dialled or being dialled, and not closed
 	sweep  *time.Timer // closes expired idle connections; nil while none are idle
 	closed bool
+	counts connCounts
+}
+
+// connCounts are the transport's connection counters since it was made,
+// read by the connection metrics when scraped.
+type connCounts struct {
+	dials   uint64 // connections dialled (the dial may have failed)
+	evicted uint64 // closed to stay within maxOpen: idle ones taken for a dial, and ones dialled past it once answered
+}
+
+// connStats reports the connections open now, in use (or being
+// dialled) and idle, and the counters.
+func (t *transport) connStats() (inUse, idle int, c connCounts) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.nOpen - t.nIdle, t.nIdle, t.counts
 }
 
 const max1xx = 5 // informational answers read before the final one
@@ -334,9 +350,11 @@ func (t *transport) open() (evicted *conn) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.nOpen++
+	t.counts.dials++
 	if t.maxOpen <= 0 || t.nOpen <= t.maxOpen || t.nIdle == 0 {
 		return nil
 	}
+	t.counts.evicted++
 	return t.takeLeastRecent()
 }
 
@@ -501,7 +519,11 @@ func (h *headReader) pending() int { return h.n - h.i }
 func (t *transport) put(key poolKey, c *conn) {
 	c.idleSince = time.Now()
 	t.mu.Lock()
-	if t.closed || len(t.idle[key]) >= t.maxIdle || t.nIdle >= t.maxIdleAll || t.maxOpen > 0 && t.nOpen > t.maxOpen {
+	over := t.maxOpen > 0 && t.nOpen > t.maxOpen
+	if t.closed || len(t.idle[key]) >= t.maxIdle || t.nIdle >= t.maxIdleAll || over {
+		if over && !t.closed {
+			t.counts.evicted++
+		}
 		t.mu.Unlock()
 		c.close()
 		return

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -12,6 +13,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/feedbackd/feedbackd/pkg/netguard"
 	"github.com/feedbackd/feedbackd/test/testenv"
@@ -471,8 +474,9 @@ func TestTransportOpenBound(t *testing.T) {
 		io.Copy(io.Discard, r.Body)
 	}
 	a, b := newCounted(t, false, 0, gate), newCounted(t, false, 0, gate)
+	reg := prometheus.NewRegistry()
 	c := New(Options{Timeout: 5 * time.Second, Guard: &netguard.Guard{AllowPrivate: true}, UserAgent: "feedbackd/test",
-		MaxIdleConnsPerHost: 16, MaxConns: bound})
+		MaxIdleConnsPerHost: 16, MaxConns: bound, Registerer: reg})
 	t.Cleanup(c.Close)
 	send := func(s *counted, path string) {
 		tg, _ := target(t, s.URL+path, nil)
@@ -509,15 +513,27 @@ func TestTransportOpenBound(t *testing.T) {
 		wg.Wait()
 	}
 
+	// The metrics say what state says, and count dials and evictions.
+	wantMetrics := func(when string, inUse, idle, dials, evicted float64) {
+		t.Helper()
+		got := connMetrics(t, reg)
+		want := map[string]float64{"in_use": inUse, "idle": idle, "dials": dials, "evicted": evicted}
+		if !maps.Equal(got, want) {
+			t.Errorf("%s: metrics %v, want %v", when, got, want)
+		}
+	}
+
 	burst(a, "/burst", bound, func() {})
 	if open, idleA, _ := state(); open != bound || idleA != bound {
 		t.Fatalf("after a burst of %d: %d open, %d idle to A; want all kept", bound, open, idleA)
 	}
+	wantMetrics("after the burst to A", 0, bound, bound, 0)
 	send(b, "/")
 	send(b, "/") // on the connection the first one dialled
 	if open, idleA, idleB := state(); open != bound || idleA != bound-1 || idleB != 1 {
 		t.Errorf("after B's dial at the bound: %d open, %d idle to A, %d to B; want %d, %d, 1", open, idleA, idleB, bound, bound-1)
 	}
+	wantMetrics("after B's dial at the bound", 0, bound, bound+1, 1)
 	testenv.Eventually(t, "A to see one connection closed", 5*time.Second, func() bool { return a.closed.Load() == 1 })
 	if n := b.conns.Load(); n != 1 {
 		t.Errorf("B saw %d connections, want 1", n)
@@ -540,6 +556,9 @@ func TestTransportOpenBound(t *testing.T) {
 	if n := b.conns.Load(); n != 3 {
 		t.Errorf("B saw %d connections, want 3: 2 dialled past the bound", n)
 	}
+	// A's burst took its 3 idle connections and dialled one, closing B's
+	// idle one; B's two went past the bound, closed once answered.
+	wantMetrics("after the burst past the bound", 0, bound, bound+4, 4)
 	if open, idleA, _ := state(); open != bound || idleA != bound {
 		t.Errorf("after the burst: %d open, %d idle to A; want %d, %d", open, idleA, bound, bound)
 	}
@@ -560,4 +579,28 @@ func TestTransportOpenBound(t *testing.T) {
 	if open, _, _ := state(); open != 0 {
 		t.Errorf("%d open after Close, want 0", open)
 	}
+}
+
+// connMetrics reads the transport's connection metrics from reg: in_use
+// and idle, dials and evicted.
+func connMetrics(t *testing.T, reg *prometheus.Registry) map[string]float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			switch mf.GetName() {
+			case "feedbackd_delivery_connections":
+				got[m.GetLabel()[0].GetValue()] = m.GetGauge().GetValue()
+			case "feedbackd_delivery_dials_total":
+				got["dials"] = m.GetCounter().GetValue()
+			case "feedbackd_delivery_connections_evicted_total":
+				got["evicted"] = m.GetCounter().GetValue()
+			}
+		}
+	}
+	return got
 }
