@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strconv"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -114,4 +115,32 @@ func netHTTPSend(ctx context.Context, hc *http.Client, t *webhook.Target, id str
 	_, _ = io.CopyN(io.Discard, resp.Body, 64<<10)
 	resp.Body.Close()
 	return judge(resp.StatusCode, resp.Header, now)
+}
+
+// BenchmarkStartSlow is BenchmarkStart against a receiver slower than the
+// brief wait (here 1 ms; the receiver answers after 3 ms), as endpoints
+// 100 ms away are slower than quickAnswer: caller-ns/attempt is how long
+// Start holds its caller. Once a connection's answer took longer than the
+// brief wait, the next attempt on it is not waited for briefly, and the
+// caller (a pipeline worker) is free once the request is written.
+func BenchmarkStartSlow(b *testing.B) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		time.Sleep(3 * time.Millisecond)
+	}))
+	b.Cleanup(srv.Close)
+	tg, _ := target(&testing.T{}, srv.URL, map[string]string{"X-Tenant": "bench"})
+	body := make([]byte, 700)
+	c := New(Options{Timeout: 5e9, Guard: devClient().opts.Guard, UserAgent: "feedbackd/bench", MaxIdleConnsPerHost: 256})
+	defer c.Close()
+	c.quick = time.Millisecond
+	var held atomic.Int64 // ns callers spent in Start
+	benchAttempts(b, func(ctx context.Context) Result {
+		done := make(chan Result, 1)
+		start := time.Now()
+		c.Start(ctx, tg, "msg_2b6c1f0e9d8a", body, func(r Result) { done <- r })
+		held.Add(int64(time.Since(start)))
+		return <-done
+	})
+	b.ReportMetric(float64(held.Load())/float64(b.N), "caller-ns/attempt")
 }

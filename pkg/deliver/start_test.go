@@ -185,3 +185,66 @@ func TestStartWaitsForTheRenewedTokensAnswerApart(t *testing.T) {
 		t.Fatalf("result %+v, done before Start returned: %v, %d tokens; want Delivered after it returned, 2 tokens", r, doneBeforeReturn, tokens.Load())
 	}
 }
+
+// A connection whose last answer came after the brief wait is not waited
+// on briefly: Start returns at once (here the brief wait is a minute, and
+// the answer is held until Start has returned). An answer that then comes
+// within the brief wait makes the next attempt on it wait again: done
+// before Start returns.
+func TestStartSkipsTheBriefWaitAfterASlowAnswer(t *testing.T) {
+	var hold atomic.Bool
+	gate, ended := make(chan struct{}, 1), make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if hold.Load() {
+			select {
+			case <-gate:
+			case <-ended: // a failed test's held answer: srv.Close waits for it
+			}
+		}
+	}))
+	defer srv.Close()
+	defer close(ended)
+	c := New(Options{Timeout: 2 * time.Minute, Guard: &netguard.Guard{AllowPrivate: true}})
+	defer c.Close()
+	tg, _ := target(t, srv.URL, nil)
+	// start makes an attempt on a goroutine of its own and reports whether
+	// done came before Start returned, and the result.
+	start := func(attempt string) (doneBeforeReturn bool, r Result) {
+		t.Helper()
+		var returned atomic.Bool
+		results := make(chan Result, 1)
+		startReturned := make(chan struct{})
+		go func() {
+			c.Start(context.Background(), tg, "id", []byte(`{}`), func(r Result) {
+				doneBeforeReturn = !returned.Load()
+				results <- r
+			})
+			returned.Store(true)
+			close(startReturned)
+		}()
+		select {
+		case <-startReturned:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%s: Start did not return in 10 s: it waits for the held answer", attempt)
+		}
+		if hold.Load() {
+			gate <- struct{}{}
+		}
+		if r = <-results; r.Verdict != Delivered {
+			t.Fatalf("%s: %+v", attempt, r)
+		}
+		return doneBeforeReturn, r
+	}
+
+	c.quick = 20 * time.Millisecond
+	hold.Store(true)
+	start("a slow answer") // longer than the brief wait: Start returns after it
+	c.quick = time.Minute
+	if doneFirst, _ := start("the next attempt, held"); doneFirst {
+		t.Error("the attempt after a slow answer: done before Start returned")
+	}
+	hold.Store(false)
+	if doneFirst, _ := start("an answer at once"); !doneFirst {
+		t.Error("the attempt after an answer within the brief wait: done after Start returned, want before")
+	}
+}

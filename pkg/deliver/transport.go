@@ -153,9 +153,11 @@ type exchange struct {
 	key      poolKey
 	req      *request
 	maxBody  int64
-	c        *conn // nil once the exchange failed without one, or ended
-	reused   bool  // c was idle in the pool
-	err      error // why the exchange failed before end
+	c        *conn         // nil once the exchange failed without one, or ended
+	reused   bool          // c was idle in the pool
+	err      error         // why the exchange failed before end
+	written  time.Time     // when the request was written
+	brief    time.Duration // waitBriefly's d, once called
 }
 
 // begin starts the exchange of req in x.
@@ -190,6 +192,7 @@ func (x *exchange) send(fresh bool) {
 		return
 	}
 	x.err = c.write(x.req, x.t.maxHead)
+	x.written = time.Now()
 }
 
 // waiting reports whether wait has an answer to wait for.
@@ -200,14 +203,25 @@ func (x *exchange) waiting() bool { return x.c != nil && x.err == nil }
 func (x *exchange) wait() {
 	if x.waiting() {
 		x.err = x.c.head.await()
+		if x.brief > 0 && x.err == nil {
+			x.c.slow = time.Since(x.written) >= x.brief
+		}
 	}
 }
 
 // waitBriefly is wait for at most d. It reports whether the wait is over:
-// if not, wait waits for the rest.
+// if not, wait waits for the rest. On a connection whose last answer took
+// d or longer (slow), it does not wait: the next answer from that
+// endpoint is likely slow too, and the caller's goroutine is not held
+// for d (nor its read deadline set twice) to learn it; wait tells, by the
+// time the answer took, whether the one after is waited for again.
 func (x *exchange) waitBriefly(d time.Duration) (over bool) {
 	if !x.waiting() {
 		return true
+	}
+	x.brief = d
+	if x.c.slow {
+		return false
 	}
 	until := time.Now().Add(d)
 	if !until.Before(x.deadline) {
@@ -231,6 +245,7 @@ func (x *exchange) waitBriefly(d time.Duration) (over bool) {
 	}
 	var ne net.Error
 	if err != nil && errors.As(err, &ne) && ne.Timeout() && time.Now().Before(x.deadline) {
+		x.c.slow = true
 		return false // a timeout leaves a TLS connection as it was
 	}
 	x.err = err
@@ -598,6 +613,9 @@ type conn struct {
 	raw      syscall.RawConn // tcp's, for alive; set by its first call
 	peekFunc func(fd uintptr) bool
 	peeked   bool
+	// slow: the last answer on it took longer than the brief wait
+	// (waitBriefly), which the next attempt on it skips.
+	slow bool
 }
 
 // watch makes the end of ctx set a deadline in the past on the connection,
