@@ -186,11 +186,12 @@ func TestStartWaitsForTheRenewedTokensAnswerApart(t *testing.T) {
 	}
 }
 
-// A connection whose last answer came after the brief wait is not waited
-// on briefly: Start returns at once (here the brief wait is a minute, and
-// the answer is held until Start has returned). An answer that then comes
-// within the brief wait makes the next attempt on it wait again: done
-// before Start returns.
+// A connection whose last answer came slowFactor times the brief wait
+// after the request is not waited on briefly: Start returns at once (here
+// the brief wait is a minute, and the answer is held until Start has
+// returned). An answer that then comes sooner makes the next attempt on it
+// wait again: done before Start returns. One later than the brief wait but
+// sooner than that does not mark it slow.
 func TestStartSkipsTheBriefWaitAfterASlowAnswer(t *testing.T) {
 	var hold atomic.Bool
 	gate, ended := make(chan struct{}, 1), make(chan struct{})
@@ -209,7 +210,7 @@ func TestStartSkipsTheBriefWaitAfterASlowAnswer(t *testing.T) {
 	tg, _ := target(t, srv.URL, nil)
 	// start makes an attempt on a goroutine of its own and reports whether
 	// done came before Start returned, and the result.
-	start := func(attempt string) (doneBeforeReturn bool, r Result) {
+	start := func(attempt string, holdFor time.Duration) (doneBeforeReturn bool, r Result) {
 		t.Helper()
 		var returned atomic.Bool
 		results := make(chan Result, 1)
@@ -228,6 +229,7 @@ func TestStartSkipsTheBriefWaitAfterASlowAnswer(t *testing.T) {
 			t.Fatalf("%s: Start did not return in 10 s: it waits for the held answer", attempt)
 		}
 		if hold.Load() {
+			time.Sleep(holdFor)
 			gate <- struct{}{}
 		}
 		if r = <-results; r.Verdict != Delivered {
@@ -236,15 +238,25 @@ func TestStartSkipsTheBriefWaitAfterASlowAnswer(t *testing.T) {
 		return doneBeforeReturn, r
 	}
 
+	// Later than the brief wait (Start returns after it), well before
+	// slowFactor times it: the next answer is waited for briefly.
+	c.quick = 200 * time.Millisecond
+	hold.Store(true)
+	start("an answer after the brief wait", 0)
+	c.quick = time.Minute
+	hold.Store(false)
+	if doneFirst, _ := start("the attempt after it", 0); !doneFirst {
+		t.Error("the attempt after an answer later than the brief wait but not slow: done after Start returned, want before")
+	}
 	c.quick = 20 * time.Millisecond
 	hold.Store(true)
-	start("a slow answer") // longer than the brief wait: Start returns after it
+	start("a slow answer", slowFactor*20*time.Millisecond)
 	c.quick = time.Minute
-	if doneFirst, _ := start("the next attempt, held"); doneFirst {
+	if doneFirst, _ := start("the next attempt, held", 0); doneFirst {
 		t.Error("the attempt after a slow answer: done before Start returned")
 	}
 	hold.Store(false)
-	if doneFirst, _ := start("an answer at once"); !doneFirst {
+	if doneFirst, _ := start("an answer at once", 0); !doneFirst {
 		t.Error("the attempt after an answer within the brief wait: done after Start returned, want before")
 	}
 }

@@ -204,17 +204,24 @@ func (x *exchange) wait() {
 	if x.waiting() {
 		x.err = x.c.head.await()
 		if x.brief > 0 && x.err == nil {
-			x.c.slow = time.Since(x.written) >= x.brief
+			x.c.slow = time.Since(x.written) >= slowFactor*x.brief
 		}
 	}
 }
 
+// slowFactor times the brief wait is how long an answer takes to mark its
+// connection slow: well beyond the brief wait, so that a nearby
+// endpoint's answer delayed on a busy machine (a few percent of them take
+// over 20 ms there) does not send the next attempt to a goroutine of its
+// own, while endpoints 100 ms away and more do.
+const slowFactor = 5
+
 // waitBriefly is wait for at most d. It reports whether the wait is over:
 // if not, wait waits for the rest. On a connection whose last answer took
-// d or longer (slow), it does not wait: the next answer from that
-// endpoint is likely slow too, and the caller's goroutine is not held
-// for d (nor its read deadline set twice) to learn it; wait tells, by the
-// time the answer took, whether the one after is waited for again.
+// slowFactor*d or longer (slow), it does not wait: the next answer from
+// that endpoint is likely slow too, and the caller's goroutine is not
+// held for d (nor its read deadline set twice) to learn it; wait tells,
+// by the time the answer took, whether the one after is waited for again.
 func (x *exchange) waitBriefly(d time.Duration) (over bool) {
 	if !x.waiting() {
 		return true
@@ -245,7 +252,6 @@ func (x *exchange) waitBriefly(d time.Duration) (over bool) {
 	}
 	var ne net.Error
 	if err != nil && errors.As(err, &ne) && ne.Timeout() && time.Now().Before(x.deadline) {
-		x.c.slow = true
 		return false // a timeout leaves a TLS connection as it was
 	}
 	x.err = err
@@ -613,8 +619,8 @@ type conn struct {
 	raw      syscall.RawConn // tcp's, for alive; set by its first call
 	peekFunc func(fd uintptr) bool
 	peeked   bool
-	// slow: the last answer on it took longer than the brief wait
-	// (waitBriefly), which the next attempt on it skips.
+	// slow: the last answer on it took slowFactor times the brief wait
+	// or longer (waitBriefly), which the next attempt on it skips.
 	slow bool
 }
 
