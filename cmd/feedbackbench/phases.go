@@ -242,14 +242,13 @@ func (e *env) sampleSteady(want int64, st *steady, inUse, stop, done chan struct
 	defer close(done)
 	conc := int64(e.o.concurrency)
 	var first, last struct {
-		count int64
+		count int64 // 0 until the first sample with every slot in use
 		cpu   float64
 	}
-	started := false
 	for {
 		select {
 		case <-stop:
-			if started && last.count > first.count {
+			if last.count > first.count {
 				*st = steady{cpu: last.cpu - first.cpu, deliveries: last.count - first.count}
 			}
 			return
@@ -260,8 +259,8 @@ func (e *env) sampleSteady(want int64, st *steady, inUse, stop, done chan struct
 		if err != nil || s.Count < conc || s.Count > want-conc {
 			continue
 		}
-		if !started {
-			first.count, first.cpu, started = s.Count, cpu, true
+		if first.count == 0 {
+			first.count, first.cpu = s.Count, cpu
 			close(inUse)
 		}
 		last.count, last.cpu = s.Count, cpu

@@ -235,31 +235,39 @@ func New(opts Options) *Client {
 	}
 }
 
-// registerConnMetrics exports tr's connections, read when scraped: the
-// hot path only counts under the lock it takes anyway.
+// connCollector exports tr's connections from one reading per scrape, as
+// the Redis pool's metrics are (daemon's poolStats): the hot path only
+// counts under the lock it takes anyway.
+type connCollector struct {
+	tr                    *transport
+	conns, dials, evicted *prometheus.Desc
+}
+
 func registerConnMetrics(reg prometheus.Registerer, tr *transport) {
-	f := promauto.With(reg)
-	for _, state := range []string{"in_use", "idle"} {
-		f.NewGaugeFunc(prometheus.GaugeOpts{
-			Name:        "feedbackd_delivery_connections",
-			Help:        "Connections to endpoints open now: in_use (carrying an attempt, or being dialled) or idle (kept for the next attempt to the same endpoint).",
-			ConstLabels: prometheus.Labels{"state": state},
-		}, func() float64 {
-			inUse, idle, _ := tr.connStats()
-			if state == "idle" {
-				return float64(idle)
-			}
-			return float64(inUse)
-		})
-	}
-	f.NewCounterFunc(prometheus.CounterOpts{
-		Name: "feedbackd_delivery_dials_total",
-		Help: "Connections dialled to endpoints (and proxies), failed dials included: an attempt that found no idle connection to its endpoint.",
-	}, func() float64 { _, _, c := tr.connStats(); return float64(c.dials) })
-	f.NewCounterFunc(prometheus.CounterOpts{
-		Name: "feedbackd_delivery_connections_evicted_total",
-		Help: "Connections closed to stay within the open-file limit's share for deliveries: idle ones closed to make room for a dial, and ones dialled past it closed once answered.",
-	}, func() float64 { _, _, c := tr.connStats(); return float64(c.evicted) })
+	reg.MustRegister(&connCollector{
+		tr: tr,
+		conns: prometheus.NewDesc("feedbackd_delivery_connections",
+			"Connections to endpoints open now: in_use (carrying an attempt, or being dialled) or idle (kept for the next attempt to the same endpoint).",
+			[]string{"state"}, nil),
+		dials: prometheus.NewDesc("feedbackd_delivery_dials_total",
+			"Connections dialled to endpoints (and proxies), failed dials included.", nil, nil),
+		evicted: prometheus.NewDesc("feedbackd_delivery_connections_evicted_total",
+			"Connections closed to stay within the open-file limit's share for deliveries: idle ones closed to make room for a dial, and ones dialled past it closed once answered.", nil, nil),
+	})
+}
+
+func (m *connCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- m.conns
+	ch <- m.dials
+	ch <- m.evicted
+}
+
+func (m *connCollector) Collect(ch chan<- prometheus.Metric) {
+	inUse, idle, n := m.tr.connStats()
+	ch <- prometheus.MustNewConstMetric(m.conns, prometheus.GaugeValue, float64(inUse), "in_use")
+	ch <- prometheus.MustNewConstMetric(m.conns, prometheus.GaugeValue, float64(idle), "idle")
+	ch <- prometheus.MustNewConstMetric(m.dials, prometheus.CounterValue, float64(n.dials))
+	ch <- prometheus.MustNewConstMetric(m.evicted, prometheus.CounterValue, float64(n.evicted))
 }
 
 // Close closes idle connections. Attempts in flight finish; their
