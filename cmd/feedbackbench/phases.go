@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -185,7 +184,7 @@ func (e *env) throughput(n int, withBad, profile bool) (phase, error) {
 			case <-inUse:
 				profiled <- e.profile(e.o.pprof, 5*time.Second)
 			case <-stopSteady:
-				profiled <- errors.New("the round ended before every slot was in use: not profiled")
+				profiled <- fmt.Errorf("no sample of the round had every slot in use (from %d deliveries made to %d yet to make: --events over twice --concurrency): not profiled", e.o.concurrency, e.o.concurrency)
 			}
 		}()
 	} else {

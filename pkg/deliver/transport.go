@@ -366,7 +366,10 @@ func (t *transport) get(ctx context.Context, deadline time.Time, key poolKey, u 
 // place, so that connections in use and idle share the open-file limit
 // (a burst of answers keeps all of theirs, and the next burst to other
 // hosts closes the idle ones it needs room for); with none idle it
-// returns nil, and the connection is dialled beyond the bound.
+// returns nil, and the connection is dialled beyond the bound. The
+// evicted connection is counted closed at once (its close does not count
+// it again), so that until the caller closes it no other connection is
+// seen over the bound and evicted for the same dial.
 func (t *transport) open() (evicted *conn) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -376,7 +379,10 @@ func (t *transport) open() (evicted *conn) {
 		return nil
 	}
 	t.counts.evicted++
-	return t.takeLeastRecent()
+	evicted = t.takeLeastRecent()
+	evicted.t = nil
+	t.nOpen--
+	return evicted
 }
 
 // evictSample is how many endpoints' pools takeLeastRecent looks at.

@@ -545,6 +545,9 @@ func TestTransportOpenBound(t *testing.T) {
 		if open, idleA, idleB := state(); open != bound || idleA != 0 || idleB != 0 {
 			t.Errorf("%d attempts in flight: %d open, %d idle to A, %d to B; want %d, 0, 0", bound, open, idleA, idleB, bound)
 		}
+		// A's burst took its 3 idle connections and dialled one, closing
+		// B's idle one.
+		wantMetrics("every connection in use", bound, 0, bound+2, 2)
 		var wg sync.WaitGroup
 		wg.Go(func() { send(b, "/") })
 		wg.Go(func() { send(b, "/") })
@@ -556,15 +559,14 @@ func TestTransportOpenBound(t *testing.T) {
 	if n := b.conns.Load(); n != 3 {
 		t.Errorf("B saw %d connections, want 3: 2 dialled past the bound", n)
 	}
-	// A's burst took its 3 idle connections and dialled one, closing B's
-	// idle one; B's two went past the bound, closed once answered.
+	// B's two went past the bound, closed once answered.
 	wantMetrics("after the burst past the bound", 0, bound, bound+4, 4)
 	if open, idleA, _ := state(); open != bound || idleA != bound {
 		t.Errorf("after the burst: %d open, %d idle to A; want %d, %d", open, idleA, bound, bound)
 	}
 
-	// A failed dial is not counted (over the bound, an idle connection
-	// was closed to make room for it first).
+	// A failed dial is not counted open, but counted a dial (over the
+	// bound, an idle connection was closed to make room for it first).
 	before, _, _ := state()
 	dead := httptest.NewServer(http.NotFoundHandler())
 	dead.Close()
@@ -575,6 +577,7 @@ func TestTransportOpenBound(t *testing.T) {
 	if open, _, _ := state(); open != before-1 {
 		t.Errorf("%d open after a failed dial, want %d", open, before-1)
 	}
+	wantMetrics("after a failed dial", 0, bound-1, bound+5, 5)
 	c.Close()
 	if open, _, _ := state(); open != 0 {
 		t.Errorf("%d open after Close, want 0", open)
@@ -603,4 +606,30 @@ func connMetrics(t *testing.T, reg *prometheus.Registry) map[string]float64 {
 		}
 	}
 	return got
+}
+
+// TestOpenAtTheBoundCountsTheEvictedClosed: a dial at the bound counts the
+// idle connection it evicts closed before its caller closes it, so that a
+// connection put back meanwhile is not seen over the bound and evicted
+// too.
+func TestOpenAtTheBoundCountsTheEvictedClosed(t *testing.T) {
+	tr := newTransport(nil, nil, 4, 4, 1)
+	client, server := net.Pipe()
+	t.Cleanup(func() { server.Close() })
+	idle := newConn(client, client)
+	tr.nOpen = 1
+	idle.t = tr
+	tr.put(poolKey{host: "a"}, idle)
+
+	evicted := tr.open()
+	if evicted != idle {
+		t.Fatalf("open at the bound evicted %v, want the idle connection", evicted)
+	}
+	if inUse, nIdle, counts := tr.connStats(); inUse != 1 || nIdle != 0 || counts.evicted != 1 {
+		t.Errorf("before the evicted connection is closed: %d in use, %d idle, %d evicted; want 1, 0, 1", inUse, nIdle, counts.evicted)
+	}
+	evicted.close()
+	if inUse, _, _ := tr.connStats(); inUse != 1 {
+		t.Errorf("after it is closed: %d in use, want 1 (the dial's)", inUse)
+	}
 }
