@@ -1,6 +1,10 @@
 package event
 
-import "encoding/json"
+import (
+	"encoding/binary"
+	"encoding/json"
+	"math/bits"
+)
 
 // Body appends to dst the webhook body for the event: Raw with every
 // top-level eventId member removed and eventType set to DefaultType when it
@@ -90,6 +94,16 @@ func skipSpace(b []byte, i int) int {
 // skipString returns the index just past the string starting at b[i] == '"'.
 func skipString(b []byte, i int) int {
 	for i++; i < len(b); i++ {
+		for i+8 <= len(b) {
+			n := plain8(b[i:])
+			i += n
+			if n < 8 {
+				break
+			}
+		}
+		if i >= len(b) {
+			break
+		}
 		switch b[i] {
 		case '\\':
 			i++
@@ -130,4 +144,19 @@ func skipValue(b []byte, i int) int {
 		}
 		return i
 	}
+}
+
+// plain8 returns how many of the first 8 bytes of b come before one that
+// ends a string or needs a look of its own in one ('"', '\\' or a control
+// character), 8 if none does. It tests them at once in a word:
+// (x-lo)&^x&hi has the high bit of x's first zero byte set (and maybe of
+// later ones), (x-n*lo)&^x&hi that of its first byte below n.
+func plain8(b []byte) int {
+	const lo, hi = 0x0101010101010101, 0x8080808080808080
+	w := binary.LittleEndian.Uint64(b)
+	zero := func(x uint64) uint64 { return (x - lo) &^ x }
+	special := (w - 0x20*lo) &^ w // below 0x20
+	special |= zero(w ^ '"'*lo)
+	special |= zero(w ^ '\\'*lo)
+	return bits.TrailingZeros64(special&hi) / 8
 }

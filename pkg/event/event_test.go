@@ -187,25 +187,48 @@ func hasFoldedKeys(raw []byte) bool {
 	return false
 }
 
+// benchEvents are the seed event as written (indented) and compact, as
+// senders' JSON encoders write it.
+func benchEvents(b *testing.B) map[string][]byte {
+	raw, err := os.ReadFile("testdata/seed-bounce.json")
+	if err != nil {
+		b.Fatal(err)
+	}
+	var compact bytes.Buffer
+	if err := json.Compact(&compact, raw); err != nil {
+		b.Fatal(err)
+	}
+	return map[string][]byte{"indented": raw, "compact": compact.Bytes()}
+}
+
 func BenchmarkParse(b *testing.B) {
-	raw, _ := os.ReadFile("testdata/seed-bounce.json")
-	b.ReportAllocs()
-	b.SetBytes(int64(len(raw)))
-	for b.Loop() {
-		if _, err := Parse(raw); err != nil {
-			b.Fatal(err)
-		}
+	for name, raw := range benchEvents(b) {
+		b.Run(name, func(b *testing.B) {
+			b.ReportAllocs()
+			b.SetBytes(int64(len(raw)))
+			for b.Loop() {
+				if _, err := Parse(raw); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }
 
 func BenchmarkBody(b *testing.B) {
-	raw, _ := os.ReadFile("testdata/seed-bounce.json")
-	ev, _ := Parse(raw)
-	buf := make([]byte, 0, 2048)
-	b.ReportAllocs()
-	b.SetBytes(int64(len(raw)))
-	for b.Loop() {
-		buf = ev.Body(buf[:0])
+	for name, raw := range benchEvents(b) {
+		b.Run(name, func(b *testing.B) {
+			ev, err := Parse(raw)
+			if err != nil {
+				b.Fatal(err)
+			}
+			buf := make([]byte, 0, 2048)
+			b.ReportAllocs()
+			b.SetBytes(int64(len(raw)))
+			for b.Loop() {
+				buf = ev.Body(buf[:0])
+			}
+		})
 	}
 }
 

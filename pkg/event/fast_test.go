@@ -345,3 +345,25 @@ func corpusBytes(file []byte) ([]byte, bool) {
 	}
 	return []byte(s), true
 }
+
+// plain8 finds the first byte that ends a string or needs a look of its own
+// in one, whatever follows it (the word tests borrow into later bytes).
+func TestPlain8(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want int
+	}{
+		{"abcdefgh", 8},
+		{`"bcdefgh`, 0},
+		{`abc"efgh`, 3},
+		{`abcdefg\`, 7},
+		{"abc\x1fefgh", 3},
+		{"abc\x00\"\x00\\\x01", 3},
+		{"\x7f\x80\xff\x20!#[]", 8}, // DEL, non-ASCII, space and '"'/'\\' neighbours are plain
+		{"\xe2\x80\xa8\x21\x5b\x5d\x22\x00", 6},
+	} {
+		if got := plain8([]byte(tc.in)); got != tc.want {
+			t.Errorf("plain8(%q) = %d, want %d", tc.in, got, tc.want)
+		}
+	}
+}
