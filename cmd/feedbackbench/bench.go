@@ -248,6 +248,7 @@ func (v *variantRun) figures() figures {
 	}
 	if total.steady.deliveries > 0 {
 		f.SteadyCPUPer1000 = total.steady.cpu / float64(total.steady.deliveries) * 1000
+		f.SteadyShare = float64(total.steady.deliveries) / float64(total.deliveries)
 	}
 	return f
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -113,11 +114,11 @@ type phase struct {
 	resumed    int64              // of them, resumed sessions
 	conns      int                // connections open at the receiver at the last delivery
 	badEvents  int64              // events produced for the slow or dead tenant
-	steady     steady             // feedbackd's CPU with every slot in use
+	steady     steady             // feedbackd's CPU with every slot in use, no dial
 }
 
 // steady is feedbackd's CPU seconds over a round's deliveries made with
-// every slot in use.
+// every slot in use and no dial (see sampleSteady).
 type steady struct {
 	cpu        float64
 	deliveries int64
@@ -184,7 +185,7 @@ func (e *env) throughput(n int, withBad, profile bool) (phase, error) {
 			case <-inUse:
 				profiled <- e.profile(e.o.pprof, 5*time.Second)
 			case <-stopSteady:
-				profiled <- fmt.Errorf("no sample of the round had every slot in use (from %d deliveries made to %d yet to make: --events over twice --concurrency): not profiled", e.o.concurrency, e.o.concurrency)
+				profiled <- fmt.Errorf("no 250 ms of the round had every slot in use and no dial (from %d deliveries made to %d yet to make, with --events over twice --concurrency): not profiled", e.o.concurrency, e.o.concurrency)
 			}
 		}()
 	} else {
@@ -231,38 +232,47 @@ func (e *env) throughput(n int, withBad, profile bool) (phase, error) {
 }
 
 // sampleSteady measures feedbackd's CPU over the deliveries of a round of
-// want made with every slot in use, into st, until stop is closed, then
-// closes done: from the first sample with --concurrency deliveries made
-// (the first attempt in each slot dials: the round starts without
-// connections), when it closes inUse, to the last with --concurrency or
-// more yet to make (then the slots empty). A round too short for two such
-// samples leaves st zero.
+// want made with every slot in use and no connection being opened, into
+// st, until stop is closed, then closes done. It samples every 250 ms and
+// counts an interval between two samples if both fall from the
+// --concurrency-th delivery (the first attempt in each slot dials: the
+// round starts without connections) to the last with --concurrency yet to
+// make (then the slots empty), and feedbackd dialled nothing in it (its
+// feedbackd_delivery_dials_total did not move: slots that grow past
+// --concurrency, connections closed by the endpoint or evicted, and TLS
+// handshakes all dial). It closes inUse at the first interval counted.
+// A round with no such interval leaves st zero.
 func (e *env) sampleSteady(want int64, st *steady, inUse, stop, done chan struct{}) {
 	defer close(done)
 	conc := int64(e.o.concurrency)
-	var first, last struct {
-		count int64 // 0 until the first sample with every slot in use
-		cpu   float64
+	metrics := &http.Client{Timeout: 5 * time.Second}
+	type sample struct {
+		count      int64
+		cpu, dials float64
 	}
+	var prev sample // zero until a sample in the window
 	for {
 		select {
 		case <-stop:
-			if last.count > first.count {
-				*st = steady{cpu: last.cpu - first.cpu, deliveries: last.count - first.count}
-			}
 			return
 		case <-time.After(250 * time.Millisecond):
 		}
 		cpu := e.daemon.cpu()
+		dials := e.daemon.memstats(metrics).dials
 		s, err := e.stats()
 		if err != nil || s.Count < conc || s.Count > want-conc {
+			prev = sample{}
 			continue
 		}
-		if first.count == 0 {
-			first.count, first.cpu = s.Count, cpu
-			close(inUse)
+		cur := sample{s.Count, cpu, dials}
+		if prev.count > 0 && cur.dials == prev.dials {
+			if st.deliveries == 0 {
+				close(inUse)
+			}
+			st.cpu += cur.cpu - prev.cpu
+			st.deliveries += cur.count - prev.count
 		}
-		last.count, last.cpu = s.Count, cpu
+		prev = cur
 	}
 }
 
