@@ -612,7 +612,7 @@ func (t *transport) close() {
 type conn struct {
 	net.Conn              // what requests are written to
 	tcp       net.Conn    // the socket under TLS, for alive
-	t         *transport  // counts it open until close; nil once closed
+	t         *transport  // counts it open until close; nil once closed, or once open evicted it (counted closed then)
 	via       *proxy      // the proxy that takes absolute-form requests on it, or nil
 	head      headReader  // between lim and the exchange's pooled reader
 	lim       limitReader // between Conn and head

@@ -608,28 +608,39 @@ func connMetrics(t *testing.T, reg *prometheus.Registry) map[string]float64 {
 	return got
 }
 
+// pipeConn is a connection counted open in tr, over a pipe closed with
+// the test.
+func pipeConn(t *testing.T, tr *transport) *conn {
+	client, server := net.Pipe()
+	t.Cleanup(func() { client.Close(); server.Close() })
+	c := newConn(client, client)
+	c.t = tr
+	tr.mu.Lock()
+	tr.nOpen++
+	tr.mu.Unlock()
+	return c
+}
+
 // TestOpenAtTheBoundCountsTheEvictedClosed: a dial at the bound counts the
 // idle connection it evicts closed before its caller closes it, so that a
 // connection put back meanwhile is not seen over the bound and evicted
 // too.
 func TestOpenAtTheBoundCountsTheEvictedClosed(t *testing.T) {
-	tr := newTransport(nil, nil, 4, 4, 1)
-	client, server := net.Pipe()
-	t.Cleanup(func() { server.Close() })
-	idle := newConn(client, client)
-	tr.nOpen = 1
-	idle.t = tr
+	tr := newTransport(nil, nil, 4, 4, 2)
+	t.Cleanup(tr.close)
+	idle, busy := pipeConn(t, tr), pipeConn(t, tr)
 	tr.put(poolKey{host: "a"}, idle)
 
-	evicted := tr.open()
+	evicted := tr.open() // a dial at the bound: 3 counted open, 1 idle
 	if evicted != idle {
 		t.Fatalf("open at the bound evicted %v, want the idle connection", evicted)
 	}
-	if inUse, nIdle, counts := tr.connStats(); inUse != 1 || nIdle != 0 || counts.evicted != 1 {
-		t.Errorf("before the evicted connection is closed: %d in use, %d idle, %d evicted; want 1, 0, 1", inUse, nIdle, counts.evicted)
+	if inUse, nIdle, counts := tr.connStats(); inUse != 2 || nIdle != 0 || counts.evicted != 1 {
+		t.Errorf("before the evicted connection is closed: %d in use, %d idle, %d evicted; want 2, 0, 1", inUse, nIdle, counts.evicted)
 	}
+	tr.put(poolKey{host: "b"}, busy) // an answer put back before the evicted one is closed
 	evicted.close()
-	if inUse, _, _ := tr.connStats(); inUse != 1 {
-		t.Errorf("after it is closed: %d in use, want 1 (the dial's)", inUse)
+	if inUse, nIdle, counts := tr.connStats(); inUse != 1 || nIdle != 1 || counts.evicted != 1 {
+		t.Errorf("after it is closed: %d in use, %d idle, %d evicted; want 1 (the dial's), 1 (the one put back), 1", inUse, nIdle, counts.evicted)
 	}
 }
