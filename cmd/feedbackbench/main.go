@@ -47,10 +47,11 @@ its own process and feedbackd (--feedbackd) as a separate process; registers
   cpu          CPU seconds per 1,000 deliveries of feedbackd, and of the
                receiver, redis-server and this process (broker, producer);
                and feedbackd's with every slot in use and no dial: over
-               the 250 ms intervals from a round's --concurrency-th
-               delivery (each slot's first dials: a round starts without
-               connections) to its last --concurrency in which feedbackd
-               dialled nothing, with the share of deliveries they hold
+               the intervals between samples taken every second, from a
+               round's --concurrency-th delivery (each slot's first
+               dials: a round starts without connections) to its last
+               --concurrency, in which feedbackd dialled nothing, with
+               the share of deliveries they hold
   connections  feedbackd's dials and evictions per 1,000 deliveries, from
                its feedbackd_delivery_dials_total and
                feedbackd_delivery_connections_evicted_total
@@ -150,7 +151,7 @@ func run() int {
 	fs.BoolVar(&o.tls, "tls", false, "the receiver serves HTTPS with a CA this run makes; the ceilings use TLS too, feedbackd trusts the CA through SSL_CERT_FILE")
 	fs.IntVar(&o.hosts, "hosts", 1, "distinct endpoint hosts: the receiver listens on this many loopback addresses (127.0.0.2 and on when more than 1), the tenants' URLs go to them round robin")
 	fs.StringVar(&o.gomemlimit, "gomemlimit", "", "run feedbackd with this GOMEMLIMIT (Go's soft memory limit, e.g. 448MiB: what the Kubernetes manifest sets from the container's memory limit); default: this process's environment's, if any")
-	fs.StringVar(&o.pprof, "pprof", "", "write a 5 s CPU profile of feedbackd during the first throughput round, from the first 250 ms with every slot in use and no dial (see cpu above), to this file (with --outcomes both, the first with outcomes on), and heap and goroutine profiles taken halfway through it to FILE.heap and FILE.goroutine")
+	fs.StringVar(&o.pprof, "pprof", "", "write a 5 s CPU profile of feedbackd during the first throughput round, from the end of the first second with every slot in use and no dial (see cpu above), to this file (with --outcomes both, the first with outcomes on), and heap and goroutine profiles taken halfway through it to FILE.heap and FILE.goroutine")
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			fs.SetOutput(os.Stdout)

@@ -53,6 +53,7 @@ type memstats struct {
 	mallocs, bytes                     float64
 	heap, stacks, goroutines, inflight float64
 	dials, evicted                     float64
+	dialsKnown                         bool // feedbackd_delivery_dials_total was there
 }
 
 // minus is what m counted since m0.
@@ -89,6 +90,7 @@ func (d *daemonProc) memstats(c *http.Client) memstats {
 		heap: value("go_memstats_heap_inuse_bytes"), stacks: value("go_memstats_stack_inuse_bytes"),
 		goroutines: value("go_goroutines"), inflight: value("feedbackd_inflight_deliveries"),
 		dials: value("feedbackd_delivery_dials_total"), evicted: value("feedbackd_delivery_connections_evicted_total"),
+		dialsKnown: fams["feedbackd_delivery_dials_total"] != nil,
 	}
 }
 
@@ -118,23 +120,6 @@ func (p *memPeak) merge(q memPeak) {
 		*p = q
 	}
 	p.MostInflight, p.RSSMiB = most, rss
-}
-
-// sampleMemory samples feedbackd's memory every second into peak until
-// stop is closed, then closes done.
-func (e *env) sampleMemory(peak *memPeak, stop, done chan struct{}) {
-	defer close(done)
-	c := &http.Client{Timeout: 2 * time.Second}
-	for {
-		select {
-		case <-stop:
-			return
-		case <-time.After(time.Second): // a scrape of /metrics costs feedbackd CPU: not more often
-		}
-		if m := e.daemon.memstats(c); m.goroutines > 0 {
-			peak.add(m, e.daemon.rss())
-		}
-	}
 }
 
 // rss is the process's resident set size (VmRSS) in MiB (0 if it cannot be
@@ -213,16 +198,10 @@ func (e *env) saveProfile(file, kind string, d time.Duration) error {
 	return f.Close()
 }
 
-// machine names the machine: its cores, CPU model (from /proc/cpuinfo
-// through procfs) and platform.
+// machine names the machine: its cores, CPU model (cpuModel) and
+// platform.
 func machine() string {
-	cpuModel := ""
-	if fs, err := procfs.NewDefaultFS(); err == nil {
-		if cpus, err := fs.CPUInfo(); err == nil && len(cpus) > 0 {
-			cpuModel = cpus[0].ModelName
-		}
-	}
-	return fmt.Sprintf("%d cores %s, %s/%s", runtime.NumCPU(), cpuModel, runtime.GOOS, runtime.GOARCH)
+	return fmt.Sprintf("%d cores %s, %s/%s", runtime.NumCPU(), cpuModel(), runtime.GOOS, runtime.GOARCH)
 }
 
 // fileLimit is the open-file limit (RLIMIT_NOFILE) of this process, which

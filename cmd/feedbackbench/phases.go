@@ -118,7 +118,7 @@ type phase struct {
 }
 
 // steady is feedbackd's CPU seconds over a round's deliveries made with
-// every slot in use and no dial (see sampleSteady).
+// every slot in use and no dial (see steadyWindow).
 type steady struct {
 	cpu        float64
 	deliveries int64
@@ -173,9 +173,14 @@ func (e *env) throughput(n int, withBad, profile bool) (phase, error) {
 	logf("%s: producing %d events over %d tenants", what, n, e.o.tenants)
 	cpu0 := e.daemon.cpu()
 	others0 := e.othersCPU()
-	var st steady
-	inUse, stopSteady, steadyDone := make(chan struct{}), make(chan struct{}), make(chan struct{})
-	go e.sampleSteady(want, &st, inUse, stopSteady, steadyDone)
+	// One sampler a second, the memory's and the steady window's: a
+	// scrape of /metrics costs feedbackd CPU.
+	w := steadyWindow{slots: int64(e.o.concurrency), want: want}
+	var mem memPeak
+	inUse, stopSampling, sampled := make(chan struct{}), make(chan struct{}), make(chan struct{})
+	go e.sample(&mem, &w, inUse, stopSampling, sampled)
+	stopSample := sync.OnceFunc(func() { close(stopSampling); <-sampled; e.memPeak.merge(mem) })
+	defer stopSample()
 	// The profile is of the round with every slot in use: with thousands
 	// of slots, its first seconds are mostly dialling.
 	profiled := make(chan error, 1)
@@ -184,25 +189,18 @@ func (e *env) throughput(n int, withBad, profile bool) (phase, error) {
 			select {
 			case <-inUse:
 				profiled <- e.profile(e.o.pprof, 5*time.Second)
-			case <-stopSteady:
-				profiled <- fmt.Errorf("no 250 ms of the round had every slot in use and no dial (from %d deliveries made to %d yet to make, with --events over twice --concurrency): not profiled", e.o.concurrency, e.o.concurrency)
+			case <-stopSampling:
+				profiled <- fmt.Errorf("no second of the round, from its %d-th delivery to its last %d, had every slot in use and no dial: not profiled", e.o.concurrency, e.o.concurrency)
 			}
 		}()
 	} else {
 		profiled <- nil
 	}
-	var mem memPeak
-	stopSampling, sampled := make(chan struct{}), make(chan struct{})
-	go e.sampleMemory(&mem, stopSampling, sampled)
-	defer func() { close(stopSampling); <-sampled; e.memPeak.merge(mem) }()
 	if err := e.produce(0, n, pick); err != nil {
-		close(stopSteady)
-		<-steadyDone
 		return phase{}, err
 	}
 	s, err := e.waitFor(what, want, e.daemon)
-	close(stopSteady)
-	<-steadyDone
+	stopSample()
 	if perr := <-profiled; perr != nil {
 		logf("pprof: %v", perr)
 	}
@@ -218,7 +216,7 @@ func (e *env) throughput(n int, withBad, profile bool) (phase, error) {
 		resumed:    s.Resumed,
 		conns:      s.Open,
 		badEvents:  int64(n) - want,
-		steady:     st,
+		steady:     w.steady,
 	}
 	for name, c := range e.othersCPU() {
 		ph.others[name] = c - others0[name]
@@ -231,48 +229,62 @@ func (e *env) throughput(n int, withBad, profile bool) (phase, error) {
 	return ph, nil
 }
 
-// sampleSteady measures feedbackd's CPU over the deliveries of a round of
-// want made with every slot in use and no connection being opened, into
-// st, until stop is closed, then closes done. It samples every 250 ms and
-// counts an interval between two samples if both fall from the
-// --concurrency-th delivery (the first attempt in each slot dials: the
-// round starts without connections) to the last with --concurrency yet to
-// make (then the slots empty), and feedbackd dialled nothing in it (its
-// feedbackd_delivery_dials_total did not move: slots that grow past
-// --concurrency, connections closed by the endpoint or evicted, and TLS
-// handshakes all dial). It closes inUse at the first interval counted.
-// A round with no such interval leaves st zero.
-func (e *env) sampleSteady(want int64, st *steady, inUse, stop, done chan struct{}) {
-	defer close(done)
-	conc := int64(e.o.concurrency)
-	metrics := &http.Client{Timeout: 5 * time.Second}
-	type sample struct {
-		count      int64
+// steadyWindow sums feedbackd's CPU over the intervals between samples
+// of a round of want deliveries in which every slot is in use and no
+// connection is opened: from the slots-th delivery (the first attempt in
+// each slot dials: a round starts without connections) to the last with
+// slots yet to make (then the slots empty), between two samples read
+// whole and with feedbackd_delivery_dials_total the same in both (slots
+// that grow, connections closed by the endpoint or evicted all dial, and
+// with TLS each dial is a handshake).
+type steadyWindow struct {
+	slots, want int64
+	steady           // what the intervals counted so far hold
+	started     bool // an interval was counted
+	prev        struct {
+		count      int64 // 0: no sample to count an interval from
 		cpu, dials float64
 	}
-	var prev sample // zero until a sample in the window
+}
+
+// add takes a sample: count deliveries made, feedbackd's CPU seconds and
+// dials so far; ok is false if any of them could not be read. It reports
+// whether the sample ended the first interval counted.
+func (w *steadyWindow) add(count int64, cpu, dials float64, ok bool) (first bool) {
+	if !ok || count < w.slots || count > w.want-w.slots {
+		w.prev.count = 0
+		return false
+	}
+	if w.prev.count > 0 && dials == w.prev.dials {
+		w.cpu += cpu - w.prev.cpu
+		w.deliveries += count - w.prev.count
+		first, w.started = !w.started, true
+	}
+	w.prev.count, w.prev.cpu, w.prev.dials = count, cpu, dials
+	return first
+}
+
+// sample samples feedbackd every second until stop is closed, then closes
+// done: its memory into peak, and its CPU, dials and deliveries into w,
+// closing inUse when w counts its first interval.
+func (e *env) sample(peak *memPeak, w *steadyWindow, inUse, stop, done chan struct{}) {
+	defer close(done)
+	c := &http.Client{Timeout: 2 * time.Second}
 	for {
 		select {
 		case <-stop:
 			return
-		case <-time.After(250 * time.Millisecond):
+		case <-time.After(time.Second): // a scrape of /metrics costs feedbackd CPU: not more often
 		}
 		cpu := e.daemon.cpu()
-		dials := e.daemon.memstats(metrics).dials
+		m := e.daemon.memstats(c)
+		if m.goroutines > 0 {
+			peak.add(m, e.daemon.rss())
+		}
 		s, err := e.stats()
-		if err != nil || s.Count < conc || s.Count > want-conc {
-			prev = sample{}
-			continue
+		if w.add(s.Count, cpu, m.dials, err == nil && m.goroutines > 0 && m.dialsKnown) {
+			close(inUse)
 		}
-		cur := sample{s.Count, cpu, dials}
-		if prev.count > 0 && cur.dials == prev.dials {
-			if st.deliveries == 0 {
-				close(inUse)
-			}
-			st.cpu += cur.cpu - prev.cpu
-			st.deliveries += cur.count - prev.count
-		}
-		prev = cur
 	}
 }
 

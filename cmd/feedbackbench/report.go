@@ -83,7 +83,7 @@ type figures struct {
 	WorstRatio       float64 `json:"ratio_worst_round"`
 	SenderRatio      float64 `json:"ratio_to_sender"`
 	CPUPer1000       float64 `json:"cpu_s_per_1000"`
-	// SteadyCPUPer1000 is CPUPer1000 over the 250 ms intervals of the
+	// SteadyCPUPer1000 is CPUPer1000 over the 1 s intervals of the
 	// rounds with every slot in use and no dial (0 if none): without the
 	// first --concurrency deliveries, which each dial (the round starts
 	// without connections), nor the last ones, as the slots empty, nor an
@@ -180,7 +180,7 @@ func printFigures(w io.Writer, prefix string, f figures) {
 	fmt.Fprintf(w, "%sratio to feedbackd's sender alone\t%.2f median\n", prefix, f.SenderRatio)
 	fmt.Fprintf(w, "%sCPU per 1,000 deliveries\t%.3f s\n", prefix, f.CPUPer1000)
 	if f.SteadyCPUPer1000 > 0 {
-		fmt.Fprintf(w, "%s  with every slot in use, no dial\t%.3f s (over %.0f %% of the deliveries: not a round's first and last --concurrency, nor 250 ms in which feedbackd dialled)\n", prefix, f.SteadyCPUPer1000, 100*f.SteadyShare)
+		fmt.Fprintf(w, "%s  with every slot in use, no dial\t%.3f s (over %.0f %% of the deliveries: not a round's first and last --concurrency, nor a second in which feedbackd dialled)\n", prefix, f.SteadyCPUPer1000, 100*f.SteadyShare)
 	}
 	if len(f.OthersCPUPer1000) > 0 {
 		names := slices.Sorted(maps.Keys(f.OthersCPUPer1000))
