@@ -379,6 +379,7 @@ type attempt struct {
 	token    string    // the OAuth2 access token sent, if any
 	renewed  bool      // the token was replaced once
 	ended    *Result   // the attempt ended before its request was written
+	ts       [20]byte  // the request's Webhook-Timestamp, and its signatures: the fields' bytes
 	sig      [128]byte
 	fields   [8]field
 	req      request
@@ -420,11 +421,11 @@ func (a *attempt) send() {
 	ts := now.Unix()
 	a.signed = now
 	a.req = request{url: t.URL, custom: t.Header, body: a.body, keep: c.opts.ResponseBytes, fields: append(a.fields[:0],
-		field{"Content-Type", "application/json"},
-		field{"User-Agent", c.opts.UserAgent},
-		field{"Webhook-Id", a.id},
-		field{"Webhook-Timestamp", strconv.FormatInt(ts, 10)},
-		field{"Webhook-Signature", string(t.AppendSignatures(a.sig[:0], a.id, ts, a.body, now))},
+		field{name: "Content-Type", value: "application/json"},
+		field{name: "User-Agent", value: c.opts.UserAgent},
+		field{name: "Webhook-Id", value: a.id},
+		field{name: "Webhook-Timestamp", raw: strconv.AppendInt(a.ts[:0], ts, 10)},
+		field{name: "Webhook-Signature", raw: t.AppendSignatures(a.sig[:0], a.id, ts, a.body, now)},
 	)}
 	if sc := trace.SpanContextFromContext(a.ctx); sc.IsValid() {
 		a.req.fields = appendTraceContext(a.req.fields, sc)
@@ -436,7 +437,7 @@ func (a *attempt) send() {
 			a.ended = &Result{Verdict: Unreachable, Class: classAuthConfig}
 			return
 		}
-		a.req.fields = append(a.req.fields, field{"Authorization", "Bearer " + jwt})
+		a.req.fields = append(a.req.fields, field{name: "Authorization", value: "Bearer " + jwt})
 	case t.OAuth2 != nil:
 		tctx, cancel := context.WithDeadline(a.ctx, a.deadline)
 		var err error
@@ -450,7 +451,7 @@ func (a *attempt) send() {
 			}
 			return
 		}
-		a.req.fields = append(a.req.fields, field{"Authorization", "Bearer " + a.token})
+		a.req.fields = append(a.req.fields, field{name: "Authorization", value: "Bearer " + a.token})
 	}
 	// The status alone is the answer; at most MaxResponseBytes of the body
 	// are read, so that the connection can be reused.
@@ -592,9 +593,9 @@ func appendTraceContext(fields []field, sc trace.SpanContext) []field {
 	hex.Encode(b[36:52], sid[:])
 	b[52] = '-'
 	hex.Encode(b[53:55], []byte{byte(sc.TraceFlags())})
-	fields = append(fields, field{"Traceparent", string(b[:])})
+	fields = append(fields, field{name: "Traceparent", value: string(b[:])})
 	if ts := sc.TraceState().String(); ts != "" {
-		fields = append(fields, field{"Tracestate", ts})
+		fields = append(fields, field{name: "Tracestate", value: ts})
 	}
 	return fields
 }

@@ -88,7 +88,10 @@ type poolKey struct {
 }
 
 // field is one request header.
-type field struct{ name, value string }
+type field struct {
+	name, value string
+	raw         []byte // the value instead, when it is bytes the attempt holds (not copied into a string)
+}
 
 // request is one webhook POST.
 type request struct {
@@ -824,7 +827,11 @@ func appendRequest(b []byte, req *request, via *proxy) ([]byte, error) {
 		}
 	}
 	for _, f := range req.fields {
-		b, ok = appendField(b, f.name, f.value, ok)
+		if f.raw != nil {
+			b, ok = appendField(b, f.name, f.raw, ok)
+		} else {
+			b, ok = appendField(b, f.name, f.value, ok)
+		}
 	}
 	if !ok {
 		return b, errHeaderValue
@@ -852,7 +859,7 @@ func reserved(name string, fields []field) bool {
 	return false
 }
 
-func appendField(b []byte, name, value string, ok bool) ([]byte, bool) {
+func appendField[T string | []byte](b []byte, name string, value T, ok bool) ([]byte, bool) {
 	ok = ok && webhook.ValidHeaderValue(value)
 	b = append(b, name...)
 	b = append(b, ": "...)

@@ -257,7 +257,7 @@ func ValidateCampaigns(campaigns []string) error {
 // ValidHeaderValue reports whether v can be sent as a header value: no
 // control character but tab. The delivery transport refuses exactly the
 // values this refuses.
-func ValidHeaderValue(v string) bool {
+func ValidHeaderValue[T string | []byte](v T) bool {
 	for i := range len(v) {
 		if c := v[i]; c < ' ' && c != '\t' || c == 0x7f {
 			return false
