@@ -94,14 +94,7 @@ func skipSpace(b []byte, i int) int {
 // skipString returns the index just past the string starting at b[i] == '"'.
 func skipString(b []byte, i int) int {
 	for i++; i < len(b); i++ {
-		for i+8 <= len(b) {
-			n := plain8(b[i:])
-			i += n
-			if n < 8 {
-				break
-			}
-		}
-		if i >= len(b) {
+		if i = skipPlain(b, i); i >= len(b) {
 			break
 		}
 		switch b[i] {
@@ -144,6 +137,19 @@ func skipValue(b []byte, i int) int {
 		}
 		return i
 	}
+}
+
+// skipPlain returns the index of the first byte from b[i] on that ends a
+// string or needs a look of its own in one (see plain8), testing eight
+// bytes at a time, or of the first of the last seven or fewer bytes.
+func skipPlain(b []byte, i int) int {
+	for i+8 <= len(b) {
+		n := plain8(b[i:])
+		if i += n; n < 8 {
+			break
+		}
+	}
+	return i
 }
 
 // plain8 returns how many of the first 8 bytes of b come before one that

@@ -434,14 +434,7 @@ func scanString(b []byte, i int) int {
 		return -1
 	}
 	for i++; i < len(b); i++ {
-		for i+8 <= len(b) {
-			n := plain8(b[i:])
-			i += n
-			if n < 8 {
-				break
-			}
-		}
-		if i >= len(b) {
+		if i = skipPlain(b, i); i >= len(b) {
 			break
 		}
 		switch c := b[i]; {
