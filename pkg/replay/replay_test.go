@@ -51,9 +51,11 @@ func deadLetter(t *testing.T, cl *kgo.Client, i int, org, reason string, extra .
 	}
 }
 
-// readAll reads the committed records of topic until none has come for a
-// second. (Reading "to the end offset" does not work on a topic written in
-// transactions: its last offsets are commit markers, never returned.)
+// readAll reads the committed records of topic: nothing when it holds
+// none, else until none has come for a second after the first (waited for
+// up to 15 s: a new client's first fetch can take seconds on a loaded
+// machine). Reading "to the end offset" does not work on a topic written
+// in transactions: its last offsets are commit markers, never returned.
 func readAll(t *testing.T, opts []kgo.Opt, topic string) []*kgo.Record {
 	t.Helper()
 	cl, err := kgo.NewClient(append(opts, kgo.ConsumeTopics(topic), kgo.FetchIsolationLevel(kgo.ReadCommitted()),
@@ -62,9 +64,13 @@ func readAll(t *testing.T, opts []kgo.Opt, topic string) []*kgo.Record {
 		t.Fatal(err)
 	}
 	defer cl.Close()
+	if empty(t, cl, topic) {
+		return nil
+	}
 	var out []*kgo.Record
+	wait := 15 * time.Second
 	for {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), wait)
 		fs := cl.PollFetches(ctx)
 		cancel()
 		n := 0
@@ -72,7 +78,30 @@ func readAll(t *testing.T, opts []kgo.Opt, topic string) []*kgo.Record {
 		if n == 0 {
 			return out
 		}
+		wait = time.Second
 	}
+}
+
+// empty reports whether no partition of topic holds an offset.
+func empty(t *testing.T, cl *kgo.Client, topic string) bool {
+	t.Helper()
+	adm := kadm.NewClient(cl)
+	ctx := testenv.Context(t, 10*time.Second)
+	starts, err := adm.ListStartOffsets(ctx, topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ends, err := adm.ListEndOffsets(ctx, topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	held := false
+	ends.Each(func(e kadm.ListedOffset) {
+		if s, ok := starts.Lookup(e.Topic, e.Partition); !ok || s.Offset < e.Offset {
+			held = true
+		}
+	})
+	return !held
 }
 
 func TestReplayByOrgOnceAndResume(t *testing.T) {

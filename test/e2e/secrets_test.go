@@ -159,9 +159,13 @@ func configsTopicDump(t *testing.T, h *harness) string {
 		t.Fatal(err)
 	}
 	defer cl.Close()
+	// Until none has come for a second after the first, waited for up to
+	// 15 s (a new client's first fetch can take seconds on a loaded machine;
+	// the topic holds the configs stored above).
 	var b strings.Builder
+	wait := 15 * time.Second
 	for {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), wait)
 		fs := cl.PollFetches(ctx)
 		cancel()
 		n := 0
@@ -169,5 +173,6 @@ func configsTopicDump(t *testing.T, h *harness) string {
 		if n == 0 {
 			return b.String()
 		}
+		wait = time.Second
 	}
 }
