@@ -16,20 +16,45 @@ import (
 // unchanged then.
 func (r *Record) AppendJSON(b []byte) ([]byte, error) {
 	var e Encoder
-	return e.AppendJSON(b, r)
+	return e.appendJSON(b, r, false)
 }
 
 // Encoder encodes records as Record.AppendJSON does, remembering the last
-// time it formatted: the records of one job share their time, and
-// formatting it is a third of the work. The zero Encoder is ready to use.
+// record's time and whom it is about (instance, ids, tenant, channel,
+// status, campaign): the records of one job share them, and encoding them
+// is most of the work, so the next such record copies their bytes. The
+// zero Encoder is ready to use; one that is kept (pooled) keeps its buffer.
 type Encoder struct {
-	t   time.Time
-	n   int      // buf[:n] is t, formatted; 0 before the first record
-	buf [40]byte // an RFC 3339 time of years 0..9999, zones within 24 h, takes at most 35
+	whoOf who
+	who   []byte // whoOf's fields, encoded; empty before the first record
+}
+
+// who is what an Encoder remembers of the last record: the fields encoded
+// after its type, up to campaignID.
+type who struct {
+	time                                      time.Time
+	instance, webhookID, eventID, requestID   string
+	org, sandbox, channel, status, campaignID string
+}
+
+func whoOf(r *Record) who {
+	return who{r.Time, r.Instance, r.WebhookID, r.EventID, r.RequestID, r.Org, r.Sandbox, r.Channel, r.Status, r.CampaignID}
+}
+
+// same reports whether w encodes as x does. (A time equal in another
+// location is written otherwise.)
+func (w *who) same(x *who) bool {
+	return w.time.Equal(x.time) && w.time.Location() == x.time.Location() &&
+		w.instance == x.instance && w.webhookID == x.webhookID && w.eventID == x.eventID && w.requestID == x.requestID &&
+		w.org == x.org && w.sandbox == x.sandbox && w.channel == x.channel && w.status == x.status && w.campaignID == x.campaignID
 }
 
 // AppendJSON appends r's JSON encoding to b (see Record.AppendJSON).
-func (e *Encoder) AppendJSON(b []byte, r *Record) ([]byte, error) {
+func (e *Encoder) AppendJSON(b []byte, r *Record) ([]byte, error) { return e.appendJSON(b, r, true) }
+
+// appendJSON appends r's encoding; keep says whether e remembers whom it
+// was about (not worth a buffer for one record).
+func (e *Encoder) appendJSON(b []byte, r *Record, keep bool) ([]byte, error) {
 	if y := r.Time.Year(); y < 0 || y > 9999 {
 		return b, errors.New("outcome: Record.Time: year outside of range [0,9999]")
 	}
@@ -41,23 +66,15 @@ func (e *Encoder) AppendJSON(b []byte, r *Record) ([]byte, error) {
 	}
 	b = append(b, `{"type":`...)
 	b = appendString(b, r.Type)
-	b = append(b, `,"time":"`...)
-	if e.n == 0 || !r.Time.Equal(e.t) || r.Time.Location() != e.t.Location() {
-		// A length, not a slice of buf: a pointer into itself would move
-		// every Encoder to the heap.
-		e.t, e.n = r.Time, len(r.Time.AppendFormat(e.buf[:0], time.RFC3339Nano))
+	if w := whoOf(r); len(e.who) > 0 && e.whoOf.same(&w) {
+		b = append(b, e.who...)
+	} else {
+		start := len(b)
+		b = appendWho(b, r)
+		if keep {
+			e.whoOf, e.who = w, append(e.who[:0], b[start:]...)
+		}
 	}
-	b = append(b, e.buf[:e.n]...)
-	b = append(b, `","instance":`...)
-	b = appendString(b, r.Instance)
-	b = field(b, `,"webhookId":`, r.WebhookID)
-	b = field(b, `,"eventId":`, r.EventID)
-	b = field(b, `,"requestId":`, r.RequestID)
-	b = field(b, `,"imsOrg":`, r.Org)
-	b = field(b, `,"sandbox":`, r.Sandbox)
-	b = field(b, `,"channel":`, r.Channel)
-	b = field(b, `,"feedbackStatus":`, r.Status)
-	b = field(b, `,"campaignID":`, r.CampaignID)
 	b = field(b, `,"outcome":`, r.Outcome)
 	b = field(b, `,"reason":`, r.Reason)
 	if r.Attempt != 0 {
@@ -80,6 +97,22 @@ func (e *Encoder) AppendJSON(b []byte, r *Record) ([]byte, error) {
 	b = field(b, `,"disabledReason":`, r.DisabledReason)
 	b = field(b, `,"source":`, r.Source)
 	return append(b, '}'), nil
+}
+
+// appendWho appends the fields of r from its time to its campaignID.
+func appendWho(b []byte, r *Record) []byte {
+	b = append(b, `,"time":"`...)
+	b = r.Time.AppendFormat(b, time.RFC3339Nano)
+	b = append(b, `","instance":`...)
+	b = appendString(b, r.Instance)
+	b = field(b, `,"webhookId":`, r.WebhookID)
+	b = field(b, `,"eventId":`, r.EventID)
+	b = field(b, `,"requestId":`, r.RequestID)
+	b = field(b, `,"imsOrg":`, r.Org)
+	b = field(b, `,"sandbox":`, r.Sandbox)
+	b = field(b, `,"channel":`, r.Channel)
+	b = field(b, `,"feedbackStatus":`, r.Status)
+	return field(b, `,"campaignID":`, r.CampaignID)
 }
 
 // field appends name and s, unless s is empty (omitempty).

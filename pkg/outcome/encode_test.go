@@ -127,6 +127,15 @@ func FuzzAppendJSON(f *testing.F) {
 				t.Fatalf("one Encoder, time %v: got %s (%v)\nwant %s (%v)", at, got, err, want, wantErr)
 			}
 		}
+		// And for records about another: the fields swapped one by one.
+		for _, f := range []*string{&r.Instance, &r.WebhookID, &r.EventID, &r.Org, &r.Sandbox} {
+			*f, r.Outcome = r.Outcome, *f
+			want, wantErr := json.Marshal(&r)
+			got, err := e.AppendJSON(nil, &r)
+			if (err != nil) != (wantErr != nil) || !bytes.Equal(got, want) {
+				t.Fatalf("one Encoder, another record: got %s (%v)\nwant %s (%v)", got, err, want, wantErr)
+			}
+		}
 	})
 }
 
@@ -189,6 +198,35 @@ func TestEncoderReusesTime(t *testing.T) {
 		got, err := e.AppendJSON(nil, &r)
 		if err != nil || !bytes.Equal(got, want) {
 			t.Errorf("%v: got %s, %v\nwant %s", tm, got, err, want)
+		}
+	}
+}
+
+// An Encoder copies what it encoded of the last record only for a record
+// about the same: one field of it changed at a time, it writes that one.
+func TestEncoderReusesWho(t *testing.T) {
+	base := Record{Type: TypeAttempt, Time: time.Date(2026, 12, 2, 10, 2, 0, 0, time.UTC), Instance: "i", WebhookID: "w",
+		EventID: "e", RequestID: "q", Org: "o", Sandbox: "s", Channel: "email", Status: "sent", CampaignID: "c", Outcome: "success"}
+	fields := map[string]func(*Record){
+		"instance": func(r *Record) { r.Instance = "i2" }, "webhookId": func(r *Record) { r.WebhookID = "w2" },
+		"eventId": func(r *Record) { r.EventID = "" }, "requestId": func(r *Record) { r.RequestID = "q2" },
+		"imsOrg": func(r *Record) { r.Org = "o2" }, "sandbox": func(r *Record) { r.Sandbox = "s2" },
+		"channel": func(r *Record) { r.Channel = "sms" }, "feedbackStatus": func(r *Record) { r.Status = "bounce" },
+		"campaignID": func(r *Record) { r.CampaignID = "c<2>" }, "time": func(r *Record) { r.Time = r.Time.Add(time.Millisecond) },
+		"type only": func(r *Record) { r.Type = TypeOutcome },
+	}
+	var e Encoder
+	for name, change := range fields {
+		other := base
+		change(&other)
+		for i, r := range []Record{base, other, other, base} {
+			want, err := json.Marshal(&r)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got, err := e.AppendJSON(nil, &r); err != nil || !bytes.Equal(got, want) {
+				t.Errorf("%s, record %d: got %s, %v\nwant %s", name, i, got, err, want)
+			}
 		}
 	}
 }

@@ -30,9 +30,16 @@ func (p *Pipeline) publish(ctx context.Context, j *job, attempt *deliver.Result,
 		j.finish(true)
 		return
 	}
+	if p.opts.Log == nil {
+		// The records are not kept once encoded: on the stack.
+		var records [2]outcome.Record
+		b := &outcomeBatch{p: p, ctx: ctx, job: j.unsettled(), wait: 100 * time.Millisecond}
+		b.send(p.encodeOutcomes(b.inline[:0], p.outcomeRecords(records[:0], j, attempt, done)))
+		return
+	}
 	// The records, their Kafka records and the batch share one allocation:
 	// this runs once per settled record.
-	b := &outcomeBatch{p: p, ctx: ctx, job: j.unsettled(), wait: 100 * time.Millisecond}
+	b := &loggedBatch{outcomeBatch: outcomeBatch{p: p, ctx: ctx, job: j.unsettled(), wait: 100 * time.Millisecond}}
 	recs := p.outcomeRecords(b.records[:0], j, attempt, done)
 	var krecs []kgo.Record
 	if p.opts.OutcomesTopic != "" {
@@ -40,13 +47,11 @@ func (p *Pipeline) publish(ctx context.Context, j *job, attempt *deliver.Result,
 	}
 	// Added before the job can finish: a drain that has seen every job
 	// finished may stop the log (daemon.Run), which writes what it holds.
-	if p.opts.Log != nil {
-		ptrs := b.ptrs[:0]
-		for i := range recs {
-			ptrs = append(ptrs, &recs[i]) // after encoding: the log reads their Value
-		}
-		p.opts.Log.Add(ptrs)
+	ptrs := b.ptrs[:0]
+	for i := range recs {
+		ptrs = append(ptrs, &recs[i]) // after encoding: the log reads their Value
 	}
+	p.opts.Log.Add(ptrs)
 	if p.opts.OutcomesTopic == "" {
 		j.finish(true)
 		return
@@ -142,17 +147,19 @@ func newOutcomesClient(kafkaOpts []kgo.Opt, opts Options) (*kgo.Client, error) {
 // in order, and sets each one's Value.
 func (p *Pipeline) encodeOutcomes(krecs []kgo.Record, recs []outcome.Record) []kgo.Record {
 	// The records are encoded in a scratch buffer, then copied to one of
-	// their exact size, which every key and value shares.
-	scratch := scratchPool.Get().(*[]byte)
-	defer scratchPool.Put(scratch)
-	enc := (*scratch)[:0]
+	// their exact size, which every key and value shares. The records of
+	// a job are about one tenant: they share their key.
+	sc := scratchPool.Get().(*scratch)
+	defer scratchPool.Put(sc)
+	enc := sc.buf[:0]
 	var endsOf [8]int
 	ends := endsOf[:0] // of each key and value in enc
-	var e outcome.Encoder
 	for i := range recs {
-		enc = recs[i].AppendKey(enc)
+		if !sameTenant(recs, i) {
+			enc = recs[i].AppendKey(enc)
+		}
 		ends = append(ends, len(enc))
-		v, err := e.AppendJSON(enc, &recs[i])
+		v, err := sc.enc.AppendJSON(enc, &recs[i])
 		if err != nil { // a Record always encodes; counted in case it ever does not
 			p.metrics.outcomeErrors.Inc()
 		}
@@ -160,18 +167,21 @@ func (p *Pipeline) encodeOutcomes(krecs []kgo.Record, recs []outcome.Record) []k
 		ends = append(ends, len(enc))
 	}
 	if cap(enc) <= 64<<10 { // a rare long answer's buffer is not kept
-		*scratch = enc
+		sc.buf = enc
 	}
 	buf := append([]byte(nil), enc...)
+	var key []byte
 	start := 0
 	for i := range recs {
-		key, value := buf[start:ends[2*i]:ends[2*i]], buf[ends[2*i]:ends[2*i+1]:ends[2*i+1]]
+		if !sameTenant(recs, i) {
+			if key = buf[start:ends[2*i]:ends[2*i]]; len(key) == 0 {
+				key = nil
+			}
+		}
+		value := buf[ends[2*i]:ends[2*i+1]:ends[2*i+1]]
 		start = ends[2*i+1]
 		if len(value) == 0 {
 			continue
-		}
-		if len(key) == 0 {
-			key = nil
 		}
 		recs[i].Value = value
 		// The Timestamp set spares franz-go a clock reading per record.
@@ -180,8 +190,19 @@ func (p *Pipeline) encodeOutcomes(krecs []kgo.Record, recs []outcome.Record) []k
 	return krecs
 }
 
-// scratchPool holds encodeOutcomes' buffers.
-var scratchPool = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
+// sameTenant reports whether recs[i] is about the tenant recs[i-1] is.
+func sameTenant(recs []outcome.Record, i int) bool {
+	return i > 0 && recs[i].Org == recs[i-1].Org && recs[i].Sandbox == recs[i-1].Sandbox
+}
+
+// scratch is encodeOutcomes' buffer and encoder, pooled: the encoder
+// keeps its own.
+type scratch struct {
+	buf []byte
+	enc outcome.Encoder
+}
+
+var scratchPool = sync.Pool{New: func() any { return &scratch{buf: make([]byte, 0, 4096)} }}
 
 // outcomeBatch is one job's outcome records on their way to the broker.
 // Records the broker fails with a retriable error (franz-go retried them
@@ -189,20 +210,24 @@ var scratchPool = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return
 // for good or ctx ends. The job is finished once every record is done: as
 // abandoned if ctx ended (or the client closed) first.
 type outcomeBatch struct {
-	p    *Pipeline
-	ctx  context.Context
-	job  unsettled     // not the *job: its record, event and answer are not held until the broker answers
-	wait time.Duration // before the next retry
-	// A job's records, usually: in outcome form, as Kafka records, and
-	// as the delivery log takes them.
-	records [2]outcome.Record
-	inline  [2]kgo.Record
-	ptrs    [2]*outcome.Record
+	p      *Pipeline
+	ctx    context.Context
+	job    unsettled     // not the *job: its record, event and answer are not held until the broker answers
+	wait   time.Duration // before the next retry
+	inline [2]kgo.Record // a job's records, usually
 
 	mu    sync.Mutex
 	left  int          // records not answered yet
 	again []kgo.Record // records to produce again
 	lost  bool         // ctx ended or the client closed
+}
+
+// loggedBatch is an outcomeBatch with its records as the delivery log
+// takes them (it holds them until it has written them).
+type loggedBatch struct {
+	outcomeBatch
+	records [2]outcome.Record // a job's records, usually
+	ptrs    [2]*outcome.Record
 }
 
 // send produces recs, which franz-go holds until their promises answer b.
