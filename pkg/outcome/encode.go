@@ -24,6 +24,8 @@ func (r *Record) AppendJSON(b []byte) ([]byte, error) {
 // status, campaign): the records of one job share them, and encoding them
 // is most of the work, so the next such record copies their bytes. The
 // zero Encoder is ready to use; one that is kept (pooled) keeps its buffer.
+// An Encoder must not be copied after its first use: the copies would
+// share that buffer.
 type Encoder struct {
 	whoOf who
 	who   []byte // whoOf's fields, encoded; empty before the first record

@@ -88,10 +88,16 @@ func empty(t *testing.T, cl *kgo.Client, topic string) bool {
 	adm := kadm.NewClient(cl)
 	ctx := testenv.Context(t, 10*time.Second)
 	starts, err := adm.ListStartOffsets(ctx, topic)
+	if err == nil {
+		err = starts.Error() // a partition's, or the topic's
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
 	ends, err := adm.ListEndOffsets(ctx, topic)
+	if err == nil {
+		err = ends.Error()
+	}
 	if err != nil {
 		t.Fatal(err)
 	}

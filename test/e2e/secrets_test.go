@@ -170,6 +170,9 @@ func configsTopicDump(t *testing.T, h *harness) string {
 		cancel()
 		n := 0
 		fs.EachRecord(func(r *kgo.Record) { b.Write(r.Value); b.WriteByte('\n'); n++ })
+		if n == 0 && b.Len() == 0 {
+			t.Fatal("no record read from feedback.configs in 15 s")
+		}
 		if n == 0 {
 			return b.String()
 		}
