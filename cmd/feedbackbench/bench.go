@@ -176,15 +176,18 @@ func bench(o options) (res result, err error) {
 	// best one: the machine's speed drifts, and half its best can be well
 	// over half of what it does now.
 	res.OfferedPerSec = before.raw / 2
-	if res.P50MS, res.P95MS, res.P99MS, err = e.latency(res.OfferedPerSec); err != nil {
+	l, err := e.latency(res.OfferedPerSec)
+	if err != nil {
 		return res, err
 	}
+	res.P50MS, res.P95MS, res.P99MS, res.GCs = l.p50, l.p95, l.p99, l.gcs
 	// Half the ceiling may be more than feedbackd sustains here, which
 	// measures a growing queue: also measure at half feedbackd's own rate.
 	res.SustainedPerSec = rate / 2
-	if res.SustainedP50MS, res.SustainedP95MS, res.SustainedP99MS, err = e.latency(res.SustainedPerSec); err != nil {
+	if l, err = e.latency(res.SustainedPerSec); err != nil {
 		return res, err
 	}
+	res.SustainedP50MS, res.SustainedP95MS, res.SustainedP99MS, res.SustainedGCs = l.p50, l.p95, l.p99, l.gcs
 	res.PeakRSSMiB = e.daemon.peakRSS()
 	res.MemoryAtPeak = e.memPeak
 	if e.memPeak.MostInflight >= 1000 { // below, the process's own memory is most of it

@@ -41,7 +41,8 @@ its own process and feedbackd (--feedbackd) as a separate process; registers
                measured last (just before), and again at half feedbackd's
                measured rate; each over --duration after a second at the
                rate that is not counted (feedbackd opens its connections
-               again: the ceiling round before closed them)
+               again: the ceiling round before closed them), with the
+               garbage collections feedbackd ran meanwhile
   allocations  feedbackd's Go allocations (count, bytes) per delivery,
                from its go_memstats_* metrics over the throughput phase
   cpu          CPU seconds per 1,000 deliveries of feedbackd, and of the

@@ -53,7 +53,9 @@ type memstats struct {
 	mallocs, bytes                     float64
 	heap, stacks, goroutines, inflight float64
 	dials, evicted                     float64
-	dialsKnown                         bool // feedbackd_delivery_dials_total was there
+	dialsKnown                         bool    // feedbackd_delivery_dials_total was there
+	gcs                                float64 // garbage collections so far (go_gc_duration_seconds' count)
+	gcsKnown                           bool
 }
 
 // minus is what m counted since m0.
@@ -85,12 +87,17 @@ func (d *daemonProc) memstats(c *http.Client) memstats {
 		}
 		return f.GetMetric()[0].GetGauge().GetValue()
 	}
+	gcs, gcsKnown := 0.0, false
+	if f := fams["go_gc_duration_seconds"]; f != nil && len(f.GetMetric()) > 0 && f.GetMetric()[0].GetSummary() != nil {
+		gcs, gcsKnown = float64(f.GetMetric()[0].GetSummary().GetSampleCount()), true
+	}
 	return memstats{
 		mallocs: value("go_memstats_mallocs_total"), bytes: value("go_memstats_alloc_bytes_total"),
 		heap: value("go_memstats_heap_inuse_bytes"), stacks: value("go_memstats_stack_inuse_bytes"),
 		goroutines: value("go_goroutines"), inflight: value("feedbackd_inflight_deliveries"),
 		dials: value("feedbackd_delivery_dials_total"), evicted: value("feedbackd_delivery_connections_evicted_total"),
 		dialsKnown: fams["feedbackd_delivery_dials_total"] != nil,
+		gcs:        gcs, gcsKnown: gcsKnown,
 	}
 }
 

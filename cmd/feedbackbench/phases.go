@@ -288,39 +288,52 @@ func (e *env) sample(peak *memPeak, w *steadyWindow, inUse, stop, done chan stru
 	}
 }
 
-// latency offers rate events/s for --duration and returns the p50, p95
-// and p99 from produce to arrival, in milliseconds.
-func (e *env) latency(rate float64) (p50, p95, p99 float64, err error) {
+// latencyFigures is what a latency phase measured: the p50, p95 and p99
+// from produce to arrival, in milliseconds, and the garbage collections
+// feedbackd ran while the measured events were offered and delivered
+// (from go_gc_duration_seconds' count; -1 if it could not be read): with
+// thousands of slow deliveries in flight a collection's mark is the tail.
+type latencyFigures struct {
+	p50, p95, p99 float64
+	gcs           float64
+}
+
+// latency offers rate events/s for --duration and measures them.
+func (e *env) latency(rate float64) (l latencyFigures, err error) {
 	// A second at the rate first, not counted: the ceiling round before
 	// closed feedbackd's idle connections (as every phase does, so that
 	// file descriptors do not pile up), and with thousands of slots the
 	// first events of the phase would measure re-opening them.
 	if err := e.reset(); err != nil {
-		return 0, 0, 0, err
+		return l, err
 	}
 	logf("latency: offering %.0f events/s for 1s, not measured (connections open again)", rate)
 	warm, err := e.offer(rate, time.Second)
 	if err != nil {
-		return 0, 0, 0, err
+		return l, err
 	}
 	if _, err := e.waitFor("latency warm-up", int64(warm), e.daemon); err != nil {
-		return 0, 0, 0, err
+		return l, err
 	}
 	if err := e.reset(); err != nil {
-		return 0, 0, 0, err
+		return l, err
 	}
 	logf("latency: offering %.0f events/s for %s", rate, e.o.duration)
+	m0 := e.daemon.memstats(e.http)
 	sent, err := e.offer(rate, e.o.duration)
 	if err != nil {
-		return 0, 0, 0, err
+		return l, err
 	}
 	s, err := e.waitFor("latency", int64(sent), e.daemon)
 	if err != nil {
-		return 0, 0, 0, err
+		return l, err
 	}
-	p50, p95, p99 = float64(s.P50)/1e6, float64(s.P95)/1e6, float64(s.P99)/1e6
-	logf("latency: p50 %.1f ms, p95 %.1f ms, p99 %.1f ms over %d deliveries", p50, p95, p99, s.Sample)
-	return p50, p95, p99, nil
+	l = latencyFigures{p50: float64(s.P50) / 1e6, p95: float64(s.P95) / 1e6, p99: float64(s.P99) / 1e6, gcs: -1}
+	if m := e.daemon.memstats(e.http); m0.gcsKnown && m.gcsKnown {
+		l.gcs = m.gcs - m0.gcs
+	}
+	logf("latency: p50 %.1f ms, p95 %.1f ms, p99 %.1f ms over %d deliveries%s", l.p50, l.p95, l.p99, s.Sample, collections(l.gcs))
+	return l, nil
 }
 
 // offer produces rate events/s to the healthy tenants for d, each stamped

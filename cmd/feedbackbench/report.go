@@ -58,7 +58,11 @@ type result struct {
 	SustainedP50MS  float64  `json:"sustained_p50_ms"`
 	SustainedP95MS  float64  `json:"sustained_p95_ms"`
 	SustainedP99MS  float64  `json:"sustained_p99_ms"`
-	PeakRSSMiB      float64  `json:"peak_rss_mib"`
+	// GCs and SustainedGCs are the garbage collections feedbackd ran in
+	// each latency phase's measured part (-1: not read).
+	GCs          float64 `json:"latency_gcs"`
+	SustainedGCs float64 `json:"sustained_latency_gcs"`
+	PeakRSSMiB   float64 `json:"peak_rss_mib"`
 	// MemoryAtPeak is feedbackd's heap and stacks when they were largest
 	// in the throughput rounds; PerInflightKB is the largest RSS sampled
 	// there over the most deliveries in flight seen there.
@@ -148,8 +152,8 @@ func printTable(r result) {
 	if r.OthersPerSec > 0 {
 		fmt.Fprintf(w, "other tenants with the %s\t%.0f deliveries/s, median round; %.2f x healthy (median of each round's ratio over the healthy round's before it), %.2f worst pair\n", r.Scenario, r.OthersPerSec, r.OthersVsHealthy, r.OthersWorstPair)
 	}
-	fmt.Fprintf(w, "latency at %.0f/s (p50/p95/p99)\t%.1f / %.1f / %.1f ms\n", r.OfferedPerSec, r.P50MS, r.P95MS, r.P99MS)
-	fmt.Fprintf(w, "latency at %.0f/s, half feedbackd's rate\t%.1f / %.1f / %.1f ms\n", r.SustainedPerSec, r.SustainedP50MS, r.SustainedP95MS, r.SustainedP99MS)
+	fmt.Fprintf(w, "latency at %.0f/s (p50/p95/p99)\t%.1f / %.1f / %.1f ms%s\n", r.OfferedPerSec, r.P50MS, r.P95MS, r.P99MS, collections(r.GCs))
+	fmt.Fprintf(w, "latency at %.0f/s, half feedbackd's rate\t%.1f / %.1f / %.1f ms%s\n", r.SustainedPerSec, r.SustainedP50MS, r.SustainedP95MS, r.SustainedP99MS, collections(r.SustainedGCs))
 	fmt.Fprintf(w, "peak RSS\t%.0f MiB (GOMEMLIMIT %s)\n", r.PeakRSSMiB, cmp.Or(r.GOMEMLIMIT, "not set"))
 	if m := r.MemoryAtPeak; m.Goroutines > 0 {
 		fmt.Fprintf(w, "  at the largest heap and stacks\theap in use %.0f MiB, stacks %.0f MiB, %.0f goroutines, %.0f deliveries in flight\n", m.HeapMiB, m.StacksMiB, m.Goroutines, m.Inflight)
@@ -202,4 +206,13 @@ func logf(format string, a ...any) {
 	// Formatted apart from the time, so that format may index its
 	// arguments (%[1]s).
 	fmt.Fprintf(os.Stderr, "%s %s\n", time.Now().Format("15:04:05"), fmt.Sprintf(format, a...))
+}
+
+// collections says how many garbage collections feedbackd ran while a
+// latency phase was measured, if known.
+func collections(n float64) string {
+	if n < 0 {
+		return ""
+	}
+	return fmt.Sprintf("; %.0f garbage collections in feedbackd meanwhile", n)
 }
