@@ -33,13 +33,13 @@ func (p *Pipeline) publish(ctx context.Context, j *job, attempt *deliver.Result,
 	if p.opts.Log == nil {
 		// The records are not kept once encoded: on the stack.
 		var records [2]outcome.Record
-		b := &outcomeBatch{p: p, ctx: ctx, job: j.unsettled(), wait: 100 * time.Millisecond}
+		b := &outcomeBatch{p: p, ctx: ctx, job: j.unsettled(), wait: outcomeRetryWait}
 		b.send(p.encodeOutcomes(b.inline[:0], p.outcomeRecords(records[:0], j, attempt, done)))
 		return
 	}
 	// The records, their Kafka records and the batch share one allocation:
 	// this runs once per settled record.
-	b := &loggedBatch{outcomeBatch: outcomeBatch{p: p, ctx: ctx, job: j.unsettled(), wait: 100 * time.Millisecond}}
+	b := &loggedBatch{outcomeBatch: outcomeBatch{p: p, ctx: ctx, job: j.unsettled(), wait: outcomeRetryWait}}
 	recs := p.outcomeRecords(b.records[:0], j, attempt, done)
 	var krecs []kgo.Record
 	if p.opts.OutcomesTopic != "" {
@@ -121,6 +121,14 @@ func responseText(b []byte) string {
 	}
 	return string(b)
 }
+
+// A batch whose records the broker failed waits outcomeRetryWait before it
+// produces them again, twice as long after each failure, up to
+// outcomeRetryMaxWait.
+const (
+	outcomeRetryWait    = 100 * time.Millisecond
+	outcomeRetryMaxWait = 10 * time.Second
+)
 
 // outcomesLinger is how long the outcomes producer waits to fill its
 // batches: a job is settled only once its records are acknowledged, so the
@@ -286,6 +294,6 @@ func (b *outcomeBatch) retry() {
 		b.job.finish(false)
 		return
 	}
-	b.wait = min(2*b.wait, 10*time.Second)
+	b.wait = min(2*b.wait, outcomeRetryMaxWait)
 	b.send(recs)
 }
